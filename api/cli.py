@@ -1,0 +1,158 @@
+"""The ``ledger`` command line (命令行). Typer, because its commands are typed functions like the
+rest of the code and it brings help, completion and rich errors without a framework of our own.
+
+Each area adds its own commands: projections (run, rebuild, status), audit (verify, export,
+verify-bundle, checkpoint), serving (serve, token). Errors are one line on stderr and exit 1-2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from domain.errors import DomainError
+from store.config import database_url
+from store.ledger import init_store, open_ledger
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="The accountability ledger (问责台账).",
+)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a one-line error and return the exit to raise."""
+    err.print(f"ledger: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def init() -> None:
+    """Create the store's schema and keys (idempotent)."""
+    url = database_url()
+    init_store(url)
+    _call_optional("audit.keys", "ensure_signing_key_from_env")
+    typer.echo(f"store ready: {_redacted(url)}")
+
+
+@app.command()
+def demo(
+    serve: Annotated[bool, typer.Option("--serve", help="serve the demo over HTTP afterwards")] = False,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+) -> None:
+    """Load the Laiwu demo year into an empty store and print an admin token."""
+    from api.demo import DemoRefused, load_demo
+
+    url = database_url()
+    init_store(url)
+    try:
+        summary = load_demo(url)
+    except DemoRefused as e:
+        raise fail(str(e)) from None
+    for line in summary.lines():
+        typer.echo(line)
+    token = _call_optional("api.auth", "issue_admin_token_for_cli", url)
+    if token:
+        typer.echo(f"admin token: {token}")
+    if serve:
+        serve_module = importlib.import_module("api.serve_cli")
+        serve_module.serve_forever(url, host=host, port=port, token=token)
+
+
+@app.command()
+def history(
+    kind: Annotated[str, typer.Argument(help="unit, person, case, petition, agreement, policy")],
+    record_id: Annotated[str, typer.Argument(metavar="ID")],
+) -> None:
+    """Print a record's events in order."""
+    ledger = open_ledger()
+    try:
+        events = ledger.events_of(kind, record_id)
+        positions = _positions(ledger, events)
+        for event in events:
+            data = {
+                k: v
+                for k, v in vars(event).items()
+                if k
+                not in {
+                    "originator_id",
+                    "originator_version",
+                    "timestamp",
+                    "actor",
+                    "occurred_at",
+                    "note",
+                    "originator_topic",
+                }
+            }
+            typer.echo(
+                f"#{positions.get(event.originator_version, '?')} v{event.originator_version} "
+                f"{type(event).__qualname__} by {getattr(event, 'actor', '?')} "
+                f"occurred {event.occurred_at.isoformat()} recorded {event.timestamp.isoformat()} "
+                + " ".join(f"{k}={v}" for k, v in data.items())
+            )
+    finally:
+        ledger.close()
+
+
+def _positions(ledger: object, events: list[object]) -> dict[int, int]:
+    """Global log positions of a record's events, if the recorder can tell them."""
+    lookup = getattr(getattr(ledger, "recorder", None), "positions_of", None)
+    if lookup is None or not events:
+        return {}
+    return dict(lookup(events[0].originator_id))
+
+
+def _redacted(url: str) -> str:
+    from store.config import _redact
+
+    return _redact(url)
+
+
+def _call_optional(module: str, function: str, *args: object) -> object:
+    """Areas still being built register themselves when present."""
+    try:
+        target = getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError):
+        return None
+    return target(*args)
+
+
+def _register_areas() -> None:
+    for module in ("projections.cli", "audit.cli", "api.serve_cli"):
+        try:
+            register = importlib.import_module(module).register
+        except (ImportError, AttributeError):
+            continue
+        register(app)
+
+
+def main() -> None:
+    """Entry point: domain refusals and bad configuration become one-line errors."""
+    _register_areas()
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except DomainError as e:
+        err.print(f"ledger: {e}", markup=False)
+        sys.exit(1)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        err.print(f"ledger: {e}", markup=False)
+        sys.exit(2)
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise

@@ -1,0 +1,643 @@
+"""The ledger application (台账应用): one method per use case, each loading, acting and saving.
+
+Commands return a :class:`Receipt` (id, version, global log position). An ``expected_version``
+refuses a stale write (optimistic concurrency); without one, a write that loses a race with
+another writer is retried on the fresh record. An ``idempotency_key`` is stored in the same
+transaction as the events, so a retried command returns the first answer and records nothing new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
+
+from domain.access import AccessGrant, AccessLog
+from domain.agreements import AccountabilityDecision, TargetAgreement, agreement_id
+from domain.base import LEDGER_EPOCH, Record, Stamp, check_id, record_uuid
+from domain.cases import EnforcementCase
+from domain.errors import InvalidValue, RecordExists, RecordNotFound, StaleVersion
+from domain.people import Person
+from domain.personal import PersonalDataMapper, PersonalDataVault
+from domain.petitions import Petition
+from domain.policy import Amendment, Policy, PolicyVersion
+from domain.units import Unit
+from domain.vocabulary import (
+    Agency,
+    AssignedFrom,
+    Channel,
+    ClueSource,
+    Commendation,
+    DecisionOutcome,
+    EscalationLevel,
+    Meeting,
+    MisconductKind,
+    NailCheck,
+    PetitionCategory,
+    Post,
+    Role,
+    UnitKind,
+    Violation,
+)
+
+R = TypeVar("R", bound=Record)
+Clock = Callable[[], datetime]
+
+#: Record kinds by the names API.md uses in paths and queries.
+KINDS: dict[str, type[Record]] = {
+    cls.KIND: cls
+    for cls in (Unit, Person, EnforcementCase, Petition, TargetAgreement, Policy, AccountabilityDecision, AccessGrant)
+}
+CONCURRENT_RETRIES = 20
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a command answers: the record, its new version and the event's place in the global log."""
+
+    id: str
+    version: int
+    position: int
+    created: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who records: an id (from the bearer token, never from a body) and the optional note."""
+
+    id: str
+
+
+class Ledger(Application[UUID]):
+    """The accountability ledger: the write side of every record."""
+
+    name = "Ledger"
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        vault: PersonalDataVault,
+        transcoder: Transcoder | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.vault = vault
+        self._transcoder = transcoder
+        self.clock = clock
+        super().__init__(env)
+
+    # --- infrastructure hooks -------------------------------------------------------------
+
+    def construct_transcoder(self) -> Transcoder:
+        if self._transcoder is None:
+            return super().construct_transcoder()
+        self.register_transcodings(self._transcoder)  # type: ignore[arg-type]
+        return self._transcoder
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return PersonalDataMapper(
+            self.vault,
+            transcoder=self.construct_transcoder(),
+            cipher=self.factory.cipher(),
+            compressor=self.factory.compressor(),
+        )
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def stamp(self, actor: str, occurred_at: datetime | None = None, note: str = "") -> Stamp:
+        now = self.clock()
+        return Stamp(actor=actor, occurred_at=occurred_at or now, recorded_at=now, note=note)
+
+    def get(self, cls: type[R], record_id: str, version: int | None = None) -> R:
+        """A record's current state, or at ``version``."""
+        check_id(record_id)
+        if version is not None and version < 1:
+            raise InvalidValue("version must be at least 1", "version")
+        try:
+            record: Record = self.repository.get(record_uuid(cls.KIND, record_id), version=version)
+        except AggregateNotFoundError:
+            raise RecordNotFound(cls.KIND, record_id) from None
+        if not isinstance(record, cls):
+            raise RecordNotFound(cls.KIND, record_id)
+        if version is not None and record.version < version:
+            raise RecordNotFound(cls.KIND, f"{record_id}@{version}")
+        return record
+
+    def exists(self, cls: type[Record], record_id: str) -> bool:
+        try:
+            self.get(cls, record_id)
+        except RecordNotFound:
+            return False
+        return True
+
+    def events_of(self, kind: str, record_id: str) -> list[DomainEventProtocol[UUID]]:
+        """Every event of a record, in order."""
+        cls = record_class(kind)
+        check_id(record_id)
+        events = list(self.events.get(record_uuid(cls.KIND, record_id)))
+        if not events:
+            raise RecordNotFound(kind, record_id)
+        return events
+
+    def as_of(self, cls: type[R], record_id: str, as_of: datetime, known_at: datetime | None = None) -> R:
+        """The record as it stood at business time ``as_of`` (as known at ``known_at``).
+
+        Events apply in their recorded order, up to the first that happened after ``as_of``;
+        ``known_at`` drops those recorded after it.
+        """
+        self.get(cls, record_id)  # raises RecordNotFound
+        version = 0
+        for event in self.events_of(cls.KIND, record_id):
+            if getattr(event, "occurred_at", as_of) > as_of or (known_at and event.timestamp > known_at):  # type: ignore[attr-defined]
+                break
+            version = event.originator_version
+        if version == 0:
+            raise RecordNotFound(cls.KIND, f"{record_id} as of {as_of.isoformat()}")
+        return self.get(cls, record_id, version=version)
+
+    def _save(self, records: list[Record], idempotency_key: str | None) -> list[int]:
+        kwargs: dict[str, Any] = {"idempotency_key": idempotency_key} if idempotency_key else {}
+        recordings = self.save(*records, **kwargs)
+        return [r.notification.id for r in recordings]
+
+    def _replayed(self, idempotency_key: str | None) -> Receipt | None:
+        """The first answer to a command already done under this key, if any."""
+        if not idempotency_key:
+            return None
+        positions = self.recorder.idempotent_result(idempotency_key)  # type: ignore[attr-defined]
+        if not positions:
+            return None
+        last = positions[-1]
+        notification = self.recorder.select_notifications(start=last, limit=1)[0]
+        event = self.mapper.to_domain_event(notification)
+        record: Record = self.repository.get(event.originator_id, version=event.originator_version)
+        return Receipt(record.record_id, event.originator_version, last, created=event.originator_version == 1)
+
+    def _create(self, make: Callable[[], R], idempotency_key: str | None) -> Receipt:
+        replay = self._replayed(idempotency_key)
+        if replay:
+            return replay
+        record = make()
+        if record.id in self.repository:
+            raise RecordExists(record.KIND, record.record_id)
+        try:
+            positions = self._save([record], idempotency_key)
+        except IntegrityError:
+            replay = self._replayed(idempotency_key)
+            if replay:
+                return replay
+            raise RecordExists(record.KIND, record.record_id) from None
+        return Receipt(record.record_id, record.version, positions[-1], created=True)
+
+    def _change(
+        self,
+        cls: type[R],
+        record_id: str,
+        act: Callable[[R], Any],
+        expected_version: int | None,
+        idempotency_key: str | None,
+    ) -> Receipt:
+        replay = self._replayed(idempotency_key)
+        if replay:
+            return replay
+        for _ in range(CONCURRENT_RETRIES):
+            record = self.get(cls, record_id)
+            if expected_version is not None and record.version != expected_version:
+                raise StaleVersion(cls.KIND, record_id, expected_version, record.version)
+            result = act(record)
+            try:
+                positions = self._save([record], idempotency_key)
+            except IntegrityError:
+                replay = self._replayed(idempotency_key)
+                if replay:
+                    return replay
+                if expected_version is not None:
+                    current = self.get(cls, record_id).version
+                    raise StaleVersion(cls.KIND, record_id, expected_version, current) from None
+                continue  # another writer got there first: act again on the fresh record
+            extra = result if isinstance(result, dict) else {}
+            return Receipt(record.record_id, record.version, positions[-1], extra=extra)
+        raise StaleVersion(cls.KIND, record_id, -1, self.get(cls, record_id).version)
+
+    # --- policy -----------------------------------------------------------------------------
+
+    def ensure_policy(self) -> None:
+        """Establish policy version 1 (the documented defaults) if the store has none yet."""
+        if not self.exists(Policy, Policy.ID):
+            stamp = Stamp(actor="ledger", occurred_at=LEDGER_EPOCH, recorded_at=self.clock())
+            with contextlib.suppress(IntegrityError):  # another process established it at the same moment
+                self._save([Policy.establish(stamp)], None)
+
+    def policy(self) -> Policy:
+        self.ensure_policy()
+        return self.get(Policy, Policy.ID)
+
+    def policy_in_force(self, at: datetime, known_at: datetime | None = None) -> PolicyVersion:
+        return self.policy().in_force(at, known_at)
+
+    def policy_versions(self) -> list[Amendment]:
+        return self.policy().versions()
+
+    def amend_policy(
+        self,
+        effective_from: datetime,
+        params: dict[str, Any],
+        *,
+        actor: str,
+        occurred_at: datetime | None = None,
+        note: str = "",
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Receipt:
+        self.ensure_policy()
+        stamp = self.stamp(actor, occurred_at, note)
+        return self._change(
+            Policy, Policy.ID, lambda p: p.amend(effective_from, params, stamp), expected_version, idempotency_key
+        )
+
+    # --- units ------------------------------------------------------------------------------
+
+    def register_unit(
+        self,
+        unit_id: str,
+        name: str,
+        kind: UnitKind,
+        parent_id: str | None,
+        *,
+        actor: str,
+        occurred_at: datetime | None = None,
+        note: str = "",
+        idempotency_key: str | None = None,
+    ) -> Receipt:
+        stamp = self.stamp(actor, occurred_at, note)
+        parent = self.get(Unit, parent_id) if parent_id else None
+        return self._create(lambda: Unit.register(unit_id, name, kind, parent, stamp), idempotency_key)
+
+    def allocate_quota(self, unit_id: str, year: int, mu: Decimal, **cmd: Any) -> Receipt:
+        return self._command(Unit, unit_id, lambda u, s: u.allocate_quota(year, mu, s), **cmd)
+
+    def approve_land(self, unit_id: str, mu: Decimal, project: str, **cmd: Any) -> Receipt:
+        return self._command(Unit, unit_id, lambda u, s: u.approve_land(mu, project, s), **cmd)
+
+    def ancestors(self, unit_id: str) -> list[Unit]:
+        """The unit and every unit above it, nearest first (属地管理)."""
+        chain: list[Unit] = []
+        current: str | None = unit_id
+        while current is not None and len(chain) < 32:
+            unit = self.get(Unit, current)
+            chain.append(unit)
+            current = unit.parent_id
+        return chain
+
+    # --- people and conduct -----------------------------------------------------------------
+
+    def register_person(
+        self,
+        name: str,
+        unit_id: str,
+        post: Post,
+        *,
+        person_id: str | None = None,
+        actor: str,
+        occurred_at: datetime | None = None,
+        note: str = "",
+        idempotency_key: str | None = None,
+    ) -> Receipt:
+        stamp = self.stamp(actor, occurred_at, note)
+        self.get(Unit, unit_id)
+        new_id = person_id or new_record_id("p")
+        return self._create(lambda: Person.register(new_id, name, unit_id, post, stamp), idempotency_key)
+
+    def report_misconduct(
+        self, person_id: str, kind: MisconductKind, reporter: str, detail: str, **cmd: Any
+    ) -> Receipt:
+        return self._command(
+            Person, person_id, lambda p, s: {"report_id": p.report_misconduct(kind, reporter, detail, s)}, **cmd
+        )
+
+    def record_finding(self, person_id: str, report_id: str, substantiated: bool, **cmd: Any) -> Receipt:
+        return self._command(Person, person_id, lambda p, s: p.record_finding(report_id, substantiated, s), **cmd)
+
+    def remove_from_post(self, person_id: str, **cmd: Any) -> Receipt:
+        return self._command(Person, person_id, lambda p, s: p.remove_from_post(s), **cmd)
+
+    def refer_to_judiciary(self, person_id: str, **cmd: Any) -> Receipt:
+        return self._command(Person, person_id, lambda p, s: p.refer_to_judiciary(s), **cmd)
+
+    def commend(self, person_id: str, title: Commendation, **cmd: Any) -> Receipt:
+        return self._command(Person, person_id, lambda p, s: p.commend(title, s), **cmd)
+
+    def record_training(self, person_id: str, course: str, **cmd: Any) -> Receipt:
+        return self._command(Person, person_id, lambda p, s: p.record_training(course, s), **cmd)
+
+    def hold_reception(self, person_id: str, place: str, **cmd: Any) -> Receipt:
+        return self._command(Person, person_id, lambda p, s: p.hold_reception(place, s), **cmd)
+
+    # --- enforcement cases ------------------------------------------------------------------
+
+    def report_clue(
+        self,
+        unit_id: str,
+        violation: Violation,
+        source: ClueSource,
+        *,
+        case_id: str | None = None,
+        area_mu: Decimal | None = None,
+        value_yuan: Decimal | None = None,
+        location: str = "",
+        petition_id: str | None = None,
+        actor: str,
+        occurred_at: datetime | None = None,
+        note: str = "",
+        idempotency_key: str | None = None,
+    ) -> Receipt:
+        stamp = self.stamp(actor, occurred_at, note)
+        self.get(Unit, unit_id)
+        if petition_id is not None:
+            self.get(Petition, petition_id)
+        policy = self.policy_in_force(stamp.occurred_at)
+        new_id = case_id or new_record_id("c")
+        return self._create(
+            lambda: EnforcementCase.report_clue(
+                new_id,
+                unit_id,
+                violation,
+                source,
+                policy,
+                stamp,
+                area_mu=area_mu,
+                value_yuan=value_yuan,
+                location=location,
+                petition_id=petition_id,
+            ),
+            idempotency_key,
+        )
+
+    def file_case(self, case_id: str, handler_ids: list[str], **cmd: Any) -> Receipt:
+        self._require_people(handler_ids, "handler_ids")
+        return self._command(EnforcementCase, case_id, lambda c, s: c.file(handler_ids, s), **cmd)
+
+    def handle_jointly(self, case_id: str, agencies: list[Agency], **cmd: Any) -> Receipt:
+        return self._command(EnforcementCase, case_id, lambda c, s: c.handle_jointly(agencies, s), **cmd)
+
+    def declare_major(self, case_id: str, reason: str, **cmd: Any) -> Receipt:
+        return self._command(EnforcementCase, case_id, lambda c, s: c.declare_major(reason, s), **cmd)
+
+    def report_upward(self, case_id: str, **cmd: Any) -> Receipt:
+        return self._command(EnforcementCase, case_id, lambda c, s: c.report_upward(s), **cmd)
+
+    def file_for_record(self, case_id: str, **cmd: Any) -> Receipt:
+        return self._command(EnforcementCase, case_id, lambda c, s: c.file_for_record(s), **cmd)
+
+    def review_jointly(self, case_id: str, decision: str, **cmd: Any) -> Receipt:
+        return self._command(EnforcementCase, case_id, lambda c, s: c.review_jointly(decision, s), **cmd)
+
+    def supervise(self, case_id: str, by_unit_id: str, deadline: datetime, **cmd: Any) -> Receipt:
+        self.get(Unit, by_unit_id)
+        return self._command(EnforcementCase, case_id, lambda c, s: c.supervise(by_unit_id, deadline, s), **cmd)
+
+    def decide_penalty(
+        self, case_id: str, fine_yuan: Decimal | None, demolition_mu: Decimal | None, **cmd: Any
+    ) -> Receipt:
+        return self._command(
+            EnforcementCase, case_id, lambda c, s: c.decide_penalty(fine_yuan, demolition_mu, s), **cmd
+        )
+
+    def transfer_case(self, case_id: str, to: Agency, **cmd: Any) -> Receipt:
+        return self._command(EnforcementCase, case_id, lambda c, s: c.transfer(to, s), **cmd)
+
+    def close_case(self, case_id: str, outcome: str, **cmd: Any) -> Receipt:
+        return self._command(EnforcementCase, case_id, lambda c, s: c.close(outcome, s), **cmd)
+
+    def find_wrongful(self, case_id: str, handler_ids: list[str], reason: str, **cmd: Any) -> Receipt:
+        self._require_people(handler_ids, "handler_ids")
+        return self._command(EnforcementCase, case_id, lambda c, s: c.find_wrongful(handler_ids, reason, s), **cmd)
+
+    # --- petitions --------------------------------------------------------------------------
+
+    def register_petition(
+        self,
+        unit_id: str,
+        channel: Channel,
+        petitioner_count: int,
+        petitioner: str,
+        subject: str,
+        category: PetitionCategory,
+        *,
+        petition_id: str | None = None,
+        skip_level: bool = False,
+        repeat_of: str | None = None,
+        assigned_from: AssignedFrom | None = None,
+        actor: str,
+        occurred_at: datetime | None = None,
+        note: str = "",
+        idempotency_key: str | None = None,
+    ) -> Receipt:
+        stamp = self.stamp(actor, occurred_at, note)
+        self.get(Unit, unit_id)
+        if repeat_of is not None:
+            self.get(Petition, repeat_of)
+        policy = self.policy_in_force(stamp.occurred_at)
+        new_id = petition_id or new_record_id("x")
+        return self._create(
+            lambda: Petition.register(
+                new_id,
+                unit_id,
+                channel,
+                petitioner_count,
+                petitioner,
+                subject,
+                category,
+                policy,
+                stamp,
+                skip_level=skip_level,
+                repeat_of=repeat_of,
+                assigned_from=assigned_from,
+            ),
+            idempotency_key,
+        )
+
+    def take_ownership(self, petition_id: str, leader_id: str, **cmd: Any) -> Receipt:
+        leader = self.get(Person, leader_id)
+        return self._command(Petition, petition_id, lambda p, s: p.take_ownership(leader, s), **cmd)
+
+    def hold_meeting(self, petition_id: str, party: Meeting, **cmd: Any) -> Receipt:
+        return self._command(Petition, petition_id, lambda p, s: p.hold_meeting(party, s), **cmd)
+
+    def extend_petition(self, petition_id: str, days: int, **cmd: Any) -> Receipt:
+        return self._command(Petition, petition_id, lambda p, s: p.extend(days, s), **cmd)
+
+    def reply_petition(self, petition_id: str, summary: str, **cmd: Any) -> Receipt:
+        return self._command(Petition, petition_id, lambda p, s: p.reply(summary, s), **cmd)
+
+    def return_visit(self, petition_id: str, satisfied: bool, **cmd: Any) -> Receipt:
+        return self._command(Petition, petition_id, lambda p, s: p.return_visit(satisfied, s), **cmd)
+
+    def escalate(self, petition_id: str, level: EscalationLevel, collective: bool, **cmd: Any) -> Receipt:
+        return self._command(Petition, petition_id, lambda p, s: p.escalate(level, collective, s), **cmd)
+
+    def designate_nail_case(self, petition_id: str, resolver_id: str, **cmd: Any) -> Receipt:
+        resolver = self.get(Person, resolver_id)
+        return self._command(Petition, petition_id, lambda p, s: p.designate_nail_case(resolver, s), **cmd)
+
+    def record_nail_check(self, petition_id: str, check: NailCheck, **cmd: Any) -> Receipt:
+        return self._command(Petition, petition_id, lambda p, s: p.record_nail_check(check, s), **cmd)
+
+    def record_cessation(self, petition_id: str, **cmd: Any) -> Receipt:
+        return self._command(Petition, petition_id, lambda p, s: p.cease(s), **cmd)
+
+    def divert_petition(self, petition_id: str, to_unit_id: str, **cmd: Any) -> Receipt:
+        self.get(Unit, to_unit_id)
+        return self._command(Petition, petition_id, lambda p, s: p.divert(to_unit_id, s), **cmd)
+
+    def close_petition(self, petition_id: str, **cmd: Any) -> Receipt:
+        return self._command(Petition, petition_id, lambda p, s: p.close(s), **cmd)
+
+    # --- agreements and accountability ------------------------------------------------------
+
+    def sign_agreement(
+        self,
+        year: int,
+        issuer_unit_id: str,
+        responsible_unit_id: str,
+        targets: list[str] | None = None,
+        *,
+        actor: str,
+        occurred_at: datetime | None = None,
+        note: str = "",
+        idempotency_key: str | None = None,
+    ) -> Receipt:
+        stamp = self.stamp(actor, occurred_at, note)
+        self.get(Unit, issuer_unit_id)
+        self.get(Unit, responsible_unit_id)
+        return self._create(
+            lambda: TargetAgreement.sign(year, issuer_unit_id, responsible_unit_id, targets or [], stamp),
+            idempotency_key,
+        )
+
+    def agreement(self, year: int, issuer_unit_id: str, responsible_unit_id: str) -> TargetAgreement:
+        return self.get(TargetAgreement, agreement_id(year, issuer_unit_id, responsible_unit_id))
+
+    def decide_trigger(
+        self,
+        trigger_id: str,
+        rule: str,
+        outcome: DecisionOutcome,
+        reason: str,
+        *,
+        actor: str,
+        occurred_at: datetime | None = None,
+        note: str = "",
+        idempotency_key: str | None = None,
+    ) -> Receipt:
+        """Record a supervisor's decision on a trigger; the caller has checked the trigger exists."""
+        stamp = self.stamp(actor, occurred_at, note)
+        return self._create(
+            lambda: AccountabilityDecision.decide(trigger_id, rule, outcome, reason, stamp), idempotency_key
+        )
+
+    # --- access and personal data -----------------------------------------------------------
+
+    def grant_access(
+        self,
+        subject: str,
+        role: Role,
+        unit_ids: list[str],
+        secret_hash: str,
+        *,
+        grant_id: str | None = None,
+        expires_at: datetime | None = None,
+        actor: str,
+    ) -> Receipt:
+        for unit_id in unit_ids:
+            self.get(Unit, unit_id)
+        stamp = self.stamp(actor)
+        new_id = grant_id or new_record_id("g")
+        return self._create(
+            lambda: AccessGrant.grant(new_id, subject, role, unit_ids, secret_hash, expires_at, stamp), None
+        )
+
+    def revoke_access(self, grant_id: str, **cmd: Any) -> Receipt:
+        return self._command(AccessGrant, grant_id, lambda g, s: g.revoke(s), **cmd)
+
+    def log_personal_data_read(self, kind: str, record_id: str, fields: list[str], purpose: str, *, actor: str) -> None:
+        """Every read of personal data is itself an event (个人信息查阅留痕)."""
+        stamp = self.stamp(actor)
+        log_id = f"{kind}.{record_id}"
+        for _ in range(CONCURRENT_RETRIES):
+            try:
+                log = self.get(AccessLog, log_id)
+            except RecordNotFound:
+                log = AccessLog.open_for(kind, record_id, stamp)
+            log.record_read(fields, purpose, stamp)
+            try:
+                self._save([log], None)
+            except IntegrityError:
+                continue
+            return
+
+    def erase_personal_data(self, kind: str, record_id: str, reason: str, **cmd: Any) -> Receipt:
+        """Crypto-shred a record's personal data: record the erasure, then destroy the key."""
+        cls = record_class(kind)
+        receipt = self._command(cls, record_id, lambda r, s: r.erase_personal_data(reason, s), **cmd)
+        self.vault.destroy(record_uuid(cls.KIND, record_id).hex)
+        return receipt
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _command(
+        self,
+        cls: type[R],
+        record_id: str,
+        act: Callable[[R, Stamp], Any],
+        *,
+        actor: str,
+        occurred_at: datetime | None = None,
+        note: str = "",
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Receipt:
+        stamp = self.stamp(actor, occurred_at, note)
+        return self._change(cls, record_id, lambda r: act(r, stamp), expected_version, idempotency_key)
+
+    def _require_people(self, person_ids: list[str], field_name: str) -> None:
+        for person_id in person_ids:
+            check_id(person_id, field_name)
+            self.get(Person, person_id)
+
+    def iter_log(self, start: int = 1, stop: int | None = None, batch: int = 1000) -> Iterator[tuple[int, Any]]:
+        """The global log from ``start``: (position, domain event) pairs, in order."""
+        position = start
+        while True:
+            notifications = self.recorder.select_notifications(start=position, limit=batch, stop=stop)
+            if not notifications:
+                return
+            for n in notifications:
+                yield n.id, self.mapper.to_domain_event(n)
+            position = notifications[-1].id + 1
+
+
+def record_class(kind: str) -> type[Record]:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise InvalidValue(f"unknown record kind {kind!r} (one of {', '.join(KINDS)})", "kind") from None
+
+
+def new_record_id(prefix: str) -> str:
+    """A fresh public id for a record whose caller named none."""
+    return f"{prefix}-{secrets.token_hex(6)}"

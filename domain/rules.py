@@ -1,0 +1,40 @@
+"""Derived facts (派生事实): computed here once, used by the records and by the projections alike."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from domain.policy import PolicyVersion
+
+
+def is_collective(petitioner_count: int, policy: PolicyVersion) -> bool:
+    """A petition of ``collective_threshold`` or more petitioners is collective (集体访)."""
+    return petitioner_count >= policy.days("collective_threshold")
+
+
+def is_initial(repeat_of: str | None) -> bool:
+    """A first letter or visit on a matter (初信初访) is one that repeats no earlier petition (R11, R16)."""
+    return repeat_of is None
+
+
+def is_major_by_size(area_mu: Decimal | None, value_yuan: Decimal | None, policy: PolicyVersion) -> bool:
+    """A case at or above either threshold is major (重大案件) without anyone deciding so (R4)."""
+    return (area_mu is not None and area_mu >= Decimal(policy["major_case_area_mu"])) or (
+        value_yuan is not None and value_yuan >= Decimal(policy["major_case_value_yuan"])
+    )
+
+
+def acceptance_deadline(registered_at: datetime, policy: PolicyVersion) -> datetime:
+    """Decide whether to accept within ``acceptance_days`` (受理期限)."""
+    return registered_at + timedelta(days=policy.days("acceptance_days"))
+
+
+def handling_deadline(registered_at: datetime, policy: PolicyVersion, extension_days: int = 0) -> datetime:
+    """Handle within ``handling_days``, plus the one extension if granted (办理期限)."""
+    return registered_at + timedelta(days=policy.days("handling_days") + extension_days)
+
+
+def filing_deadline(reported_at: datetime, policy: PolicyVersion) -> datetime:
+    """A clue still unfiled after ``clue_filing_days`` counts as 有案不查."""
+    return reported_at + timedelta(days=policy.days("clue_filing_days"))

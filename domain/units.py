@@ -1,0 +1,102 @@
+"""Units (单位): governments and bureau offices, in the tree of 属地管理, with their land quota."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from domain.base import Record, Stamp, check_text, local_year
+from domain.errors import InvalidValue, RuleViolation
+from domain.vocabulary import UnitKind
+
+#: Which kinds of unit may sit directly under which (垂直管理): the bureau side mirrors the government side.
+ALLOWED_PARENTS: dict[UnitKind, frozenset[UnitKind | None]] = {
+    UnitKind.CITY: frozenset({None}),
+    UnitKind.DISTRICT: frozenset({UnitKind.CITY}),
+    UnitKind.TOWNSHIP: frozenset({UnitKind.DISTRICT}),
+    UnitKind.CITY_BUREAU: frozenset({UnitKind.CITY}),
+    UnitKind.BRANCH_BUREAU: frozenset({UnitKind.DISTRICT, UnitKind.CITY_BUREAU}),
+    UnitKind.LAND_STATION: frozenset({UnitKind.TOWNSHIP, UnitKind.BRANCH_BUREAU}),
+}
+#: Land quota (用地指标) is allocated to the city and its districts (R19) and used by districts and townships.
+QUOTA_HOLDERS = frozenset({UnitKind.CITY, UnitKind.DISTRICT})
+QUOTA_USERS = frozenset({UnitKind.DISTRICT, UnitKind.TOWNSHIP})
+MAX_MU = Decimal(10) ** 9
+
+
+def check_mu(mu: Decimal, field: str = "mu") -> Decimal:
+    """An area in mu (亩) is positive and bounded."""
+    if not isinstance(mu, Decimal) or not mu.is_finite() or mu <= 0 or mu > MAX_MU:
+        raise InvalidValue(f"{field} must be a positive number of mu, at most {MAX_MU}", field)
+    return mu
+
+
+class Unit(Record):
+    """A unit (单位): city, district, township, city bureau, branch bureau or land station."""
+
+    KIND: ClassVar[str] = "unit"
+
+    if TYPE_CHECKING:  # state set by the events' apply(); annotations only for type checkers
+        name: str
+        kind: UnitKind
+        parent_id: str | None
+        allocated: dict[int, Decimal]
+        used: dict[int, Decimal]
+
+    class Registered(Record.Created):
+        name: str
+        kind: str
+        parent_id: str | None
+
+        def apply(self, unit: Any) -> None:
+            super().apply(unit)
+            unit.name = self.name
+            unit.kind = UnitKind(self.kind)
+            unit.parent_id = self.parent_id
+            unit.allocated = {}
+            unit.used = {}
+
+    class QuotaAllocated(Record.Event):
+        """Land-use quota allocated for a year (下达用地指标)."""
+
+        year: int
+        mu: Decimal
+
+        def apply(self, unit: Any) -> None:
+            unit.allocated[self.year] = unit.allocated.get(self.year, Decimal(0)) + self.mu
+
+    class LandApproved(Record.Event):
+        """Land approved for a project, used from the quota of the year it happened (批准用地)."""
+
+        year: int
+        mu: Decimal
+        project: str
+
+        def apply(self, unit: Any) -> None:
+            unit.used[self.year] = unit.used.get(self.year, Decimal(0)) + self.mu
+
+    @classmethod
+    def register(cls, unit_id: str, name: str, kind: UnitKind, parent: Unit | None, stamp: Stamp) -> Self:
+        check_text(name, "name", limit=200)
+        parent_kind = parent.kind if parent else None
+        if parent_kind not in ALLOWED_PARENTS[kind]:
+            allowed = ", ".join(sorted(k or "none" for k in ALLOWED_PARENTS[kind]))
+            raise RuleViolation(
+                f"a {kind} cannot sit under a {parent_kind or 'missing parent'} (allowed: {allowed})", rule="R15"
+            )
+        return cls._open(
+            cls.Registered, unit_id, stamp, name=name, kind=str(kind), parent_id=parent and parent.record_id
+        )
+
+    def allocate_quota(self, year: int, mu: Decimal, stamp: Stamp) -> None:
+        if self.kind not in QUOTA_HOLDERS:
+            raise RuleViolation(f"quota is allocated to the city and districts, not to a {self.kind}", rule="R19")
+        if not 2000 <= year <= local_year(stamp.occurred_at) + 1:
+            raise InvalidValue(f"year {year} is not a year the quota can be allocated for", "year")
+        self._record(self.QuotaAllocated, stamp, year=year, mu=check_mu(mu))
+
+    def approve_land(self, mu: Decimal, project: str, stamp: Stamp) -> None:
+        if self.kind not in QUOTA_USERS:
+            raise RuleViolation(f"land is approved for districts and townships, not for a {self.kind}", rule="R19")
+        check_text(project, "project", limit=200)
+        self._record(self.LandApproved, stamp, year=local_year(stamp.occurred_at), mu=check_mu(mu), project=project)

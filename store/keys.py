@@ -1,0 +1,121 @@
+"""Personal-data keys (个人信息密钥): one data key per record, wrapped by the master key.
+
+The data keys live in their own table, never in the event tables: destroying one (the only
+DELETE the ledger ever issues) makes that record's personal data unreadable for good, while the
+events, their hashes and every proof stay byte-for-byte the same (crypto-shredding).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.cipher import AESCipher
+from eventsourcing.utils import Environment
+
+from domain.personal import SEALED_PREFIX
+
+KEYS_TABLE = "ledger_personal_keys"
+CACHE_SECONDS = 60.0  # an erasure reaches other processes' caches within this time
+
+
+def cipher_for(key: bytes) -> AESCipher:
+    """The library's AES-GCM cipher, keyed with raw bytes."""
+    return AESCipher(Environment(env={AESCipher.CIPHER_KEY: base64.b64encode(key).decode()}))
+
+
+def load_master_key(environ: dict[str, str] | None = None, *, create: bool = False) -> bytes:
+    """The master key: ``LEDGER_CIPHER_KEY`` (base64), else the file at ``LEDGER_KEY_FILE`` (./ledger.key).
+
+    ``create`` makes a new key file (mode 0600) when none is configured — ``ledger init`` does that.
+    """
+    env = os.environ if environ is None else environ
+    inline = env.get("LEDGER_CIPHER_KEY")
+    if inline:
+        key = base64.b64decode(inline)
+    else:
+        path = Path(env.get("LEDGER_KEY_FILE", "ledger.key"))
+        if not path.exists():
+            if not create:
+                raise FileNotFoundError(
+                    f"no cipher key: set LEDGER_CIPHER_KEY or LEDGER_KEY_FILE, or run `ledger init` to create {path}"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(AESCipher.create_key(32) + "\n")
+        key = base64.b64decode(path.read_text().strip())
+    AESCipher.check_key_size(len(key))
+    return key
+
+
+class KeyVault:
+    """Seals personal fields with per-record keys kept in ``ledger_personal_keys``.
+
+    ``connect`` opens an autocommit DB-API connection; ``placeholder`` is ``?`` or ``%s``.
+    """
+
+    def __init__(self, master_key: bytes, connect: Callable[[], Any], placeholder: str) -> None:
+        self._master = cipher_for(master_key)
+        self._connect = connect
+        self._conn: Any = None
+        self._p = placeholder
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, AESCipher | None]] = {}
+
+    def seal(self, subject: str, plaintext: str) -> str:
+        cipher = self._key(subject, create=True)
+        assert cipher is not None
+        return SEALED_PREFIX + base64.b64encode(cipher.encrypt(plaintext.encode())).decode()
+
+    def unseal(self, subject: str, sealed: str) -> str | None:
+        cipher = self._key(subject, create=False)
+        if cipher is None:
+            return None
+        return cipher.decrypt(base64.b64decode(sealed[len(SEALED_PREFIX) :])).decode()
+
+    def destroy(self, subject: str) -> bool:
+        with self._lock:
+            self._cache.pop(subject, None)
+            cur = self._execute(f"DELETE FROM {KEYS_TABLE} WHERE subject = {self._p}", (subject,))
+            return bool(cur.rowcount)
+
+    def _key(self, subject: str, *, create: bool) -> AESCipher | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(subject)
+            if hit and hit[0] > now and (hit[1] is not None or not create):
+                return hit[1]
+            row = self._execute(f"SELECT wrapped FROM {KEYS_TABLE} WHERE subject = {self._p}", (subject,)).fetchone()
+            if row is None and create:
+                wrapped = self._master.encrypt(os.urandom(32))
+                self._execute(
+                    f"INSERT INTO {KEYS_TABLE} (subject, wrapped) VALUES ({self._p}, {self._p}) ON CONFLICT DO NOTHING",
+                    (subject, wrapped),
+                )
+                row = self._execute(
+                    f"SELECT wrapped FROM {KEYS_TABLE} WHERE subject = {self._p}", (subject,)
+                ).fetchone()
+            cipher = cipher_for(self._master.decrypt(bytes(row[0]))) if row else None
+            self._cache[subject] = (now + CACHE_SECONDS, cipher)
+            return cipher
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> Any:
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            return self._conn.execute(sql, params)
+        except Exception:
+            # A dropped connection (server restart) is reopened once; other errors surface.
+            self._conn = self._connect()
+            return self._conn.execute(sql, params)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,39 @@
+"""Composition root (装配): a :class:`~domain.application.Ledger` on the store a URL names.
+
+``init_store`` prepares a store once (schema, cipher key file, policy version 1);
+``open_ledger`` opens the application on it, with our transcoder and the personal-data vault.
+"""
+
+from __future__ import annotations
+
+import os
+
+from domain.application import Clock, Ledger, utc_now
+from store.config import create_schema, database_url, persistence_environment
+from store.db import blob_type, connect, placeholder
+from store.keys import KEYS_TABLE, KeyVault, load_master_key
+from store.transcoder import OrjsonTranscoder
+
+
+def init_store(url: str | None = None, *, clock: Clock = utc_now) -> None:
+    """Create the store's schema (idempotent), the cipher key file if none is configured, and policy v1."""
+    url = url or database_url()
+    create_schema(url)
+    with connect(url) as conn:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (subject TEXT PRIMARY KEY, wrapped {blob_type(url)} NOT NULL)"
+        )
+    load_master_key(dict(os.environ), create=True)
+    ledger = open_ledger(url, clock=clock)
+    try:
+        ledger.ensure_policy()
+    finally:
+        ledger.close()
+
+
+def open_ledger(url: str | None = None, *, clock: Clock = utc_now) -> Ledger:
+    """The ledger application on ``url`` (default: LEDGER_DATABASE_URL)."""
+    url = url or database_url()
+    vault = KeyVault(load_master_key(), lambda: connect(url), placeholder(url))
+    ledger = Ledger(persistence_environment(url), vault=vault, transcoder=OrjsonTranscoder(), clock=clock)
+    return ledger
