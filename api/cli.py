@@ -138,7 +138,8 @@ def main() -> None:
     """Entry point: domain refusals and bad configuration become one-line errors."""
     _register_areas()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns the code of a typer.Exit here
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except DomainError as e:
