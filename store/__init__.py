@@ -1,0 +1,1 @@
+"""Storage adapters (存储适配): recorders, transcoder and database configuration."""

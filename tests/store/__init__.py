@@ -1,0 +1,1 @@
+"""Tests of the storage adapters (存储适配)."""
