@@ -1,0 +1,101 @@
+"""A tiny database adapter (数据库适配) for the projections: one API over sqlite3 and psycopg.
+
+SQL is written once with ``?`` placeholders; PostgreSQL gets ``%s``. Views live in the same
+database as the events, chosen by the same URL (``sqlite:///path.db`` or ``postgresql://…[?schema=S]``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+Row = tuple[Any, ...]
+
+
+class Db:
+    """One connection, autocommit outside :meth:`transaction`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.in_transaction = False
+        if url.startswith("sqlite:///"):
+            self.dialect = "sqlite"
+            path = url[len("sqlite:///") :].split("?", 1)[0]
+            # isolation_level=None: we issue BEGIN ourselves (BEGIN IMMEDIATE takes the write lock up front).
+            self._sqlite = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+            self._sqlite.execute("PRAGMA synchronous=NORMAL")
+        elif url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            self.dialect = "postgres"
+            conninfo, schema = split_schema(url)
+            self._pg = psycopg.connect(conninfo, autocommit=True)
+            if schema:
+                self._pg.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                self._pg.execute(f'SET search_path TO "{schema}"')
+        else:
+            raise ValueError(f"unsupported database URL {url!r} (sqlite:///… or postgresql://…)")
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgres" else sql
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        if self.dialect == "sqlite":
+            return self._sqlite.execute(sql, params).fetchall()
+        with self._pg.cursor() as cur:
+            cur.execute(self._sql(sql), params)
+            return list(cur.fetchall()) if cur.description else []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if self.dialect == "sqlite":
+            self._sqlite.execute(sql, params)
+        else:
+            self._pg.execute(self._sql(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self.dialect == "sqlite":
+            self._sqlite.executemany(sql, rows)
+        else:
+            with self._pg.cursor() as cur:
+                cur.executemany(self._sql(sql), rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Db]:
+        """One transaction: SQLite takes the write lock at BEGIN, so two workers never interleave."""
+        self.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        self.in_transaction = True
+        try:
+            yield self
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        else:
+            self.execute("COMMIT")
+        finally:
+            self.in_transaction = False
+
+    @property
+    def for_update(self) -> str:
+        """Row lock suffix: PostgreSQL locks the tracking row; SQLite's BEGIN IMMEDIATE already locked the file."""
+        return " FOR UPDATE" if self.dialect == "postgres" else ""
+
+    def close(self) -> None:
+        if self.dialect == "sqlite":
+            self._sqlite.close()
+        else:
+            self._pg.close()
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """Take our ``schema`` option off a PostgreSQL URL (libpq does not know it)."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    schema = query.pop("schema", [None])[0]
+    rest = urlencode({k: v[0] for k, v in query.items()})
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), schema

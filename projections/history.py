@@ -1,0 +1,732 @@
+"""What was known (已知事实): the stored facts as of a business time and as known at a recording time,
+and the occurrences, deadlines and triggers derived from them at query time.
+
+Every derivation here is a fold over facts filtered by ``occurred_at <= as_of`` and
+``recorded_at <= known_at``; deadlines (overdue petitions, 有案不查, missed receptions) are judged
+against ``as_of`` using the business times of the events that would have stopped them. The unit
+tree and the policy are structure, filtered by ``known_at`` only: a late-recorded amendment was
+not known before it was recorded, whatever its effective date.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from functools import cached_property
+from typing import Any
+
+from domain.base import BUREAU_TZ, LEDGER_EPOCH
+from domain.policy import DEFAULTS, PARAMETERS, Amendment, PolicyVersion, in_force
+from domain.rules import is_major_by_size
+from domain.vocabulary import LEADER_POSTS, Post
+from projections.catalog import from_micros, micros
+from projections.db import Db
+
+DAY = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class Rec:
+    """A record's creation fact."""
+
+    uuid: str
+    record_id: str
+    unit_id: str | None
+    occurred_at: int
+    recorded_at: int
+    position: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ev:
+    """A later event of a record."""
+
+    position: int
+    uuid: str
+    type: str
+    occurred_at: int
+    recorded_at: int
+    data: dict[str, Any]
+
+
+@dataclass
+class Occurrence:
+    """One scored occurrence (考核扣分事项): who, what, when, under which policy, from which events."""
+
+    unit_id: str
+    indicator: str
+    rule: str
+    at: int
+    evidence: list[int]
+    points: int
+    policy_version: int
+    record_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "unit_id": self.unit_id,
+            "indicator": self.indicator,
+            "points": self.points,
+            "rule": self.rule,
+            "policy_version": self.policy_version,
+            "evidence": self.evidence,
+            "occurred_at": iso(self.at),
+            "record_id": self.record_id,
+        }
+
+
+@dataclass
+class Case:
+    """A case as known: its unit, when it became major (if it did) and its filing deadline."""
+
+    rec: Rec
+    events: list[Ev]
+    major_at: int | None = None
+    major_evidence: list[int] = field(default_factory=list)
+    major_policy: PolicyVersion | None = None
+    unfiled_at: int | None = None
+
+
+@dataclass
+class PetitionState:
+    """A petition as known: current unit, owner, flags, deadline, status."""
+
+    rec: Rec
+    events: list[Ev]
+    unit_id: str
+    collective: bool
+    deadline: int
+    closed_at: int | None
+    overdue: bool
+    policy_version: int
+
+    def unit_at(self, at: int) -> str:
+        """The unit answering for the petition at business time ``at`` (a diversion moves it from then on)."""
+        unit = self.rec.unit_id or ""
+        for e in self.events:
+            if e.type == "diverted" and e.occurred_at <= at:
+                unit = e.data["to_unit_id"]
+        return unit
+
+    def owner_at(self, position: int) -> str | None:
+        """The leader owning the petition just before the event at ``position`` (领导包案)."""
+        owner = None
+        for e in self.events:
+            if e.type == "owned" and e.position < position:
+                owner = e.data["leader_id"]
+        return owner
+
+    @property
+    def flags(self) -> list[str]:
+        d = self.rec.data
+        named = {
+            "skip_level": bool(d["skip_level"]),
+            "repeat": d["repeat_of"] is not None,
+            "collective": self.collective,
+            "assigned": d["assigned_from"] in ("province", "central"),
+            "initial": bool(d["initial"]),
+            "nail_case": any(e.type == "nail_case" for e in self.events),
+            "escalated": any(e.type == "escalated" for e in self.events),
+        }
+        return [name for name, on in named.items() if on]
+
+    @property
+    def status(self) -> str:
+        if self.closed_at is not None:
+            return "closed"
+        return "overdue" if self.overdue else "open"
+
+
+def iso(value: int) -> str:
+    return from_micros(value).isoformat()
+
+
+def number(value: Any) -> float | int:
+    """Decimals leave as JSON numbers: int when whole, else float."""
+    d = Decimal(str(value))
+    return int(d) if d == d.to_integral_value() else float(d)
+
+
+def month_start(year: int, month: int) -> int:
+    return micros(datetime(year + (month - 1) // 12, (month - 1) % 12 + 1, 1, tzinfo=BUREAU_TZ))
+
+
+def year_bounds(year: int) -> tuple[int, int]:
+    return month_start(year, 1), month_start(year + 1, 1)
+
+
+class PolicyBook:
+    """The policy versions known at ``known_at``; the version in force at any business time, memoised."""
+
+    def __init__(self, amendments: list[Amendment]) -> None:
+        self.amendments = amendments
+        self.starts = sorted({micros(a.effective_from) for a in amendments})
+        self._memo: dict[int, PolicyVersion] = {}
+
+    def at(self, moment: int) -> PolicyVersion:
+        segment = bisect.bisect_right(self.starts, moment)
+        if segment not in self._memo:
+            self._memo[segment] = in_force(self.amendments, from_micros(moment))
+        return self._memo[segment]
+
+
+class Known:
+    """The facts as of ``as_of`` (business time) as known at ``known_at`` (recording time)."""
+
+    def __init__(self, db: Db, as_of: datetime, known_at: datetime) -> None:
+        self.db = db
+        self.as_of = micros(as_of)
+        self.known_at = micros(known_at)
+
+    # --- raw facts ----------------------------------------------------------------------------
+
+    def records(self, projection: str, type_: str | None = None, *, structure: bool = False) -> list[Rec]:
+        sql = (
+            f"SELECT uuid, record_id, unit_id, occurred_at, recorded_at, position, data FROM proj_{projection}_records"
+            " WHERE recorded_at <= ?"
+        )
+        params: list[Any] = [self.known_at]
+        if not structure:
+            sql += " AND occurred_at <= ?"
+            params.append(self.as_of)
+        if type_:
+            sql += " AND type = ?"
+            params.append(type_)
+        rows = self.db.query(sql + " ORDER BY position", params)
+        return [Rec(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]), json.loads(r[6])) for r in rows]
+
+    def events(self, projection: str, *, structure: bool = False) -> dict[str, list[Ev]]:
+        sql = (
+            f"SELECT position, uuid, type, occurred_at, recorded_at, data FROM proj_{projection}_events"
+            " WHERE recorded_at <= ?"
+        )
+        params: list[Any] = [self.known_at]
+        if not structure:
+            sql += " AND occurred_at <= ?"
+            params.append(self.as_of)
+        grouped: dict[str, list[Ev]] = defaultdict(list)
+        for r in self.db.query(sql + " ORDER BY position", params):
+            grouped[r[1]].append(Ev(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), json.loads(r[5])))
+        return grouped
+
+    # --- structure: units and policy -------------------------------------------------------------
+
+    @cached_property
+    def units(self) -> dict[str, Rec]:
+        return {r.record_id: r for r in self.records("units", structure=True)}
+
+    @cached_property
+    def unit_events(self) -> dict[str, list[Ev]]:
+        return self.events("units")
+
+    def ancestors(self, unit_id: str) -> list[str]:
+        """The unit and every unit above it, nearest first (属地管理)."""
+        chain: list[str] = []
+        current: str | None = unit_id
+        while current is not None and current not in chain:
+            chain.append(current)
+            unit = self.units.get(current)
+            current = unit.data["parent_id"] if unit else None
+        return chain
+
+    def subtree(self, unit_id: str) -> set[str]:
+        return {u for u in self.units if unit_id in self.ancestors(u)}
+
+    def district_of(self, unit_id: str) -> str | None:
+        """The district containing the unit (or the city, for a unit under no district)."""
+        chain = self.ancestors(unit_id)
+        for kind in ("district", "city"):
+            for u in chain:
+                if u in self.units and self.units[u].data["kind"] == kind:
+                    return u
+        return None
+
+    @cached_property
+    def policy(self) -> PolicyBook:
+        amendments: list[Amendment] = []
+        for rec in self.records("policy", structure=True):
+            # The documented defaults count as known from the ledger's epoch (as in domain.policy).
+            amendments.append(
+                Amendment(1, from_micros(rec.data["effective_from"]), _params(rec.data["params"]), LEDGER_EPOCH)
+            )
+        if not amendments:
+            amendments.append(Amendment(1, LEDGER_EPOCH, dict(DEFAULTS), LEDGER_EPOCH))
+        for evs in self.events("policy", structure=True).values():
+            for e in evs:
+                effective = from_micros(e.data["effective_from"])
+                amendments.append(
+                    Amendment(e.data["version"], effective, _params(e.data["params"]), from_micros(e.recorded_at))
+                )
+        return PolicyBook(amendments)
+
+    # --- cases --------------------------------------------------------------------------------
+
+    @cached_property
+    def cases(self) -> list[Case]:
+        events = self.events("cases")
+        cases = []
+        for rec in self.records("cases"):
+            case = Case(rec, events.get(rec.uuid, []))
+            policy = self.policy.at(rec.occurred_at)
+            area, value = rec.data["area_mu"], rec.data["value_yuan"]
+            by_size = is_major_by_size(
+                Decimal(area) if area is not None else None, Decimal(value) if value is not None else None, policy
+            )
+            if by_size:
+                case.major_at, case.major_evidence = rec.occurred_at, [rec.position]
+            else:
+                declared = next((e for e in case.events if e.type == "declared_major"), None)
+                if declared:
+                    case.major_at, case.major_evidence = declared.occurred_at, [rec.position, declared.position]
+            if case.major_at is not None:
+                case.major_policy = self.policy.at(case.major_at)
+            deadline = rec.occurred_at + policy.days("clue_filing_days") * DAY
+            filed_in_time = any(e.type == "filed" and e.occurred_at <= deadline for e in case.events)
+            if deadline < self.as_of and not filed_in_time:
+                case.unfiled_at = deadline
+            cases.append(case)
+        return cases
+
+    # --- petitions ----------------------------------------------------------------------------
+
+    @cached_property
+    def petitions(self) -> list[PetitionState]:
+        events = self.events("petitions")
+        petitions = []
+        for rec in self.records("petitions"):
+            evs = events.get(rec.uuid, [])
+            policy = self.policy.at(rec.occurred_at)
+            extension = sum(int(e.data["days"]) for e in evs if e.type == "extended")
+            deadline = rec.occurred_at + (policy.days("handling_days") + extension) * DAY
+            closed = next((e for e in evs if e.type == "closed"), None)
+            closed_in_time = closed is not None and closed.occurred_at <= deadline
+            state = PetitionState(
+                rec=rec,
+                events=evs,
+                unit_id=rec.unit_id or "",
+                collective=int(rec.data["petitioner_count"]) >= policy.days("collective_threshold"),
+                deadline=deadline,
+                closed_at=closed.occurred_at if closed else None,
+                overdue=deadline < self.as_of and not closed_in_time,
+                policy_version=policy.version,
+            )
+            state.unit_id = state.unit_at(self.as_of)
+            petitions.append(state)
+        return petitions
+
+    # --- people -------------------------------------------------------------------------------
+
+    @cached_property
+    def people(self) -> dict[str, Rec]:
+        return {r.record_id: r for r in self.records("people")}
+
+    @cached_property
+    def person_events(self) -> dict[str, list[Ev]]:
+        return self.events("people")
+
+    # --- accountability -----------------------------------------------------------------------
+
+    @cached_property
+    def agreements(self) -> list[Rec]:
+        return self.records("accountability", "agreement")
+
+    @cached_property
+    def decisions(self) -> dict[str, Rec]:
+        return {r.record_id: r for r in self.records("accountability", "decision")}
+
+    # --- occurrences (考核事项) ------------------------------------------------------------------
+
+    def _occurrence(
+        self, unit_id: str, indicator: str, rule: str, at: int, evidence: list[int], param: str, record_id: str
+    ) -> Occurrence:
+        policy = self.policy.at(at)
+        return Occurrence(unit_id, indicator, rule, at, evidence, int(policy[param]), policy.version, record_id)
+
+    @cached_property
+    def occurrences(self) -> list[Occurrence]:
+        """Every deduction (positive points) known, across all years, in business-time order."""
+        found: list[Occurrence] = []
+        for case in self.cases:
+            unit, rid = case.rec.unit_id or "", case.rec.record_id
+            if case.major_at is not None:
+                found.append(
+                    self._occurrence(
+                        unit, "major_case", "R4", case.major_at, case.major_evidence, "points_major_case", rid
+                    )
+                )
+            if case.unfiled_at is not None:
+                found.append(
+                    self._occurrence(
+                        unit,
+                        "case_not_investigated",
+                        "R7",
+                        case.unfiled_at,
+                        [case.rec.position],
+                        "points_case_not_investigated",
+                        rid,
+                    )
+                )
+        for p in self.petitions:
+            rec, rid = p.rec, p.rec.record_id
+            at, unit = rec.occurred_at, rec.unit_id or ""
+            for flag, indicator, param in (
+                ("skip_level", "skip_level_petition", "points_skip_level_petition"),
+                ("repeat", "repeat_petition", "points_repeat_petition"),
+                ("collective", "collective_petition", "points_collective_petition"),
+            ):
+                if flag in p.flags:
+                    found.append(self._occurrence(unit, indicator, "R9", at, [rec.position], param, rid))
+            for e in p.events:
+                if e.type == "escalated":
+                    found.append(
+                        self._occurrence(
+                            p.unit_at(e.occurred_at),
+                            "escalation",
+                            "R14",
+                            e.occurred_at,
+                            [rec.position, e.position],
+                            "points_escalation",
+                            rid,
+                        )
+                    )
+            if p.overdue:
+                evidence = [rec.position] + [e.position for e in p.events if e.type == "extended"]
+                found.append(
+                    self._occurrence(
+                        p.unit_at(p.deadline),
+                        "overdue_petition",
+                        "R18",
+                        p.deadline,
+                        evidence,
+                        "points_overdue_petition",
+                        rid,
+                    )
+                )
+        for person in self.people.values():
+            evs = self.person_events.get(person.uuid, [])
+            reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
+            for e in evs:
+                if e.type == "finding" and e.data["substantiated"]:
+                    report = reports.get(e.data["report_id"])
+                    evidence = [report.position, e.position] if report else [e.position]
+                    found.append(
+                        self._occurrence(
+                            person.unit_id or "",
+                            "misconduct",
+                            "R7",
+                            e.occurred_at,
+                            evidence,
+                            "points_misconduct",
+                            person.record_id,
+                        )
+                    )
+            found.extend(self._missed_receptions(person, evs))
+        found.sort(key=lambda o: (o.at, o.evidence))
+        return found
+
+    def _missed_receptions(self, person: Rec, evs: list[Ev]) -> list[Occurrence]:
+        """R17: each month, fully after the leader's registration and over as of ``as_of``, with no public reception."""
+        if person.data["post"] not in {str(p) for p in LEADER_POSTS}:
+            return []
+        removed = next((e.occurred_at for e in evs if e.type == "removed"), None)
+        held = {_month_of(e.occurred_at) for e in evs if e.type == "reception"}
+        local = from_micros(person.occurred_at)
+        year, month = local.year, local.month
+        if month_start(year, month) < person.occurred_at:
+            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+        missed = []
+        while month_start(year, month + 1) <= self.as_of:
+            start = month_start(year, month)
+            if removed is not None and removed < start:
+                break
+            if (year, month) not in held:
+                missed.append(
+                    self._occurrence(
+                        person.unit_id or "",
+                        "missed_reception",
+                        "R17",
+                        start,
+                        [person.position],
+                        "points_missed_reception",
+                        person.record_id,
+                    )
+                )
+            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+        return missed
+
+    @cached_property
+    def commendations(self) -> list[Occurrence]:
+        found = []
+        for person in self.people.values():
+            for e in self.person_events.get(person.uuid, []):
+                if e.type == "commended":
+                    found.append(
+                        self._occurrence(
+                            person.unit_id or "",
+                            "commendation",
+                            "R8",
+                            e.occurred_at,
+                            [e.position],
+                            "points_commendation",
+                            person.record_id,
+                        )
+                    )
+        return found
+
+    # --- scores -------------------------------------------------------------------------------
+
+    def score(self, unit_id: str, year: int) -> dict[str, Any]:
+        """The target-assessment score (目标考核得分) of a unit and everything below it, for a year."""
+        start, end = year_bounds(year)
+        territory = self.subtree(unit_id) | {unit_id}
+        deductions = [o for o in self.occurrences if start <= o.at < end and o.unit_id in territory]
+        commendations = [o for o in self.commendations if start <= o.at < end and o.unit_id in territory]
+        opening, closing = self.policy.at(start), self.policy.at(end - 1)
+        raw = int(opening["score_base"]) - sum(o.points for o in deductions) + sum(o.points for o in commendations)
+        score = max(raw, 0)
+        if self.as_of < end:
+            outcome = "pending"
+        elif score >= int(closing["commend_score"]):
+            outcome = "commend"
+        elif score < int(closing["pass_score"]):
+            outcome = "criticise"
+        else:
+            outcome = "pass"
+        unit = self.units.get(unit_id)
+        return {
+            "unit_id": unit_id,
+            "name": unit.data["name"] if unit else None,
+            "kind": unit.data["kind"] if unit else None,
+            "year": year,
+            "score": score,
+            "outcome": outcome,
+            "base": int(opening["score_base"]),
+            "pass_score": int(closing["pass_score"]),
+            "commend_score": int(closing["commend_score"]),
+            "policy_version": closing.version,
+            "deductions": [o.as_dict() for o in deductions],
+            "commendations": [o.as_dict() for o in commendations],
+        }
+
+    # --- triggers (问责触发) -------------------------------------------------------------------
+
+    @cached_property
+    def triggers(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+
+        def add(
+            rule: str,
+            parts: list[str],
+            unit_id: str,
+            person_id: str | None,
+            reason: str,
+            evidence: list[int],
+            at: int,
+            **extra: Any,
+        ) -> None:
+            subject: dict[str, Any] = {"unit_id": unit_id}
+            if person_id:
+                subject["person_id"] = person_id
+            found.append(
+                {
+                    "id": trigger_id(rule, parts),
+                    "rule": rule,
+                    "subject": subject,
+                    "reason": reason,
+                    "evidence": sorted(set(evidence)),
+                    "opened_at": at,
+                    **extra,
+                }
+            )
+
+        leaders = defaultdict(list)
+        for person in self.people.values():
+            if person.data["post"] == Post.PRINCIPAL_LEADER:
+                leaders[person.unit_id].append(person)
+        for case in self.cases:
+            unit, cid = case.rec.unit_id or "", case.rec.record_id
+            for e in case.events:
+                if e.type == "wrongful":
+                    for handler in e.data["handler_ids"]:
+                        add(
+                            "R2",
+                            ["case", cid, handler],
+                            unit,
+                            handler,
+                            f"case {cid} found wrongly handled (错案): {e.data['reason']}",
+                            [case.rec.position, e.position],
+                            e.occurred_at,
+                        )
+            if case.major_at is not None:
+                last = max(case.major_evidence)
+                reason = f"major case {cid} (重大案件) in {unit}"
+                for leader in leaders.get(unit, []):
+                    if leader.position < last:
+                        add(
+                            "R4",
+                            ["case", cid, leader.record_id],
+                            unit,
+                            leader.record_id,
+                            reason,
+                            [*case.major_evidence, leader.position],
+                            case.major_at,
+                        )
+                add("R4", ["case", cid], unit, None, reason, case.major_evidence, case.major_at)
+            if case.unfiled_at is not None:
+                add(
+                    "R7",
+                    ["case", cid, "unfiled"],
+                    unit,
+                    None,
+                    f"clue {cid} not filed in time (有案不查)",
+                    [case.rec.position],
+                    case.unfiled_at,
+                )
+        for p in self.petitions:
+            pid = p.rec.record_id
+            for e in p.events:
+                if e.type != "escalated":
+                    continue
+                owner = p.owner_at(e.position)
+                if owner is None:
+                    continue
+                unit = p.unit_at(e.occurred_at)
+                reason = f"owned petition {pid} escalated to {e.data['level']} (R14)"
+                owned = [o.position for o in p.events if o.type == "owned" and o.position < e.position][-1:]
+                add(
+                    "R14",
+                    ["petition", pid, str(e.position)],
+                    unit,
+                    owner,
+                    reason,
+                    [p.rec.position, *owned, e.position],
+                    e.occurred_at,
+                )
+                add(
+                    "R14",
+                    ["petition", pid, str(e.position), "unit"],
+                    unit,
+                    None,
+                    reason,
+                    [p.rec.position, e.position],
+                    e.occurred_at,
+                )
+            if p.overdue:
+                owner = p.owner_at(_position_at(p, p.deadline))
+                add(
+                    "R18",
+                    ["petition", pid, "overdue"],
+                    p.unit_at(p.deadline),
+                    owner,
+                    f"petition {pid} still open past its deadline {iso(p.deadline)}",
+                    [p.rec.position],
+                    p.deadline,
+                )
+        for person in self.people.values():
+            evs = self.person_events.get(person.uuid, [])
+            reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
+            for e in evs:
+                if e.type != "finding" or not e.data["substantiated"]:
+                    continue
+                rid = e.data["report_id"]
+                removal = next((r for r in evs if r.type == "removed" and rid in r.data["report_ids"]), None)
+                report = reports.get(rid)
+                evidence = [report.position, e.position] if report else [e.position]
+                add(
+                    "R7",
+                    ["person", person.record_id, rid],
+                    person.unit_id or "",
+                    person.record_id,
+                    f"misconduct report {rid} substantiated ({report.data['kind'] if report else '?'}): "
+                    "removal from the enforcement post is due (调离执法岗位)",
+                    evidence,
+                    e.occurred_at,
+                    removal_due=removal is None,
+                    removal=_removal(removal),
+                )
+        for agreement in self.agreements:
+            year = int(agreement.data["year"])
+            end = year_bounds(year)[1]
+            if self.as_of < end:
+                continue
+            unit = agreement.unit_id or ""
+            result = self.score(unit, year)
+            if result["score"] < result["pass_score"]:
+                evidence = [agreement.position] + [p for d in result["deductions"] for p in d["evidence"]]
+                add(
+                    "R6",
+                    ["agreement", agreement.record_id],
+                    unit,
+                    None,
+                    f"{year} closed with score {result['score']} below {result['pass_score']} (通报批评)",
+                    evidence,
+                    end,
+                )
+        for t in found:
+            decision = self.decisions.get(t["id"])
+            t["decision"] = _decision(decision)
+            if t["rule"] == "R7" and "removal_due" in t:
+                # R7: the trigger stays open until the removal is recorded, whatever else was decided.
+                t["status"] = "open" if t["removal_due"] else "decided"
+                if t["decision"] is None and t["removal"] is not None:
+                    t["decision"] = t["removal"]
+            else:
+                t["status"] = "decided" if decision else "open"
+            t["opened_at"] = iso(t["opened_at"])
+        found.sort(key=lambda t: (t["opened_at"], t["id"]))
+        return found
+
+
+def trigger_id(rule: str, parts: list[str]) -> str:
+    """Deterministic trigger id, a valid record id (it becomes the decision's id): ``R4.case.c-1.p-2``."""
+    readable = ".".join([rule, *parts])
+    if len(readable) <= 64:
+        return readable
+    return f"{rule}.h.{hashlib.sha256(readable.encode()).hexdigest()[:40]}"
+
+
+def _params(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: PARAMETERS[k].kind(Decimal(str(v))) if k in PARAMETERS else v for k, v in raw.items()}
+
+
+def _month_of(value: int) -> tuple[int, int]:
+    local = from_micros(value)
+    return local.year, local.month
+
+
+def _position_at(p: PetitionState, at: int) -> int:
+    """A position just after every event of the petition that happened by business time ``at``."""
+    before = [e.position for e in p.events if e.occurred_at <= at]
+    return max(before, default=p.rec.position) + 1
+
+
+def _decision(rec: Rec | None) -> dict[str, Any] | None:
+    if rec is None:
+        return None
+    return {
+        "outcome": rec.data["outcome"],
+        "reason": rec.data["reason"],
+        "actor": rec.data["actor"],
+        "decided_at": iso(rec.occurred_at),
+        "recorded_at": iso(rec.recorded_at),
+        "evidence": [rec.position],
+    }
+
+
+def _removal(e: Ev | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {
+        "outcome": "removal",
+        "reason": "removed from the enforcement post (调离执法岗位)",
+        "actor": None,
+        "decided_at": iso(e.occurred_at),
+        "recorded_at": iso(e.recorded_at),
+        "evidence": [e.position],
+    }

@@ -1,0 +1,322 @@
+"""Queries over the projections (查询): scores, triggers, deductions, quota, the petition board,
+the officer registry, the R13 reports and the projections' status.
+
+Every query takes ``as_of`` (business time) and ``known_at`` (recording time), both default now,
+and answers plain JSON-ready dicts: times RFC 3339 in the bureau's zone (+08:00); mu and yuan as
+numbers (int when whole, else float); points and scores as ints. Unit filters include every
+unit below the one named (属地管理).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from domain.application import utc_now
+from projections import reports
+from projections.db import Db
+from projections.engine import positions
+from projections.history import Known, iso, number, year_bounds
+from projections.source import open_log
+
+PETITION_STATUSES = ("open", "overdue", "closed")
+PETITION_FLAGS = ("nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial")
+OFFICER_STATUSES = ("removal_due", "removed", "referred", "commended")
+
+
+def moment(value: datetime | None, default: datetime) -> datetime:
+    if value is None:
+        return default
+    if value.utcoffset() is None:
+        raise ValueError("as_of and known_at need a UTC offset")
+    return value
+
+
+class Queries:
+    """Read-only answers from the projection tables of one database."""
+
+    def __init__(self, target: str | Db) -> None:
+        self.url = target if isinstance(target, str) else target.url
+        self.db = Db(target) if isinstance(target, str) else target
+
+    def close(self) -> None:
+        self.db.close()
+
+    def known(self, as_of: datetime | None = None, known_at: datetime | None = None) -> Known:
+        now = utc_now()
+        return Known(self.db, moment(as_of, now), moment(known_at, now))
+
+    def _units(self, k: Known, unit_id: str | None) -> set[str] | None:
+        return None if unit_id is None else k.subtree(unit_id) | {unit_id}
+
+    # --- scores -------------------------------------------------------------------------------
+
+    def scores(
+        self, year: int, unit_id: str | None = None, *, as_of: datetime | None = None, known_at: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Per unit: ``score``, ``outcome`` and the ``deductions`` (and commendations) that make it up."""
+        k = self.known(as_of, known_at)
+        wanted = self._units(k, unit_id)
+        return [k.score(u, year) for u in sorted(k.units) if wanted is None or u in wanted]
+
+    # --- triggers -----------------------------------------------------------------------------
+
+    def triggers(
+        self,
+        status: str | None = None,
+        unit_id: str | None = None,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Accountability triggers (问责触发): ``id, rule, subject, reason, evidence, opened_at, status, decision``."""
+        if status not in (None, "open", "decided"):
+            raise ValueError("status must be open or decided")
+        k = self.known(as_of, known_at)
+        wanted = self._units(k, unit_id)
+        return [
+            t
+            for t in k.triggers
+            if (status is None or t["status"] == status) and (wanted is None or t["subject"]["unit_id"] in wanted)
+        ]
+
+    def trigger(
+        self, trigger_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None
+    ) -> dict[str, Any] | None:
+        return next((t for t in self.known(as_of, known_at).triggers if t["id"] == trigger_id), None)
+
+    # --- quota --------------------------------------------------------------------------------
+
+    def quota_deductions(
+        self, year: int, *, as_of: datetime | None = None, known_at: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """R4 per district: ``land_quota_mu``, ``consolidation_funds_yuan``, ``model_district_points``, ``items``."""
+        return self._deductions(self.known(as_of, known_at), year)
+
+    def _deductions(self, k: Known, year: int) -> list[dict[str, Any]]:
+        start, end = year_bounds(year)
+        items: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for case in k.cases:
+            if case.major_at is None or case.major_policy is None or not start <= case.major_at < end:
+                continue
+            district = k.district_of(case.rec.unit_id or "")
+            if district is None:
+                continue
+            policy = case.major_policy
+            items[district].append(
+                {
+                    "unit_id": case.rec.unit_id,
+                    "case_id": case.rec.record_id,
+                    "occurred_at": iso(case.major_at),
+                    "land_quota_mu": number(policy["quota_deduction_mu"]),
+                    "consolidation_funds_yuan": number(policy["funds_deduction_yuan"]),
+                    "model_district_points": number(policy["model_points_deduction"]),
+                    "rule": "R4",
+                    "policy_version": policy.version,
+                    "evidence": case.major_evidence,
+                }
+            )
+        rows = []
+        for district in _districts(k, items):
+            its = items.get(district, [])
+            rows.append(
+                {
+                    "unit_id": district,
+                    "name": k.units[district].data["name"] if district in k.units else None,
+                    "year": year,
+                    "land_quota_mu": _sum(i["land_quota_mu"] for i in its),
+                    "consolidation_funds_yuan": _sum(i["consolidation_funds_yuan"] for i in its),
+                    "model_district_points": _sum(i["model_district_points"] for i in its),
+                    "items": its,
+                }
+            )
+        return rows
+
+    def quota(
+        self, year: int, *, as_of: datetime | None = None, known_at: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """R19 per district: ``allocated_mu − used_mu − deducted_mu = remaining_mu``; ``negative`` flags a deficit."""
+        k = self.known(as_of, known_at)
+        deducted = {r["unit_id"]: r for r in self._deductions(k, year)}
+        by_uuid = {u.uuid: u.record_id for u in k.units.values()}
+        allocated: dict[str, Decimal] = defaultdict(Decimal)
+        used: dict[str, Decimal] = defaultdict(Decimal)
+        evidence: dict[str, list[int]] = defaultdict(list)
+        for uuid, evs in k.unit_events.items():
+            unit = by_uuid.get(uuid)
+            if unit is None:
+                continue
+            for e in evs:
+                if int(e.data["year"]) != year:
+                    continue
+                if e.type == "allocated":
+                    allocated[unit] += Decimal(e.data["mu"])
+                    evidence[unit].append(e.position)
+                elif e.type == "approved":
+                    district = k.district_of(unit)
+                    if district:
+                        used[district] += Decimal(e.data["mu"])
+                        evidence[district].append(e.position)
+        rows = []
+        for district in _districts(k, allocated):
+            d = deducted.get(district)
+            deducted_mu = Decimal(str(d["land_quota_mu"])) if d else Decimal(0)
+            remaining = allocated[district] - used[district] - deducted_mu
+            rows.append(
+                {
+                    "unit_id": district,
+                    "name": k.units[district].data["name"] if district in k.units else None,
+                    "year": year,
+                    "allocated_mu": number(allocated[district]),
+                    "used_mu": number(used[district]),
+                    "deducted_mu": number(deducted_mu),
+                    "remaining_mu": number(remaining),
+                    "negative": remaining < 0,
+                    "evidence": sorted(
+                        evidence[district] + [p for i in (d["items"] if d else []) for p in i["evidence"]]
+                    ),
+                }
+            )
+        return rows
+
+    # --- petition board -----------------------------------------------------------------------
+
+    def petitions(
+        self,
+        status: str | None = None,
+        flag: str | None = None,
+        unit_id: str | None = None,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """The petition board (信访台账). ``status=open`` lists every unclosed petition, overdue ones included."""
+        if status not in (None, *PETITION_STATUSES):
+            raise ValueError(f"status must be one of {', '.join(PETITION_STATUSES)}")
+        if flag not in (None, *PETITION_FLAGS):
+            raise ValueError(f"flag must be one of {', '.join(PETITION_FLAGS)}")
+        k = self.known(as_of, known_at)
+        wanted = self._units(k, unit_id)
+        rows = []
+        for p in k.petitions:
+            if wanted is not None and p.unit_id not in wanted:
+                continue
+            flags = p.flags
+            if flag and flag not in flags:
+                continue
+            if (status == "open" and p.status == "closed") or (status in ("overdue", "closed") and p.status != status):
+                continue
+            evs = p.events
+            checks = sorted({e.data["check"] for e in evs if e.type == "nail_check"})
+            rows.append(
+                {
+                    "id": p.rec.record_id,
+                    "unit_id": p.unit_id,
+                    "channel": p.rec.data["channel"],
+                    "category": p.rec.data["category"],
+                    "petitioner_count": p.rec.data["petitioner_count"],
+                    "registered_at": iso(p.rec.occurred_at),
+                    "deadline": iso(p.deadline),
+                    "status": p.status,
+                    "overdue": p.overdue,
+                    "closed_at": iso(p.closed_at) if p.closed_at is not None else None,
+                    "flags": flags,
+                    "owner_id": p.owner_at(p.events[-1].position + 1 if p.events else p.rec.position + 1),
+                    "escalations": [e.data["level"] for e in evs if e.type == "escalated"],
+                    "nail_checks": checks,
+                    "policy_version": p.policy_version,
+                    "evidence": [p.rec.position] + [e.position for e in evs],
+                }
+            )
+        return rows
+
+    # --- officers -----------------------------------------------------------------------------
+
+    def officers(
+        self,
+        status: str | None = None,
+        unit_id: str | None = None,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """The officer registry (执法人员档案, R7, R8): removal due, removed, referred, commended."""
+        if status not in (None, *OFFICER_STATUSES):
+            raise ValueError(f"status must be one of {', '.join(OFFICER_STATUSES)}")
+        k = self.known(as_of, known_at)
+        wanted = self._units(k, unit_id)
+        rows = []
+        for person in k.people.values():
+            if wanted is not None and person.unit_id not in wanted:
+                continue
+            evs = k.person_events.get(person.uuid, [])
+            kinds = {e.data["report_id"]: e.data["kind"] for e in evs if e.type == "reported"}
+            substantiated = [e.data["report_id"] for e in evs if e.type == "finding" and e.data["substantiated"]]
+            removed = next((e for e in evs if e.type == "removed"), None)
+            referred = next((e for e in evs if e.type == "referred"), None)
+            commendations = [e.data["title"] for e in evs if e.type == "commended"]
+            row = {
+                "id": person.record_id,
+                "unit_id": person.unit_id,
+                "name": person.data["name"],
+                "post": person.data["post"],
+                "reports": len(kinds),
+                "substantiated": [{"report_id": r, "kind": kinds.get(r)} for r in substantiated],
+                "removal_due": bool(substantiated) and removed is None,
+                "removed": removed is not None,
+                "removed_at": iso(removed.occurred_at) if removed else None,
+                "referred": referred is not None,
+                "commended": bool(commendations),
+                "commendations": commendations,
+                "receptions": sum(1 for e in evs if e.type == "reception"),
+                "evidence": [person.position] + [e.position for e in evs],
+            }
+            if status is None or row[status]:
+                rows.append(row)
+        return rows
+
+    # --- reports (R13) ------------------------------------------------------------------------
+
+    def daily(self, date: str, *, as_of: datetime | None = None, known_at: datetime | None = None) -> dict[str, Any]:
+        """日调度 for a date ``YYYY-MM-DD``, as known at the end of that day by default."""
+        return reports.build(self, "daily", date, as_of, known_at)
+
+    def weekly(self, week: str, *, as_of: datetime | None = None, known_at: datetime | None = None) -> dict[str, Any]:
+        """周汇报 for an ISO week ``YYYY-Www``, as known when the week ends by default."""
+        return reports.build(self, "weekly", week, as_of, known_at)
+
+    def monthly(self, month: str, *, as_of: datetime | None = None, known_at: datetime | None = None) -> dict[str, Any]:
+        """月通报 for ``YYYY-MM``, as known at its issue date (the first moment after the month) by default."""
+        return reports.build(self, "monthly", month, as_of, known_at)
+
+    # --- status -------------------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each projection's position and lag behind the head of the log."""
+        tracked = positions(self.db)
+        head = self._head(max(tracked.values(), default=0))
+        return [{"name": n, "position": p, "head": head, "lag": max(head - p, 0)} for n, p in tracked.items()]
+
+    def _head(self, fallback: int) -> int:
+        try:
+            log = open_log(self.url)
+        except Exception:  # a database built by replay_into has no event store: its head is what was replayed
+            return fallback
+        try:
+            return int(log.recorder.max_notification_id() or 0)
+        except Exception:
+            return fallback
+        finally:
+            log.close()
+
+
+def _districts(k: Known, present: Any) -> list[str]:
+    """Every known district, plus any other unit that carries figures (the city, for units under no district)."""
+    districts = {u for u, rec in k.units.items() if rec.data["kind"] == "district"}
+    return sorted(districts | set(present))
+
+
+def _sum(values: Any) -> float | int:
+    return number(sum((Decimal(str(v)) for v in values), Decimal(0)))

@@ -1,0 +1,200 @@
+"""Property tests: for random histories (valid and refused commands through the Ledger), incremental
+projections in random batch splits equal a rebuild, and as_of/known_at answers equal a rebuild from
+the events so restricted. SQLite only, to keep each example fast; the engine tests cover PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from domain.errors import DomainError
+from domain.policy import Policy
+from domain.units import Unit
+from domain.vocabulary import (
+    Channel,
+    ClueSource,
+    DecisionOutcome,
+    EscalationLevel,
+    MisconductKind,
+    PetitionCategory,
+    Post,
+    UnitKind,
+    Violation,
+)
+from projections import engine
+from store.ledger import init_store, open_ledger
+from tests.projections.conftest import Clock, at
+from tests.projections.test_engine import answers, dump
+
+UNITS = ["kz", "yl", "ys"]
+START = at("2024-01-01")
+
+step = st.tuples(
+    st.sampled_from(
+        [
+            "clue",
+            "file",
+            "major",
+            "close_case",
+            "wrongful",
+            "petition",
+            "own",
+            "escalate",
+            "reply",
+            "close",
+            "divert",
+            "misconduct",
+            "remove",
+            "reception",
+            "amend",
+            "decide",
+            "agreement",
+        ]
+    ),
+    st.integers(0, 2),  # which record
+    st.integers(0, 2),  # which unit / variant
+    st.integers(0, 200),  # business day
+    st.integers(0, 3) | st.just(40),  # recording lag in days (40: a late entry)
+)
+
+
+def act(ledger: Any, clock: Clock, op: str, i: int, v: int, day: int, lag: int) -> None:
+    when = START + timedelta(days=day)
+    clock.now = max(clock.now, when + timedelta(days=lag))
+    cmd: dict[str, Any] = {"actor": "prop", "occurred_at": when}
+    unit = UNITS[v]
+    calls: dict[str, Callable[[], Any]] = {
+        "clue": lambda: ledger.report_clue(
+            unit,
+            Violation.ILLEGAL_LAND_USE,
+            ClueSource.PATROL,
+            case_id=f"c{i}",
+            area_mu=Decimal(12 if v == 0 else 1),
+            **cmd,
+        ),
+        "file": lambda: ledger.file_case(f"c{i}", ["o1"], **cmd),
+        "major": lambda: ledger.declare_major(f"c{i}", "重大", **cmd),
+        "close_case": lambda: ledger.close_case(f"c{i}", "结案", **cmd),
+        "wrongful": lambda: ledger.find_wrongful(f"c{i}", ["o1"], "错案", **cmd),
+        "petition": lambda: ledger.register_petition(
+            unit,
+            Channel.VISIT,
+            1 + v * 3,
+            "某",
+            "事",
+            PetitionCategory.OTHER,
+            petition_id=f"x{i}",
+            skip_level=v == 1,
+            **cmd,
+        ),
+        "own": lambda: ledger.take_ownership(f"x{i}", "kz-head", **cmd),
+        "escalate": lambda: ledger.escalate(f"x{i}", EscalationLevel.CITY, v == 2, **cmd),
+        "reply": lambda: ledger.reply_petition(f"x{i}", "答复", **cmd),
+        "close": lambda: ledger.close_petition(f"x{i}", **cmd),
+        "divert": lambda: ledger.divert_petition(f"x{i}", unit, **cmd),
+        "misconduct": lambda: [
+            ledger.report_misconduct("o1", MisconductKind.TAKING, "某", "拿", **cmd),
+            ledger.record_finding("o1", f"r{i + 1}", v != 0, **cmd),
+        ],
+        "remove": lambda: ledger.remove_from_post("o1", **cmd),
+        "reception": lambda: ledger.hold_reception("kz-head", "村", **cmd),
+        "amend": lambda: ledger.amend_policy(
+            when, {"points_major_case": 10 + 5 * v, "handling_days": 20 + 20 * i}, **cmd
+        ),
+        "decide": lambda: ledger.decide_trigger(
+            ["R4.case.c0", "R7.person.o1.r1", "R18.petition.x0.overdue"][i],
+            "R4",
+            DecisionOutcome.WARNING,
+            "决定",
+            **cmd,
+        ),
+        "agreement": lambda: ledger.sign_agreement(2024, "lc", unit, **cmd),
+    }
+    with contextlib.suppress(DomainError):  # a refused command records nothing; the history goes on
+        calls[op]()
+
+
+def history(directory: Path, steps: list[tuple[str, int, int, int, int]]) -> tuple[str, Any]:
+    url = f"sqlite:///{directory / 'ledger.db'}"
+    init_store(url)
+    clock = Clock(START)
+    ledger = open_ledger(url, clock=clock)
+    cmd: dict[str, Any] = {"actor": "prop", "occurred_at": START}
+    ledger.register_unit("laiwu", "莱芜市", UnitKind.CITY, None, **cmd)
+    ledger.register_unit("lc", "莱城区", UnitKind.DISTRICT, "laiwu", **cmd)
+    ledger.register_unit("gc", "钢城区", UnitKind.DISTRICT, "laiwu", **cmd)
+    for unit, parent in (("kz", "lc"), ("yl", "lc"), ("ys", "gc")):
+        ledger.register_unit(unit, unit, UnitKind.TOWNSHIP, parent, **cmd)
+    ledger.register_person("镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-head", **cmd)
+    ledger.register_person("执法员", "yl", Post.ENFORCEMENT_OFFICER, person_id="o1", **cmd)
+    for s in steps:
+        act(ledger, clock, *s)
+    return url, ledger
+
+
+@pytest.fixture(autouse=True)
+def _keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGER_KEY_FILE", str(tmp_path / "prop.key"))
+
+
+PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PROPERTY
+@given(steps=st.lists(step, min_size=10, max_size=40), cuts=st.lists(st.integers(1, 9), min_size=1, max_size=6))
+def test_incremental_batches_equal_a_rebuild(steps: list[Any], cuts: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url, ledger = history(Path(tmp), steps)
+        for size in cuts:  # a follower per batch size, each taking one batch: random splits of the log
+            follower = engine.Follower(url, batch_size=size)
+            follower.step()
+            follower.close()
+        rebuilt = f"sqlite:///{Path(tmp) / 'rebuilt.db'}"
+        engine.replay_into(rebuilt, ledger.iter_log())
+        engine.catch_up(url, batch_size=cuts[0])
+        assert dump(url) == dump(rebuilt)
+        assert answers(url) == answers(rebuilt)
+        ledger.close()
+
+
+@PROPERTY
+@given(steps=st.lists(step, min_size=10, max_size=40), as_of_day=st.integers(0, 400), known_day=st.integers(0, 400))
+def test_as_of_and_known_at_equal_a_rebuild_from_the_events_so_restricted(
+    steps: list[Any], as_of_day: int, known_day: int
+) -> None:
+    as_of, known_at = START + timedelta(days=as_of_day), START + timedelta(days=known_day)
+    structure = (Unit.Registered, Policy.Established, Policy.Amended)
+    with tempfile.TemporaryDirectory() as tmp:
+        url, ledger = history(Path(tmp), steps)
+        engine.catch_up(url)
+        restricted = [
+            (position, e)
+            for position, e in ledger.iter_log()
+            if e.timestamp <= known_at and (isinstance(e, structure) or e.occurred_at <= as_of)
+        ]
+        cut = f"sqlite:///{Path(tmp) / 'restricted.db'}"
+        engine.replay_into(cut, restricted)
+        from projections.queries import Queries
+
+        full, part = Queries(url), Queries(cut)
+        for year in (2024, 2025):
+            assert full.scores(year, as_of=as_of, known_at=known_at) == part.scores(
+                year, as_of=as_of, known_at=known_at
+            )
+        assert full.triggers(as_of=as_of, known_at=known_at) == part.triggers(as_of=as_of, known_at=known_at)
+        assert full.petitions(as_of=as_of, known_at=known_at) == part.petitions(as_of=as_of, known_at=known_at)
+        assert full.quota(2024, as_of=as_of, known_at=known_at) == part.quota(2024, as_of=as_of, known_at=known_at)
+        assert full.officers(as_of=as_of, known_at=known_at) == part.officers(as_of=as_of, known_at=known_at)
+        full.close()
+        part.close()
+        ledger.close()

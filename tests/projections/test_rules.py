@@ -1,0 +1,296 @@
+"""Worked examples per rule, with exact numbers, on both stores."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from domain.vocabulary import (
+    Channel,
+    ClueSource,
+    Commendation,
+    DecisionOutcome,
+    EscalationLevel,
+    MisconductKind,
+    PetitionCategory,
+    Post,
+    Violation,
+)
+from tests.projections.conftest import World, at
+
+
+def by_unit(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["unit_id"]: r for r in rows}
+
+
+def indicators(row: dict[str, Any], *only: str) -> list[tuple[str, int]]:
+    return [(d["indicator"], d["points"]) for d in row["deductions"] if not only or d["indicator"] in only]
+
+
+def major_case(w: World, case_id: str, unit: str, when: str) -> Any:
+    return w.do(
+        "report_clue",
+        unit,
+        Violation.ILLEGAL_LAND_USE,
+        ClueSource.PATROL,
+        case_id=case_id,
+        area_mu=Decimal(12),
+        when=when,
+    )
+
+
+def petition(w: World, pid: str, unit: str, when: str, **flags: Any) -> Any:
+    return w.do(
+        "register_petition",
+        unit,
+        Channel.VISIT,
+        1,
+        "张三",
+        "征地补偿",
+        PetitionCategory.COMPENSATION,
+        petition_id=pid,
+        when=when,
+        **flags,
+    )
+
+
+def test_two_major_cases_in_a_township_deduct_twice_from_its_district(world: World) -> None:
+    w = world
+    w.do("register_person", "口镇镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-head", when="2024-01-01")
+    first = major_case(w, "c1", "kz", "2024-03-05")
+    second = major_case(w, "c2", "kz", "2024-04-05")
+    w.do("allocate_quota", "lc", 2024, Decimal(100), when="2024-01-02")
+    w.do("approve_land", "kz", Decimal(30), "工业园", when="2024-02-01")
+    q = w.queries()
+
+    deductions = by_unit(q.quota_deductions(2024))
+    lc = deductions["lc"]
+    assert (lc["land_quota_mu"], lc["consolidation_funds_yuan"], lc["model_district_points"]) == (20, 400000, 10)
+    assert [i["evidence"] for i in lc["items"]] == [[first.position], [second.position]]
+    assert {i["rule"] for i in lc["items"]} == {"R4"} and {i["policy_version"] for i in lc["items"]} == {1}
+    assert deductions["gc"]["land_quota_mu"] == 0 and deductions["gc"]["items"] == []
+
+    quota = by_unit(q.quota(2024))["lc"]
+    assert (quota["allocated_mu"], quota["used_mu"], quota["deducted_mu"], quota["remaining_mu"]) == (100, 30, 20, 50)
+    assert quota["negative"] is False
+
+    opened = {t["id"]: t for t in q.triggers() if t["rule"] == "R4"}
+    assert set(opened) == {"R4.case.c1.kz-head", "R4.case.c1", "R4.case.c2.kz-head", "R4.case.c2"}
+    assert opened["R4.case.c1.kz-head"]["subject"] == {"unit_id": "kz", "person_id": "kz-head"}
+    assert opened["R4.case.c1"]["status"] == "open" and opened["R4.case.c1"]["decision"] is None
+
+    # Territory: the district answers for its townships; the township's score counts both cases.
+    as_of = at("2024-06-01")
+    scores = by_unit(q.scores(2024, as_of=as_of))
+    assert indicators(scores["kz"], "major_case") == [("major_case", 10), ("major_case", 10)]
+    assert [d["indicator"] for d in scores["lc"]["deductions"]].count("major_case") == 2
+    assert [d["indicator"] for d in scores["gc"]["deductions"]] == []
+    assert scores["gc"]["score"] == 100 and scores["gc"]["outcome"] == "pending"
+    assert set(by_unit(q.scores(2024, "lc", as_of=as_of))) == {"lc", "kz", "yl"}
+
+
+def test_quota_goes_negative_and_is_flagged(world: World) -> None:
+    w = world
+    w.do("allocate_quota", "gc", 2024, Decimal(15), when="2024-01-02")
+    w.do("approve_land", "ys", Decimal("7.5"), "道路", when="2024-02-01")
+    major_case(w, "c1", "ys", "2024-03-01")
+    row = by_unit(w.queries().quota(2024))["gc"]
+    assert (row["allocated_mu"], row["used_mu"], row["deducted_mu"], row["remaining_mu"]) == (15, 7.5, 10, -2.5)
+    assert row["negative"] is True
+
+
+def test_a_mid_year_amendment_changes_points_after_its_effective_date_only(world: World) -> None:
+    w = world
+    major_case(w, "c1", "yl", "2024-03-01")
+    w.do("amend_policy", at("2024-07-01"), {"points_major_case": 20, "quota_deduction_mu": 15}, when="2024-06-20")
+    major_case(w, "c2", "yl", "2024-09-01")
+    q = w.queries()
+    row = by_unit(q.scores(2024, as_of=at("2024-10-01")))["yl"]
+    assert [(d["indicator"], d["points"], d["policy_version"]) for d in row["deductions"]] == [
+        ("major_case", 10, 1),
+        ("case_not_investigated", 5, 1),  # the clue of 2024-03-01 was never filed (有案不查)
+        ("major_case", 20, 2),
+    ]
+    assert row["score"] == 65
+    assert [i["land_quota_mu"] for i in by_unit(q.quota_deductions(2024))["lc"]["items"]] == [10, 15]
+
+
+def test_an_amendment_recorded_late_was_not_known_before_it_was_recorded(world: World) -> None:
+    w = world
+    major_case(w, "c1", "yl", "2024-03-01")
+    w.clock.set("2024-08-01")
+    w.do("amend_policy", at("2024-01-01"), {"points_major_case": 30}, when="2024-08-01")
+    q = w.queries()
+    before = by_unit(q.scores(2024, as_of=at("2024-04-01"), known_at=at("2024-07-01")))["yl"]
+    after = by_unit(q.scores(2024, as_of=at("2024-04-01"), known_at=at("2024-08-02")))["yl"]
+    assert indicators(before, "major_case") == [("major_case", 10)]
+    assert indicators(after, "major_case") == [("major_case", 30)]
+
+
+def test_a_late_recorded_event_changes_what_is_known_now_not_the_bulletin(world: World) -> None:
+    w = world
+    petition(w, "x1", "kz", "2024-05-03", skip_level=True)
+    w.clock.set("2024-06-10")
+    late = petition(w, "x2", "kz", "2024-05-20", skip_level=True)
+    q = w.queries()
+    issued = q.monthly("2024-05")
+    assert issued["known_at"] == "2024-06-01T00:00:00+08:00"
+    assert issued["petitions"]["registered"] == 1
+    assert [d["record_id"] for d in issued["deductions"]] == ["x1"]
+    now = q.monthly("2024-05", known_at=at("2024-07-01"))
+    assert now["petitions"]["registered"] == 2
+    assert late.position in {p for d in now["deductions"] for p in d["evidence"]}
+    assert q.daily("2024-05-20")["petitions"]["registered"] == 0
+    assert q.daily("2024-05-20", known_at=at("2024-07-01"))["petitions"]["registered"] == 1
+    assert q.weekly("2024-W21", known_at=at("2024-07-01"))["petitions"]["registered"] == 1
+
+
+def test_overdue_is_judged_against_as_of(world: World) -> None:
+    w = world
+    petition(w, "x0", "kz", "2024-03-01")
+    petition(w, "x1", "kz", "2024-03-01", repeat_of="x0")  # a repeat needs no three meetings to close
+    q = w.queries()
+    assert q.petitions(status="overdue", as_of=at("2024-04-30")) == []
+    overdue = q.petitions(status="overdue", as_of=at("2024-05-01"))
+    assert [p["id"] for p in overdue] == ["x0", "x1"]
+    w.do("reply_petition", "x1", "已答复", when="2024-05-05")
+    w.do("close_petition", "x1", when="2024-05-10")
+    q = w.queries()
+    as_of = at("2024-05-06")
+    rows = {p["id"]: p for p in q.petitions(as_of=as_of)}
+    assert rows["x1"]["status"] == "overdue" and rows["x1"]["deadline"] == "2024-04-30T00:00:00+08:00"
+    assert {p["id"]: p["status"] for p in q.petitions(as_of=at("2024-05-11"))} == {"x0": "overdue", "x1": "closed"}
+    assert [p["id"] for p in q.petitions(status="open", as_of=at("2024-05-11"))] == ["x0"]
+    assert [p["id"] for p in q.petitions(flag="repeat")] == ["x1"]
+    row = by_unit(q.scores(2024, as_of=at("2024-05-11")))["kz"]
+    assert ("overdue_petition", 2) in indicators(row) and ("repeat_petition", 1) in indicators(row)
+    triggers = {t["id"]: t for t in q.triggers(as_of=at("2024-05-11"))}
+    assert triggers["R18.petition.x1.overdue"]["opened_at"] == "2024-04-30T00:00:00+08:00"
+    assert "R18.petition.x1.overdue" not in {t["id"] for t in q.triggers(as_of=at("2024-04-29"))}
+
+
+def test_escalation_of_an_owned_petition_triggers_the_leader_and_unit_until_decided(world: World) -> None:
+    w = world
+    w.do("register_person", "分管领导", "kz", Post.LEADER_IN_CHARGE, person_id="kz-lead", when="2024-01-01")
+    petition(w, "x1", "kz", "2024-03-01")
+    petition(w, "x2", "kz", "2024-03-01")
+    w.do("take_ownership", "x1", "kz-lead", when="2024-03-02")
+    esc = w.do("escalate", "x1", EscalationLevel.BEIJING, False, when="2024-03-10")
+    w.do("escalate", "x2", EscalationLevel.PROVINCE, False, when="2024-03-10")  # not owned: no R14 trigger
+    q = w.queries()
+    r14 = [t for t in q.triggers(status="open") if t["rule"] == "R14"]
+    ids = {t["id"] for t in r14}
+    assert ids == {f"R14.petition.x1.{esc.position}", f"R14.petition.x1.{esc.position}.unit"}
+    leader = next(t for t in r14 if "person_id" in t["subject"])
+    assert leader["subject"] == {"unit_id": "kz", "person_id": "kz-lead"} and esc.position in leader["evidence"]
+    w.do("decide_trigger", leader["id"], "R14", DecisionOutcome.DEMERIT, "赴京上访", when="2024-03-20")
+    q = w.queries()
+    decided = q.trigger(leader["id"])
+    assert decided is not None and decided["status"] == "decided"
+    assert decided["decision"]["outcome"] == "demerit"
+    assert q.trigger(leader["id"], as_of=at("2024-03-15"))["status"] == "open"  # type: ignore[index]
+    assert [t["id"] for t in q.triggers(status="decided")] == [leader["id"]]
+    assert q.triggers(unit_id="gc") == []
+    assert [d["indicator"] for d in by_unit(q.scores(2024, as_of=at("2024-04-01")))["kz"]["deductions"]].count(
+        "escalation"
+    ) == 2
+
+
+def test_substantiated_misconduct_stays_open_until_the_removal(world: World) -> None:
+    w = world
+    w.do("register_person", "执法员", "yl", Post.ENFORCEMENT_OFFICER, person_id="o1", when="2024-01-01")
+    w.do("register_person", "标兵", "yl", Post.ENFORCEMENT_OFFICER, person_id="o2", when="2024-01-01")
+    w.do("report_misconduct", "o1", MisconductKind.TAKING, "李四", "收受礼品", when="2024-02-01")
+    w.do("record_finding", "o1", "r1", True, when="2024-02-10")
+    w.do("commend", "o2", Commendation.LAW_ENFORCEMENT_MODEL, when="2024-02-11")
+    q = w.queries()
+    trigger = q.trigger("R7.person.o1.r1")
+    assert trigger is not None and trigger["status"] == "open" and trigger["removal_due"] is True
+    assert trigger["subject"] == {"unit_id": "yl", "person_id": "o1"}
+    assert [o["id"] for o in q.officers(status="removal_due")] == ["o1"]
+    assert [o["id"] for o in q.officers(status="commended")] == ["o2"]
+    w.do("decide_trigger", "R7.person.o1.r1", "R7", DecisionOutcome.WARNING, "先警告", when="2024-02-12")
+    q = w.queries()
+    assert q.trigger("R7.person.o1.r1")["status"] == "open"  # type: ignore[index]
+    w.do("remove_from_post", "o1", when="2024-02-15")
+    q = w.queries()
+    assert q.trigger("R7.person.o1.r1")["status"] == "decided"  # type: ignore[index]
+    assert [o["id"] for o in q.officers(status="removed")] == ["o1"]
+    row = by_unit(q.scores(2024, as_of=at("2024-03-01")))["yl"]
+    assert indicators(row) == [("misconduct", 5)] and [(c["indicator"], c["points"]) for c in row["commendations"]] == [
+        ("commendation", 2)
+    ]
+    assert row["score"] == 97
+
+
+def test_a_wrongful_finding_triggers_each_handler(world: World) -> None:
+    w = world
+    for pid in ("h1", "h2"):
+        w.do("register_person", pid, "kz", Post.ENFORCEMENT_OFFICER, person_id=pid, when="2024-01-01")
+    w.do("report_clue", "kz", Violation.UNLICENSED_MINING, ClueSource.REPORT, case_id="c1", when="2024-02-01")
+    w.do("file_case", "c1", ["h1", "h2"], when="2024-02-05")
+    w.do("close_case", "c1", "罚款", when="2024-03-01")
+    found = w.do("find_wrongful", "c1", ["h1", "h2"], "事实不清", when="2024-04-01")
+    triggers = {t["id"]: t for t in w.queries().triggers() if t["rule"] == "R2"}
+    assert set(triggers) == {"R2.case.c1.h1", "R2.case.c1.h2"}
+    assert found.position in triggers["R2.case.c1.h1"]["evidence"]
+    assert triggers["R2.case.c1.h2"]["opened_at"] == "2024-04-01T00:00:00+08:00"
+
+
+def test_a_clue_left_unfiled_is_not_investigated_from_its_deadline(world: World) -> None:
+    w = world
+    w.do("register_person", "h1", "kz", Post.ENFORCEMENT_OFFICER, person_id="h1", when="2024-01-01")
+    w.do("report_clue", "kz", Violation.INDISCRIMINATE_DIGGING, ClueSource.PATROL, case_id="late", when="2024-03-01")
+    w.do("report_clue", "kz", Violation.INDISCRIMINATE_DIGGING, ClueSource.PATROL, case_id="ok", when="2024-03-01")
+    w.do("file_case", "ok", ["h1"], when="2024-03-20")
+    w.do("file_case", "late", ["h1"], when="2024-04-15")  # filed after the 30 days: still 有案不查
+    q = w.queries()
+    assert indicators(by_unit(q.scores(2024, as_of=at("2024-03-30")))["kz"]) == []
+    row = by_unit(q.scores(2024, as_of=at("2024-04-02")))["kz"]
+    assert indicators(row) == [("case_not_investigated", 5)]
+    assert row["deductions"][0]["occurred_at"] == "2024-03-31T00:00:00+08:00"
+    assert [t["id"] for t in q.triggers(as_of=at("2024-04-02"))] == ["R7.case.late.unfiled"]
+
+
+def test_a_year_closed_below_pass_score_triggers_r6(world: World) -> None:
+    w = world
+    w.do("sign_agreement", 2024, "lc", "yl", ["耕地保护"], when="2024-01-05")
+    for i in range(3):
+        major_case(w, f"c{i}", "yl", f"2024-0{i + 3}-01")
+    q = w.queries()
+    assert by_unit(q.scores(2024, as_of=at("2024-12-31")))["yl"]["outcome"] == "pending"
+    assert [t for t in q.triggers(as_of=at("2024-12-31")) if t["rule"] == "R6"] == []
+    closed = by_unit(q.scores(2024, as_of=at("2025-01-01")))["yl"]
+    # three major cases (10 each) whose clues were never filed (有案不查, 5 each)
+    assert (closed["score"], closed["outcome"]) == (55, "criticise")
+    r6 = [t for t in q.triggers(as_of=at("2025-01-01")) if t["rule"] == "R6"]
+    assert [(t["id"], t["subject"], t["opened_at"]) for t in r6] == [
+        ("R6.agreement.2024.lc.yl", {"unit_id": "yl"}, "2025-01-01T00:00:00+08:00")
+    ]
+    assert by_unit(q.scores(2024, as_of=at("2025-01-01")))["ys"]["outcome"] == "commend"
+
+
+def test_a_leader_without_a_public_reception_in_a_month_costs_a_point(world: World) -> None:
+    w = world
+    w.do("register_person", "镇长", "ys", Post.PRINCIPAL_LEADER, person_id="ys-head", when="2024-01-01")
+    w.do("hold_reception", "ys-head", "村委会", when="2024-01-15")
+    w.do("hold_reception", "ys-head", "村委会", when="2024-02-15")
+    q = w.queries()
+    row = by_unit(q.scores(2024, as_of=at("2024-04-01")))["ys"]
+    assert [(d["indicator"], d["occurred_at"]) for d in row["deductions"]] == [
+        ("missed_reception", "2024-03-01T00:00:00+08:00")
+    ]
+    assert row["score"] == 99
+
+
+def test_a_diverted_petition_belongs_to_its_new_unit_from_then_on(world: World) -> None:
+    w = world
+    petition(w, "x1", "kz", "2024-03-01", skip_level=True)
+    w.do("divert_petition", "x1", "ys", when="2024-03-05")
+    w.do("escalate", "x1", EscalationLevel.CITY, True, when="2024-03-06")
+    q = w.queries()
+    assert [p["id"] for p in q.petitions(unit_id="gc")] == ["x1"]
+    assert [p["id"] for p in q.petitions(unit_id="lc", as_of=at("2024-03-04"))] == ["x1"]
+    scores = by_unit(q.scores(2024, as_of=at("2024-04-01")))
+    assert indicators(scores["kz"]) == [("skip_level_petition", 2)]
+    assert indicators(scores["ys"]) == [("escalation", 5)]
