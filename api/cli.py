@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from domain.errors import DomainError
-from store.config import database_url
+from store.config import database_url, redact
 from store.ledger import init_store, open_ledger
 
 app = typer.Typer(
@@ -39,7 +39,7 @@ def init() -> None:
     url = database_url()
     init_store(url)
     _call_optional("audit.keys", "ensure_signing_key_from_env")
-    typer.echo(f"store ready: {_redacted(url)}")
+    typer.echo(f"store ready: {redact(url)}")
 
 
 @app.command()
@@ -108,12 +108,6 @@ def _positions(ledger: object, events: list[object]) -> dict[int, int]:
     if lookup is None or not events:
         return {}
     return dict(lookup(events[0].originator_id))
-
-
-def _redacted(url: str) -> str:
-    from store.config import _redact
-
-    return _redact(url)
 
 
 def _call_optional(module: str, function: str, *args: object) -> object:

@@ -79,7 +79,7 @@ def parse(url: str) -> SQLiteURL | PostgresURL:
         return _parse_sqlite(url)
     if scheme == "postgresql" and url.startswith("postgresql://"):
         return _parse_postgres(url)
-    msg = f"unsupported database URL {_redact(url)!r}: {_EXPECTED}"
+    msg = f"unsupported database URL {redact(url)!r}: {_EXPECTED}"
     raise ValueError(msg)
 
 
@@ -101,7 +101,7 @@ def _parse_sqlite(url: str) -> SQLiteURL:
 
 def _parse_postgres(url: str) -> PostgresURL:
     parts = urlsplit(url)
-    redacted = _redact(url)
+    redacted = redact(url)
     try:
         port = parts.port or 5432
     except ValueError:
@@ -135,7 +135,7 @@ def _parse_postgres(url: str) -> PostgresURL:
     )
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     # Error messages end up in logs: never echo a password.
     parts = urlsplit(url)
     if parts.password is None:
@@ -255,4 +255,5 @@ __all__ = [
     "is_empty",
     "parse",
     "persistence_environment",
+    "redact",
 ]
