@@ -38,7 +38,6 @@ def init() -> None:
     """Create the store's schema and keys (idempotent)."""
     url = database_url()
     init_store(url)
-    _call_optional("audit.keys", "ensure_signing_key_from_env")
     typer.echo(f"store ready: {redact(url)}")
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from audit.checkpoints import ensure_signing_key
+from audit.schema import create_audit_tables
 from domain.application import Clock, Ledger, utc_now
 from store.config import create_schema, database_url, persistence_environment
 from store.db import blob_type, connect, placeholder
@@ -24,6 +26,8 @@ def init_store(url: str | None = None, *, clock: Clock = utc_now) -> None:
             f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (subject TEXT PRIMARY KEY, wrapped {blob_type(url)} NOT NULL)"
         )
     load_master_key(dict(os.environ), create=True)
+    create_audit_tables(url)
+    ensure_signing_key()
     ledger = open_ledger(url, clock=clock)
     try:
         ledger.ensure_policy()

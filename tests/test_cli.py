@@ -21,7 +21,11 @@ def ledger_cli(url: str, *args: str, env: dict[str, str] | None = None) -> subpr
     full_env = {**os.environ, "LEDGER_DATABASE_URL": url, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-c", "from api.cli import main; main()", *args],
-        capture_output=True, text=True, env=full_env, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+        check=False,
     )
 
 
@@ -69,8 +73,10 @@ def test_the_demo_year_is_realistic_and_deterministic() -> None:
 
 def test_a_plan_with_a_thousand_bad_rows_records_nothing(empty_url: str) -> None:
     plan = demo_plan()
-    bad = [Step("take_ownership", {"petition_id": f"missing-{i}", "leader_id": "mayor"}, s.occurred_at, s.recorded_at)
-           for i, s in enumerate(plan[-1000:])]
+    bad = [
+        Step("take_ownership", {"petition_id": f"missing-{i}", "leader_id": "mayor"}, s.occurred_at, s.recorded_at)
+        for i, s in enumerate(plan[-1000:])
+    ]
     with pytest.raises(DemoRefused, match="1000 of"):
         load_demo(empty_url, plan[:200] + bad + plan[200:])
     ledger = open_ledger(empty_url)
@@ -90,7 +96,8 @@ def test_bad_commands_are_one_line_errors_with_nonzero_exit(empty_url: str) -> N
 
 
 def test_no_update_or_delete_on_event_tables_in_the_code() -> None:
-    sources = [p for folder in ("domain", "projections", "api", "audit", "store") for p in (ROOT / folder).rglob("*.py")]
+    folders = ("domain", "projections", "api", "audit", "store")
+    sources = [p for folder in folders for p in (ROOT / folder).rglob("*.py")]
     offending = [
         f"{p}:{n}"
         for p in sources

@@ -208,7 +208,9 @@ def test_r7_removal_needs_a_substantiated_finding(world: Ledger) -> None:
     person = world.get(Person, "officer")
     assert person.removed and person.referred
     refused(world, RuleViolation, "R7", lambda: world.remove_from_post("officer", **cmd(9)))
-    refused(world, RuleViolation, "R8", lambda: world.commend("officer", Commendation.LAND_RESOURCES_GUARDIAN, **cmd(9)))
+    refused(
+        world, RuleViolation, "R8", lambda: world.commend("officer", Commendation.LAND_RESOURCES_GUARDIAN, **cmd(9))
+    )
 
 
 def test_r17_only_leaders_hold_public_receptions(world: Ledger) -> None:
@@ -221,8 +223,15 @@ def test_r17_only_leaders_hold_public_receptions(world: Ledger) -> None:
 
 
 def test_unit_tree_and_quota_rules(world: Ledger) -> None:
-    refused(world, RuleViolation, "R15", lambda: world.register_unit("x", "某镇", UnitKind.TOWNSHIP, "laiwu", actor="admin"))
-    refused(world, RecordExists, "unique-id", lambda: world.register_unit("laicheng", "莱城区", UnitKind.DISTRICT, "laiwu", actor="admin"))
+    refused(
+        world, RuleViolation, "R15", lambda: world.register_unit("x", "某镇", UnitKind.TOWNSHIP, "laiwu", actor="admin")
+    )
+    refused(
+        world,
+        RecordExists,
+        "unique-id",
+        lambda: world.register_unit("laicheng", "莱城区", UnitKind.DISTRICT, "laiwu", actor="admin"),
+    )
     refused(world, RuleViolation, "R19", lambda: world.allocate_quota("kouzhen", 2025, Decimal(10), **cmd(2)))
     refused(world, InvalidValue, None, lambda: world.allocate_quota("laicheng", 2025, Decimal(-1), **cmd(2)))
     world.allocate_quota("laicheng", 2025, Decimal(600), **cmd(2))
@@ -237,15 +246,27 @@ def test_business_time_cannot_be_future_or_before_the_record(world: Ledger) -> N
 
 
 def test_bad_ids_and_text_are_refused(world: Ledger) -> None:
-    refused(world, InvalidValue, None, lambda: world.register_person("x", "kouzhen", Post.PETITION_CLERK, person_id="../etc", actor="a"))
-    refused(world, InvalidValue, None, lambda: world.register_person("a\x00b", "kouzhen", Post.PETITION_CLERK, actor="a"))
+    refused(
+        world,
+        InvalidValue,
+        None,
+        lambda: world.register_person("x", "kouzhen", Post.PETITION_CLERK, person_id="../etc", actor="a"),
+    )
+    refused(
+        world, InvalidValue, None, lambda: world.register_person("a\x00b", "kouzhen", Post.PETITION_CLERK, actor="a")
+    )
     refused(world, RecordNotFound, None, lambda: world.get(Petition, "nope"))
 
 
 def test_expected_version_refuses_a_stale_write(world: Ledger) -> None:
     pid = petition(world)
     world.take_ownership(pid, "head", expected_version=1, **cmd(2))
-    refused(world, StaleVersion, "optimistic-concurrency", lambda: world.hold_meeting(pid, Meeting.LEADER, expected_version=1, **cmd(3)))
+    refused(
+        world,
+        StaleVersion,
+        "optimistic-concurrency",
+        lambda: world.hold_meeting(pid, Meeting.LEADER, expected_version=1, **cmd(3)),
+    )
     assert world.hold_meeting(pid, Meeting.LEADER, expected_version=2, **cmd(3)).version == 3
 
 
@@ -259,9 +280,12 @@ def test_idempotency_key_returns_the_first_answer_and_records_nothing_new(world:
     created = world.register_petition(
         "kouzhen", *_petition_args(), petition_id="XF-9", idempotency_key="k-2", actor=CLERK, occurred_at=day(1)
     )
-    assert world.register_petition(
-        "kouzhen", *_petition_args(), petition_id="XF-9", idempotency_key="k-2", actor=CLERK, occurred_at=day(1)
-    ).position == created.position
+    assert (
+        world.register_petition(
+            "kouzhen", *_petition_args(), petition_id="XF-9", idempotency_key="k-2", actor=CLERK, occurred_at=day(1)
+        ).position
+        == created.position
+    )
 
 
 def _petition_args() -> tuple[Any, ...]:

@@ -30,13 +30,26 @@ def build(ledger: Ledger) -> None:
 
 def petition(ledger: Ledger, pid: str = "XF-1", *, count: int = 1, repeat_of: str | None = None, at: float = 1) -> str:
     return ledger.register_petition(
-        "kouzhen", Channel.VISIT, count, "张三", "征地补偿款未足额发放", PetitionCategory.COMPENSATION,
-        petition_id=pid, repeat_of=repeat_of, actor=CLERK, occurred_at=day(at),
+        "kouzhen",
+        Channel.VISIT,
+        count,
+        "张三",
+        "征地补偿款未足额发放",
+        PetitionCategory.COMPENSATION,
+        petition_id=pid,
+        repeat_of=repeat_of,
+        actor=CLERK,
+        occurred_at=day(at),
     ).id
 
 
 def case(ledger: Ledger, cid: str = "AJ-1", *, area: str | None = "2", at: float = 1) -> str:
     return ledger.report_clue(
-        "kouzhen-station", Violation.ILLEGAL_LAND_USE, ClueSource.PATROL, case_id=cid,
-        area_mu=Decimal(area) if area else None, actor="officer", occurred_at=day(at),
+        "kouzhen-station",
+        Violation.ILLEGAL_LAND_USE,
+        ClueSource.PATROL,
+        case_id=cid,
+        area_mu=Decimal(area) if area else None,
+        actor="officer",
+        occurred_at=day(at),
     ).id

@@ -1,0 +1,1 @@
+"""Integrity (完整性): hash chain, Merkle checkpoints, proofs and verification."""

@@ -1,0 +1,97 @@
+"""Hash chain over the event log (pure functions, no database).
+
+Every recorded event gets ``hash = event_hash(previous hash, ...)`` in log
+order, starting from ``GENESIS``, plus ``leaf = leaf_hash(...)`` for an
+RFC 9162 Merkle tree. Both are computed over the event exactly as STORED
+(topic and the state bytes after transcoding, compression and encryption), not
+over decoded domain objects: personal fields stay encrypted under per-person
+keys, so anyone can verify the chain and proofs without holding any key, and
+destroying a key (erasure) leaves every hash valid.
+
+Encoding: each field is an 8-byte big-endian length followed by its bytes;
+integers are 8-byte big-endian two's complement; text is UTF-8. Length
+prefixes make the encoding unambiguous (no two field lists share bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+GENESIS = bytes(32)
+HASH_SIZE = 32
+_LEAF_PREFIX = b"\x00"  # RFC 9162 section 2.1.1; interior nodes use b"\x01".
+
+
+def originator_id_text(originator_id: UUID | str) -> str:
+    """Text hashed for an originator ID: UUID as 32 hex digits, text as is."""
+    return originator_id.hex if isinstance(originator_id, UUID) else originator_id
+
+
+def _feed(
+    update: Callable[[bytes], object],
+    position: int,
+    originator_id: str,
+    originator_version: int,
+    topic: str,
+    state: bytes,
+) -> None:
+    # Fed piecewise so large states are never copied into one buffer.
+    for field in (
+        position.to_bytes(8, "big", signed=True),
+        originator_id.encode("utf-8"),
+        originator_version.to_bytes(8, "big", signed=True),
+        topic.encode("utf-8"),
+        state,
+    ):
+        update(len(field).to_bytes(8, "big"))
+        update(field)
+
+
+def canonical_event_bytes(
+    position: int,
+    originator_id: str,
+    originator_version: int,
+    topic: str,
+    state: bytes,
+) -> bytes:
+    """The canonical encoding of one stored event (without the chain link)."""
+    parts: list[bytes] = []
+    _feed(parts.append, position, originator_id, originator_version, topic, state)
+    return b"".join(parts)
+
+
+def event_hash(
+    prev: bytes,
+    position: int,
+    originator_id: str,
+    originator_version: int,
+    topic: str,
+    state: bytes,
+) -> bytes:
+    """SHA-256 of len(prev)‖prev followed by the canonical event bytes."""
+    if len(prev) != HASH_SIZE:
+        msg = f"previous hash must be {HASH_SIZE} bytes, got {len(prev)}"
+        raise ValueError(msg)
+    h = hashlib.sha256()
+    h.update(len(prev).to_bytes(8, "big"))
+    h.update(prev)
+    _feed(h.update, position, originator_id, originator_version, topic, state)
+    return h.digest()
+
+
+def leaf_hash(
+    position: int,
+    originator_id: str,
+    originator_version: int,
+    topic: str,
+    state: bytes,
+) -> bytes:
+    """RFC 9162 leaf hash: SHA-256(0x00 ‖ canonical event bytes)."""
+    h = hashlib.sha256(_LEAF_PREFIX)
+    _feed(h.update, position, originator_id, originator_version, topic, state)
+    return h.digest()

@@ -1,0 +1,104 @@
+"""Audit commands (审计命令): ``verify``, ``export``, ``verify-bundle``, ``checkpoint``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from audit import bundle, checkpoints
+from audit import verify as verify_module
+from store.config import database_url
+
+err = Console(stderr=True, highlight=False)
+
+
+def _trusted(key: Path | None) -> Ed25519PublicKey | None:
+    return checkpoints.load_public_key(key.read_bytes()) if key else None
+
+
+def verify(
+    key: Annotated[
+        Path | None, typer.Option("--key", help="trusted public key (PEM); default: the signing key file")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Check the whole store's integrity; exit 0 if intact, 1 naming the first bad position."""
+    url = database_url()
+    keys = None if key is None else [k for k in [_trusted(key)] if k is not None]
+    with Progress(
+        TextColumn("verifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("verify", total=None)
+        result = verify_module.verify(url, lambda done, total: bar.update(task, completed=done, total=total), keys)
+    if result.ok:
+        typer.echo(f"intact: {result.checked} events, head {result.head}")
+        return
+    err.print(f"ledger: first bad position {result.first_bad_position}: {result.reason}", markup=False)
+    raise typer.Exit(1)
+
+
+def export(
+    out: Annotated[Path, typer.Option("--out", help="bundle file to write (JSON Lines)")],
+    start: Annotated[int | None, typer.Option("--from", min=1, help="first position")] = None,
+    stop: Annotated[int | None, typer.Option("--to", min=1, help="last position")] = None,
+) -> None:
+    """Write a self-contained audit bundle."""
+    try:
+        header = bundle.export(database_url(), out, start, stop)
+    except bundle.BundleError as e:
+        err.print(f"ledger: {e}", markup=False)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"wrote {out}: positions {header['from']}..{header['to']}, "
+        f"proved against checkpoint {header['proof_checkpoint']['size']}"
+    )
+
+
+def verify_bundle(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="bundle written by `ledger export`")],
+    recompute: Annotated[bool, typer.Option("--recompute", help="also rebuild the stated projections")] = False,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="trusted public key (PEM) instead of the bundled one")
+    ] = None,
+) -> None:
+    """Check a bundle offline, with no store and no server."""
+    try:
+        result = bundle.verify_bundle(file, recompute=recompute, trusted_key=_trusted(key))
+    except bundle.BundleError as e:
+        result = bundle.BundleResult(False, 0, None, str(e))
+    if result.ok:
+        extra = ", projections recomputed and equal" if result.recomputed else ""
+        typer.echo(f"bundle intact: {result.events} events{extra}")
+        return
+    where = f"position {result.first_bad_position}: " if result.first_bad_position else ""
+    err.print(f"ledger: bundle check failed: {where}{result.reason}", markup=False)
+    raise typer.Exit(1)
+
+
+def checkpoint() -> None:
+    """Sign the log's current Merkle root now (a signed tree head)."""
+    try:
+        cp = checkpoints.take_checkpoint(database_url())
+    except checkpoints.CheckpointRefused as e:
+        err.print(f"ledger: checkpoint refused: {e}", markup=False)
+        raise typer.Exit(1) from None
+    typer.echo(f"checkpoint size {cp.size} root {cp.root} key {cp.key_id}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the audit commands to the ``ledger`` CLI."""
+    app.command("verify")(verify)
+    app.command("export")(export)
+    app.command("verify-bundle")(verify_bundle)
+    app.command("checkpoint")(checkpoint)

@@ -1,0 +1,142 @@
+"""Time travel helpers (追溯): a record's events as stored, and entries recorded long after the fact.
+
+Personal fields are shown as stored (sealed): an auditor sees that a petitioner was recorded and
+that the bytes are intact, never who it was.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from audit.bundle import offline_decoder
+from audit.db import AuditDB, as_bytes
+from domain.application import Ledger, record_class
+from domain.base import check_id, record_uuid
+from domain.errors import RecordNotFound
+
+#: Fields every event carries, shown beside ``data`` rather than in it.
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "actor", "occurred_at"}
+
+
+def history(ledger: Ledger, kind: str, record_id: str) -> list[dict[str, Any]]:
+    """Every event of a record in order: position, type, actor, times, data (sealed) and chain hash."""
+    cls = record_class(kind)
+    check_id(record_id)
+    oid = record_uuid(cls.KIND, record_id)
+    rows = _stored_with_chain(ledger, oid)
+    if not rows:
+        raise RecordNotFound(kind, record_id)
+    decode = offline_decoder()
+    out = []
+    for position, version, topic, state, chain_hash in rows:
+        event = decode(StoredEvent(oid, version, topic, state))
+        out.append(
+            {
+                "position": position,
+                "version": version,
+                **describe(event),
+                "hash": chain_hash.hex() if chain_hash else None,
+            }
+        )
+    return out
+
+
+def describe(event: Any) -> dict[str, Any]:
+    """An event as JSON-ready fields: type, actor, business and recording time, and its data."""
+    return {
+        "type": type(event).__qualname__,
+        "actor": getattr(event, "actor", None),
+        "occurred_at": _plain(getattr(event, "occurred_at", None)),
+        "recorded_at": _plain(event.timestamp),
+        "data": {k: _plain(v) for k, v in vars(event).items() if k not in _ENVELOPE},
+    }
+
+
+def late_entries(url: str, min_gap: timedelta, start: int = 1, limit: int = 100) -> list[dict[str, Any]]:
+    """Events from ``start`` recorded at least ``min_gap`` after they occurred (补录/倒签), oldest first."""
+    decode = offline_decoder()
+    found: list[dict[str, Any]] = []
+    with AuditDB(url) as db:
+        for row in db.events(start=start):
+            event = decode(StoredEvent(UUID(row.originator_id), row.originator_version, row.topic, row.state))
+            occurred = getattr(event, "occurred_at", None)
+            if occurred is None or event.timestamp - occurred < min_gap:
+                continue
+            gap = event.timestamp - occurred
+            found.append(
+                {
+                    "position": row.position,
+                    "record_id": getattr(event, "record_id", None),
+                    "originator_id": row.originator_id,
+                    **{k: v for k, v in describe(event).items() if k != "data"},
+                    "gap": iso_duration(gap),
+                    "gap_seconds": int(gap.total_seconds()),
+                }
+            )
+            if len(found) >= limit:
+                break
+    return found
+
+
+def iso_duration(delta: timedelta) -> str:
+    """ISO 8601 duration, days and time (``P7DT3H``); whole seconds."""
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
+    if not days:
+        return f"PT{time or '0S'}"
+    return f"P{days}DT{time}" if time else f"P{days}D"
+
+
+def _stored_with_chain(ledger: Ledger, oid: UUID) -> list[tuple[int, int, str, bytes, bytes | None]]:
+    """The record's stored events with their log position and chain hash, in version order."""
+    recorder: Any = ledger.recorder
+    events, hashes = recorder.events_table_name, f"{recorder.events_table_name}_hashes"
+    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
+        schema = recorder.datastore.schema
+        sql = (
+            "SELECT e.notification_id, e.originator_version, e.topic, e.state, h.hash "
+            f'FROM "{schema}"."{events}" e LEFT JOIN "{schema}"."{hashes}" h ON h.position = e.notification_id '
+            "WHERE e.originator_id = %s ORDER BY e.originator_version"
+        )
+        key: Any = oid
+    else:
+        sql = (
+            f"SELECT e.rowid, e.originator_version, e.topic, e.state, h.hash FROM {events} e "
+            f"LEFT JOIN {hashes} h ON h.position = e.rowid WHERE e.originator_id = ? ORDER BY e.originator_version"
+        )
+        key = oid.hex
+    with recorder.datastore.transaction(commit=False) as cur:
+        cur.execute(sql, (key,))
+        rows = cur.fetchall()
+    return [
+        (int(r[0]), int(r[1]), str(r[2]), bytes(r[3]), as_bytes(r[4]) if r[4] is not None else None)
+        for r in (tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in rows)
+    ]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, UUID):
+        return value.hex
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+__all__ = ["describe", "history", "iso_duration", "late_entries"]

@@ -1,0 +1,99 @@
+"""What the audit HTTP routes call (审计服务): plain functions over a store URL, JSON-ready answers.
+
+Hashes, roots and signatures are lowercase hex. Proofs are against tree sizes the caller names;
+a size beyond the signed log is refused, so every proof can be checked against a checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+from audit import bundle, checkpoints, history
+from audit import verify as verify_module
+from audit.db import AuditDB
+from audit.tree import StoredTree
+
+
+class ProofUnavailable(LookupError):
+    """The asked-for proof does not exist (position not in the tree, or a size beyond it)."""
+
+
+def verify(url: str) -> dict[str, Any]:
+    """``{ok, checked, head, first_bad_position, reason}``."""
+    r = verify_module.verify(url)
+    return {
+        "ok": r.ok,
+        "checked": r.checked,
+        "head": r.head,
+        "first_bad_position": r.first_bad_position,
+        "reason": r.reason,
+    }
+
+
+def latest_checkpoint(url: str) -> dict[str, Any] | None:
+    """The latest signed tree head, or None before the first checkpoint."""
+    cp = checkpoints.latest_checkpoint(url)
+    return cp.to_dict() if cp else None
+
+
+def public_key(url: str) -> dict[str, str]:
+    """The public keys the ledger has signed checkpoints with, by key id (PEM)."""
+    with AuditDB(url) as db:
+        return {kid: checkpoints.public_key_pem(k) for kid, k in checkpoints.published_keys(db).items()}
+
+
+def inclusion_proof(url: str, position: int, size: int) -> dict[str, Any]:
+    """RFC 9162 §2.1.3 proof that the event at ``position`` is in the tree of ``size`` leaves."""
+    with AuditDB(url) as db:
+        tree = _synced(db, size)
+        try:
+            index = tree.index_of(position)
+        except LookupError:
+            raise ProofUnavailable(f"position {position} is not in the log") from None
+        if index >= size:
+            raise ProofUnavailable(f"position {position} is leaf {index}, outside a tree of {size}")
+        return {
+            "leaf_index": index,
+            "tree_size": size,
+            "leaf_hash": tree.node(0, index).hex(),
+            "path": [p.hex() for p in tree.inclusion(index, size)],
+        }
+
+
+def consistency_proof(url: str, first: int, second: int) -> dict[str, Any]:
+    """RFC 9162 §2.1.4 proof that the tree of ``second`` leaves extends the tree of ``first``."""
+    if not 0 < first <= second:
+        raise ProofUnavailable(f"no consistency proof from size {first} to {second}")
+    with AuditDB(url) as db:
+        tree = _synced(db, second)
+        return {
+            "first": first,
+            "second": second,
+            "first_root": tree.root(first).hex(),
+            "second_root": tree.root(second).hex(),
+            "path": [p.hex() for p in tree.consistency(first, second)],
+        }
+
+
+def export_bytes(url: str, start: int | None = None, stop: int | None = None) -> bytes:
+    """The same bundle as ``ledger export`` (JSON Lines, media type application/x-ndjson)."""
+    out = io.BytesIO()
+    bundle.write_bundle(url, out, start, stop)
+    return out.getvalue()
+
+
+def late_entries(url: str, min_gap: timedelta, start: int = 1, limit: int = 100) -> list[dict[str, Any]]:
+    """Events recorded at least ``min_gap`` after they occurred."""
+    return history.late_entries(url, min_gap, start, limit)
+
+
+def _synced(db: AuditDB, size: int) -> StoredTree:
+    tree = StoredTree(db)
+    have = tree.size()
+    if size > have:
+        have = tree.sync()
+    if not 0 < size <= have:
+        raise ProofUnavailable(f"the log has {have} events; no tree of size {size}")
+    return tree

@@ -1,0 +1,74 @@
+"""Service functions answer checkable proofs; the CLI exits 0 when intact and 1 naming the position."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from audit import merkle, service
+from audit.checkpoints import take_checkpoint
+from audit.cli import register
+from audit.db import AuditDB
+from domain.application import Ledger
+from domain.vocabulary import UnitKind
+from tests.audit.conftest import record_history
+
+
+def test_proofs_verify_against_signed_checkpoints(ledger: Ledger, store_url: str, signing_key: Path) -> None:
+    record_history(ledger)
+    first = take_checkpoint(store_url)
+    ledger.register_unit("late", "后来", UnitKind.DISTRICT, "laiwu", actor="admin")
+    second = take_checkpoint(store_url)
+    assert service.latest_checkpoint(store_url) == second.to_dict()
+    for position in range(1, second.size + 1):
+        p = service.inclusion_proof(store_url, position, second.size)
+        merkle.verify_inclusion(
+            p["leaf_index"],
+            p["tree_size"],
+            bytes.fromhex(p["leaf_hash"]),
+            [bytes.fromhex(h) for h in p["path"]],
+            bytes.fromhex(second.root),
+        )
+    c = service.consistency_proof(store_url, first.size, second.size)
+    merkle.verify_consistency(
+        first.size,
+        second.size,
+        bytes.fromhex(first.root),
+        bytes.fromhex(second.root),
+        [bytes.fromhex(h) for h in c["path"]],
+    )
+    with pytest.raises(service.ProofUnavailable):
+        service.inclusion_proof(store_url, 1, second.size + 5)
+    assert service.verify(store_url)["ok"]
+    assert service.export_bytes(store_url).startswith(b'{"kind":"header"')
+    assert service.late_entries(store_url, timedelta(days=1))[0]["position"] == 1
+
+
+def test_cli(
+    ledger: Ledger, store_url: str, signing_key: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEDGER_DATABASE_URL", store_url)
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    record_history(ledger)
+    assert runner.invoke(app, ["checkpoint"]).exit_code == 0
+    ok = runner.invoke(app, ["verify", "-q"])
+    assert ok.exit_code == 0 and "intact: 10 events" in ok.output
+    out = tmp_path / "b.jsonl"
+    assert runner.invoke(app, ["export", "--out", str(out), "--from", "2"]).exit_code == 0
+    checked = runner.invoke(app, ["verify-bundle", str(out), "--key", str(signing_key)])
+    assert checked.exit_code == 0, checked.output
+    with AuditDB(store_url) as db:
+        if db.engine == "sqlite":
+            db.execute("DROP TRIGGER stored_events_no_update")
+        else:
+            db.execute("SET session_replication_role = replica")
+        db.execute(f"UPDATE {db.events_table} SET topic = topic || 'x' WHERE {db.position_column} = 7")
+    bad = runner.invoke(app, ["verify", "-q"])
+    assert bad.exit_code == 1
+    assert "first bad position 7" in bad.output

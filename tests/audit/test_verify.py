@@ -1,0 +1,167 @@
+"""``verify`` names the first bad position for every way an intruder with database access can tamper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from audit.chain import GENESIS, event_hash, leaf_hash
+from audit.checkpoints import CheckpointRefused, take_checkpoint
+from audit.db import AuditDB
+from audit.verify import verify
+from domain.application import Ledger
+from domain.vocabulary import UnitKind
+from tests.audit.conftest import record_history
+
+
+@pytest.fixture
+def history(ledger: Ledger, store_url: str, signing_key: Path) -> list[int]:
+    """Ten events (policy v1 at position 1), checkpointed."""
+    positions = [1, *record_history(ledger)]
+    take_checkpoint(store_url)
+    return positions
+
+
+def set_state(db: AuditDB, position: int, state: bytes) -> None:
+    db.execute(f"UPDATE {db.events_table} SET state = ? WHERE {db.position_column} = ?", (state, position))
+
+
+def move(db: AuditDB, where: str, shift: int) -> None:
+    """Renumber events matching ``where`` by ``shift`` (in two steps: positions are unique)."""
+    pos = db.position_column
+    db.execute(f"UPDATE {db.events_table} SET {pos} = {pos} + {1_000_000 + shift} WHERE {where}")
+    db.execute(f"UPDATE {db.events_table} SET {pos} = {pos} - 1000000 WHERE {pos} > 1000000")
+
+
+def test_intact_store_verifies(store_url: str, history: list[int]) -> None:
+    result = verify(store_url)
+    assert result.ok, result.reason
+    assert result.checked == len(history)
+    assert result.head is not None and len(result.head) == 64
+    assert result.first_bad_position is None
+
+
+def test_edited_event(store_url: str, history: list[int], tamper: AuditDB) -> None:
+    event = next(tamper.events(start=5, stop=5))
+    set_state(tamper, 5, event.state.replace(b"5", b"6", 1) if b"5" in event.state else event.state + b" ")
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position, result.checked) == (False, 5, 4)
+    assert "differs" in result.reason
+
+
+@pytest.mark.parametrize("with_chain_row", [True, False])
+def test_deleted_event(store_url: str, history: list[int], tamper: AuditDB, with_chain_row: bool) -> None:
+    tamper.execute(f"DELETE FROM {tamper.events_table} WHERE {tamper.position_column} = 6")
+    if with_chain_row:
+        tamper.execute(f"DELETE FROM {tamper.hashes_table} WHERE position = 6")
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position) == (False, 6)
+    assert "removed" in result.reason or "missing" in result.reason
+
+
+def test_swapped_events(store_url: str, history: list[int], tamper: AuditDB) -> None:
+    pos = tamper.position_column
+    tamper.execute(f"UPDATE {tamper.events_table} SET {pos} = -4 WHERE {pos} = 4")
+    tamper.execute(f"UPDATE {tamper.events_table} SET {pos} = 4 WHERE {pos} = 7")
+    tamper.execute(f"UPDATE {tamper.events_table} SET {pos} = 7 WHERE {pos} = -4")
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position) == (False, 4)
+
+
+def test_inserted_event_in_the_middle(store_url: str, history: list[int], tamper: AuditDB) -> None:
+    forged = next(tamper.events(start=3, stop=3))
+    move(tamper, f"{tamper.position_column} > 5", 1)
+    _insert_event(tamper, 6, forged.originator_version + 100, forged)
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position) == (False, 6)
+
+
+def test_inserted_event_at_the_end(store_url: str, history: list[int], tamper: AuditDB) -> None:
+    forged = next(tamper.events(start=3, stop=3))
+    _insert_event(tamper, history[-1] + 1, forged.originator_version + 100, forged)
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position) == (False, history[-1] + 1)
+    assert "no chain hash" in result.reason
+
+
+def test_truncated_tail(store_url: str, history: list[int], tamper: AuditDB) -> None:
+    last = history[-1]
+    tamper.execute(f"DELETE FROM {tamper.events_table} WHERE {tamper.position_column} > ?", (last - 3,))
+    tamper.execute(f"DELETE FROM {tamper.hashes_table} WHERE position > ?", (last - 3,))
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position, result.checked) == (False, last - 2, last - 3)
+    assert "removed" in result.reason
+    with pytest.raises(CheckpointRefused):
+        take_checkpoint(store_url)  # the signer refuses to bless a shorter log
+
+
+def test_recomputed_chain_is_caught_by_the_checkpoints(
+    store_url: str, ledger: Ledger, history: list[int], tamper: AuditDB
+) -> None:
+    """An intruder rewrites event 12 and recomputes every hash after it: only the signature can tell."""
+    later = [ledger.register_unit(f"e{i}", f"镇{i}", UnitKind.TOWNSHIP, "d1", actor="admin").position for i in range(4)]
+    take_checkpoint(store_url)
+    target = later[0]
+    assert target == history[-1] + 1  # the first event after the first checkpoint
+    event = next(tamper.events(start=target, stop=target))
+    set_state(tamper, target, event.state.replace("镇0".encode(), "镇X".encode()))
+    _recompute_chain(tamper)
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position) == (False, target)
+    assert "rewritten" in result.reason
+    # The signer's tree keeps the leaves as first seen: later checkpoints still commit to the truth.
+    ledger.register_unit("e9", "镇9", UnitKind.TOWNSHIP, "d1", actor="admin")
+    take_checkpoint(store_url)
+    assert verify(store_url).first_bad_position == target
+
+
+def test_forged_checkpoint_signature(store_url: str, history: list[int], tamper: AuditDB) -> None:
+    tamper.execute("UPDATE ledger_checkpoints SET signature = ?", ("00" * 64,))
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position) == (False, 1)
+    assert "invalid signature" in result.reason
+
+
+def test_direct_update_fails_while_triggers_are_in_place(store_url: str, history: list[int]) -> None:
+    with AuditDB(store_url) as db:
+        for sql in (
+            f"UPDATE {db.events_table} SET state = state WHERE {db.position_column} = 2",
+            f"DELETE FROM {db.events_table} WHERE {db.position_column} = 2",
+            f"UPDATE {db.hashes_table} SET leaf = hash WHERE position = 2",
+            "UPDATE ledger_checkpoints SET root = root",
+            "DELETE FROM ledger_checkpoints",
+        ):
+            with pytest.raises((psycopg.Error, Exception), match="append-only"):
+                db.execute(sql)
+    assert verify(store_url).ok
+
+
+def _insert_event(db: AuditDB, position: int, version: int, like: object) -> None:
+    oid = like.originator_id if db.engine == "sqlite" else _uuid(like.originator_id)  # type: ignore[attr-defined]
+    cols = "rowid, originator_id, originator_version, topic, state"
+    if db.engine == "postgres":
+        cols = "notification_id, originator_id, originator_version, topic, state"
+    db.execute(
+        f"INSERT INTO {db.events_table} ({cols}) VALUES (?, ?, ?, ?, ?)",
+        (position, oid, version, like.topic, like.state),  # type: ignore[attr-defined]
+    )
+
+
+def _uuid(hex_id: str) -> object:
+    from uuid import UUID
+
+    return UUID(hex_id)
+
+
+def _recompute_chain(db: AuditDB) -> None:
+    """What an intruder without the signing key can do: make every hash agree with the events again."""
+    db.execute(f"DELETE FROM {db.hashes_table}")
+    prev = GENESIS
+    rows = []
+    for e in db.events():
+        fields = (e.position, e.originator_id, e.originator_version, e.topic, e.state)
+        prev = event_hash(prev, *fields)
+        rows.append((e.position, prev, leaf_hash(*fields)))
+    db.executemany(f"INSERT INTO {db.hashes_table} (position, hash, leaf) VALUES (?, ?, ?)", rows)
