@@ -7,14 +7,19 @@ verify-bundle, checkpoint), serving (serve, token). Errors are one line on stder
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from api import serve_cli
+from api.auth import issue_admin_token_for_cli
+from api.serve_cli import serve_forever
+from audit import cli as audit_cli
+from audit.history import history as record_history
 from domain.errors import DomainError
+from projections import cli as projections_cli
 from store.config import database_url, redact
 from store.ledger import init_store, open_ledger
 
@@ -58,12 +63,11 @@ def demo(
         raise fail(str(e)) from None
     for line in summary.lines():
         typer.echo(line)
-    token = _call_optional("api.auth", "issue_admin_token_for_cli", url)
-    if token:
-        typer.echo(f"admin token: {token}")
+    token = issue_admin_token_for_cli(url)
+    typer.echo(f"admin token: {token}")
     if serve:
-        serve_module = importlib.import_module("api.serve_cli")
-        serve_module.serve_forever(url, host=host, port=port, token=token)
+        typer.echo(f"serving on http://{host}:{port} (docs at /docs); stop with Ctrl-C")
+        serve_forever(url, host=host, port=port, token=token)
 
 
 @app.command()
@@ -71,60 +75,22 @@ def history(
     kind: Annotated[str, typer.Argument(help="unit, person, case, petition, agreement, policy")],
     record_id: Annotated[str, typer.Argument(metavar="ID")],
 ) -> None:
-    """Print a record's events in order."""
+    """Print a record's events in order: position, type, actor, business and recording time, hash."""
     ledger = open_ledger()
     try:
-        events = ledger.events_of(kind, record_id)
-        positions = _positions(ledger, events)
-        for event in events:
-            data = {
-                k: v
-                for k, v in vars(event).items()
-                if k
-                not in {
-                    "originator_id",
-                    "originator_version",
-                    "timestamp",
-                    "actor",
-                    "occurred_at",
-                    "note",
-                    "originator_topic",
-                }
-            }
+        for row in record_history(ledger, kind, record_id):
+            data = " ".join(f"{k}={v}" for k, v in row["data"].items())
             typer.echo(
-                f"#{positions.get(event.originator_version, '?')} v{event.originator_version} "
-                f"{type(event).__qualname__} by {getattr(event, 'actor', '?')} "
-                f"occurred {event.occurred_at.isoformat()} recorded {event.timestamp.isoformat()} "
-                + " ".join(f"{k}={v}" for k, v in data.items())
+                f"#{row['position']} v{row['version']} {row['type']} by {row['actor']} "
+                f"occurred {row['occurred_at']} recorded {row['recorded_at']} hash {row['hash'][:16]} {data}"
             )
     finally:
         ledger.close()
 
 
-def _positions(ledger: object, events: list[object]) -> dict[int, int]:
-    """Global log positions of a record's events, if the recorder can tell them."""
-    lookup = getattr(getattr(ledger, "recorder", None), "positions_of", None)
-    if lookup is None or not events:
-        return {}
-    return dict(lookup(events[0].originator_id))
-
-
-def _call_optional(module: str, function: str, *args: object) -> object:
-    """Areas still being built register themselves when present."""
-    try:
-        target = getattr(importlib.import_module(module), function)
-    except (ImportError, AttributeError):
-        return None
-    return target(*args)
-
-
 def _register_areas() -> None:
-    for module in ("projections.cli", "audit.cli", "api.serve_cli"):
-        try:
-            register = importlib.import_module(module).register
-        except (ImportError, AttributeError):
-            continue
-        register(app)
+    for area in (projections_cli, audit_cli, serve_cli):
+        area.register(app)
 
 
 def main() -> None:

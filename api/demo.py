@@ -268,9 +268,9 @@ class _Planner:
         self.add("allocate_quota", at(1, 15), unit_id="laiwu", year=YEAR, mu=Decimal(960))
         self.add("allocate_quota", at(1, 20), unit_id="laicheng", year=YEAR, mu=Decimal(620))
         self.add("allocate_quota", at(1, 20), unit_id="gangcheng", year=YEAR, mu=Decimal(340))
-        townships = list(self.district_of)
+        places: list[str] = list(self.district_of)
         for i in range(44):
-            township = self.rng.choice(townships)
+            township = self.rng.choice(places)
             mu = Decimal(self.rng.randrange(200, 1600)) / 10
             self.add(
                 "approve_land",

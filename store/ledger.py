@@ -11,6 +11,8 @@ import os
 from audit.checkpoints import ensure_signing_key
 from audit.schema import create_audit_tables
 from domain.application import Clock, Ledger, utc_now
+from projections.db import Db
+from projections.engine import ensure_schema
 from store.config import create_schema, database_url, persistence_environment
 from store.db import blob_type, connect, placeholder
 from store.keys import KEYS_TABLE, KeyVault, load_master_key
@@ -28,6 +30,11 @@ def init_store(url: str | None = None, *, clock: Clock = utc_now) -> None:
     load_master_key(dict(os.environ), create=True)
     create_audit_tables(url)
     ensure_signing_key()
+    db = Db(url)
+    try:
+        ensure_schema(db)  # projection tables, so the first query of a fresh store has something to read
+    finally:
+        db.close()
     ledger = open_ledger(url, clock=clock)
     try:
         ledger.ensure_policy()

@@ -1,0 +1,168 @@
+"""The HTTP API (接口): every path of API.md under /v1, one router per resource.
+
+Requests pass a guard first (bodies at most ``MAX_BODY_BYTES``, JSON only), then bearer-token
+auth and the permission matrix; errors leave as problem details (api.problems).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import problems
+from api.deps import authorize
+from api.problems import MAX_BODY_BYTES, problem_response
+from api.routers import agreements, audit, cases, people, petitions, policy, queries, tokens, triggers, units
+from audit.checkpoints import run_checkpoints, signing_key_path
+from domain.application import Ledger
+from store.config import database_url
+from store.ledger import open_ledger
+
+JSON_TYPES = ("application/json", "application/problem+json", "application/merge-patch+json")
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Operation ids from tags (units-register_unit), as the full-stack template does."""
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+class BodyGuard:
+    """Refuse oversized (413) and non-JSON (415) bodies before anything reads them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await self._refuse(scope, receive, send, 413, f"the body may be at most {MAX_BODY_BYTES} bytes")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                await self._refuse(scope, receive, send, 413, f"the body may be at most {MAX_BODY_BYTES} bytes")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if body.strip() and media_type not in JSON_TYPES:
+            await self._refuse(scope, receive, send, 415, "send the body as application/json")
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+        await problem_response(status, detail)(scope, receive, send)
+
+
+CHECKPOINT_SECONDS = 300.0  # a signed tree head every five minutes while serving
+
+
+def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_projections: bool = False) -> FastAPI:
+    """The API on the store at ``url`` (default LEDGER_DATABASE_URL), or on a given ledger."""
+    url = url or database_url()
+    owned = ledger is None
+    app_ledger = ledger if ledger is not None else open_ledger(url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        workers: list[threading.Thread] = []
+        if run_projections:
+            from projections.engine import run
+
+            workers.append(threading.Thread(target=run, args=(url,), kwargs={"stop": stop}, name="projections"))
+            # Checkpoints are signed only where the signing key is: the audit host, not every API worker.
+            if signing_key_path().exists():
+                workers.append(
+                    threading.Thread(target=run_checkpoints, args=(url, CHECKPOINT_SECONDS, stop), name="checkpoints")
+                )
+            for worker in workers:
+                worker.daemon = True
+                worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(timeout=5)
+            if owned:
+                app_ledger.close()
+
+    app = FastAPI(
+        title="Accountability Ledger (责任追究台账)",
+        version="1",
+        summary="Land-resources enforcement, petitions and accountability, as an append-only event log.",
+        description=(
+            "Errors are `application/problem+json` (RFC 9457). Bodies are JSON, at most "
+            f"{MAX_BODY_BYTES} bytes. Commands take `Idempotency-Key` and `If-Match`; queries take "
+            "`X-Ledger-Position` (read your writes)."
+        ),
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.url = url
+    app.state.ledger = app_ledger
+    problems.install(app)
+    app.add_middleware(BodyGuard)
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses=problems.RESPONSES)
+    for module in (units, people, cases, petitions, agreements, policy, triggers, tokens, queries, audit):
+        v1.include_router(module.router)
+    app.include_router(v1)
+
+    @app.get("/healthz", tags=["health"], responses={503: problems.RESPONSES[503]})
+    def healthz(request: Request) -> Any:
+        """200 when the store is reachable, else 503 saying why."""
+        try:
+            head = request.app.state.ledger.recorder.max_notification_id() or 0
+        except Exception as exc:
+            return problem_response(503, f"the store is unreachable: {type(exc).__name__}: {exc}")
+        return JSONResponse({"status": "ok", "head": head})
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (problems.Problem, problems.FieldProblem):
+                components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,170 @@
+"""Request dependencies (依赖): the ledger, the caller, command headers, read options, territory."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import CHALLENGE, Principal, authenticate
+from api.models import CommandIn, Receipt
+from api.permissions import API_PREFIX, allowed
+from api.problems import ProblemError
+from domain.application import Ledger
+from domain.application import Receipt as DomainReceipt
+from domain.base import Record
+from domain.errors import InvalidValue
+
+R = TypeVar("R", bound=Record)
+_bearer = HTTPBearer(auto_error=False, description="`<grant_id>.<secret>` from `ledger token create`")
+_IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d{1,12})"?\s*$')
+
+
+def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+def get_principal(
+    ledger: LedgerDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ProblemError(401, "an Authorization: Bearer token is required", headers=CHALLENGE)
+    return authenticate(ledger, credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def authorize(request: Request, principal: PrincipalDep) -> Principal:
+    """Refuse a route the token's role may not use (permissions.MATRIX)."""
+    path = API_PREFIX + getattr(request.scope.get("route"), "path", "")
+    if not allowed(principal.role, request.method, path):
+        raise ProblemError(403, f"the {principal.role} role may not {request.method} {path}")
+    return principal
+
+
+def require_territory(ledger: Ledger, principal: Principal, unit_id: str | None, what: str) -> None:
+    """403 unless ``unit_id`` is within the token's territory (属地管理)."""
+    if not principal.covers(ledger, unit_id):
+        raise ProblemError(403, f"{what} lies outside this token's units ({', '.join(principal.unit_ids)})")
+
+
+def unit_of(record: Record) -> str | None:
+    """The unit a record belongs to: a unit itself, else its responsible unit."""
+    if record.KIND == "unit":
+        return record.record_id
+    for name in ("unit_id", "responsible_unit_id"):
+        if hasattr(record, name):
+            value: str | None = getattr(record, name)
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command's context: who acts (from the token, never the body) and its HTTP preconditions."""
+
+    ledger: Ledger
+    principal: Principal
+    expected_version: int | None
+    idempotency_key: str | None
+
+    def create(self, body: CommandIn | None) -> dict[str, Any]:
+        """Keyword arguments for a creating use case (no version to expect)."""
+        body = body or CommandIn()
+        return {
+            "actor": self.principal.subject,
+            "occurred_at": body.occurred_at,
+            "note": body.note,
+            "idempotency_key": self.idempotency_key,
+        }
+
+    def change(self, body: CommandIn | None) -> dict[str, Any]:
+        """Keyword arguments for a use case that changes an existing record."""
+        return {**self.create(body), "expected_version": self.expected_version}
+
+    def guard(self, cls: type[R], record_id: str) -> R:
+        """Load the record and refuse it if it lies outside the token's territory."""
+        record = self.ledger.get(cls, record_id)
+        require_territory(self.ledger, self.principal, unit_of(record), f"{cls.KIND} {record_id}")
+        return record
+
+    def guard_unit(self, unit_id: str | None, what: str = "the unit") -> None:
+        require_territory(self.ledger, self.principal, unit_id, what)
+
+
+def get_command(
+    request: Request,
+    ledger: LedgerDep,
+    principal: Annotated[Principal, Depends(authorize)],
+    if_match: Annotated[
+        str | None, Header(max_length=40, description='`"<version>"`: refuse (412) if the record moved on')
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="a repeat returns the first answer and records nothing new")
+    ] = None,
+) -> Command:
+    expected: int | None = None
+    if if_match is not None:
+        match = _IF_MATCH.match(if_match)
+        if match is None:
+            raise InvalidValue('If-Match must be a version in quotes, e.g. "3"', "If-Match")
+        expected = int(match.group(1))
+    key: str | None = None
+    if idempotency_key:
+        # The actor and the route are part of the key, so two clients' keys never collide.
+        route = getattr(request.scope.get("route"), "path", "")
+        scoped = f"{principal.subject}\n{request.method} {request.url.path}\n{route}\n{idempotency_key}"
+        key = hashlib.sha256(scoped.encode()).hexdigest()
+    return Command(ledger, principal, expected, key)
+
+
+CommandDep = Annotated[Command, Depends(get_command)]
+AuthorizedDep = Annotated[Principal, Depends(authorize)]
+
+
+@dataclass(frozen=True)
+class ReadAt:
+    """Which state of a record to read: current, at a version, or as of a business time."""
+
+    version: int | None
+    as_of: datetime | None
+    known_at: datetime | None
+
+    def load(self, ledger: Ledger, cls: type[R], record_id: str) -> R:
+        if self.version is not None and self.as_of is not None:
+            raise InvalidValue("give version or as_of, not both", "version")
+        if self.as_of is not None:
+            return ledger.as_of(cls, record_id, self.as_of, self.known_at)
+        return ledger.get(cls, record_id, version=self.version)
+
+
+def get_read_at(
+    version: Annotated[int | None, Query(ge=1, le=10**9, description="the record's state at this version")] = None,
+    as_of: Annotated[datetime | None, Query(description="business time, RFC 3339 with offset")] = None,
+    known_at: Annotated[datetime | None, Query(description="recording time, RFC 3339 with offset")] = None,
+) -> ReadAt:
+    for name, moment in (("as_of", as_of), ("known_at", known_at)):
+        if moment is not None and moment.utcoffset() is None:
+            raise InvalidValue(f"{name} must carry a UTC offset", name)
+    return ReadAt(version, as_of, known_at)
+
+
+ReadAtDep = Annotated[ReadAt, Depends(get_read_at)]
+
+
+def answer(receipt: DomainReceipt, response: Response, collection: str | None = None) -> Receipt:
+    """A command's answer: 201 with Location when it created the record, else 200."""
+    if receipt.created and collection is not None:
+        response.status_code = 201
+        response.headers["Location"] = f"{collection}/{receipt.id}"
+    return Receipt(id=receipt.id, version=receipt.version, position=receipt.position)

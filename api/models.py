@@ -1,0 +1,66 @@
+"""Shared request and response models (公共模型): the command envelope, receipts, lists.
+
+Request models refuse unknown fields (``extra="forbid"``) and bound every string; times must
+carry a UTC offset (a naive time is ambiguous across the bureau's and the server's zones).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+
+#: A public id (slug), as domain.base.check_id accepts.
+RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+Note = Annotated[str, StringConstraints(max_length=4000)]
+#: Areas and sums travel as JSON numbers (exact decimals inside the ledger).
+Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+AmountIn = Annotated[Decimal, Field(ge=0, le=Decimal(10) ** 12, allow_inf_nan=False)]
+
+
+class CommandIn(BaseModel):
+    """What every command body may carry: when it happened (业务时间) and a note (备注)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="business time, RFC 3339 with offset; default now"
+    )
+    note: Note = ""
+
+
+class Receipt(BaseModel):
+    """A command's answer: the record, its new version and the event's place in the global log."""
+
+    id: str
+    version: int
+    position: int
+
+
+class MisconductReceipt(Receipt):
+    """A misconduct report's receipt, naming the new report (举报编号)."""
+
+    report_id: str
+
+
+class RecordMeta(BaseModel):
+    """What every record read shows: id, version and when it was opened (立卷)."""
+
+    id: str
+    version: int
+    opened_at: datetime
+    closed: bool
+
+
+class QueryAnswer(BaseModel):
+    """A projection's answer (查询结果): rows, plus how far the projections had read the log."""
+
+    model_config = ConfigDict(extra="allow")
+
+    items: list[dict[str, Any]] = Field(default_factory=list)
+    position: int = Field(description="the log position the projections had reached")
+    lag: int = Field(description="how many log positions the projections were behind the head")

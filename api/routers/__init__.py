@@ -1,0 +1,1 @@
+"""One router per resource (每类记录一个路由)."""

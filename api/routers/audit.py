@@ -1,0 +1,187 @@
+"""Audit (审计): a record's events with their hashes, integrity, proofs, bundles, back-dating, data reads.
+
+Thin routes over ``audit.service`` and ``audit.history``; their refusals map to problems in api.problems.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from api.deps import AuthorizedDep, LedgerDep
+from audit import service
+from audit.history import history
+from domain.access import AccessLog
+from domain.base import record_uuid
+from domain.errors import InvalidValue, RecordNotFound
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+Position = Annotated[int, Query(ge=1, le=10**12)]
+NDJSON = "application/x-ndjson"
+
+
+class AuditEvent(BaseModel):
+    """One event as an auditor sees it: where it sits in the log, who, when, what, and its chain hash."""
+
+    position: int
+    version: int
+    type: str
+    actor: str | None
+    occurred_at: datetime | None
+    recorded_at: datetime
+    data: dict[str, Any]
+    hash: str | None
+
+
+class AuditEvents(BaseModel):
+    items: list[AuditEvent]
+
+
+class LateEntry(BaseModel):
+    """An event recorded long after it happened (补录/倒签)."""
+
+    position: int
+    record_id: str | None
+    type: str
+    actor: str | None
+    occurred_at: datetime | None
+    recorded_at: datetime
+    gap: str = Field(description="ISO 8601 duration")
+    gap_seconds: int
+
+
+class LateEntries(BaseModel):
+    items: list[LateEntry]
+    next_after: int | None
+
+
+class PersonalDataReadPublic(BaseModel):
+    """One read of personal data (个人信息查阅记录)."""
+
+    position: int | None
+    kind: str
+    id: str
+    fields: list[str]
+    purpose: str
+    actor: str
+    read_at: datetime
+
+
+class AccessLogList(BaseModel):
+    items: list[PersonalDataReadPublic]
+
+
+@router.get("/events", response_model=AuditEvents)
+def record_events(
+    ledger: LedgerDep,
+    _: AuthorizedDep,
+    kind: Annotated[str, Query(max_length=32)],
+    id: Annotated[str, Query(max_length=64)],
+) -> AuditEvents:
+    """A record's events in order, each with its log position and chain hash; personal fields stay sealed."""
+    return AuditEvents(items=[AuditEvent.model_validate(e) for e in history(ledger, kind, id)])
+
+
+@router.get("/verify")
+def verify(request: Request, _: AuthorizedDep) -> dict[str, Any]:
+    """Check the whole chain: `{ok, checked, head, first_bad_position}`."""
+    return service.verify(request.app.state.url)
+
+
+@router.get("/checkpoints/latest")
+def latest_checkpoint(request: Request, _: AuthorizedDep) -> dict[str, Any]:
+    """The latest signed tree head: `size`, `root`, `timestamp`, `signature`, `key_id`."""
+    checkpoint = service.latest_checkpoint(request.app.state.url)
+    if checkpoint is None:
+        raise RecordNotFound("checkpoint", "latest")
+    return checkpoint
+
+
+@router.get("/proofs/inclusion")
+def inclusion_proof(request: Request, _: AuthorizedDep, position: Position, size: Position) -> dict[str, Any]:
+    """Merkle inclusion proof (RFC 9162 §2.1.3): `{leaf_index, tree_size, leaf_hash, path}`."""
+    return service.inclusion_proof(request.app.state.url, position, size)
+
+
+@router.get("/proofs/consistency")
+def consistency_proof(request: Request, _: AuthorizedDep, first: Position, second: Position) -> dict[str, Any]:
+    """Merkle consistency proof (RFC 9162 §2.1.4): `{first, second, path}`."""
+    return service.consistency_proof(request.app.state.url, first, second)
+
+
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={200: {"description": "the bundle, JSON Lines", "content": {NDJSON: {}}}},
+)
+def export(
+    request: Request,
+    _: AuthorizedDep,
+    start: Annotated[int | None, Query(alias="from", ge=1, le=10**12)] = None,
+    stop: Annotated[int | None, Query(alias="to", ge=1, le=10**12)] = None,
+) -> Response:
+    """The same self-contained audit bundle as `ledger export` (JSON Lines)."""
+    return Response(service.export_bytes(request.app.state.url, start, stop), media_type=NDJSON)
+
+
+@router.get("/late-entries", response_model=LateEntries)
+def late_entries(
+    request: Request,
+    _: AuthorizedDep,
+    min_gap: Annotated[timedelta, Query(description="ISO 8601 duration, e.g. P7D")] = timedelta(days=7),
+    after: Annotated[int, Query(ge=0, le=10**12, description="log position to continue after")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> LateEntries:
+    """Events recorded at least `min_gap` after they occurred (back-dating, 倒签), in log order."""
+    if min_gap < timedelta(0):
+        raise InvalidValue("min_gap must not be negative", "min_gap")
+    items = service.late_entries(request.app.state.url, min_gap, after + 1, limit)
+    next_after = items[-1]["position"] if len(items) == limit else None
+    return LateEntries(items=[LateEntry.model_validate(i) for i in items], next_after=next_after)
+
+
+@router.get("/access-log", response_model=AccessLogList)
+def access_log(
+    ledger: LedgerDep,
+    _: AuthorizedDep,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> AccessLogList:
+    """Who read whose personal data, when and why (个人信息查阅记录); one record's, or the latest."""
+    events: list[tuple[int | None, Any]]
+    if kind and id:
+        record_events = ledger.events.get(record_uuid(AccessLog.KIND, f"{kind}.{id}"))
+        events = [(None, e) for e in record_events if isinstance(e, AccessLog.PersonalDataRead)]
+    else:
+        topic = get_topic(AccessLog.PersonalDataRead)
+        head = ledger.recorder.max_notification_id() or 0
+        notifications = ledger.recorder.select_notifications(
+            start=max(head - 50 * limit, 1), limit=50 * limit, topics=[topic]
+        )
+        events = [(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
+    owners: dict[UUID, tuple[str, str]] = {}
+    items: list[PersonalDataReadPublic] = []
+    for position, event in events[-limit:]:
+        if event.originator_id not in owners:
+            log_id: str = ledger.repository.get(event.originator_id).record_id
+            owner_kind, _dot, owner_id = log_id.partition(".")
+            owners[event.originator_id] = (owner_kind, owner_id)
+        owner_kind, owner_id = owners[event.originator_id]
+        items.append(
+            PersonalDataReadPublic(
+                position=position,
+                kind=owner_kind,
+                id=owner_id,
+                fields=list(getattr(event, "fields", [])),
+                purpose=str(getattr(event, "purpose", "")),
+                actor=str(getattr(event, "actor", "")),
+                read_at=event.timestamp,
+            )
+        )
+    return AccessLogList(items=items)

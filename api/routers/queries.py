@@ -1,0 +1,205 @@
+"""Projection queries (查询): scores, triggers, quota, the petition board, reports, lag.
+
+Rows outside a unit-bound token's territory are filtered out, not refused (属地管理).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+
+from api import projections_link
+from api.auth import Principal
+from api.deps import AuthorizedDep, LedgerDep
+from api.models import QueryAnswer
+from domain.application import Ledger
+from domain.errors import InvalidValue
+
+router = APIRouter(tags=["queries"])
+Year = Annotated[int, Query(ge=2000, le=2100)]
+UnitFilter = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+AsOf = Annotated[datetime | None, Query(description="business time, RFC 3339 with offset; default now")]
+KnownAt = Annotated[datetime | None, Query(description="recording time, RFC 3339 with offset; default now")]
+SeenPosition = Annotated[
+    int | None,
+    Header(
+        alias="X-Ledger-Position", ge=0, le=10**12, description="the last log position this client wrote; wait for it"
+    ),
+]
+
+
+def _unit_of(row: dict[str, Any]) -> str | None:
+    subject = row.get("subject")
+    if isinstance(subject, dict) and "unit_id" in subject:
+        return subject.get("unit_id")
+    unit: str | None = row.get("unit_id")
+    return unit
+
+
+def _within(value: Any, ledger: Ledger, principal: Principal) -> Any:
+    """Drop rows (at any depth) whose unit lies outside the token's territory."""
+    if isinstance(value, list):
+        return [
+            _within(v, ledger, principal)
+            for v in value
+            if not (isinstance(v, dict) and (_unit_of(v) is not None or "unit_id" in v))
+            or principal.covers(ledger, _unit_of(v))
+        ]
+    if isinstance(value, dict):
+        return {k: _within(v, ledger, principal) for k, v in value.items()}
+    return value
+
+
+def _ask(
+    request: Request,
+    ledger: Ledger,
+    principal: Principal,
+    seen: int | None,
+    name: str,
+    *args: Any,
+    **options: Any,
+) -> QueryAnswer:
+    for key in ("as_of", "known_at"):
+        moment = options.get(key)
+        if moment is not None and moment.utcoffset() is None:
+            raise InvalidValue(f"{key} must carry a UTC offset", key)
+    url: str = request.app.state.url
+    projections_link.wait_for(url, seen)
+    with projections_link.queries(url) as reader:
+        try:
+            result = getattr(reader, name)(*args, **options)
+        except ValueError as exc:  # the projections refuse an argument (e.g. a period) they cannot read
+            raise InvalidValue(str(exc), name) from None
+    position, lag = projections_link.progress(url)
+    if principal.bound:
+        result = _within(result, ledger, principal)
+    if isinstance(result, dict):
+        return QueryAnswer(**{"items": [], **result, "position": position, "lag": lag})
+    return QueryAnswer(items=list(result or []), position=position, lag=lag)
+
+
+@router.get("/scores", response_model=QueryAnswer)
+def scores(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    year: Year,
+    unit_id: UnitFilter = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+) -> QueryAnswer:
+    """Each unit's target-assessment score for a year, with its deductions and their evidence."""
+    return _ask(request, ledger, principal, seen, "scores", year, unit_id, as_of=as_of, known_at=known_at)
+
+
+@router.get("/triggers", response_model=QueryAnswer)
+def triggers(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    status: Literal["open", "decided"] | None = None,
+    unit_id: UnitFilter = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+) -> QueryAnswer:
+    """Accountability triggers (责任追究线索), open or decided."""
+    return _ask(request, ledger, principal, seen, "triggers", status, unit_id, as_of=as_of, known_at=known_at)
+
+
+@router.get("/quota-deductions", response_model=QueryAnswer)
+def quota_deductions(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    year: Year,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+) -> QueryAnswer:
+    """R4 deductions per district: quota mu, consolidation funds, model-district points."""
+    return _ask(request, ledger, principal, seen, "quota_deductions", year, as_of=as_of, known_at=known_at)
+
+
+@router.get("/quota", response_model=QueryAnswer)
+def quota(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    year: Year,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+) -> QueryAnswer:
+    """The quota ledger per district: allocated, used, deducted, remaining mu (R19)."""
+    return _ask(request, ledger, principal, seen, "quota", year, as_of=as_of, known_at=known_at)
+
+
+@router.get("/petitions", response_model=QueryAnswer)
+def petition_board(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    status: Literal["open", "overdue", "closed"] | None = None,
+    flag: Literal["nail_case", "skip_level", "repeat", "collective", "assigned", "initial"] | None = None,
+    unit_id: UnitFilter = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+) -> QueryAnswer:
+    """The petition board (信访台账): open, overdue or closed petitions, by flag and unit."""
+    return _ask(request, ledger, principal, seen, "petitions", status, flag, unit_id, as_of=as_of, known_at=known_at)
+
+
+@router.get("/reports/daily", response_model=QueryAnswer)
+def daily_report(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    date: date,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+) -> QueryAnswer:
+    """Daily scheduling (日调度)."""
+    return _ask(request, ledger, principal, seen, "daily", date.isoformat(), as_of=as_of, known_at=known_at)
+
+
+@router.get("/reports/weekly", response_model=QueryAnswer)
+def weekly_report(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    week: Annotated[str, Query(pattern=r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$", description="ISO week, YYYY-Www")],
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+) -> QueryAnswer:
+    """Weekly report (周汇报)."""
+    return _ask(request, ledger, principal, seen, "weekly", week, as_of=as_of, known_at=known_at)
+
+
+@router.get("/reports/monthly", response_model=QueryAnswer)
+def monthly_report(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+) -> QueryAnswer:
+    """Monthly bulletin (月通报)."""
+    return _ask(request, ledger, principal, seen, "monthly", month, as_of=as_of, known_at=known_at)
+
+
+@router.get("/projections/status", response_model=QueryAnswer)
+def projections_status(request: Request, _: AuthorizedDep) -> QueryAnswer:
+    """Each projection's position and lag behind the log."""
+    rows = projections_link.status(request.app.state.url)
+    position = min((int(r["position"]) for r in rows), default=0)
+    lag = max((int(r["lag"]) for r in rows), default=0)
+    return QueryAnswer(items=rows, position=position, lag=lag)

@@ -1,0 +1,66 @@
+"""Access tokens (访问令牌): granting and revoking, both recorded as events."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import grant_token
+from api.deps import CommandDep, answer
+from api.models import CommandIn, Receipt, RecordId
+from api.problems import ProblemError
+from domain.access import AccessGrant
+from domain.vocabulary import Role
+
+router = APIRouter(prefix="/tokens", tags=["tokens"])
+
+
+class TokenCreate(BaseModel):
+    """Grant a bearer token to a subject (授权): a role, optionally bound to units, optionally expiring."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: Annotated[str, Field(min_length=1, max_length=128, description="who the token speaks for")]
+    role: Role
+    unit_ids: Annotated[list[RecordId], Field(max_length=50, default_factory=list)]
+    ttl: timedelta | None = Field(default=None, description="ISO 8601 duration, e.g. P30D; none = no expiry")
+
+
+class TokenPublic(Receipt):
+    """The new token; its secret is shown only this once."""
+
+    token: str
+    expires_at: datetime | None
+
+
+@router.post("", status_code=201, response_model=TokenPublic)
+def create_token(body: TokenCreate, cmd: CommandDep, response: Response) -> TokenPublic:
+    """Grant a token; a unit-bound admin grants only within its own units."""
+    if cmd.principal.bound and not body.unit_ids:
+        raise ProblemError(403, "a unit-bound token cannot grant a token for the whole city")
+    for unit_id in body.unit_ids:
+        cmd.guard_unit(unit_id, f"unit {unit_id}")
+    if body.ttl is not None and body.ttl <= timedelta(0):
+        raise ProblemError(422, "ttl must be positive")
+    receipt, token = grant_token(
+        cmd.ledger, body.subject, body.role, body.unit_ids, actor=cmd.principal.subject, ttl=body.ttl
+    )
+    grant = cmd.ledger.get(AccessGrant, receipt.id)
+    public = answer(receipt, response, "/v1/tokens")
+    return TokenPublic(**public.model_dump(), token=token, expires_at=grant.expires_at)
+
+
+@router.post("/{grant_id}/revocation", response_model=Receipt)
+def revoke_token(
+    grant_id: str, cmd: CommandDep, response: Response, body: Annotated[CommandIn | None, Body()] = None
+) -> Receipt:
+    """Revoke a token (撤销授权); it stops working at once on every server."""
+    grant = cmd.ledger.get(AccessGrant, grant_id)
+    if cmd.principal.bound and not grant.unit_ids:
+        raise ProblemError(403, "a unit-bound token cannot revoke a city-wide token")
+    for unit_id in grant.unit_ids:
+        cmd.guard_unit(unit_id, f"unit {unit_id}")
+    return answer(cmd.ledger.revoke_access(grant_id, **cmd.change(body)), response)

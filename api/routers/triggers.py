@@ -1,0 +1,39 @@
+"""Accountability decisions (责任追究决定) on the triggers the projections open."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response
+from pydantic import Field
+
+from api import projections_link
+from api.deps import CommandDep, answer
+from api.models import CommandIn, Receipt
+from domain.errors import RecordNotFound
+from domain.vocabulary import DecisionOutcome
+
+router = APIRouter(prefix="/triggers", tags=["triggers"])
+
+
+class DecisionCreate(CommandIn):
+    """A supervisor's decision on a trigger (责任追究决定)."""
+
+    outcome: DecisionOutcome
+    reason: Annotated[str, Field(min_length=1, max_length=4000)]
+
+
+@router.post("/{trigger_id}/decision", status_code=201, response_model=Receipt)
+def decide_trigger(
+    trigger_id: str, body: DecisionCreate, cmd: CommandDep, request: Request, response: Response
+) -> Receipt:
+    """Decide an open trigger; one decision per trigger (its id is the trigger's id)."""
+    url: str = request.app.state.url
+    with projections_link.queries(url) as queries:
+        trigger = queries.trigger(trigger_id)
+    if not trigger:
+        raise RecordNotFound("trigger", trigger_id)
+    subject = trigger.get("subject") or {}
+    cmd.guard_unit(subject.get("unit_id"), f"trigger {trigger_id}")
+    receipt = cmd.ledger.decide_trigger(trigger_id, str(trigger["rule"]), body.outcome, body.reason, **cmd.create(body))
+    return answer(receipt, response, "/v1/triggers")

@@ -1,0 +1,78 @@
+"""``ledger serve`` and ``ledger token create``: the API's commands, registered on the lead's Typer app."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from domain.errors import DomainError
+from domain.vocabulary import Role
+
+token_app = typer.Typer(help="Bearer tokens (访问令牌).", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="server processes (each runs its own projection follower)")] = 1,
+    no_projections: Annotated[bool, typer.Option("--no-projections", help="do not follow the log here")] = False,
+) -> None:
+    """Run the HTTP API (and, unless --no-projections, the projection workers)."""
+    import uvicorn
+
+    from store.config import database_url
+
+    os.environ["LEDGER_DATABASE_URL"] = database_url()
+    os.environ["LEDGER_SERVE_PROJECTIONS"] = "0" if no_projections else "1"
+    uvicorn.run("api.serve_cli:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+def serve_forever(url: str, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None) -> None:
+    """Serve the API with its projections on ``url`` until interrupted (``ledger demo --serve``)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    if token:
+        print(f"serving on http://{host}:{port}/docs — use: Authorization: Bearer {token}", file=sys.stderr)
+    uvicorn.run(create_app(url, run_projections=True), host=host, port=port, log_level="info")
+
+
+def app_from_env() -> object:
+    """The app for one server process, configured by ``serve`` through the environment."""
+    from api.app import create_app
+
+    return create_app(run_projections=os.environ.get("LEDGER_SERVE_PROJECTIONS", "1") == "1")
+
+
+@token_app.command("create")
+def create_token(
+    actor: Annotated[str, typer.Option(help="who the token speaks for (its subject)")],
+    role: Annotated[Role, typer.Option(help="clerk, officer, supervisor, auditor or admin")],
+    unit: Annotated[list[str] | None, typer.Option(help="bind to this unit and those below it (repeatable)")] = None,
+    ttl_days: Annotated[int | None, typer.Option(help="expire after this many days")] = None,
+) -> None:
+    """Print a new bearer token (the grant is itself an event)."""
+    from api.auth import issue_token
+    from store.ledger import open_ledger
+
+    ledger = open_ledger()
+    try:
+        ttl = timedelta(days=ttl_days) if ttl_days else None
+        token = issue_token(ledger, actor, role, unit or [], actor="ledger-cli", ttl=ttl)
+    except DomainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    finally:
+        ledger.close()
+    print(token)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and ``token create`` to the ``ledger`` command."""
+    app.command("serve")(serve)
+    app.add_typer(token_app, name="token")

@@ -1,0 +1,103 @@
+"""Authorisation: the role matrix, territory (属地管理), and personal data."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.auth import issue_token
+from api.permissions import MATRIX
+from domain.application import Ledger
+from domain.vocabulary import Role
+from tests.api.conftest import auth, petition_body
+
+
+def test_the_matrix_names_every_route(client: TestClient) -> None:
+    documented = {
+        (method.upper(), path)
+        for path, operations in client.get("/openapi.json").json()["paths"].items()
+        for method in operations
+        if path.startswith("/v1")
+    }
+    assert documented == set(MATRIX)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_every_role_on_every_route_is_allowed_or_refused_with_403(
+    client: TestClient, tokens: dict[str, str], role: Role
+) -> None:
+    headers = auth(tokens[role.value])
+    for (method, template), roles in sorted(MATRIX.items()):
+        path = re.sub(r"\{[^}]+\}", "nope", template)
+        r = client.request(method, path, json={} if method == "POST" else None, headers=headers)
+        if role in roles:
+            assert r.status_code not in (401, 403), (role, method, template, r.text)
+        else:
+            assert r.status_code == 403, (role, method, template, r.text)
+
+
+def test_a_unit_bound_token_acts_and_sees_only_within_its_territory(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    clerk = auth(tokens["clerk"])
+    client.post("/v1/petitions", json=petition_body(id="in-t1"), headers=clerk)
+    client.post("/v1/petitions", json=petition_body(id="in-d2", unit_id="d2"), headers=clerk)
+    d1_clerk = auth(issue_token(ledger, "clerk-d1", Role.CLERK, ["d1"], actor="setup"))
+
+    assert client.get("/v1/petitions/in-t1", headers=d1_clerk).status_code == 200  # t1 lies under d1
+    assert client.get("/v1/petitions/in-d2", headers=d1_clerk).status_code == 403
+    assert client.post("/v1/petitions/in-d2/escalations", json={"level": "city"}, headers=d1_clerk).status_code == 403
+    assert client.post("/v1/petitions", json=petition_body(unit_id="d2"), headers=d1_clerk).status_code == 403
+    assert client.post("/v1/petitions", json=petition_body(unit_id="t1"), headers=d1_clerk).status_code == 201
+    assert client.get("/v1/people/officer2", headers=d1_clerk).status_code == 403
+    listed = client.get("/v1/units", headers=d1_clerk).json()["items"]
+    assert [u["id"] for u in listed] == ["d1", "t1"]
+    d1_admin = auth(issue_token(ledger, "admin-d1", Role.ADMIN, ["d1"], actor="setup"))
+    amendment = {"effective_from": "2024-01-01T00:00:00+08:00", "params": {"handling_days": 50}}
+    assert client.post("/v1/policy/amendments", json=amendment, headers=d1_admin).status_code == 403
+    assert client.post("/v1/tokens", json={"subject": "x", "role": "clerk"}, headers=d1_admin).status_code == 403
+
+
+def test_the_reported_person_never_sees_the_reporter(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    supervisor = auth(tokens["supervisor"])
+    body = {"kind": "taking", "reporter": "举报人甲", "detail": "收受礼金"}
+    assert client.post("/v1/people/officer1/misconduct-reports", json=body, headers=supervisor).status_code == 200
+    seen = client.get("/v1/people/officer1", headers=supervisor).json()["reports"][0]
+    assert seen["reporter"] == "举报人甲"
+    himself = auth(issue_token(ledger, "officer1", Role.SUPERVISOR, [], actor="setup"))
+    hidden = client.get("/v1/people/officer1", headers=himself).json()["reports"][0]
+    assert hidden["reporter"] is None and hidden["detail"] is None and hidden["kind"] == "taking"
+    assert client.get("/v1/people/officer1", headers=auth(tokens["admin"])).json()["reports"][0]["reporter"] is None
+    himself_audit = auth(issue_token(ledger, "officer1", Role.AUDITOR, [], actor="setup"))
+    events = client.get("/v1/audit/events?kind=person&id=officer1", headers=himself_audit).json()["items"]
+    assert all(e["data"].get("reporter") != "举报人甲" for e in events)  # sealed in the audit view
+
+
+def test_personal_data_is_shown_only_to_those_who_need_it_and_every_read_is_logged(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    clerk = auth(tokens["clerk"])
+    client.post("/v1/petitions", json=petition_body(id="x1"), headers=clerk)
+    assert client.get("/v1/petitions/x1", headers=auth(tokens["officer"])).json()["petitioner"] is None
+    r = client.get("/v1/petitions/x1", params={"purpose": "回访联系"}, headers=clerk)
+    assert r.json()["petitioner"] == "赵大娘"
+    log = client.get("/v1/audit/access-log", params={"kind": "petition", "id": "x1"}, headers=auth(tokens["auditor"]))
+    assert log.status_code == 200
+    reads = log.json()["items"]
+    assert [(x["actor"], x["fields"], x["purpose"]) for x in reads] == [("clerk-1", ["petitioner"], "回访联系")]
+    latest = client.get("/v1/audit/access-log", headers=auth(tokens["auditor"])).json()["items"]
+    assert latest[0]["kind"] == "petition" and latest[0]["id"] == "x1"
+
+
+def test_audit_events_carry_positions_and_chain_hashes(client: TestClient, tokens: dict[str, str]) -> None:
+    clerk = auth(tokens["clerk"])
+    first = client.post("/v1/petitions", json=petition_body(id="x1"), headers=clerk).json()
+    events = client.get("/v1/audit/events?kind=petition&id=x1", headers=auth(tokens["auditor"])).json()["items"]
+    assert events[0]["position"] == first["position"] and re.fullmatch(r"[0-9a-f]{64}", events[0]["hash"])
+    assert events[0]["type"] == "Petition.Registered" and events[0]["actor"] == "clerk-1"
+    late = client.get("/v1/audit/late-entries?min_gap=P7D", headers=auth(tokens["auditor"])).json()["items"]
+    assert any(e["record_id"] == "x1" for e in late)  # registered today, occurred in March 2024

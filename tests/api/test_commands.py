@@ -1,0 +1,177 @@
+"""Commands and record reads over HTTP, on both stores."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+
+from domain.application import Ledger
+from domain.petitions import Petition
+from tests.api.conftest import PAST, auth, petition_body
+
+
+def head(ledger: Ledger) -> int:
+    return int(ledger.recorder.max_notification_id() or 0)
+
+
+def test_unit_creation_answers_201_with_location_and_reads_back_at_version_and_as_of(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    admin = auth(tokens["admin"])
+    r = client.post(
+        "/v1/units",
+        json={"id": "t2", "name": "羊里镇", "kind": "township", "parent_id": "d1", "occurred_at": PAST, "note": "新设"},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == "/v1/units/t2"
+    assert r.json()["id"] == "t2" and r.json()["version"] == 1 and r.json()["position"] == head(ledger)
+
+    r = client.post(
+        "/v1/units/d1/quota-allocations",
+        json={"year": 2024, "mu": 120.5, "occurred_at": "2024-04-01T00:00:00+08:00"},
+        headers=admin,
+    )
+    assert r.status_code == 200 and r.json()["version"] == 2
+
+    now = client.get("/v1/units/d1", headers=admin).json()
+    assert now["allocated"] == {"2024": 120.5} and now["parent_id"] == "laiwu"
+    assert client.get("/v1/units/d1?version=1", headers=admin).json()["allocated"] == {}
+    before = client.get("/v1/units/d1", params={"as_of": "2024-03-15T00:00:00+08:00"}, headers=admin).json()
+    assert before["allocated"] == {} and before["version"] == 1
+    assert client.get("/v1/units/d1?version=9", headers=admin).status_code == 404
+
+    listed = client.get("/v1/units", headers=admin).json()["items"]
+    assert [u["id"] for u in listed] == ["laiwu", "d1", "d2", "t1", "t2"]
+
+
+def test_petition_lifecycle_and_case_commands(client: TestClient, tokens: dict[str, str]) -> None:
+    clerk, officer = auth(tokens["clerk"]), auth(tokens["officer"])
+    r = client.post("/v1/petitions", json=petition_body(id="x1"), headers=clerk)
+    assert r.status_code == 201 and r.headers["location"] == "/v1/petitions/x1"
+    assert client.post("/v1/petitions/x1/ownership", json={"leader_id": "leader1"}, headers=clerk).status_code == 200
+    for party in ("leader", "handling_unit", "petitioner"):
+        assert client.post("/v1/petitions/x1/meetings", json={"party": party}, headers=clerk).status_code == 200
+    assert client.post("/v1/petitions/x1/reply", json={"summary": "已补偿"}, headers=clerk).status_code == 200
+    assert client.post("/v1/petitions/x1/return-visit", json={"satisfied": True}, headers=clerk).status_code == 200
+    assert client.post("/v1/petitions/x1/cessation", headers=clerk).status_code == 200
+    r = client.post("/v1/petitions/x1/closure", json={"note": "结案"}, headers=clerk)
+    assert r.status_code == 200 and r.json()["version"] == 9
+    petition = client.get("/v1/petitions/x1", headers=clerk).json()
+    assert petition["closed"] and petition["owner_id"] == "leader1" and petition["subject"] == "征地补偿未到位"
+    assert petition["meetings"] == ["handling_unit", "leader", "petitioner"]
+
+    r = client.post(
+        "/v1/cases",
+        json={
+            "id": "c1",
+            "unit_id": "t1",
+            "violation": "illegal_land_use",
+            "source": "petition",
+            "area_mu": 3,
+            "petition_id": "x1",
+        },
+        headers=officer,
+    )
+    assert r.status_code == 201, r.text
+    assert client.post("/v1/cases/c1/filing", json={"handler_ids": ["officer1"]}, headers=officer).status_code == 200
+    assert client.post("/v1/cases/c1/joint-handling", json={"agencies": ["police"]}, headers=officer).status_code == 200
+    case = client.get("/v1/cases/c1", headers=officer).json()
+    assert case["filed"] and case["agencies"] == ["police"] and case["petition_id"] == "x1" and case["area_mu"] == 3
+
+
+def test_if_match_refuses_a_stale_version_with_412(client: TestClient, tokens: dict[str, str], ledger: Ledger) -> None:
+    clerk = auth(tokens["clerk"])
+    client.post("/v1/petitions", json=petition_body(id="x1"), headers=clerk)
+    ok = client.post("/v1/petitions/x1/escalations", json={"level": "city"}, headers={**clerk, "If-Match": '"1"'})
+    assert ok.status_code == 200 and ok.json()["version"] == 2
+    before = head(ledger)
+    stale = client.post("/v1/petitions/x1/escalations", json={"level": "city"}, headers={**clerk, "If-Match": '"1"'})
+    assert stale.status_code == 412
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert head(ledger) == before
+
+
+def test_idempotency_key_replays_the_first_answer_and_records_nothing_new(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    clerk = auth(tokens["clerk"], **{"Idempotency-Key": "k-1"})
+    first = client.post("/v1/petitions", json=petition_body(), headers=clerk)
+    before = head(ledger)
+    again = client.post("/v1/petitions", json=petition_body(), headers=clerk)
+    assert again.status_code == first.status_code == 201
+    assert again.json() == first.json() and head(ledger) == before
+    # the same key from another client is another command
+    other = client.post(
+        "/v1/petitions", json=petition_body(), headers=auth(tokens["admin"], **{"Idempotency-Key": "k-1"})
+    )
+    assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
+    # a change command replays with 200 and the same position
+    pid = first.json()["id"]
+    keyed = auth(tokens["clerk"], **{"Idempotency-Key": "esc-1"})
+    a = client.post(f"/v1/petitions/{pid}/escalations", json={"level": "beijing"}, headers=keyed)
+    b = client.post(f"/v1/petitions/{pid}/escalations", json={"level": "beijing"}, headers=keyed)
+    assert a.status_code == b.status_code == 200 and a.json() == b.json()
+
+
+def test_misconduct_report_answers_its_report_id_even_on_replay(client: TestClient, tokens: dict[str, str]) -> None:
+    sup = auth(tokens["supervisor"], **{"Idempotency-Key": "rep-1"})
+    body = {"kind": "eating", "reporter": "群众甲", "detail": "吃请"}
+    first = client.post("/v1/people/officer1/misconduct-reports", json=body, headers=sup)
+    again = client.post("/v1/people/officer1/misconduct-reports", json=body, headers=sup)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["report_id"] == again.json()["report_id"] == "r1"
+
+
+def test_twenty_concurrent_clients_lose_and_duplicate_no_event(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    clerk = tokens["clerk"]
+    client.post("/v1/petitions", json=petition_body(id="x1"), headers=auth(clerk))
+    answers: list[dict[str, int]] = []
+    errors: list[str] = []
+
+    def escalate(n: int) -> None:
+        own = TestClient(client.app)
+        headers = auth(clerk, **{"Idempotency-Key": f"thread-{n}"})
+        for _attempt in range(2):  # each client retries once: the retry must not duplicate
+            r = own.post("/v1/petitions/x1/escalations", json={"level": "province"}, headers=headers)
+            if r.status_code != 200:
+                errors.append(r.text)
+            else:
+                answers.append(r.json())
+
+    threads = [threading.Thread(target=escalate, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    petition = ledger.get(Petition, "x1")
+    assert petition.version == 21 and len(petition.escalations) == 20
+    assert sorted({a["version"] for a in answers}) == list(range(2, 22))
+    assert len(answers) == 40
+
+
+def test_occurred_at_must_carry_an_offset(client: TestClient, tokens: dict[str, str]) -> None:
+    r = client.post(
+        "/v1/petitions", json=petition_body(occurred_at="2024-03-01T09:00:00"), headers=auth(tokens["clerk"])
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"][-1] == "occurred_at"
+    assert datetime.now(UTC)  # the ledger's clock is aware; nothing naive gets in
+
+
+def test_revoked_and_expired_tokens_stop_working_at_once(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    admin = auth(tokens["admin"])
+    made = client.post("/v1/tokens", json={"subject": "clerk-9", "role": "clerk", "unit_ids": ["d1"]}, headers=admin)
+    assert made.status_code == 201 and made.headers["location"] == f"/v1/tokens/{made.json()['id']}"
+    token = made.json()["token"]
+    assert client.get("/v1/units/t1", headers=auth(token)).status_code == 200
+    assert client.post(f"/v1/tokens/{made.json()['id']}/revocation", headers=admin).status_code == 200
+    gone = client.get("/v1/units/t1", headers=auth(token))
+    assert gone.status_code == 401 and "revoked" in gone.json()["detail"]
+    assert made.json()["token"].split(".")[1] not in str(ledger.events_of("grant", made.json()["id"])[0].__dict__)

@@ -1,0 +1,87 @@
+"""Every error kind is application/problem+json, and no error records anything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.problems import MAX_BODY_BYTES
+from domain.application import Ledger
+from tests.api.conftest import auth, petition_body
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(r: Any, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = r.json()
+    assert {"type", "title", "status", "detail"} <= set(body) and body["status"] == status
+    return body
+
+
+def test_every_error_kind(client: TestClient, tokens: dict[str, str], ledger: Ledger) -> None:
+    clerk = auth(tokens["clerk"])
+    client.post("/v1/petitions", json=petition_body(id="x1"), headers=clerk)
+    before = ledger.recorder.max_notification_id()
+
+    r = client.post("/v1/petitions", content=b'{"unit_id": ', headers={**clerk, "Content-Type": "application/json"})
+    assert_problem(r, 400)
+    body = assert_problem(client.post("/v1/petitions", json=petition_body(colour="red"), headers=clerk), 422)
+    assert any(e["loc"][-1] == "colour" for e in body["errors"])
+    assert_problem(client.post("/v1/petitions", json=petition_body(channel="pigeon"), headers=clerk), 422)
+    assert_problem(client.post("/v1/petitions", json=petition_body(subject="x" * 5000), headers=clerk), 422)
+    assert_problem(client.post("/v1/petitions", json=petition_body()), 401)
+    assert_problem(client.post("/v1/petitions", json=petition_body(), headers=auth("g-nope.secret")), 401)
+    assert_problem(client.post("/v1/petitions", json=petition_body(), headers=auth(tokens["officer"])), 403)
+    assert_problem(client.get("/v1/petitions/nope", headers=clerk), 404)
+    assert_problem(client.get("/v1/nowhere", headers=clerk), 404)
+    r = client.delete("/v1/petitions/x1", headers=clerk)
+    assert_problem(r, 405)
+    assert r.headers["allow"] == "GET"
+    r = client.put("/v1/petitions", json={}, headers=clerk)
+    assert_problem(r, 405)
+    assert r.headers["allow"] == "GET, POST"
+    refused = assert_problem(
+        client.post("/v1/petitions/x1/ownership", json={"leader_id": "officer1"}, headers=clerk), 409
+    )
+    assert refused["rule"] == "R9" and "R9" in str(refused["detail"])
+    r = client.post("/v1/petitions/x1/reply", json={"summary": "ok"}, headers={**clerk, "If-Match": '"7"'})
+    assert_problem(r, 412)
+    big = b'{"note": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    assert_problem(
+        client.post("/v1/petitions", content=big, headers={**clerk, "Content-Type": "application/json"}), 413
+    )
+    assert_problem(
+        client.post("/v1/petitions", content=b"unit_id=t1", headers={**clerk, "Content-Type": "text/plain"}), 415
+    )
+    future = petition_body(occurred_at="2999-01-01T00:00:00+08:00")
+    assert_problem(client.post("/v1/petitions", json=future, headers=clerk), 422)
+    assert ledger.recorder.max_notification_id() == before
+
+
+def test_every_route_documents_its_problems(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "Problem" in schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        if not path.startswith("/v1"):
+            continue
+        for operation in operations.values():
+            for status in ("400", "401", "403", "404", "405", "409", "412", "413", "415", "422"):
+                assert PROBLEM in operation["responses"][status]["content"], (path, status)
+
+
+def test_healthz_needs_no_token_and_says_why_the_store_is_unreachable(
+    client: TestClient, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert client.get("/healthz").status_code == 200
+
+    def broken() -> int:
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(ledger.recorder, "max_notification_id", broken)
+    r = client.get("/healthz")
+    assert_problem(r, 503)
+    assert "connection refused" in r.json()["detail"]
