@@ -66,7 +66,6 @@ def demo(
     token = issue_admin_token_for_cli(url)
     typer.echo(f"admin token: {token}")
     if serve:
-        typer.echo(f"serving on http://{host}:{port} (docs at /docs); stop with Ctrl-C")
         serve_forever(url, host=host, port=port, token=token)
 
 
