@@ -100,6 +100,8 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/quota-deductions"): QUERIES,
     ("GET", "/v1/quota"): QUERIES,
     ("GET", "/v1/petitions"): only(CLERK, SUPERVISOR, AUDITOR),
+    ("GET", "/v1/officers"): QUERIES,
+    ("GET", "/v1/triggers/{trigger_id}"): QUERIES,
     ("GET", "/v1/reports/daily"): QUERIES,
     ("GET", "/v1/reports/weekly"): QUERIES,
     ("GET", "/v1/reports/monthly"): QUERIES,

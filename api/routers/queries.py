@@ -144,7 +144,7 @@ def petition_board(
     ledger: LedgerDep,
     principal: AuthorizedDep,
     status: Literal["open", "overdue", "closed"] | None = None,
-    flag: Literal["nail_case", "skip_level", "repeat", "collective", "assigned", "initial"] | None = None,
+    flag: Literal["nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial"] | None = None,
     unit_id: UnitFilter = None,
     as_of: AsOf = None,
     known_at: KnownAt = None,
@@ -152,6 +152,21 @@ def petition_board(
 ) -> QueryAnswer:
     """The petition board (信访台账): open, overdue or closed petitions, by flag and unit."""
     return _ask(request, ledger, principal, seen, "petitions", status, flag, unit_id, as_of=as_of, known_at=known_at)
+
+
+@router.get("/officers", response_model=QueryAnswer)
+def officer_registry(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    status: Literal["removal_due", "removed", "referred", "commended"] | None = None,
+    unit_id: UnitFilter = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+) -> QueryAnswer:
+    """The officer registry (执法人员档案): removal due, removed, referred, commended (R7, R8)."""
+    return _ask(request, ledger, principal, seen, "officers", status, unit_id, as_of=as_of, known_at=known_at)
 
 
 @router.get("/reports/daily", response_model=QueryAnswer)

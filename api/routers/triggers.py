@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
 from api import projections_link
-from api.deps import CommandDep, answer
+from api.deps import AuthorizedDep, CommandDep, LedgerDep, answer, require_territory
 from api.models import CommandIn, Receipt
 from domain.errors import RecordNotFound
 from domain.vocabulary import DecisionOutcome
@@ -21,6 +21,18 @@ class DecisionCreate(CommandIn):
 
     outcome: DecisionOutcome
     reason: Annotated[str, Field(min_length=1, max_length=4000)]
+
+
+@router.get("/{trigger_id}")
+def read_trigger(trigger_id: str, request: Request, principal: AuthorizedDep, ledger: LedgerDep) -> dict[str, Any]:
+    """One accountability trigger with its evidence and, once decided, its decision."""
+    url: str = request.app.state.url
+    with projections_link.queries(url) as queries:
+        trigger = queries.trigger(trigger_id)
+    if not trigger:
+        raise RecordNotFound("trigger", trigger_id)
+    require_territory(ledger, principal, (trigger.get("subject") or {}).get("unit_id"), f"trigger {trigger_id}")
+    return dict(trigger)
 
 
 @router.post("/{trigger_id}/decision", status_code=201, response_model=Receipt)
