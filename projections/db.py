@@ -56,14 +56,17 @@ class Db:
         else:
             self._pg.execute(self._sql(sql), params)
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows to a table: PostgreSQL by COPY (several times faster than INSERTs), SQLite by executemany."""
         if not rows:
             return
         if self.dialect == "sqlite":
-            self._sqlite.executemany(sql, rows)
-        else:
-            with self._pg.cursor() as cur:
-                cur.executemany(self._sql(sql), rows)
+            marks = ", ".join("?" * len(columns))
+            self._sqlite.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+            return
+        with self._pg.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     @contextmanager
     def transaction(self) -> Iterator[Db]:
@@ -79,6 +82,12 @@ class Db:
             self.execute("COMMIT")
         finally:
             self.in_transaction = False
+
+    def json_number(self, column: str, key: str) -> str:
+        """SQL for a JSON member of a text column as a number (NULL when absent or null)."""
+        if self.dialect == "sqlite":
+            return f"CAST(json_extract({column}, '$.{key}') AS REAL)"
+        return f"CAST(({column}::jsonb ->> '{key}') AS DOUBLE PRECISION)"
 
     @property
     def for_update(self) -> str:

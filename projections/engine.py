@@ -25,6 +25,9 @@ DEFAULT_BATCH = 1000
 #: Test-only: seconds to sleep inside each batch's transaction, so a test can kill a worker mid-batch.
 DELAY_ENV = "LEDGER_PROJECTIONS_TEST_DELAY"
 
+RECORD_COLUMNS = ("uuid", "record_id", "type", "unit_id", "occurred_at", "recorded_at", "position", "data")
+EVENT_COLUMNS = ("position", "uuid", "type", "occurred_at", "recorded_at", "data")
+
 Progress = Callable[[int, int], None]
 Names = Sequence[str] | None
 
@@ -71,16 +74,8 @@ def apply_batch(db: Db, projections: Sequence[Projection], items: Sequence[tuple
                 fact = p.rows(position, event)
                 if fact is not None:
                     (records if fact[0] == "records" else events).append(fact[1])
-            db.executemany(
-                f"INSERT INTO {p.records_table} (uuid, record_id, type, unit_id, occurred_at, recorded_at, position,"
-                " data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                records,
-            )
-            db.executemany(
-                f"INSERT INTO {p.events_table} (position, uuid, type, occurred_at, recorded_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                events,
-            )
+            db.insert_many(p.records_table, RECORD_COLUMNS, records)
+            db.insert_many(p.events_table, EVENT_COLUMNS, events)
             if locked:
                 db.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?", (last, p.name))
             else:

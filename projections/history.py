@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +26,7 @@ from domain.policy import DEFAULTS, PARAMETERS, Amendment, PolicyVersion, in_for
 from domain.rules import is_major_by_size
 from domain.vocabulary import LEADER_POSTS, Post
 from projections.catalog import from_micros, micros
-from projections.db import Db
+from projections.db import Db, Row
 
 DAY = 86_400_000_000
 
@@ -176,102 +177,247 @@ class PolicyBook:
         return self._memo[segment]
 
 
-class Known:
-    """The facts as of ``as_of`` (business time) as known at ``known_at`` (recording time)."""
+def _rec(r: Row) -> Rec:
+    return Rec(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]), json.loads(r[6]))
 
-    def __init__(self, db: Db, as_of: datetime, known_at: datetime) -> None:
+
+def _ev(r: Row) -> Ev:
+    return Ev(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), json.loads(r[5]))
+
+
+REC_COLUMNS = "uuid, record_id, unit_id, occurred_at, recorded_at, position, data"
+EV_COLUMNS = "position, uuid, type, occurred_at, recorded_at, data"
+
+
+class Structure:
+    """The unit tree and the policy versions (结构) known at one recording time, with memoised tree walks."""
+
+    def __init__(self, units: list[Rec], policy_records: list[Rec], policy_events: list[Ev]) -> None:
+        self.units = {r.record_id: r for r in units}
+        self.policy = _policy_book(policy_records, policy_events)
+        self._ancestors: dict[str, list[str]] = {}
+        self._subtrees: dict[str, set[str]] = {}
+        self._districts: dict[str, str | None] = {}
+
+    def ancestors(self, unit_id: str) -> list[str]:
+        """The unit and every unit above it, nearest first (属地管理)."""
+        chain = self._ancestors.get(unit_id)
+        if chain is None:
+            chain = []
+            current: str | None = unit_id
+            while current is not None and current not in chain:
+                chain.append(current)
+                unit = self.units.get(current)
+                current = unit.data["parent_id"] if unit else None
+            self._ancestors[unit_id] = chain
+        return chain
+
+    def subtree(self, unit_id: str) -> set[str]:
+        """Every known unit whose chain goes through ``unit_id`` (itself included when known)."""
+        if not self._subtrees:
+            for u in self.units:
+                for above in self.ancestors(u):
+                    self._subtrees.setdefault(above, set()).add(u)
+        return self._subtrees.get(unit_id, set())
+
+    def district_of(self, unit_id: str) -> str | None:
+        if unit_id not in self._districts:
+            chain = self.ancestors(unit_id)
+            found = None
+            for kind in ("district", "city"):
+                found = next((u for u in chain if u in self.units and self.units[u].data["kind"] == kind), None)
+                if found:
+                    break
+            self._districts[unit_id] = found
+        return self._districts[unit_id]
+
+
+_STRUCTURE_TABLES = ("proj_units_records", "proj_policy_records", "proj_policy_events")
+#: Per database: (stamp of the structure tables, rows, latest recording time, structure as known after it).
+_structures: dict[str, tuple[tuple[Any, ...], list[Rec], list[Rec], list[Ev], int, Structure]] = {}
+_structures_lock = threading.Lock()
+
+
+def structure(db: Db, known_at: int) -> Structure:
+    """The structure known at ``known_at``. The facts are append-only, so each process keeps the rows of each
+    database and checks them against the tables' (count, last position) on every call: a second server or a
+    rebuild is seen at once, and a query pays two index look-ups instead of re-reading the whole tree."""
+    stamp = tuple(db.query(" UNION ALL ".join(f"SELECT COUNT(*), MAX(position) FROM {t}" for t in _STRUCTURE_TABLES)))
+    with _structures_lock:
+        cached = _structures.get(db.url)
+    if cached is None or cached[0] != stamp:
+        units = [_rec(r) for r in db.query(f"SELECT {REC_COLUMNS} FROM proj_units_records ORDER BY position")]
+        records = [_rec(r) for r in db.query(f"SELECT {REC_COLUMNS} FROM proj_policy_records ORDER BY position")]
+        events = [_ev(r) for r in db.query(f"SELECT {EV_COLUMNS} FROM proj_policy_events ORDER BY position")]
+        latest = max([x.recorded_at for x in units + records] + [e.recorded_at for e in events], default=0)
+        cached = (stamp, units, records, events, latest, Structure(units, records, events))
+        with _structures_lock:
+            _structures[db.url] = cached
+    _, units, records, events, latest, full = cached
+    if known_at >= latest:
+        return full
+    return Structure(
+        [u for u in units if u.recorded_at <= known_at],
+        [r for r in records if r.recorded_at <= known_at],
+        [e for e in events if e.recorded_at <= known_at],
+    )
+
+
+def _policy_book(records: list[Rec], events: list[Ev]) -> PolicyBook:
+    amendments: list[Amendment] = []
+    for rec in records:
+        # The documented defaults count as known from the ledger's epoch (as in domain.policy).
+        amendments.append(
+            Amendment(1, from_micros(rec.data["effective_from"]), _params(rec.data["params"]), LEDGER_EPOCH)
+        )
+    if not amendments:
+        amendments.append(Amendment(1, LEDGER_EPOCH, dict(DEFAULTS), LEDGER_EPOCH))
+    for e in events:
+        effective = from_micros(e.data["effective_from"])
+        amendments.append(
+            Amendment(e.data["version"], effective, _params(e.data["params"]), from_micros(e.recorded_at))
+        )
+    return PolicyBook(amendments)
+
+
+class Known:
+    """The facts as of ``as_of`` (business time) as known at ``known_at`` (recording time).
+
+    With a ``scope`` (a set of unit ids), only the records filed under those units are read (a
+    petition also when it was diverted into one of them): queries for one territory then read
+    that territory's facts, not the whole city's.
+    """
+
+    def __init__(self, db: Db, as_of: datetime, known_at: datetime, scope: set[str] | None = None) -> None:
         self.db = db
         self.as_of = micros(as_of)
         self.known_at = micros(known_at)
+        self.scope = scope
+        self.structure = structure(db, self.known_at)
+        self.units = self.structure.units
+        self.policy = self.structure.policy
+        self.ancestors = self.structure.ancestors
+        self.subtree = self.structure.subtree
+        self.district_of = self.structure.district_of
 
     # --- raw facts ----------------------------------------------------------------------------
 
-    def records(self, projection: str, type_: str | None = None, *, structure: bool = False) -> list[Rec]:
-        sql = (
-            f"SELECT uuid, record_id, unit_id, occurred_at, recorded_at, position, data FROM proj_{projection}_records"
-            " WHERE recorded_at <= ?"
-        )
-        params: list[Any] = [self.known_at]
-        if not structure:
-            sql += " AND occurred_at <= ?"
-            params.append(self.as_of)
+    def _where(self, projection: str, type_: str | None, scoped: bool = True) -> tuple[str, list[Any]]:
+        """The filter on a projection's records: known, happened, of the type, in scope."""
+        sql = " WHERE recorded_at <= ? AND occurred_at <= ?"
+        params: list[Any] = [self.known_at, self.as_of]
         if type_:
             sql += " AND type = ?"
             params.append(type_)
-        rows = self.db.query(sql + " ORDER BY position", params)
-        return [Rec(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]), json.loads(r[6])) for r in rows]
+        if scoped and self.scope is not None:
+            units = sorted(self.scope)
+            marks = ", ".join("?" * len(units)) or "NULL"
+            diverted = self._diverted_in() if projection == "petitions" else []
+            if diverted:
+                sql += f" AND (unit_id IN ({marks}) OR uuid IN ({', '.join('?' * len(diverted))}))"
+                params += [*units, *diverted]
+            else:
+                sql += f" AND unit_id IN ({marks})"
+                params += units
+        return sql, params
 
-    def events(self, projection: str, *, structure: bool = False) -> dict[str, list[Ev]]:
-        sql = (
-            f"SELECT position, uuid, type, occurred_at, recorded_at, data FROM proj_{projection}_events"
-            " WHERE recorded_at <= ?"
+    def _diverted_in(self) -> list[str]:
+        """Petitions diverted into the scope (改派), whatever unit first registered them."""
+        rows = self.db.query(
+            "SELECT uuid, data FROM proj_petitions_events WHERE type = 'diverted' AND recorded_at <= ?"
+            " AND occurred_at <= ?",
+            (self.known_at, self.as_of),
         )
-        params: list[Any] = [self.known_at]
-        if not structure:
-            sql += " AND occurred_at <= ?"
-            params.append(self.as_of)
+        scope = self.scope or set()
+        return sorted({r[0] for r in rows if json.loads(r[1])["to_unit_id"] in scope})
+
+    def records(self, projection: str, type_: str | None = None, *, scoped: bool = True) -> list[Rec]:
+        where, params = self._where(projection, type_, scoped)
+        rows = self.db.query(f"SELECT {REC_COLUMNS} FROM proj_{projection}_records{where} ORDER BY position", params)
+        return [_rec(r) for r in rows]
+
+    def events(self, projection: str) -> dict[str, list[Ev]]:
+        sql = f"SELECT {EV_COLUMNS} FROM proj_{projection}_events WHERE recorded_at <= ? AND occurred_at <= ?"
+        params: list[Any] = [self.known_at, self.as_of]
+        if self.scope is not None:
+            where, more = self._where(projection, None)
+            sql += f" AND uuid IN (SELECT uuid FROM proj_{projection}_records{where})"
+            params += more
         grouped: dict[str, list[Ev]] = defaultdict(list)
         for r in self.db.query(sql + " ORDER BY position", params):
-            grouped[r[1]].append(Ev(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), json.loads(r[5])))
+            grouped[r[1]].append(_ev(r))
         return grouped
 
-    # --- structure: units and policy -------------------------------------------------------------
-
-    @cached_property
-    def units(self) -> dict[str, Rec]:
-        return {r.record_id: r for r in self.records("units", structure=True)}
+    # --- units: quota events ----------------------------------------------------------------------
 
     @cached_property
     def unit_events(self) -> dict[str, list[Ev]]:
         return self.events("units")
 
-    def ancestors(self, unit_id: str) -> list[str]:
-        """The unit and every unit above it, nearest first (属地管理)."""
-        chain: list[str] = []
-        current: str | None = unit_id
-        while current is not None and current not in chain:
-            chain.append(current)
-            unit = self.units.get(current)
-            current = unit.data["parent_id"] if unit else None
-        return chain
-
-    def subtree(self, unit_id: str) -> set[str]:
-        return {u for u in self.units if unit_id in self.ancestors(u)}
-
-    def district_of(self, unit_id: str) -> str | None:
-        """The district containing the unit (or the city, for a unit under no district)."""
-        chain = self.ancestors(unit_id)
-        for kind in ("district", "city"):
-            for u in chain:
-                if u in self.units and self.units[u].data["kind"] == kind:
-                    return u
-        return None
-
-    @cached_property
-    def policy(self) -> PolicyBook:
-        amendments: list[Amendment] = []
-        for rec in self.records("policy", structure=True):
-            # The documented defaults count as known from the ledger's epoch (as in domain.policy).
-            amendments.append(
-                Amendment(1, from_micros(rec.data["effective_from"]), _params(rec.data["params"]), LEDGER_EPOCH)
-            )
-        if not amendments:
-            amendments.append(Amendment(1, LEDGER_EPOCH, dict(DEFAULTS), LEDGER_EPOCH))
-        for evs in self.events("policy", structure=True).values():
-            for e in evs:
-                effective = from_micros(e.data["effective_from"])
-                amendments.append(
-                    Amendment(e.data["version"], effective, _params(e.data["params"]), from_micros(e.recorded_at))
-                )
-        return PolicyBook(amendments)
+    def quota_events(self, year: int) -> dict[str, list[Ev]]:
+        """The units' quota allocations and land approvals (指标下达、用地批准) for ``year``."""
+        rows = self.db.query(
+            f"SELECT {EV_COLUMNS} FROM proj_units_events WHERE recorded_at <= ? AND occurred_at <= ?"
+            f" AND type IN ('allocated', 'approved') AND {self.db.json_number('data', 'year')} = ? ORDER BY position",
+            (self.known_at, self.as_of, year),
+        )
+        grouped: dict[str, list[Ev]] = defaultdict(list)
+        for r in rows:
+            grouped[r[1]].append(_ev(r))
+        return grouped
 
     # --- cases --------------------------------------------------------------------------------
 
     @cached_property
     def cases(self) -> list[Case]:
-        events = self.events("cases")
+        return self._cases(self.records("cases"), self.events("cases"))
+
+    def major_cases(self, start: int, end: int) -> list[Case]:
+        """The cases that became major (重大案件) in [start, end).
+
+        SQL keeps only the candidates (big enough under the lowest threshold any policy version set,
+        reported in the period, or declared major in it); the exact rule then runs on those. Unless
+        every case is already loaded, each carries only its ``declared_major`` events: enough for
+        ``major_at``, ``major_evidence`` and ``major_policy``, not for the filing deadline.
+        """
+        if "cases" in self.__dict__:
+            found = self.cases
+        else:
+            versions = [self.policy.at(s) for s in self.policy.starts]
+            area = min(Decimal(v["major_case_area_mu"]) for v in versions)
+            value = min(Decimal(v["major_case_value_yuan"]) for v in versions)
+            where, params = self._where("cases", None)
+            declared = (
+                "SELECT uuid FROM proj_cases_events WHERE type = 'declared_major' AND recorded_at <= ?"
+                " AND occurred_at <= ? AND occurred_at >= ? AND occurred_at < ?"
+            )
+            big = (
+                f"occurred_at >= ? AND occurred_at < ? AND ({self.db.json_number('data', 'area_mu')} >= ?"
+                f" OR {self.db.json_number('data', 'value_yuan')} >= ?)"
+            )
+            # Float comparisons in SQL: a hair below the thresholds, so no candidate is lost to rounding.
+            params += [start, end, float(area) * (1 - 1e-9), float(value) * (1 - 1e-9)]
+            params += [self.known_at, self.as_of, start, end]
+            sql = f"{where} AND (({big}) OR uuid IN ({declared}))"
+            recs = [
+                _rec(r)
+                for r in self.db.query(f"SELECT {REC_COLUMNS} FROM proj_cases_records{sql} ORDER BY position", params)
+            ]
+            events: dict[str, list[Ev]] = defaultdict(list)
+            if recs:
+                marks = ", ".join("?" * len(recs))
+                for r in self.db.query(
+                    f"SELECT {EV_COLUMNS} FROM proj_cases_events WHERE recorded_at <= ? AND occurred_at <= ?"
+                    f" AND type = 'declared_major' AND uuid IN ({marks}) ORDER BY position",
+                    [self.known_at, self.as_of, *(rec.uuid for rec in recs)],
+                ):
+                    events[r[1]].append(_ev(r))
+            found = self._cases(recs, events)
+        return [c for c in found if c.major_at is not None and start <= c.major_at < end]
+
+    def _cases(self, records: list[Rec], events: dict[str, list[Ev]]) -> list[Case]:
         cases = []
-        for rec in self.records("cases"):
+        for rec in records:
             case = Case(rec, events.get(rec.uuid, []))
             policy = self.policy.at(rec.occurred_at)
             area, value = rec.data["area_mu"], rec.data["value_yuan"]
@@ -338,7 +484,7 @@ class Known:
 
     @cached_property
     def decisions(self) -> dict[str, Rec]:
-        return {r.record_id: r for r in self.records("accountability", "decision")}
+        return {r.record_id: r for r in self.records("accountability", "decision", scoped=False)}
 
     # --- occurrences (考核事项) ------------------------------------------------------------------
 
@@ -479,14 +625,22 @@ class Known:
                     )
         return found
 
+    @cached_property
+    def _occurrences_by_unit(self) -> dict[str, list[tuple[int, Occurrence]]]:
+        return _by_unit(self.occurrences)
+
+    @cached_property
+    def _commendations_by_unit(self) -> dict[str, list[tuple[int, Occurrence]]]:
+        return _by_unit(self.commendations)
+
     # --- scores -------------------------------------------------------------------------------
 
     def score(self, unit_id: str, year: int) -> dict[str, Any]:
         """The target-assessment score (目标考核得分) of a unit and everything below it, for a year."""
         start, end = year_bounds(year)
         territory = self.subtree(unit_id) | {unit_id}
-        deductions = [o for o in self.occurrences if start <= o.at < end and o.unit_id in territory]
-        commendations = [o for o in self.commendations if start <= o.at < end and o.unit_id in territory]
+        deductions = _within(self._occurrences_by_unit, territory, start, end)
+        commendations = _within(self._commendations_by_unit, territory, start, end)
         opening, closing = self.policy.at(start), self.policy.at(end - 1)
         raw = int(opening["score_base"]) - sum(o.points for o in deductions) + sum(o.points for o in commendations)
         score = max(raw, 0)
@@ -681,6 +835,21 @@ class Known:
             t["opened_at"] = iso(t["opened_at"])
         found.sort(key=lambda t: (t["opened_at"], t["id"]))
         return found
+
+
+def _by_unit(occurrences: list[Occurrence]) -> dict[str, list[tuple[int, Occurrence]]]:
+    """Occurrences per unit, each with its rank in the list (so a territory's keep their order)."""
+    grouped: dict[str, list[tuple[int, Occurrence]]] = defaultdict(list)
+    for rank, o in enumerate(occurrences):
+        grouped[o.unit_id].append((rank, o))
+    return grouped
+
+
+def _within(
+    grouped: dict[str, list[tuple[int, Occurrence]]], units: set[str], start: int, end: int
+) -> list[Occurrence]:
+    found = [(rank, o) for u in units for rank, o in grouped.get(u, ()) if start <= o.at < end]
+    return [o for _, o in sorted(found, key=lambda pair: pair[0])]
 
 
 def trigger_id(rule: str, parts: list[str]) -> str:

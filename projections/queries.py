@@ -48,8 +48,13 @@ class Queries:
         now = utc_now()
         return Known(self.db, moment(as_of, now), moment(known_at, now))
 
-    def _units(self, k: Known, unit_id: str | None) -> set[str] | None:
-        return None if unit_id is None else k.subtree(unit_id) | {unit_id}
+    def _scoped(
+        self, as_of: datetime | None, known_at: datetime | None, unit_id: str | None
+    ) -> tuple[Known, set[str] | None]:
+        """The facts of the territory below ``unit_id`` only (all of them without one), and that territory."""
+        k = self.known(as_of, known_at)
+        k.scope = None if unit_id is None else k.subtree(unit_id) | {unit_id}
+        return k, k.scope
 
     # --- scores -------------------------------------------------------------------------------
 
@@ -57,8 +62,7 @@ class Queries:
         self, year: int, unit_id: str | None = None, *, as_of: datetime | None = None, known_at: datetime | None = None
     ) -> list[dict[str, Any]]:
         """Per unit: ``score``, ``outcome`` and the ``deductions`` (and commendations) that make it up."""
-        k = self.known(as_of, known_at)
-        wanted = self._units(k, unit_id)
+        k, wanted = self._scoped(as_of, known_at, unit_id)
         return [k.score(u, year) for u in sorted(k.units) if wanted is None or u in wanted]
 
     # --- triggers -----------------------------------------------------------------------------
@@ -74,8 +78,7 @@ class Queries:
         """Accountability triggers (问责触发): ``id, rule, subject, reason, evidence, opened_at, status, decision``."""
         if status not in (None, "open", "decided"):
             raise ValueError("status must be open or decided")
-        k = self.known(as_of, known_at)
-        wanted = self._units(k, unit_id)
+        k, wanted = self._scoped(as_of, known_at, unit_id)
         return [
             t
             for t in k.triggers
@@ -98,8 +101,8 @@ class Queries:
     def _deductions(self, k: Known, year: int) -> list[dict[str, Any]]:
         start, end = year_bounds(year)
         items: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for case in k.cases:
-            if case.major_at is None or case.major_policy is None or not start <= case.major_at < end:
+        for case in k.major_cases(start, end):
+            if case.major_at is None or case.major_policy is None:
                 continue
             district = k.district_of(case.rec.unit_id or "")
             if district is None:
@@ -144,7 +147,7 @@ class Queries:
         allocated: dict[str, Decimal] = defaultdict(Decimal)
         used: dict[str, Decimal] = defaultdict(Decimal)
         evidence: dict[str, list[int]] = defaultdict(list)
-        for uuid, evs in k.unit_events.items():
+        for uuid, evs in k.quota_events(year).items():
             unit = by_uuid.get(uuid)
             if unit is None:
                 continue
@@ -197,8 +200,7 @@ class Queries:
             raise ValueError(f"status must be one of {', '.join(PETITION_STATUSES)}")
         if flag not in (None, *PETITION_FLAGS):
             raise ValueError(f"flag must be one of {', '.join(PETITION_FLAGS)}")
-        k = self.known(as_of, known_at)
-        wanted = self._units(k, unit_id)
+        k, wanted = self._scoped(as_of, known_at, unit_id)
         rows = []
         for p in k.petitions:
             if wanted is not None and p.unit_id not in wanted:
@@ -245,8 +247,7 @@ class Queries:
         """The officer registry (执法人员档案, R7, R8): removal due, removed, referred, commended."""
         if status not in (None, *OFFICER_STATUSES):
             raise ValueError(f"status must be one of {', '.join(OFFICER_STATUSES)}")
-        k = self.known(as_of, known_at)
-        wanted = self._units(k, unit_id)
+        k, wanted = self._scoped(as_of, known_at, unit_id)
         rows = []
         for person in k.people.values():
             if wanted is not None and person.unit_id not in wanted:

@@ -1,0 +1,283 @@
+"""Projection speed (投影性能), measured in one run per store.
+
+Prints, per store:
+- the raw rate (events/s) of reading the log in batches and decoding every event, and the rate
+  of a full rebuild of all projections over the same events, and their ratio (goal >= 25%);
+- p50/p99 latency of each projection query with realistic arguments (goal p99 <= 20 ms at 1M).
+
+The store is a realistic history made through the domain layer: the Laiwu demo year
+(``api.demo.demo_plan``) copied once per neighbouring "city", each copy from its own seed and with
+its record ids suffixed, merged into one log by recording time, run through an in-memory
+:class:`~domain.application.Ledger` and written to the store in big ``ledger.save`` batches.
+The store lives in a temporary directory (SQLite) or a temporary schema (PostgreSQL), dropped after.
+
+Usage: PYTHONPATH=. python bench/projections_bench.py [--store sqlite|postgres|both] [--events N]
+       [--calls C] [--query-seconds S] [--json FILE] [--pg postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from api.demo import ADMIN, YEAR, Step, demo_plan
+from domain.application import Ledger
+from domain.base import BUREAU_TZ
+from domain.personal import SEALED_PREFIX
+from domain.policy import Policy
+from projections import engine
+from projections.queries import Queries
+from projections.source import open_log
+from store.ledger import init_store, open_ledger
+
+PG_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+#: Step arguments that name a record: suffixed per copy so each copy is a territory of its own.
+ID_ARGS = frozenset(
+    {
+        "unit_id", "parent_id", "person_id", "case_id", "petition_id", "leader_id", "handler_ids",
+        "resolver_id", "to_unit_id", "by_unit_id", "issuer_unit_id", "responsible_unit_id", "repeat_of",
+    }
+)  # fmt: skip
+SAVE_BATCH = 2000
+READ_BATCH = 1000
+DISTRICTS = ("laicheng", "gangcheng")
+
+
+class _PlainVault:
+    """The in-memory ledger's vault: the target store's own vault seals the fields when they are saved."""
+
+    def seal(self, subject: str, plaintext: str) -> str:
+        return SEALED_PREFIX + plaintext
+
+    def unseal(self, subject: str, sealed: str) -> str | None:
+        return sealed[len(SEALED_PREFIX) :]
+
+    def destroy(self, subject: str) -> bool:
+        return True
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(YEAR, 1, 1, tzinfo=BUREAU_TZ)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def suffix(copy: int) -> str:
+    return "" if copy == 0 else f"-c{copy}"
+
+
+def copy_plan(copy: int) -> list[Step]:
+    """The demo year from seed ``YEAR + copy``, every record id suffixed (one policy amendment only, in copy 0)."""
+    tail = suffix(copy)
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, str):
+            return value + tail
+        if isinstance(value, list):
+            return [v + tail for v in value]
+        return value
+
+    steps = []
+    for step in demo_plan(YEAR + copy):
+        if step.method == "amend_policy" and copy:
+            continue
+        kwargs = {k: rename(v) if k in ID_ARGS else v for k, v in step.kwargs.items()}
+        steps.append(Step(step.method, kwargs, step.occurred_at, step.recorded_at))
+    return steps
+
+
+def build_store(url: str, events: int) -> int:
+    """Record about ``events`` events of realistic history in the (initialised, empty) store; the head position."""
+    per_copy = len(copy_plan(0))
+    copies = max(1, round(events / per_copy))
+    plans = [copy_plan(c) for c in range(copies)]
+    clock = _Clock()
+    memory = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, vault=_PlainVault(), clock=clock)
+    memory.ensure_policy()
+    for step in heapq.merge(*plans, key=lambda s: s.recorded_at):
+        clock.now = step.recorded_at
+        getattr(memory, step.method)(**step.kwargs, actor=ADMIN, occurred_at=step.occurred_at)
+    target = open_ledger(url)
+    try:
+        batch: list[Any] = []
+        for _, event in memory.iter_log(start=1, batch=SAVE_BATCH):
+            if isinstance(event, Policy.Established):
+                continue  # the store already holds policy version 1 (init_store)
+            batch.append(event)
+            if len(batch) >= SAVE_BATCH:
+                target.save(*batch)
+                batch = []
+        if batch:
+            target.save(*batch)
+        return int(target.recorder.max_notification_id() or 0)
+    finally:
+        target.close()
+        memory.close()
+
+
+@contextmanager
+def temporary_store(kind: str) -> Iterator[str]:
+    """A fresh initialised store (temp dir or temp PostgreSQL schema), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="projbench-") as tmp:
+        os.environ["LEDGER_KEY_FILE"] = str(Path(tmp) / "keys" / "ledger.key")
+        os.environ["LEDGER_SIGNING_KEY_FILE"] = str(Path(tmp) / "keys" / "ledger-signing.key")
+        os.environ.pop("LEDGER_CIPHER_KEY", None)
+        if kind == "sqlite":
+            url = f"sqlite:///{Path(tmp) / 'ledger.db'}"
+            init_store(url)
+            yield url
+            return
+        import psycopg
+
+        schema = f"projbench_{uuid.uuid4().hex[:10]}"
+        url = f"{PG_URL}?schema={schema}"
+        try:
+            init_store(url)
+            yield url
+        finally:
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def raw_rate(url: str) -> tuple[int, float]:
+    """Read every notification in batches and decode each one: (events, seconds)."""
+    log = open_log(url)
+    try:
+        to_event = log.mapper.to_domain_event
+        count, start = 0, 1
+        began = time.perf_counter()
+        while True:
+            notifications = log.recorder.select_notifications(start=start, limit=READ_BATCH)
+            if not notifications:
+                break
+            for n in notifications:
+                to_event(n)
+            count += len(notifications)
+            start = notifications[-1].id + 1
+        return count, time.perf_counter() - began
+    finally:
+        log.close()
+
+
+def rebuild_rate(url: str) -> tuple[int, float]:
+    began = time.perf_counter()
+    head = engine.rebuild(url)
+    return head, time.perf_counter() - began
+
+
+def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any]]:
+    """Each query type with realistic arguments, drawn afresh per call (a district of some copy, a month)."""
+    rng = random.Random(seed)
+
+    def district() -> str:
+        return rng.choice(DISTRICTS) + suffix(rng.randrange(copies))
+
+    return {
+        "scores(year, district)": lambda q: q.scores(YEAR, district()),
+        "triggers(open, district)": lambda q: q.triggers("open", district()),
+        "quota(year)": lambda q: q.quota(YEAR),
+        "quota_deductions(year)": lambda q: q.quota_deductions(YEAR),
+        "petitions(open, district)": lambda q: q.petitions("open", unit_id=district()),
+        "monthly(YYYY-MM)": lambda q: q.monthly(f"{YEAR}-{rng.randint(1, 12):02d}"),
+    }
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+
+
+def query_latency(url: str, copies: int, calls: int, budget: float) -> dict[str, dict[str, float]]:
+    """p50/p99 (ms) per query type over ``calls`` calls (fewer if a type exceeds ``budget`` seconds)."""
+    queries = Queries(url)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for name, call in query_cases(copies).items():
+            call(queries)  # warm the connection and the statement cache
+            samples: list[float] = []
+            spent = 0.0
+            while len(samples) < calls and (spent < budget or len(samples) < 5):
+                began = time.perf_counter()
+                call(queries)
+                took = time.perf_counter() - began
+                samples.append(took * 1000)
+                spent += took
+            results[name] = {
+                "calls": len(samples),
+                "p50_ms": round(statistics.median(samples), 2),
+                "p99_ms": round(percentile(samples, 99), 2),
+            }
+    finally:
+        queries.close()
+    return results
+
+
+def bench_store(kind: str, events: int, calls: int, budget: float) -> dict[str, Any]:
+    with temporary_store(kind) as url:
+        began = time.perf_counter()
+        head = build_store(url, events)
+        built = time.perf_counter() - began
+        print(f"[{kind}] built {head} events in {built:.1f}s", flush=True)
+        raw_n, raw_s = raw_rate(url)
+        reb_n, reb_s = rebuild_rate(url)
+        raw, rebuild = raw_n / raw_s, reb_n / reb_s
+        print(f"[{kind}] raw {raw:,.0f} ev/s, rebuild {rebuild:,.0f} ev/s ({rebuild / raw:.0%})", flush=True)
+        copies = max(1, round(events / len(copy_plan(0))))
+        latency = query_latency(url, copies, calls, budget)
+        return {
+            "store": kind,
+            "events": head,
+            "build_seconds": round(built, 1),
+            "raw_events_per_s": round(raw),
+            "rebuild_events_per_s": round(rebuild),
+            "rebuild_seconds": round(reb_s, 2),
+            "ratio": round(rebuild / raw, 3),
+            "queries": latency,
+        }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\n== {result['store']}: {result['events']:,} events ==")
+    print(f"  raw read+decode   {result['raw_events_per_s']:>10,} events/s")
+    print(f"  full rebuild      {result['rebuild_events_per_s']:>10,} events/s  ({result['rebuild_seconds']} s)")
+    print(f"  ratio             {result['ratio']:>10.1%}   (goal >= 25%)")
+    print(f"  {'query':<28}{'calls':>6}{'p50 ms':>10}{'p99 ms':>10}   (goal p99 <= 20 ms)")
+    for name, q in result["queries"].items():
+        print(f"  {name:<28}{q['calls']:>6}{q['p50_ms']:>10.2f}{q['p99_ms']:>10.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--calls", type=int, default=300, help="calls per query type")
+    parser.add_argument("--query-seconds", type=float, default=60.0, help="time budget per query type")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    kinds = ("sqlite", "postgres") if args.store == "both" else (args.store,)
+    results = []
+    for kind in kinds:
+        result = bench_store(kind, args.events, args.calls, args.query_seconds)
+        print_table(result)
+        results.append(result)
+    if args.json:
+        args.json.write_text(json.dumps({"events_requested": args.events, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
