@@ -12,7 +12,7 @@ $(BIN)/ledger: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test lint postgres
+.PHONY: install demo test lint postgres specs
 install: $(BIN)/ledger
 
 demo: install
@@ -33,3 +33,11 @@ lint: install
 
 test: install postgres lint
 	$(BIN)/pytest -n 2 -q
+
+# The acceptance specs as a readable page (reports/specs.md); not under xdist, whose workers
+# leave pytest-bdd's cucumber JSON empty. The page is written even when a spec fails.
+specs: install postgres
+	mkdir -p reports
+	$(BIN)/pytest tests/features --cucumberjson=reports/cucumber.json ; \
+		$(BIN)/python features/report.py reports/cucumber.json > reports/specs.md
+	@echo "wrote reports/specs.md"
