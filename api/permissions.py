@@ -72,6 +72,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
         ("POST", f"/v1/petitions/{{petition_id}}/{step}"): only(CLERK)
         for step in (
             "ownership",
+            "on-site-ownership",
             "meetings",
             "extension",
             "reply",

@@ -475,6 +475,10 @@ class Ledger(Application[UUID]):
         leader = self.get(Person, leader_id)
         return self._command(Petition, petition_id, lambda p, s: p.take_ownership(leader, s), **cmd)
 
+    def assign_on_site(self, petition_id: str, person_id: str, deadline: datetime, **cmd: Any) -> Receipt:
+        person = self.get(Person, person_id)
+        return self._command(Petition, petition_id, lambda p, s: p.assign_on_site(person, deadline, s), **cmd)
+
     def hold_meeting(self, petition_id: str, party: Meeting, **cmd: Any) -> Receipt:
         return self._command(Petition, petition_id, lambda p, s: p.hold_meeting(party, s), **cmd)
 

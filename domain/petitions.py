@@ -43,6 +43,8 @@ class Petition(Record):
         resolver_id: str | None
         nail_checks: set[NailCheck]
         ceased: bool
+        on_site_owner_id: str | None
+        on_site_deadline: datetime | None
 
     @property
     def flags(self) -> list[str]:
@@ -98,6 +100,8 @@ class Petition(Record):
             petition.resolver_id = None
             petition.nail_checks = set()
             petition.ceased = False
+            petition.on_site_owner_id = None
+            petition.on_site_deadline = None
 
     class OwnershipTaken(Record.Event):
         """A leader takes ownership (领导包案, R9)."""
@@ -106,6 +110,16 @@ class Petition(Record):
 
         def apply(self, petition: Any) -> None:
             petition.owner_id = self.leader_id
+
+    class OnSiteOwnershipAssigned(Record.Event):
+        """On-site ownership (蹲点包案, R17): a person sent down to the township or village, with a deadline."""
+
+        person_id: str
+        deadline: datetime
+
+        def apply(self, petition: Any) -> None:
+            petition.on_site_owner_id = self.person_id
+            petition.on_site_deadline = self.deadline
 
     class MeetingHeld(Record.Event):
         """One of the three meetings (三见面, R16)."""
@@ -244,6 +258,15 @@ class Petition(Record):
         if self.owner_id == leader.record_id:
             raise RuleViolation(f"{leader.record_id} already owns petition {self.record_id}", rule="R9")
         self._record(self.OwnershipTaken, stamp, leader_id=leader.record_id)
+
+    def assign_on_site(self, person: Person, deadline: datetime, stamp: Stamp) -> None:
+        """R17 蹲点包案: 下派工作人员, 包案到人, 限期解决 — a named person and a deadline after today."""
+        self._check_open("assign on-site ownership")
+        if person.removed:
+            raise RuleViolation(f"{person.record_id} was removed from post and cannot take a case on site", rule="R17")
+        if deadline.utcoffset() is None or deadline <= stamp.occurred_at:
+            raise InvalidValue("an on-site deadline must be a time after the assignment", "deadline")
+        self._record(self.OnSiteOwnershipAssigned, stamp, person_id=person.record_id, deadline=deadline)
 
     def hold_meeting(self, party: Meeting, stamp: Stamp) -> None:
         self._check_open("hold a meeting")

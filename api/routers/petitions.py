@@ -70,6 +70,13 @@ class EscalationCreate(CommandIn):
     collective: bool = False
 
 
+class OnSiteOwnershipCreate(CommandIn):
+    """On-site ownership (蹲点包案): who is sent down, and the deadline to resolve it."""
+
+    person_id: RecordId
+    deadline: datetime
+
+
 class NailCaseCreate(CommandIn):
     """Designate a nail case (钉子案) with its resolver."""
 
@@ -114,6 +121,8 @@ class PetitionPublic(RecordMeta):
     resolver_id: str | None
     nail_checks: list[NailCheck]
     ceased: bool
+    on_site_owner_id: str | None = None
+    on_site_deadline: datetime | None = None
 
 
 @router.post("", status_code=201, response_model=Receipt)
@@ -176,6 +185,14 @@ def escalate(petition_id: str, body: EscalationCreate, cmd: CommandDep, response
     """Record an escalation by the petitioner (越级上访, R14)."""
     cmd.guard(Petition, petition_id)
     return answer(cmd.ledger.escalate(petition_id, body.level, body.collective, **cmd.change(body)), response)
+
+
+@router.post("/{petition_id}/on-site-ownership", response_model=Receipt)
+def assign_on_site(petition_id: str, body: OnSiteOwnershipCreate, cmd: CommandDep, response: Response) -> Receipt:
+    """Send a person to the township or village to own the petition on site, with a deadline (蹲点包案, R17)."""
+    cmd.guard(Petition, petition_id)
+    receipt = cmd.ledger.assign_on_site(petition_id, body.person_id, body.deadline, **cmd.change(body))
+    return answer(receipt, response)
 
 
 @router.post("/{petition_id}/nail-case", response_model=Receipt)
@@ -258,4 +275,6 @@ def read_petition(
         resolver_id=petition.resolver_id,
         nail_checks=sorted(petition.nail_checks),
         ceased=petition.ceased,
+        on_site_owner_id=petition.on_site_owner_id,
+        on_site_deadline=petition.on_site_deadline,
     )

@@ -312,3 +312,11 @@ def test_personal_data_is_sealed_at_rest_and_erasable(world: Ledger) -> None:
     world.erase_personal_data("petition", pid, "依法删除", actor="admin")
     assert world.events_of("petition", pid)[0].petitioner == "[erased]"
     assert [n.state for n in world.recorder.select_notifications(start=1, limit=len(stored))] == stored
+
+
+def test_r17_on_site_ownership_names_a_person_and_a_later_deadline(world: Ledger) -> None:
+    pid = petition(world, count=12)
+    refused(world, InvalidValue, None, lambda: world.assign_on_site(pid, "head", day(1), **cmd(2)))
+    world.assign_on_site(pid, "head", day(40), **cmd(2))
+    state = world.get(Petition, pid)
+    assert (state.on_site_owner_id, state.on_site_deadline) == ("head", day(40))
