@@ -1,4 +1,4 @@
-"""`ledger serve` as a real uvicorn process on SQLite: a command and a query over TCP."""
+"""`ledger serve` as a real uvicorn process on each store: a command and a query over TCP."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 
 from api.auth import issue_token
-from store.ledger import init_store, open_ledger
+from domain.vocabulary import Role, UnitKind
+from store.ledger import open_ledger
 from tests.api.conftest import petition_body
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,15 +25,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_ledger_serve_answers_a_command_and_a_query(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'served.db'}"
-    init_store(url)
+def test_ledger_serve_answers_a_command_and_a_query(store_url: str) -> None:
+    url = store_url
     ledger = open_ledger(url)
     try:
-        ledger.register_unit("laiwu", "莱芜市", "city", None, actor="setup", occurred_at=None)  # type: ignore[arg-type]
-        ledger.register_unit("t1", "口镇", "district", "laiwu", actor="setup")  # type: ignore[arg-type]
-        clerk = issue_token(ledger, "clerk-1", "clerk", actor="setup")
-        supervisor = issue_token(ledger, "sup-1", "supervisor", actor="setup")
+        ledger.register_unit("laiwu", "莱芜市", UnitKind.CITY, None, actor="setup")
+        ledger.register_unit("t1", "口镇", UnitKind.DISTRICT, "laiwu", actor="setup")
+        clerk = issue_token(ledger, "clerk-1", Role.CLERK, actor="setup")
+        supervisor = issue_token(ledger, "sup-1", Role.SUPERVISOR, actor="setup")
     finally:
         ledger.close()
     port = free_port()
