@@ -293,6 +293,7 @@ class Petition(Record):
         self._record(self.Replied, stamp, summary=check_text(summary, "summary"))
 
     def return_visit(self, satisfied: bool, stamp: Stamp) -> None:
+        """R10, R16: the return visit checks the result, so it may follow closure (回访核查)."""
         if not self.replied:
             raise RuleViolation("a return visit (回访) follows the reply", rule="R16")
         self._record(self.ReturnVisited, stamp, satisfied=satisfied)
@@ -316,6 +317,7 @@ class Petition(Record):
         self._record(self.NailCheckRecorded, stamp, check=str(check))
 
     def cease(self, stamp: Stamp) -> None:
+        """R10: the ceasing of a closed petition is verified and recorded after closure too (息诉罢访)."""
         if self.ceased:
             raise RuleViolation("the petitioner's ceasing (息诉罢访) is already recorded", rule="R10")
         self._record(self.Ceased, stamp)
