@@ -6,8 +6,11 @@ auth and the permission matrix; errors leave as problem details (api.problems).
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -68,6 +71,10 @@ class BodyGuard:
         if body.strip() and media_type not in JSON_TYPES:
             await self._refuse(scope, receive, send, 415, "send the body as application/json")
             return
+        refusal = inspect_body(body)
+        if refusal is not None:
+            await problem_response(*refusal[:2], errors=refusal[2])(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -84,7 +91,100 @@ class BodyGuard:
         await problem_response(status, detail)(scope, receive, send)
 
 
+#: JSON bodies nest at most this deep (commands need 3): deeper is refused before parsing recurses.
+MAX_DEPTH = 16
+#: Characters no field may hold: C0/C1 controls but tab and newlines, DEL, lone surrogates (which
+#: cannot be stored as UTF-8) and bidirectional overrides (which make a record read differently).
+FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def inspect_body(body: bytes) -> tuple[int, str, list[dict[str, Any]]] | None:
+    """Refuse a body that is not UTF-8 (400), nests too deep (400) or holds forbidden characters (422).
+
+    Malformed JSON is left to FastAPI (400 with the parser's message); everything else passes.
+    """
+    if not body.strip():
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return 400, f"the body is not valid UTF-8 (byte {exc.start})", []
+    if _bracket_depth(text) > MAX_DEPTH:
+        return 400, f"the body nests deeper than {MAX_DEPTH} levels", []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    errors = [
+        {"loc": ["body", *loc], "msg": "control, surrogate or bidi-override character", "type": "forbidden_char"}
+        for loc in _bad_strings(value, [])
+    ]
+    if errors:
+        where = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
+        return 422, f"forbidden characters in {where}", errors
+    return None
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of [ and { outside strings (a linear scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bad_strings(value: Any, loc: list[str | int]) -> Iterator[list[str | int]]:
+    if isinstance(value, str):
+        if FORBIDDEN_CHARS.search(value):
+            yield loc
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _bad_strings(item, [*loc, i])
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if FORBIDDEN_CHARS.search(key):
+                yield [*loc, "<key>"]
+            yield from _bad_strings(item, [*loc, key])
+
+
 CHECKPOINT_SECONDS = 300.0  # a signed tree head every five minutes while serving
+
+
+#: Seconds between restarts of a background worker that failed (say, the database went away).
+RESTART_SECONDS = (0.5, 10.0)
+log = logging.getLogger("ledger.api")
+
+
+def supervised(work: Callable[[], None], stop: threading.Event) -> None:
+    """Run a background worker until ``stop``; restart it, with growing pauses, if it fails.
+
+    A worker that died with the database would otherwise leave this server's projections
+    behind forever after the database came back.
+    """
+    pause = RESTART_SECONDS[0]
+    while not stop.is_set():
+        try:
+            work()
+            pause = RESTART_SECONDS[0]
+        except Exception as exc:  # every failure: the worker must outlive outages
+            name = threading.current_thread().name
+            log.warning("%s worker failed, restarting in %.1f s: %s", name, pause, type(exc).__name__)
+            stop.wait(pause)
+            pause = min(pause * 2, RESTART_SECONDS[1])
 
 
 def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_projections: bool = False) -> FastAPI:
@@ -100,11 +200,17 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
         if run_projections:
             from projections.engine import run
 
-            workers.append(threading.Thread(target=run, args=(url,), kwargs={"stop": stop}, name="projections"))
+            workers.append(
+                threading.Thread(target=supervised, args=(lambda: run(url, stop=stop), stop), name="projections")
+            )
             # Checkpoints are signed only where the signing key is: the audit host, not every API worker.
             if signing_key_path().exists():
                 workers.append(
-                    threading.Thread(target=run_checkpoints, args=(url, CHECKPOINT_SECONDS, stop), name="checkpoints")
+                    threading.Thread(
+                        target=supervised,
+                        args=(lambda: run_checkpoints(url, CHECKPOINT_SECONDS, stop), stop),
+                        name="checkpoints",
+                    )
                 )
             for worker in workers:
                 worker.daemon = True
@@ -145,8 +251,13 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
         """200 when the store is reachable, else 503 saying why."""
         try:
             head = request.app.state.ledger.recorder.max_notification_id() or 0
-        except Exception as exc:
-            return problem_response(503, f"the store is unreachable: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # whatever it is, the store cannot answer: say why
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+            return problem_response(
+                503,
+                f"the store is unreachable: {type(exc).__name__}: {reason}",
+                headers={"Retry-After": str(problems.RETRY_AFTER_SECONDS)},
+            )
         return JSONResponse({"status": "ok", "head": head})
 
     def openapi() -> dict[str, Any]:

@@ -2,15 +2,19 @@
 
 Only a SHA-256 of the secret is stored (secrets are 32 random bytes, so a fast hash suffices).
 Every request loads the grant afresh, so a revocation recorded by any process takes effect at once
-on every server — nothing about tokens is cached in memory.
+on every server — nothing about tokens is cached in memory. Failed attempts are recorded in a
+table every process shares (store.throttle) and limited per client address.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
+import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -19,8 +23,11 @@ from domain.access import AccessGrant
 from domain.application import Ledger, Receipt
 from domain.errors import DomainError, RecordNotFound
 from domain.vocabulary import Role
+from store import throttle
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ledger"'}
+_GRANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+log = logging.getLogger("ledger.auth")
 
 
 def hash_secret(secret: str) -> str:
@@ -87,22 +94,60 @@ class Principal:
         return self._covered[unit_id]
 
 
-def authenticate(ledger: Ledger, token: str) -> Principal:
-    """The principal a token speaks for; 401 if it is malformed, unknown, revoked or expired."""
+def authenticate(ledger: Ledger, token: str, source: str = "unknown") -> Principal:
+    """The principal a token speaks for; 401 if it is malformed, unknown, revoked or expired.
+
+    A client (by address) with ``LIMIT.attempts`` failures within ``LIMIT.window`` seconds is
+    refused with 429 before its token is even looked at; every failure is recorded (store.throttle).
+    """
+    wait = throttle.retry_after(ledger.recorder, source, limit())
+    if wait is not None:
+        log.warning("authentication refused: too many failures from %s", source)
+        raise ProblemError(
+            429,
+            f"too many failed authentication attempts from this client; retry in {wait} s",
+            headers={**CHALLENGE, "Retry-After": str(wait)},
+        )
+    try:
+        return _check(ledger, token)
+    except _Refused as refused:
+        throttle.record_failure(ledger.recorder, source, refused.reason, refused.grant_id)
+        # Never the token: only the address, the reason and a grant id that exists (not a secret).
+        log.warning("authentication failed from %s: %s (grant %s)", source, refused.reason, refused.grant_id or "-")
+        raise ProblemError(401, f"the bearer token is {refused.reason}", headers=CHALLENGE) from None
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, grant_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.grant_id = grant_id
+
+
+def _check(ledger: Ledger, token: str) -> Principal:
     grant_id, dot, secret = token.rpartition(".")
-    if not dot or not grant_id or not secret or len(token) > 512:
-        raise ProblemError(401, "the bearer token is malformed", headers=CHALLENGE)
+    if not dot or not grant_id or not secret or len(token) > 512 or not _GRANT_ID.match(grant_id):
+        raise _Refused("malformed")
     try:
         grant = ledger.get(AccessGrant, grant_id)
     except (RecordNotFound, DomainError):
-        raise ProblemError(401, "the bearer token is unknown", headers=CHALLENGE) from None
+        raise _Refused("unknown") from None
     if not hmac.compare_digest(grant.secret_hash, hash_secret(secret)):
-        raise ProblemError(401, "the bearer token is unknown", headers=CHALLENGE)
+        raise _Refused("unknown", grant.record_id)
     if grant.revoked:
-        raise ProblemError(401, "the bearer token was revoked", headers=CHALLENGE)
+        raise _Refused("revoked", grant.record_id)
     if not grant.valid_at(ledger.clock()):
-        raise ProblemError(401, "the bearer token has expired", headers=CHALLENGE)
+        raise _Refused("expired", grant.record_id)
     return Principal(grant.record_id, grant.subject, grant.role, tuple(grant.unit_ids))
+
+
+def limit(environ: Mapping[str, str] = os.environ) -> throttle.Limit:
+    """The failed-attempt limit: LEDGER_AUTH_MAX_FAILURES per LEDGER_AUTH_WINDOW_SECONDS (10 per 60)."""
+    default = throttle.Limit()
+    return throttle.Limit(
+        attempts=int(environ.get("LEDGER_AUTH_MAX_FAILURES") or default.attempts),
+        window=float(environ.get("LEDGER_AUTH_WINDOW_SECONDS") or default.window),
+    )
 
 
 def issue_admin_token_for_cli(url: str) -> str:

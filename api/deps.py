@@ -34,11 +34,14 @@ LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
 def get_principal(
-    ledger: LedgerDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    ledger: LedgerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ProblemError(401, "an Authorization: Bearer token is required", headers=CHALLENGE)
-    return authenticate(ledger, credentials.credentials)
+    source = request.client.host if request.client else "unknown"
+    return authenticate(ledger, credentials.credentials, source)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

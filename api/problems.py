@@ -7,9 +7,13 @@ Every refusal â€” a domain rule, a bad field, a missing token, a stale version â
 
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,6 +28,11 @@ MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://ledger.example/problems/"
 #: The largest request body the API reads (64 KiB): every command fits easily, a flood does not.
 MAX_BODY_BYTES = 64 * 1024
+#: Seconds a client is told to wait (Retry-After) when the store is unavailable.
+RETRY_AFTER_SECONDS = 5
+#: SQLite's operational errors that mean "unavailable now", not a bug in a statement.
+_SQLITE_UNAVAILABLE = ("locked", "busy", "readonly", "read-only", "unable to open", "disk i/o", "disk is full")
+log = logging.getLogger("ledger.api")
 
 TITLES: dict[int, str] = {
     400: "Malformed request",
@@ -36,6 +45,7 @@ TITLES: dict[int, str] = {
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid field",
+    429: "Too many failed attempts",
     503: "Service unavailable",
 }
 SLUGS: dict[int, str] = {
@@ -49,6 +59,7 @@ SLUGS: dict[int, str] = {
     413: "too-large",
     415: "unsupported-media-type",
     422: "invalid-field",
+    429: "rate-limited",
     503: "unavailable",
 }
 
@@ -186,8 +197,45 @@ def _problem_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status, exc.detail, headers=exc.headers, rule=exc.rule)
 
 
+def unavailable(exc: BaseException) -> bool:
+    """Whether an error means the store is unreachable, locked or read-only (503), not a bug (500)."""
+    if isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, sqlite3.Error):
+            return _sqlite_unavailable(str(exc))
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        return _sqlite_unavailable(str(exc))
+    return False
+
+
+def _sqlite_unavailable(message: str) -> bool:
+    return any(part in message.lower() for part in _SQLITE_UNAVAILABLE)
+
+
+def store_unavailable(exc: BaseException) -> JSONResponse:
+    """503 with Retry-After: the store is down, locked or read-only; nothing was recorded."""
+    # The driver's message names the host or the lock, never a password (URLs are never in it).
+    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}"
+    log.warning("store unavailable: %s", reason)
+    return problem_response(
+        503,
+        f"the store is unavailable, nothing was recorded; retry later ({reason})",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _store_error(_: Request, exc: Exception) -> JSONResponse:
+    if not unavailable(exc):
+        raise exc  # a real bug: let it be a 500 with its traceback in the log
+    return store_unavailable(exc)
+
+
 def install(app: FastAPI) -> None:
     """Route every error kind through the problem handlers."""
+    for kind in (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError):
+        app.add_exception_handler(kind, _store_error)
+    app.add_exception_handler(sqlite3.OperationalError, _store_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -215,5 +263,6 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _documented(413, f"Body larger than {MAX_BODY_BYTES} bytes"),
     415: _documented(415, "Body is not application/json"),
     422: _documented(422, "A field is invalid (`errors` lists them)"),
+    429: _documented(429, "Too many failed authentication attempts from this client (see Retry-After)"),
     503: _documented(503, "The store (or an optional component) is unavailable"),
 }

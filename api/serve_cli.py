@@ -28,6 +28,7 @@ def serve(
 
     os.environ["LEDGER_DATABASE_URL"] = database_url()
     os.environ["LEDGER_SERVE_PROJECTIONS"] = "0" if no_projections else "1"
+    bound_connections()
     uvicorn.run("api.serve_cli:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
@@ -37,9 +38,22 @@ def serve_forever(url: str, *, host: str = "127.0.0.1", port: int = 8000, token:
 
     from api.app import create_app
 
+    bound_connections()
     if token:
-        print(f"serving on http://{host}:{port}/docs — use: Authorization: Bearer {token}", file=sys.stderr)
+        # The token itself was printed once on stdout; a log must never hold it.
+        print(f"serving on http://{host}:{port}/docs — use the admin token printed above", file=sys.stderr)
     uvicorn.run(create_app(url, run_projections=True), host=host, port=port, log_level="info")
+
+
+def bound_connections() -> None:
+    """Give every libpq connection of this process a connect timeout (PGCONNECT_TIMEOUT).
+
+    Connections the library's pool does not make (projections, audit) would otherwise wait for the
+    operating system's TCP timeout on an unreachable database.
+    """
+    from store.config import timeout
+
+    os.environ.setdefault("PGCONNECT_TIMEOUT", str(max(2, round(timeout("POSTGRES_CONNECT_TIMEOUT")))))
 
 
 def app_from_env() -> object:

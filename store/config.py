@@ -33,6 +33,18 @@ DEFAULT_URL = "sqlite:///./ledger.db"
 URL_VARIABLE = "LEDGER_DATABASE_URL"
 APPLICATION_NAME = "Ledger"  # the Application class name; PostgreSQL tables derive from it
 SQLITE_LOCK_TIMEOUT_SECONDS = 10  # several processes (API, projections) share one file
+#: Outage bounds (超时), each overridable by the environment variable of the same name, in seconds:
+#: a dead or unreachable database answers within these, never hangs (see docs/reliability.md).
+TIMEOUTS: dict[str, float] = {
+    # libpq's connect_timeout for every new connection (its minimum is 2 s).
+    "POSTGRES_CONNECT_TIMEOUT": 5,
+    # How long a request waits for a pooled connection before giving up (the library's pool timeout).
+    "POSTGRES_POOL_TIMEOUT": 5,
+    # How long a recorder keeps retrying a failed connection before the error reaches the caller.
+    "LEDGER_STORE_RETRY_SECONDS": 2,
+    # How long an SQLite writer waits for another's lock ("database is locked").
+    "SQLITE_LOCK_TIMEOUT": SQLITE_LOCK_TIMEOUT_SECONDS,
+}
 _SQLITE_PREFIX = "sqlite:///"
 _EXPECTED = (
     "expected sqlite:///path/to/file.db or "
@@ -144,7 +156,22 @@ def redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def persistence_environment(url: str) -> dict[str, str]:
+def timeout(name: str, environ: Mapping[str, str] = os.environ) -> float:
+    """One of :data:`TIMEOUTS`, from the environment if set there (seconds, positive)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return TIMEOUTS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        msg = f"{name}={raw!r} must be a positive number of seconds"
+        raise ValueError(msg)
+    return value
+
+
+def persistence_environment(url: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Library environment variables selecting our recorders for url."""
     parsed = parse(url)
     env = {
@@ -152,12 +179,14 @@ def persistence_environment(url: str) -> dict[str, str]:
         # Opening an application never changes the schema: `ledger init`
         # (create_schema) creates it, once, explicitly.
         "CREATE_TABLE": "n",
+        "LEDGER_STORE_RETRY_SECONDS": str(timeout("LEDGER_STORE_RETRY_SECONDS", environ)),
     }
     if isinstance(parsed, SQLiteURL):
         env |= {
             "PERSISTENCE_MODULE": get_topic(LedgerSQLiteFactory),
             "SQLITE_DBNAME": parsed.path,
-            "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
+            # The library reads whole seconds.
+            "SQLITE_LOCK_TIMEOUT": str(max(1, round(timeout("SQLITE_LOCK_TIMEOUT", environ)))),
         }
     else:
         # POSTGRES_ENABLE_DB_FUNCTIONS stays unset: it would drop the table lock
@@ -169,6 +198,13 @@ def persistence_environment(url: str) -> dict[str, str]:
             "POSTGRES_PORT": str(parsed.port),
             "POSTGRES_USER": parsed.user,
             "POSTGRES_PASSWORD": parsed.password,
+            # The library's POSTGRES_CONNECT_TIMEOUT is its pool wait (whole seconds); libpq's own
+            # connect timeout goes in LEDGER_PG_CONNECT_TIMEOUT (LedgerPostgresFactory applies it).
+            "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(timeout("POSTGRES_POOL_TIMEOUT", environ)))),
+            "LEDGER_PG_CONNECT_TIMEOUT": str(max(2, round(timeout("POSTGRES_CONNECT_TIMEOUT", environ)))),
+            # Check a pooled connection before handing it out: after an outage the pool holds
+            # dead ones, and without the check each would fail one request first.
+            "POSTGRES_PRE_PING": "y",
         }
         if parsed.schema:
             env["POSTGRES_SCHEMA"] = parsed.schema
@@ -248,6 +284,7 @@ def is_empty(url: str, app_name: str = APPLICATION_NAME) -> bool:
 
 __all__ = [
     "DEFAULT_URL",
+    "TIMEOUTS",
     "PostgresURL",
     "SQLiteURL",
     "create_schema",
@@ -256,4 +293,5 @@ __all__ = [
     "parse",
     "persistence_environment",
     "redact",
+    "timeout",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from store.config import PostgresURL, SQLiteURL, parse
+from store.config import PostgresURL, SQLiteURL, parse, timeout
 
 
 def connect(url: str, *, autocommit: bool = True) -> Any:
@@ -15,7 +15,10 @@ def connect(url: str, *, autocommit: bool = True) -> Any:
     parsed = parse(url)
     if isinstance(parsed, SQLiteURL):
         conn = sqlite3.connect(
-            parsed.path, timeout=10, check_same_thread=False, isolation_level=None if autocommit else "DEFERRED"
+            parsed.path,
+            timeout=timeout("SQLITE_LOCK_TIMEOUT"),
+            check_same_thread=False,
+            isolation_level=None if autocommit else "DEFERRED",
         )
         conn.execute("PRAGMA journal_mode=WAL")
         return conn
@@ -29,7 +32,7 @@ def connect(url: str, *, autocommit: bool = True) -> Any:
         dbname=parsed.dbname,
         autocommit=autocommit,
         options=options,
-        connect_timeout=5,
+        connect_timeout=max(2, round(timeout("POSTGRES_CONNECT_TIMEOUT"))),
     )
 
 

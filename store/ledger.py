@@ -13,6 +13,7 @@ from audit.schema import create_audit_tables
 from domain.application import Clock, Ledger, utc_now
 from projections.db import Db
 from projections.engine import ensure_schema
+from store import throttle
 from store.config import create_schema, database_url, persistence_environment
 from store.db import blob_type, connect, placeholder
 from store.keys import KEYS_TABLE, KeyVault, load_master_key
@@ -37,6 +38,7 @@ def init_store(url: str | None = None, *, clock: Clock = utc_now) -> None:
         db.close()
     ledger = open_ledger(url, clock=clock)
     try:
+        throttle.create_table(ledger.recorder)
         ledger.ensure_policy()
     finally:
         ledger.close()

@@ -16,12 +16,15 @@ back insert consumes sequence values): the chain links rows, not position - 1.
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 from uuid import UUID
 
 import psycopg.errors
 from eventsourcing.persistence import (
+    ApplicationRecorder,
     InterfaceError,
     OperationalError,
     StoredEvent,
@@ -40,7 +43,7 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
     SQLiteProcessRecorder,
 )
-from eventsourcing.utils import retry
+from eventsourcing.utils import Environment, EnvType
 from psycopg.sql import SQL, Identifier, Literal
 
 from audit.chain import GENESIS, event_hash, leaf_hash, originator_id_text
@@ -59,11 +62,35 @@ _APPEND_ONLY_FUNCTION = "ledger_append_only"  # also the name of its triggers
 _SCHEMA_LOCK_KEY = 0x4C45444745520001
 
 _F = TypeVar("_F", bound="Callable[..., Any]")
-# Same retry policy as the library's insert_events (reconnects, lock timeouts).
-_retry_connection_errors = cast(
-    "Callable[[_F], _F]",
-    retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2),
-)
+#: Default for LEDGER_STORE_RETRY_SECONDS (store.config sets it from the environment).
+RETRY_SECONDS = 2.0
+_RETRY_WAIT = 0.2
+
+
+def _retry_briefly(func: _F) -> _F:
+    """Retry connection errors for at most the recorder's retry budget, then let them through.
+
+    The library retries ten times whatever each attempt costs: with a pool wait per attempt an
+    outage held a request for minutes. A budget in seconds bounds it (the API answers 503).
+    """
+
+    @functools.wraps(func)
+    def bounded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + getattr(self, "retry_seconds", RETRY_SECONDS)
+        while True:
+            try:
+                return func(self, *args, **kwargs)
+            except (InterfaceError, OperationalError):
+                if time.monotonic() + _RETRY_WAIT >= deadline:
+                    raise
+                time.sleep(_RETRY_WAIT)
+
+    return cast("_F", bounded)
+
+
+def _unretried(method: Any) -> Any:
+    """The library method without its own retry decorator (functools.wraps keeps it)."""
+    return getattr(method, "__wrapped__", method)
 
 
 class ChainRow(NamedTuple):
@@ -365,7 +392,11 @@ class LedgerPostgresApplicationRecorder(
                     )
                 )
 
-    @_retry_connection_errors
+    select_events = _retry_briefly(_unretried(PostgresApplicationRecorder.select_events))
+    select_notifications = _retry_briefly(_unretried(PostgresApplicationRecorder.select_notifications))
+    max_notification_id = _retry_briefly(_unretried(PostgresApplicationRecorder.max_notification_id))
+
+    @_retry_briefly
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -475,6 +506,21 @@ class LedgerPostgresFactory(PostgresFactory):
     aggregate_recorder_class = LedgerPostgresAggregateRecorder
     application_recorder_class = LedgerPostgresApplicationRecorder
     process_recorder_class = LedgerPostgresProcessRecorder
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        # The library gives libpq no connect timeout: a pool worker connecting to an unreachable
+        # host would hang for the operating system's TCP timeout, delaying recovery by minutes.
+        connect_timeout = self.env.get("LEDGER_PG_CONNECT_TIMEOUT")
+        if connect_timeout and isinstance(self.datastore.pool.kwargs, dict):
+            self.datastore.pool.kwargs["connect_timeout"] = int(float(connect_timeout))
+        self.retry_seconds = float(self.env.get("LEDGER_STORE_RETRY_SECONDS") or RETRY_SECONDS)
+
+    def application_recorder(self) -> ApplicationRecorder:
+        """The library's recorder, told this factory's retry budget."""
+        recorder = super().application_recorder()
+        recorder.retry_seconds = self.retry_seconds  # type: ignore[attr-defined]
+        return recorder
 
 
 __all__ = [

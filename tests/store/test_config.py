@@ -110,6 +110,7 @@ def test_sqlite_environment() -> None:
         "SQLITE_DBNAME": "var/ledger.db",
         "SQLITE_LOCK_TIMEOUT": "10",
         "CREATE_TABLE": "n",
+        "LEDGER_STORE_RETRY_SECONDS": "2",
     }
     factory = InfrastructureFactory.construct(env)
     assert type(factory) is LedgerSQLiteFactory
@@ -128,10 +129,24 @@ def test_postgres_environment_never_enables_db_functions() -> None:
         "POSTGRES_PASSWORD": "pw",
         "POSTGRES_SCHEMA": "s",
         "CREATE_TABLE": "n",
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "LEDGER_PG_CONNECT_TIMEOUT": "5",
+        "POSTGRES_PRE_PING": "y",
+        "LEDGER_STORE_RETRY_SECONDS": "2",
     }
     without_password = config.persistence_environment("postgresql://u@h/d")
     assert without_password["POSTGRES_PASSWORD"] == ""
     assert "POSTGRES_SCHEMA" not in without_password
+
+
+def test_timeouts_come_from_the_environment_and_must_be_positive() -> None:
+    env = config.persistence_environment(
+        "postgresql://u@h/d", {"POSTGRES_CONNECT_TIMEOUT": "3", "POSTGRES_POOL_TIMEOUT": "1.5"}
+    )
+    assert (env["LEDGER_PG_CONNECT_TIMEOUT"], env["POSTGRES_CONNECT_TIMEOUT"]) == ("3", "2")
+    assert config.persistence_environment("sqlite:///x.db", {"SQLITE_LOCK_TIMEOUT": "1"})["SQLITE_LOCK_TIMEOUT"] == "1"
+    with pytest.raises(ValueError, match="positive"):
+        config.persistence_environment("sqlite:///x.db", {"SQLITE_LOCK_TIMEOUT": "-1"})
 
 
 def test_application_uses_our_recorder_and_transcoder(url: str) -> None:
