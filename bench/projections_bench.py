@@ -54,6 +54,10 @@ ID_ARGS = frozenset(
 SAVE_BATCH = 2000
 READ_BATCH = 1000
 DISTRICTS = ("laicheng", "gangcheng")
+#: Rows per page of the paged city-wide lists (quota, quota deductions), each page starting at a random district.
+PAGE = 20
+#: Officers of the demo with a misconduct report ``r1``: their R7 trigger ids, looked up one at a time.
+OFFICERS = ("gaozhuang-station-officer", "niuquan-station-officer", "wenyuan-station-officer")
 
 
 class _PlainVault:
@@ -191,8 +195,11 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         "scores(year, district)": lambda q: q.scores(YEAR, district()),
         "triggers(open, district)": lambda q: q.triggers("open", district()),
         "quota(year)": lambda q: q.quota(YEAR),
+        "quota(year, page of 20)": lambda q: q.quota(YEAR, limit=PAGE, after=district()),
         "quota_deductions(year)": lambda q: q.quota_deductions(YEAR),
+        "quota_deductions(page 20)": lambda q: q.quota_deductions(YEAR, limit=PAGE, after=district()),
         "petitions(open, district)": lambda q: q.petitions("open", unit_id=district()),
+        "trigger(id)": lambda q: q.trigger(f"R7.person.{rng.choice(OFFICERS)}{suffix(rng.randrange(copies))}.r1"),
         "monthly(YYYY-MM)": lambda q: q.monthly(f"{YEAR}-{rng.randint(1, 12):02d}"),
     }
 

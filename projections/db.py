@@ -89,6 +89,12 @@ class Db:
             return f"CAST(json_extract({column}, '$.{key}') AS REAL)"
         return f"CAST(({column}::jsonb ->> '{key}') AS DOUBLE PRECISION)"
 
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for a JSON member of a text column as text (NULL when absent or null)."""
+        if self.dialect == "sqlite":
+            return f"json_extract({column}, '$.{key}')"
+        return f"({column}::jsonb ->> '{key}')"
+
     @property
     def for_update(self) -> str:
         """Row lock suffix: PostgreSQL locks the tracking row; SQLite's BEGIN IMMEDIATE already locked the file."""

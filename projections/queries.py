@@ -10,6 +10,7 @@ unit below the one named (属地管理).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,8 @@ from projections.source import open_log
 PETITION_STATUSES = ("open", "overdue", "closed")
 PETITION_FLAGS = ("nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial")
 OFFICER_STATUSES = ("removal_due", "removed", "referred", "commended")
+#: The record kinds named in readable trigger ids (``R4.case.<id>…``) and the projection holding them.
+TRIGGER_KINDS = {"case": "cases", "petition": "petitions", "person": "people", "agreement": "accountability"}
 
 
 def moment(value: datetime | None, default: datetime) -> datetime:
@@ -88,15 +91,51 @@ class Queries:
     def trigger(
         self, trigger_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None
     ) -> dict[str, Any] | None:
-        return next((t for t in self.known(as_of, known_at).triggers if t["id"] == trigger_id), None)
+        k = self.known(as_of, known_at)
+        units = self._trigger_units(trigger_id)
+        if units is not None:
+            # Only the territories of the records the id can name: a trigger is derived from its record,
+            # the leaders of the record's unit and (R6) the score of the agreement's territory, all inside.
+            k.scope = set().union(*(k.subtree(u) | {u} for u in units))
+        return next((t for t in k.triggers if t["id"] == trigger_id), None)
+
+    def _trigger_units(self, trigger_id: str) -> set[str] | None:
+        """The units of the records a trigger id can name (``None``: a hashed id, so any record may)."""
+        _, _, rest = trigger_id.partition(".")  # the rule
+        kind, _, rest = rest.partition(".")
+        projection = TRIGGER_KINDS.get(kind)
+        if projection is None or not rest:
+            return None
+        # Record ids may hold dots: the record id is the whole rest or one of its dotted prefixes.
+        pieces = rest.split(".")
+        candidates = [".".join(pieces[:n]) for n in range(1, len(pieces) + 1)]
+        rows = self.db.query(
+            f"SELECT unit_id FROM proj_{projection}_records WHERE record_id IN ({', '.join('?' * len(candidates))})",
+            candidates,
+        )
+        return {r[0] for r in rows if r[0] is not None}
 
     # --- quota --------------------------------------------------------------------------------
 
     def quota_deductions(
-        self, year: int, *, as_of: datetime | None = None, known_at: datetime | None = None
+        self,
+        year: int,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> list[dict[str, Any]]:
-        """R4 per district: ``land_quota_mu``, ``consolidation_funds_yuan``, ``model_district_points``, ``items``."""
-        return self._deductions(self.known(as_of, known_at), year)
+        """R4 per district: ``land_quota_mu``, ``consolidation_funds_yuan``, ``model_district_points``, ``items``.
+
+        Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
+        """
+        k = self.known(as_of, known_at)
+        if limit is None and after is None:
+            return self._deductions(k, year)
+        # Rows go to districts, and to a city for its units under no district; only those with items for a city.
+        keys = {u for u, rec in k.units.items() if rec.data["kind"] in ("district", "city")}
+        return _paged(k, keys, limit, after, lambda part: self._deductions(part, year))
 
     def _deductions(self, k: Known, year: int) -> list[dict[str, Any]]:
         start, end = year_bounds(year)
@@ -138,10 +177,25 @@ class Queries:
         return rows
 
     def quota(
-        self, year: int, *, as_of: datetime | None = None, known_at: datetime | None = None
+        self,
+        year: int,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> list[dict[str, Any]]:
-        """R19 per district: ``allocated_mu − used_mu − deducted_mu = remaining_mu``; ``negative`` flags a deficit."""
+        """R19 per district: ``allocated_mu − used_mu − deducted_mu = remaining_mu``; ``negative`` flags a deficit.
+
+        Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
+        """
         k = self.known(as_of, known_at)
+        if limit is None and after is None:
+            return self._quota(k, year)
+        keys = {u for u, rec in k.units.items() if rec.data["kind"] == "district"} | k.allocated_units(year)
+        return _paged(k, keys, limit, after, lambda part: self._quota(part, year))
+
+    def _quota(self, k: Known, year: int) -> list[dict[str, Any]]:
         deducted = {r["unit_id"]: r for r in self._deductions(k, year)}
         by_uuid = {u.uuid: u.record_id for u in k.units.values()}
         allocated: dict[str, Decimal] = defaultdict(Decimal)
@@ -311,6 +365,24 @@ class Queries:
             return fallback
         finally:
             log.close()
+
+
+def _paged(
+    k: Known, keys: set[str], limit: int | None, after: str | None, rows: Callable[[Known], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """One page of per-district rows: the next ``limit`` of ``keys`` after ``after``, each computed from the
+    facts of its territory only (a district's figures come from units below it), so a page costs the same
+    however many districts the city has. Keys that carry no row (a city without items) are skipped."""
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")
+    pending = sorted(key for key in keys if after is None or key > after)
+    found: list[dict[str, Any]] = []
+    size = limit if limit is not None else len(pending)
+    while pending and len(found) < size:
+        page, pending = pending[: size - len(found)], pending[size - len(found) :]
+        part = k.within(set().union(*(k.subtree(u) | {u} for u in page)))
+        found += [row for row in rows(part) if row["unit_id"] in page]
+    return found
 
 
 def _districts(k: Known, present: Any) -> list[str]:
