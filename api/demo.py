@@ -19,6 +19,7 @@ from rich.progress import Progress
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
 from domain.errors import DomainError
+from domain.personal import DryRunVault
 from domain.vocabulary import (
     Agency,
     AssignedFrom,
@@ -524,20 +525,8 @@ def execute(
 
 def check_plan(steps: list[Step]) -> None:
     """Dry-run the whole plan on an in-memory ledger; list every refused row, record nothing."""
-    from domain.personal import SEALED_PREFIX
-
-    class _NoVault:
-        def seal(self, subject: str, plaintext: str) -> str:
-            return SEALED_PREFIX + plaintext
-
-        def unseal(self, subject: str, sealed: str) -> str | None:
-            return sealed[len(SEALED_PREFIX) :]
-
-        def destroy(self, subject: str) -> bool:
-            return True
-
     clock = _SimulatedClock()
-    trial = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, vault=_NoVault(), clock=clock)
+    trial = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, vault=DryRunVault(), clock=clock)
     trial.ensure_policy()
     refused: list[str] = []
     for i, step in enumerate(steps):

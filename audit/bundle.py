@@ -34,6 +34,7 @@ from audit.merkle import ProofError
 from audit.tree import StoredTree
 from domain.application import Ledger
 from domain.base import local_year
+from domain.personal import KeylessVault
 
 FORMAT = "accountability-ledger-bundle"
 VERSION = 1
@@ -57,22 +58,9 @@ class BundleResult:
 # --- decoding without keys -----------------------------------------------------------------------
 
 
-class SealedVault:
-    """A vault that unseals nothing: personal fields read as stored (sealed), and it records nothing."""
-
-    def seal(self, subject: str, plaintext: str) -> str:
-        raise PermissionError("an offline reader records nothing")
-
-    def unseal(self, subject: str, sealed: str) -> str | None:
-        return sealed
-
-    def destroy(self, subject: str) -> bool:
-        return False
-
-
 def offline_decoder() -> Callable[[StoredEvent], Any]:
     """The Ledger's own mapper (same transcodings), on an in-memory store, with a sealed vault."""
-    app = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, vault=SealedVault())
+    app = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, vault=KeylessVault())
     return app.mapper.to_domain_event
 
 

@@ -37,6 +37,34 @@ def subject_of(originator_id: UUID | str) -> str:
     return originator_id.hex if isinstance(originator_id, UUID) else originator_id
 
 
+class KeylessVault:
+    """For readers that hold no key (projections, offline bundle checks): personal fields stay sealed
+    as stored, and nothing can be sealed, so such a reader can never record an event."""
+
+    def seal(self, subject: str, plaintext: str) -> str:
+        raise PermissionError("a reader without keys records nothing")
+
+    def unseal(self, subject: str, sealed: str) -> str | None:
+        return sealed
+
+    def destroy(self, subject: str) -> bool:
+        return False
+
+
+class DryRunVault:
+    """For throw-away in-memory ledgers (the demo's dry run, benchmark generators): marks fields
+    sealed without encrypting them. Never give it to a ledger on a real store."""
+
+    def seal(self, subject: str, plaintext: str) -> str:
+        return SEALED_PREFIX + plaintext
+
+    def unseal(self, subject: str, sealed: str) -> str | None:
+        return sealed[len(SEALED_PREFIX) :]
+
+    def destroy(self, subject: str) -> bool:
+        return True
+
+
 class PersonalDataMapper(Mapper[UUID]):
     """The library's mapper, plus sealing of the fields an event class declares personal."""
 
