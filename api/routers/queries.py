@@ -19,7 +19,8 @@ from domain.errors import InvalidValue
 
 router = APIRouter(tags=["queries"])
 Year = Annotated[int, Query(ge=2000, le=2100)]
-UnitFilter = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+UnitFilter = Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN)]
 AsOf = Annotated[datetime | None, Query(description="business time, RFC 3339 with offset; default now")]
 KnownAt = Annotated[datetime | None, Query(description="recording time, RFC 3339 with offset; default now")]
 SeenPosition = Annotated[
@@ -28,6 +29,17 @@ SeenPosition = Annotated[
         alias="X-Ledger-Position", ge=0, le=10**12, description="the last log position this client wrote; wait for it"
     ),
 ]
+
+
+PageLimit = Annotated[int | None, Query(ge=1, le=1000, description="at most this many districts per page")]
+PageAfter = Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN, description="the last page's next_after")]
+
+
+def _paged(answer: QueryAnswer, limit: int | None) -> QueryAnswer:
+    """Name the next page's ``after`` when this page is full (rows are ordered by ``unit_id``)."""
+    if limit is not None and len(answer.items) == limit:
+        answer.next_after = answer.items[-1]["unit_id"]
+    return answer
 
 
 def _unit_of(row: dict[str, Any]) -> str | None:
@@ -119,9 +131,13 @@ def quota_deductions(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seen: SeenPosition = None,
+    limit: PageLimit = None,
+    after: PageAfter = None,
 ) -> QueryAnswer:
     """R4 deductions per district: quota mu, consolidation funds, model-district points."""
-    return _ask(request, ledger, principal, seen, "quota_deductions", year, as_of=as_of, known_at=known_at)
+    page = {"limit": limit, "after": after}
+    answer = _ask(request, ledger, principal, seen, "quota_deductions", year, as_of=as_of, known_at=known_at, **page)
+    return _paged(answer, limit)
 
 
 @router.get("/quota", response_model=QueryAnswer)
@@ -133,9 +149,13 @@ def quota(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seen: SeenPosition = None,
+    limit: PageLimit = None,
+    after: PageAfter = None,
 ) -> QueryAnswer:
     """The quota ledger per district: allocated, used, deducted, remaining mu (R19)."""
-    return _ask(request, ledger, principal, seen, "quota", year, as_of=as_of, known_at=known_at)
+    page = {"limit": limit, "after": after}
+    answer = _ask(request, ledger, principal, seen, "quota", year, as_of=as_of, known_at=known_at, **page)
+    return _paged(answer, limit)
 
 
 @router.get("/petitions", response_model=QueryAnswer)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import issue_token
 from domain.application import Ledger
+from domain.base import BUREAU_TZ
 from domain.vocabulary import Role
 from tests.api.conftest import auth, petition_body
+
+JANUARY = datetime(2024, 1, 10, tzinfo=BUREAU_TZ)
 
 
 def test_queries_wait_for_the_clients_last_write_and_filter_by_territory(
@@ -47,3 +53,18 @@ def test_a_decision_needs_an_existing_trigger(client: TestClient, tokens: dict[s
         "/v1/triggers/t-nope/decision", json={"outcome": "warning", "reason": "x"}, headers=auth(tokens["supervisor"])
     )
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_quota_lists_page_by_district(store_url: str, ledger: Ledger, tokens: dict[str, str]) -> None:
+    """City-wide quota lists can be read a page of districts at a time; next_after names the next page."""
+    for district, mu in (("d1", 600), ("d2", 340)):
+        ledger.allocate_quota(district, 2024, Decimal(mu), actor="setup", occurred_at=JANUARY)
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
+        seen = {"X-Ledger-Position": str(ledger.recorder.max_notification_id())}
+        headers = {**auth(tokens["supervisor"]), **seen}
+        whole = client.get("/v1/quota", params={"year": 2024}, headers=headers).json()
+        assert [row["unit_id"] for row in whole["items"]] == ["d1", "d2"] and whole["next_after"] is None
+        first = client.get("/v1/quota", params={"year": 2024, "limit": 1}, headers=headers).json()
+        assert [row["unit_id"] for row in first["items"]] == ["d1"] and first["next_after"] == "d1"
+        rest = client.get("/v1/quota", params={"year": 2024, "limit": 5, "after": "d1"}, headers=headers).json()
+        assert first["items"] + rest["items"] == whole["items"] and rest["next_after"] is None
