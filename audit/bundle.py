@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import StoredEvent
 
 from audit import checkpoints, merkle
-from audit.chain import GENESIS, event_hash, leaf_hash
+from audit.chain import GENESIS, chain_link, leaf_hash
 from audit.db import AuditDB, as_bytes
 from audit.merkle import ProofError
 from audit.tree import StoredTree
@@ -330,7 +330,7 @@ class _Check:
         leaf = leaf_hash(*fields)
         if leaf.hex() != rec["leaf"]:
             return f"event at position {position} differs from what was recorded"
-        if event_hash(prev, *fields).hex() != rec["hash"]:
+        if chain_link(prev, leaf).hex() != rec["hash"]:
             return f"chain hash at position {position} does not link to the event before it"
         try:
             merkle.verify_inclusion(

@@ -1,8 +1,9 @@
 """Hash chain over the event log (pure functions, no database).
 
-Every recorded event gets ``hash = event_hash(previous hash, ...)`` in log
-order, starting from ``GENESIS``, plus ``leaf = leaf_hash(...)`` for an
-RFC 9162 Merkle tree. Both are computed over the event exactly as STORED
+Every recorded event gets ``leaf = leaf_hash(...)`` for an RFC 9162 Merkle
+tree and ``hash = chain_link(previous hash, leaf)`` in log order, starting
+from ``GENESIS``. The link commits to the event through its leaf, so each
+event's bytes are hashed once, by writer and verifier alike. Both are computed over the event exactly as STORED
 (topic and the state bytes after transcoding, compression and encryption), not
 over decoded domain objects: personal fields stay encrypted under per-person
 keys, so anyone can verify the chain and proofs without holding any key, and
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 GENESIS = bytes(32)
 HASH_SIZE = 32
+_PREV_LENGTH = HASH_SIZE.to_bytes(8, "big")
 _LEAF_PREFIX = b"\x00"  # RFC 9162 section 2.1.1; interior nodes use b"\x01".
 
 
@@ -65,6 +67,14 @@ def canonical_event_bytes(
     return b"".join(parts)
 
 
+def chain_link(prev: bytes, leaf: bytes) -> bytes:
+    """SHA-256 of len(prev)‖prev‖leaf: the chain's next hash."""
+    if len(prev) != HASH_SIZE:
+        msg = f"previous hash must be {HASH_SIZE} bytes, got {len(prev)}"
+        raise ValueError(msg)
+    return hashlib.sha256(_PREV_LENGTH + prev + leaf).digest()
+
+
 def event_hash(
     prev: bytes,
     position: int,
@@ -73,15 +83,8 @@ def event_hash(
     topic: str,
     state: bytes,
 ) -> bytes:
-    """SHA-256 of len(prev)‖prev followed by the canonical event bytes."""
-    if len(prev) != HASH_SIZE:
-        msg = f"previous hash must be {HASH_SIZE} bytes, got {len(prev)}"
-        raise ValueError(msg)
-    h = hashlib.sha256()
-    h.update(len(prev).to_bytes(8, "big"))
-    h.update(prev)
-    _feed(h.update, position, originator_id, originator_version, topic, state)
-    return h.digest()
+    """The chain hash of one event after ``prev`` (its leaf hash, linked)."""
+    return chain_link(prev, leaf_hash(position, originator_id, originator_version, topic, state))
 
 
 def leaf_hash(

@@ -111,7 +111,7 @@ class _Walk:
                     )
                 )
                 leaf = h(b"\x00" + canonical).digest()
-                if leaf != stored_leaf or h(prev_length + prev + canonical).digest() != stored_hash:
+                if leaf != stored_leaf or h(prev_length + prev + leaf).digest() != stored_hash:
                     self._flush(leaves, prev, last)
                     return self.mismatch(position, leaf == stored_leaf)
                 prev, last = stored_hash, position

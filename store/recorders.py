@@ -46,7 +46,7 @@ from eventsourcing.sqlite import (
 from eventsourcing.utils import Environment, EnvType
 from psycopg.sql import SQL, Identifier, Literal
 
-from audit.chain import GENESIS, event_hash, leaf_hash, originator_id_text
+from audit.chain import GENESIS, chain_link, leaf_hash, originator_id_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -120,8 +120,9 @@ def _link(
     for position, event in sorted(zip(positions, events, strict=True), key=_first):
         oid = id_text(event.originator_id)
         args = (position, oid, event.originator_version, event.topic, event.state)
-        prev = event_hash(prev, *args)
-        rows.append(ChainRow(position, prev, leaf_hash(*args)))
+        leaf = leaf_hash(*args)
+        prev = chain_link(prev, leaf)
+        rows.append(ChainRow(position, prev, leaf))
     return rows
 
 
