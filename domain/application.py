@@ -27,7 +27,7 @@ from domain.base import LEDGER_EPOCH, Record, Stamp, check_id, record_uuid
 from domain.cases import EnforcementCase
 from domain.errors import InvalidValue, RecordExists, RecordNotFound, StaleVersion
 from domain.people import Person
-from domain.personal import PersonalDataMapper, PersonalDataVault
+from domain.personal import PERSONAL_KEYS, PersonalDataMapper, PersonalDataVault, subject_of
 from domain.petitions import Petition
 from domain.policy import Amendment, Policy, PolicyVersion
 from domain.units import Unit
@@ -115,6 +115,22 @@ class Ledger(Application[UUID]):
             cipher=self.factory.cipher(),
             compressor=self.factory.compressor(),
         )
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Any]:
+        """Save, storing any new personal-data keys in the same transaction as their first events.
+
+        One commit per command, and no key without its events (nor events without their key).
+        """
+        pending = [e for obj in objs if obj is not None for e in getattr(obj, "pending_events", [obj])]
+        subjects = sorted({subject_of(e.originator_id) for e in pending if getattr(type(e), "personal_fields", ())})
+        new_keys = self.vault.prepare(subjects) if subjects else []
+        if new_keys:
+            kwargs[PERSONAL_KEYS] = new_keys
+        try:
+            return super().save(*objs, **kwargs)
+        except Exception:
+            self.vault.forget([subject for subject, _ in new_keys])
+            raise
 
     # --- plumbing ---------------------------------------------------------------------------
 

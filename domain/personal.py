@@ -14,6 +14,8 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent
 
+#: The save keyword under which new wrapped keys travel to the recorder, stored in the events' transaction.
+PERSONAL_KEYS = "personal_keys"
 #: What a reader sees once the data subject's key is destroyed.
 ERASED = "[erased]"
 SEALED_PREFIX = "sealed:v1:"
@@ -30,6 +32,12 @@ class PersonalDataVault(Protocol):
 
     def destroy(self, subject: str) -> bool:
         """Destroy the subject's key; ``True`` if there was one."""
+
+    def prepare(self, subjects: list[str]) -> list[tuple[str, bytes]]:
+        """Make keys for subjects that have none yet; answer them wrapped, to be stored with the events."""
+
+    def forget(self, subjects: list[str]) -> None:
+        """Drop keys prepared for a save that failed (they were never stored)."""
 
 
 def subject_of(originator_id: UUID | str) -> str:
@@ -50,6 +58,12 @@ class KeylessVault:
     def destroy(self, subject: str) -> bool:
         return False
 
+    def prepare(self, subjects: list[str]) -> list[tuple[str, bytes]]:
+        return []
+
+    def forget(self, subjects: list[str]) -> None:
+        pass
+
 
 class DryRunVault:
     """For throw-away in-memory ledgers (the demo's dry run, benchmark generators): marks fields
@@ -63,6 +77,12 @@ class DryRunVault:
 
     def destroy(self, subject: str) -> bool:
         return True
+
+    def prepare(self, subjects: list[str]) -> list[tuple[str, bytes]]:
+        return []
+
+    def forget(self, subjects: list[str]) -> None:
+        pass
 
 
 class PersonalDataMapper(Mapper[UUID]):

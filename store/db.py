@@ -39,7 +39,3 @@ def connect(url: str, *, autocommit: bool = True) -> Any:
 def placeholder(url: str) -> str:
     """The parameter marker of the URL's driver."""
     return "?" if isinstance(parse(url), SQLiteURL) else "%s"
-
-
-def blob_type(url: str) -> str:
-    return "BLOB" if isinstance(parse(url), SQLiteURL) else "BYTEA"

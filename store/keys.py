@@ -19,8 +19,8 @@ from eventsourcing.cipher import AESCipher
 from eventsourcing.utils import Environment
 
 from domain.personal import SEALED_PREFIX
+from store.recorders import KEYS_TABLE
 
-KEYS_TABLE = "ledger_personal_keys"
 CACHE_SECONDS = 60.0  # an erasure reaches other processes' caches within this time
 
 
@@ -79,6 +79,22 @@ class KeyVault:
             return None
         return cipher.decrypt(base64.b64decode(sealed[len(SEALED_PREFIX) :])).decode()
 
+    def prepare(self, subjects: list[str]) -> list[tuple[str, bytes]]:
+        """New data keys for subjects without one, cached now and stored by the recorder with the events."""
+        fresh: list[tuple[str, bytes]] = []
+        for subject in subjects:
+            if self._key(subject, create=False) is None:
+                data_key = os.urandom(32)
+                with self._lock:
+                    self._cache[subject] = (time.monotonic() + CACHE_SECONDS, cipher_for(data_key))
+                fresh.append((subject, self._master.encrypt(data_key)))
+        return fresh
+
+    def forget(self, subjects: list[str]) -> None:
+        with self._lock:
+            for subject in subjects:
+                self._cache.pop(subject, None)
+
     def destroy(self, subject: str) -> bool:
         with self._lock:
             self._cache.pop(subject, None)
@@ -93,6 +109,7 @@ class KeyVault:
                 return hit[1]
             row = self._execute(f"SELECT wrapped FROM {KEYS_TABLE} WHERE subject = {self._p}", (subject,)).fetchone()
             if row is None and create:
+                # A save outside Ledger.save (which prepares keys) stores the key on its own.
                 wrapped = self._master.encrypt(os.urandom(32))
                 self._execute(
                     f"INSERT INTO {KEYS_TABLE} (subject, wrapped) VALUES ({self._p}, {self._p}) ON CONFLICT DO NOTHING",

@@ -15,8 +15,8 @@ from projections.db import Db
 from projections.engine import ensure_schema
 from store import throttle
 from store.config import create_schema, database_url, persistence_environment
-from store.db import blob_type, connect, placeholder
-from store.keys import KEYS_TABLE, KeyVault, load_master_key
+from store.db import connect, placeholder
+from store.keys import KeyVault, load_master_key
 from store.transcoder import OrjsonTranscoder
 
 
@@ -24,10 +24,6 @@ def init_store(url: str | None = None, *, clock: Clock = utc_now) -> None:
     """Create the store's schema (idempotent), the cipher key file if none is configured, and policy v1."""
     url = url or database_url()
     create_schema(url)
-    with connect(url) as conn:
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (subject TEXT PRIMARY KEY, wrapped {blob_type(url)} NOT NULL)"
-        )
     load_master_key(dict(os.environ), create=True)
     create_audit_tables(url)
     ensure_signing_key()

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 APPEND_ONLY_MESSAGE = "ledger is append-only"
 IDEMPOTENCY_KEY = "idempotency_key"
+PERSONAL_KEYS = "personal_keys"  # [(subject, wrapped data key)]: new keys, stored with their first events
+KEYS_TABLE = "ledger_personal_keys"  # not an event table: erasure deletes from it (crypto-shredding)
 
 _APPEND_ONLY_FUNCTION = "ledger_append_only"  # also the name of its triggers
 # Arbitrary constant naming "ledger schema creation" among advisory locks.
@@ -174,6 +176,7 @@ class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             "key TEXT PRIMARY KEY, positions TEXT NOT NULL, recorded_at TEXT "
             "NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
         )
+        statements.append(f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (subject TEXT PRIMARY KEY, wrapped BLOB NOT NULL)")
         for table in (
             self.events_table_name,
             self.hashes_table_name,
@@ -194,6 +197,9 @@ class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         **kwargs: Any,
     ) -> Sequence[int] | None:
         key = _idempotency_key(kwargs)
+        personal_keys = kwargs.get(PERSONAL_KEYS)
+        if personal_keys:
+            c.executemany(f"INSERT INTO {KEYS_TABLE} (subject, wrapped) VALUES (?, ?)", personal_keys)
         positions = list(super()._insert_events(c, stored_events, **kwargs) or [])
         if stored_events:
             # The events insert above took SQLite's single write lock (held to
@@ -329,6 +335,9 @@ class LedgerPostgresApplicationRecorder(
                 "positions jsonb NOT NULL, "
                 "recorded_at timestamptz NOT NULL DEFAULT now())"
             ).format(schema, idempotency),
+            SQL("CREATE TABLE IF NOT EXISTS {0}.{1} (subject text PRIMARY KEY, wrapped bytea NOT NULL)").format(
+                schema, Identifier(KEYS_TABLE)
+            ),
             SQL(
                 "CREATE OR REPLACE FUNCTION {0}.{1}() RETURNS trigger "
                 "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
@@ -357,6 +366,9 @@ class LedgerPostgresApplicationRecorder(
         self._insert_key = SQL(
             "INSERT INTO {0}.{1} (key, positions) VALUES (%s, %s::jsonb)"
         ).format(schema, idempotency)
+        self._insert_personal_keys = SQL(
+            "INSERT INTO {0}.{1} (subject, wrapped) SELECT * FROM unnest(%s::text[], %s::bytea[])"
+        ).format(schema, Identifier(KEYS_TABLE))
         self._select_chain = SQL(
             "SELECT position, hash, leaf FROM {0}.{1} "
             "WHERE position >= %s ORDER BY position LIMIT %s"
@@ -439,6 +451,11 @@ class LedgerPostgresApplicationRecorder(
                         ),
                         prepare=True,
                     )
+            personal_keys = kwargs.get(PERSONAL_KEYS)
+            if personal_keys:
+                with conn.cursor() as curs:
+                    subjects, wrapped = zip(*personal_keys, strict=True)
+                    curs.execute(self._insert_personal_keys, (list(subjects), list(wrapped)))
             if key is not None:
                 with conn.cursor() as curs:
                     curs.execute(
@@ -527,6 +544,8 @@ class LedgerPostgresFactory(PostgresFactory):
 __all__ = [
     "APPEND_ONLY_MESSAGE",
     "IDEMPOTENCY_KEY",
+    "KEYS_TABLE",
+    "PERSONAL_KEYS",
     "ChainRow",
     "LedgerPostgresAggregateRecorder",
     "LedgerPostgresApplicationRecorder",
