@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -237,6 +238,8 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
         generate_unique_id_function=_operation_id,
     )
     app.state.url = url
+    # Projection queries may read a streaming replica; commands and audit always use the primary.
+    app.state.query_url = os.environ.get("LEDGER_QUERY_DATABASE_URL") or url
     app.state.ledger = app_ledger
     problems.install(app)
     app.add_middleware(BodyGuard)

@@ -77,7 +77,7 @@ def _ask(
         moment = options.get(key)
         if moment is not None and moment.utcoffset() is None:
             raise InvalidValue(f"{key} must carry a UTC offset", key)
-    url: str = request.app.state.url
+    url: str = request.app.state.query_url
     projections_link.wait_for(url, seen)
     with projections_link.queries(url) as reader:
         try:
@@ -234,7 +234,7 @@ def monthly_report(
 @router.get("/projections/status", response_model=QueryAnswer)
 def projections_status(request: Request, _: AuthorizedDep) -> QueryAnswer:
     """Each projection's position and lag behind the log."""
-    rows = projections_link.status(request.app.state.url)
+    rows = projections_link.status(request.app.state.query_url)
     position = min((int(r["position"]) for r in rows), default=0)
     lag = max((int(r["lag"]) for r in rows), default=0)
     return QueryAnswer(items=rows, position=position, lag=lag)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -12,6 +14,7 @@ from api.auth import issue_token
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Role
+from store.ledger import init_store
 from tests.api.conftest import auth, petition_body
 
 JANUARY = datetime(2024, 1, 10, tzinfo=BUREAU_TZ)
@@ -68,3 +71,18 @@ def test_quota_lists_page_by_district(store_url: str, ledger: Ledger, tokens: di
         assert [row["unit_id"] for row in first["items"]] == ["d1"] and first["next_after"] == "d1"
         rest = client.get("/v1/quota", params={"year": 2024, "limit": 5, "after": "d1"}, headers=headers).json()
         assert first["items"] + rest["items"] == whole["items"] and rest["next_after"] is None
+
+
+def test_queries_read_the_replica_url_while_commands_go_to_the_primary(
+    store_url: str, ledger: Ledger, tokens: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LEDGER_QUERY_DATABASE_URL sends projection queries to a replica (here: another, empty store)."""
+    replica = f"sqlite:///{tmp_path / 'replica.db'}"
+    init_store(replica)
+    monkeypatch.setenv("LEDGER_QUERY_DATABASE_URL", replica)
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=False)) as client:
+        made = client.post("/v1/petitions", json=petition_body(id="x1"), headers=auth(tokens["clerk"]))
+        assert made.status_code == 201, made.text
+        assert client.get("/v1/petitions/x1", headers=auth(tokens["clerk"])).status_code == 200
+        board = client.get("/v1/petitions", headers=auth(tokens["supervisor"])).json()
+        assert board["items"] == [] and board["position"] == 0
