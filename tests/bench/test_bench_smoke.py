@@ -1,0 +1,54 @@
+"""The bench commands run end to end on a tiny store (基准冒烟测试); no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from store.ledger import open_ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+
+
+def test_generate_writes_exactly_the_requested_events_through_the_application(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    done = run("bench.generate", "--url", url, "--events", "1500", "--batch", "500", "--years", "2024-2025")
+    assert done.returncode == 0, done.stderr
+    assert "wrote 1,500 events (head 1,501)" in done.stdout
+    ledger = open_ledger(url)
+    try:
+        head = int(ledger.recorder.max_notification_id() or 0)
+        topics = {n.topic.rsplit(":", 1)[-1] for n in ledger.recorder.select_notifications(start=1, limit=head)}
+    finally:
+        ledger.close()
+    assert head == 1501  # policy version 1 from init, then the history
+    assert {"Unit.Registered", "Person.Registered"} <= topics
+    again = run("bench.generate", "--url", url, "--events", "10")
+    assert again.returncode != 0 and "already holds records" in again.stderr
+
+
+def test_bench_run_prints_and_writes_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = run(
+        "bench.run", "--store", "sqlite", "--events", "2000", "--commands", "20", "--calls", "3",
+        "--query-seconds", "1", "--http-seconds", "1", "--quiet", "--json", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())["results"][0]
+    paths = [r["path"] for r in result["rows"]]
+    assert paths == ["command", "bulk import", "rebuild", "verify", "HTTP query scores", "HTTP command petition"]
+    assert all(r["ours"] > 0 and r["raw"] > 0 for r in result["rows"])
+    assert {r["path"]: r["errors"] for r in result["rows"] if "errors" in r} == {
+        "HTTP query scores": 0,
+        "HTTP command petition": 0,
+    }
+    assert set(result["peak_rss_mib"]) == {"rebuild", "verify", "export"}
+    assert "command" in done.stdout and "ratio" in done.stdout
