@@ -117,18 +117,25 @@ class AuditDB:
                 return
             position = rows[-1][0] + 1
 
-    def chained_batches(self, batch: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
-        """The whole log joined with its chain, in batches of rows ``(position, originator id text,
-        version, topic, state, hash or None, leaf or None)``: the verifier's single pass."""
+    def chained_batches(
+        self, start: int = 1, stop: int | None = None, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The log (``start <= position <= stop``) joined with its chain, in batches of rows
+        ``(position, originator id text, version, topic, state, hash or None, leaf or None)``."""
         pos = self.position_column
+        # No upper bound in the SQL: with one, PostgreSQL may plan a hash join and a sort of the whole
+        # range instead of walking both primary keys; a LIMIT of at most the positions left does as well.
         sql = (
             f"SELECT e.{pos}, e.originator_id, e.originator_version, e.topic, e.state, h.hash, h.leaf "
             f"FROM {self.events_table} e LEFT JOIN {self.hashes_table} h ON h.position = e.{pos} "
-            f"WHERE e.{pos} >= ? ORDER BY e.{pos} LIMIT {int(batch)}"
+            f"WHERE e.{pos} >= ? ORDER BY e.{pos} LIMIT "
         )
-        position = 1
-        while True:
-            rows = self.query(sql, (position,))
+        position = start
+        while stop is None or position <= stop:
+            limit = batch if stop is None else min(batch, stop - position + 1)
+            rows = self.query(sql + str(limit), (position,))
+            if stop is not None and rows and rows[-1][0] > stop:  # positions skipped: the rest is past stop
+                rows = [row for row in rows if row[0] <= stop]
             if self.engine == "postgres":
                 rows = [
                     (p, originator_id_text(o), v, t, bytes(s), h and as_bytes(h), leaf and as_bytes(leaf))
@@ -136,9 +143,14 @@ class AuditDB:
                 ]
             if rows:
                 yield rows
-            if len(rows) < batch:
+            if len(rows) < limit:
                 return
             position = rows[-1][0] + 1
+
+    def last_position(self) -> int | None:
+        """The highest position in the events table (None while it is empty)."""
+        row = self.query(f"SELECT MAX({self.position_column}) FROM {self.events_table}")
+        return None if row[0][0] is None else int(row[0][0])
 
     def first_orphan_hash(self) -> int | None:
         """The first chain row whose event is gone, if any."""

@@ -1,17 +1,30 @@
 """Integrity check of a whole store (完整性校验), needing no key but the public one.
 
-Walks the events as STORED, in position order and in batches (constant memory), next to the chain
-table; recomputes each chain hash and leaf hash from the stored bytes, the Merkle root at every
-checkpoint's size, and checks every checkpoint's signature. Stops at the first bad position.
+Recomputes each chain hash and leaf hash from the events as STORED, the Merkle root at every
+checkpoint's size, and checks every checkpoint's signature; stops at the first bad position.
+
+Why parallel (并行): each row's stored hash must equal link(previous row's STORED hash, its leaf),
+so the log splits into bounded position ranges that worker processes check on their own, in
+batches (constant memory). The parent takes their leaves in log order into the Merkle tree,
+links each range's first row to the previous range's last hash, and checks the checkpoints at
+their sizes. A range with anything off is walked again row by row in the parent, which names the
+first bad position and the reason exactly as a single sequential pass does.
 """
 
 from __future__ import annotations
 
+import math
+import multiprocessing
+import os
 import struct
-from collections.abc import Callable, Mapping
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import sha256
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -21,10 +34,13 @@ from audit.db import AuditDB
 from audit.merkle import Accumulator
 
 Progress = Callable[[int, int], None]
-"""Called with (events checked, events in the store) after every batch."""
+"""Called with (events checked, events in the store) after every range of positions."""
+
+RANGE = 10_000
+"""Positions per range handed to a worker: bounds the leaves held per range."""
 
 _PREV_LENGTH = HASH_SIZE.to_bytes(8, "big")
-_HEAD = struct.Struct(">QqQ")  # length of the position, the position, length of the originator id
+_HEAD = struct.Struct(">BQqQ")  # leaf prefix 0x00, length of the position, the position, length of the id
 _VERSION = struct.Struct(">Qq")  # length of the version, the version
 _LENGTH = struct.Struct(">Q")
 
@@ -40,6 +56,25 @@ class VerifyResult:
     reason: str = ""
 
 
+class _Run(NamedTuple):
+    """A range's rows that are intact on their own: positions, leaf hashes and stored chain hashes.
+
+    Everything is checked except the first row's link, which needs the previous range's last hash.
+    """
+
+    positions: list[int]
+    leaves: list[bytes]
+    hashes: list[bytes]
+
+
+class _Checked(NamedTuple):
+    """A worker's answer for positions ``lo..hi``: the intact run, or None when something is off."""
+
+    lo: int
+    hi: int
+    run: _Run | None
+
+
 def trusted_keys(public_keys: list[Ed25519PublicKey] | None = None) -> dict[str, Ed25519PublicKey]:
     """Keys to check checkpoints with: those given, else the signing key file's public half."""
     if public_keys is None:
@@ -52,19 +87,108 @@ def verify(
     url: str,
     progress: Progress | None = None,
     public_keys: list[Ed25519PublicKey] | None = None,
+    workers: int | None = None,
 ) -> VerifyResult:
     """Check the store at ``url``; ``public_keys`` default to the signing key file's public key.
 
     With no trusted key at hand, the keys recorded in the database are used, which proves the
-    checkpoints were signed by whoever holds those keys, no more.
+    checkpoints were signed by whoever holds those keys, no more. ``workers`` processes check the
+    chain (default: one per CPU; 1 checks in this process).
     """
     with AuditDB(url) as db:
         keys: Mapping[str, Ed25519PublicKey] = trusted_keys(public_keys) or checkpoints.published_keys(db)
         total = int(db.query(f"SELECT COUNT(*) FROM {db.hashes_table}")[0][0]) if progress else 0
-        return _Walk(db, keys, progress, total).run()
+        ranges = _ranges(db)
+        # A pool only pays for itself when there is more than one range to share out.
+        workers = min(workers or os.cpu_count() or 1, math.ceil((db.last_position() or 0) / RANGE))
+        runs = _checked_in_pool(url, ranges, workers) if workers > 1 else (_check_range(db, *r) for r in ranges)
+        try:
+            return _Walk(db, keys, progress, total).run(runs)
+        finally:
+            runs.close()  # stopped at a bad position: the ranges still queued are not started
+
+
+def _ranges(db: AuditDB) -> Iterator[tuple[int, int]]:
+    """Position ranges covering the log, asking again for its end so events added meanwhile are checked too."""
+    start = 1
+    while (last := db.last_position()) is not None and last >= start:
+        for lo in range(start, last + 1, RANGE):
+            yield lo, min(lo + RANGE - 1, last)
+        start = last + 1
+
+
+def _checked_in_pool(url: str, ranges: Iterator[tuple[int, int]], workers: int) -> Generator[_Checked, None, None]:
+    """``_check_range`` over ``ranges`` in ``workers`` processes, in order, a bounded number ahead."""
+    ahead: deque[Future[_Checked]] = deque()
+    with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_connect, initargs=(url,)) as pool:
+        try:
+            for lo, hi in ranges:
+                ahead.append(pool.submit(_check_in_worker, lo, hi))
+                if len(ahead) > 2 * workers:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+        finally:
+            for future in ahead:
+                future.cancel()
+
+
+def _context() -> Any:
+    # Forked workers inherit the loaded modules and start in milliseconds; a process with other
+    # threads (the API server) forks from a clean server process instead, as forking it may deadlock.
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+_worker_db: AuditDB | None = None
+"""A worker process's connection, open for its life (closing it is left to the process's exit)."""
+
+
+def _connect(url: str) -> None:
+    global _worker_db  # one connection per worker process, not one per range
+    _worker_db = AuditDB(url)
+
+
+def _check_in_worker(lo: int, hi: int) -> _Checked:
+    assert _worker_db is not None
+    return _check_range(_worker_db, lo, hi)
+
+
+def _check_range(db: AuditDB, lo: int, hi: int) -> _Checked:
+    """The rows at positions ``lo..hi`` if intact on their own, else run None (whole batches at a time)."""
+    run = _Run([], [], [])
+    for rows in db.chained_batches(lo, hi):
+        positions, _, _, _, _, hashes, stored_leaves = zip(*rows, strict=True)
+        if None in hashes:
+            return _Checked(lo, hi, None)
+        leaves = _leaves(rows)
+        # Each row links to the stored hash before it; the parent links the range's first row.
+        first = 0 if run.hashes else 1
+        before = run.hashes[-1:] + list(hashes[:-1])
+        links = [sha256(_PREV_LENGTH + prev + leaf).digest() for prev, leaf in zip(before, leaves[first:], strict=True)]
+        if tuple(leaves) != stored_leaves or links != list(hashes[first:]):
+            return _Checked(lo, hi, None)
+        run.positions.extend(positions)
+        run.leaves.extend(leaves)
+        run.hashes.extend(hashes)
+    return _Checked(lo, hi, run)
+
+
+def _leaves(rows: list[tuple[Any, ...]]) -> list[bytes]:
+    """Each row's leaf hash, SHA-256(0x00 ‖ audit.chain's canonical bytes), packed in few calls."""
+    head, version_of, length, prefixed, join, h = _HEAD.pack, _VERSION.pack, _LENGTH.pack, _prefixed, b"".join, sha256
+    return [
+        h(join((head(0, 8, p, len(oid := o.encode())), oid, version_of(8, v), prefixed(t), length(len(s)), s))).digest()
+        for p, o, v, t, s, _, _ in rows
+    ]
 
 
 class _Walk:
+    """The parent's pass in log order: Merkle tree, checkpoints, and the row-by-row diagnosis."""
+
     def __init__(self, db: AuditDB, keys: Mapping[str, Ed25519PublicKey], progress: Progress | None, total: int):
         self.db = db
         self.keys = keys
@@ -73,6 +197,8 @@ class _Walk:
         self.prev = GENESIS
         self.tree = Accumulator()
         self.last_position = 0
+        self.cps = checkpoints.iter_checkpoints(db)
+        self.pending = next(self.cps, None)
         # The first position after the last checkpoint that matched: a rewrite found at a later
         # checkpoint lies somewhere from here on.
         self.unproven_from: int | None = None
@@ -81,71 +207,66 @@ class _Walk:
         head = self.prev.hex() if self.tree.size else None
         return VerifyResult(False, self.tree.size, head, position, reason)
 
-    def run(self) -> VerifyResult:
-        cps = checkpoints.iter_checkpoints(self.db)
-        pending = next(cps, None)
-        if pending is not None and pending.size == 0:
-            problem = self.check_checkpoint(pending)
-            if problem:
-                return problem
-            pending = next(cps, None)
-        next_size = pending.size if pending else -1
-        size, prev, last = 0, self.prev, 0
-        leaves: list[bytes] = []  # this batch's leaves, added to the tree in one go
-        prev_length, prefixed, join, h = _PREV_LENGTH, _prefixed, b"".join, sha256
-        pack_head, pack_version, pack_length = _HEAD.pack, _VERSION.pack, _LENGTH.pack
-        for rows in self.db.chained_batches():
-            # One flat loop with local names: this is where verification spends its time.
-            for position, oid_text, version, topic, state, stored_hash, stored_leaf in rows:
-                if stored_hash is None:
-                    self._flush(leaves, prev, last)
-                    return self.bad(position, f"event at position {position} has no chain hash (inserted?)")
-                oid = oid_text.encode()
-                # The canonical bytes of audit.chain, packed in three calls instead of nine.
-                canonical = join(
-                    (
-                        pack_head(8, position, len(oid)),
-                        oid,
-                        pack_version(8, version),
-                        prefixed(topic),
-                        pack_length(len(state)),
-                        state,
-                    )
-                )
-                leaf = h(b"\x00" + canonical).digest()
-                if leaf != stored_leaf or h(prev_length + prev + leaf).digest() != stored_hash:
-                    self._flush(leaves, prev, last)
-                    return self.mismatch(position, leaf == stored_leaf)
-                prev, last = stored_hash, position
-                leaves.append(leaf)
-                size += 1
-                if self.unproven_from is None:
-                    self.unproven_from = position
-                while size == next_size and pending is not None:
-                    self._flush(leaves, prev, last)
-                    problem = self.check_checkpoint(pending)
-                    if problem:
-                        return problem
-                    pending = next(cps, None)
-                    next_size = pending.size if pending else -1
-            self._flush(leaves, prev, last)
-            if self.progress:
-                self.progress(size, self.total)
+    def run(self, runs: Iterator[_Checked]) -> VerifyResult:
+        problem = self.checkpoints_reached() or self.take(runs)  # first a checkpoint of the empty log
+        if problem:
+            return problem
         orphan = self.db.first_orphan_hash()
         if orphan is not None:
             return self.bad(orphan, f"event at position {orphan} is missing (deleted?)")
-        if pending is not None:
+        if self.pending is not None:
             return self.bad(
-                last + 1,
-                f"the log ends after {size} events but a checkpoint was signed at size "
-                f"{pending.size}: events after position {last} were removed",
+                self.last_position + 1,
+                f"the log ends after {self.tree.size} events but a checkpoint was signed at size "
+                f"{self.pending.size}: events after position {self.last_position} were removed",
             )
-        return VerifyResult(True, size, prev.hex() if size else None)
+        size = self.tree.size
+        return VerifyResult(True, size, self.prev.hex() if size else None)
 
-    def _flush(self, leaves: list[bytes], prev: bytes, last: int) -> None:
-        self.tree.extend(leaves)
-        leaves.clear()
-        self.prev, self.last_position = prev, last
+    def take(self, runs: Iterator[_Checked]) -> VerifyResult | None:
+        """Each range in order: its intact run if it links on, else row by row."""
+        for lo, hi, run in runs:
+            if run is not None and (not run.leaves or self.link(run.leaves[0]) == run.hashes[0]):
+                problem = self.accept(run)
+            else:
+                problem = self.walk(lo, hi)
+            if problem:
+                return problem
+            if self.progress:
+                self.progress(self.tree.size, self.total)
+        return None
+
+    def link(self, leaf: bytes) -> bytes:
+        return sha256(_PREV_LENGTH + self.prev + leaf).digest()
+
+    def accept(self, run: _Run) -> VerifyResult | None:
+        """Take intact rows into the tree, checking each checkpoint as soon as the tree reaches its size."""
+        i, n = 0, len(run.leaves)
+        while i < n:
+            k = n if self.pending is None else min(n, i + self.pending.size - self.tree.size)
+            if self.unproven_from is None:
+                self.unproven_from = run.positions[i]
+            self.tree.extend(run.leaves[i:k])
+            self.prev, self.last_position = run.hashes[k - 1], run.positions[k - 1]
+            i = k
+            problem = self.checkpoints_reached()
+            if problem:
+                return problem
+        return None
+
+    def walk(self, lo: int, hi: int) -> VerifyResult | None:
+        """Positions ``lo..hi`` row by row, as far as the first bad one."""
+        for rows in self.db.chained_batches(lo, hi):
+            for row, leaf in zip(rows, _leaves(rows), strict=True):
+                position, stored_hash, stored_leaf = row[0], row[5], row[6]
+                if stored_hash is None:
+                    return self.bad(position, f"event at position {position} has no chain hash (inserted?)")
+                if leaf != stored_leaf or self.link(leaf) != stored_hash:
+                    return self.mismatch(position, leaf == stored_leaf)
+                problem = self.accept(_Run([position], [leaf], [stored_hash]))
+                if problem:
+                    return problem
+        return None
 
     def mismatch(self, position: int, leaf_ok: bool) -> VerifyResult:
         if not leaf_ok:
@@ -156,6 +277,15 @@ class _Walk:
                 self.last_position + 1, f"events between positions {self.last_position} and {position} were removed"
             )
         return self.bad(position, f"chain hash at position {position} does not match its event")
+
+    def checkpoints_reached(self) -> VerifyResult | None:
+        """Check every checkpoint signed at the tree's current size."""
+        while self.pending is not None and self.pending.size == self.tree.size:
+            problem = self.check_checkpoint(self.pending)
+            if problem:
+                return problem
+            self.pending = next(self.cps, None)
+        return None
 
     def check_checkpoint(self, cp: checkpoints.Checkpoint) -> VerifyResult | None:
         start = self.unproven_from or 1

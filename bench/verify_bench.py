@@ -6,7 +6,7 @@ Prints, per store:
 - the write rate of the chained recorder vs the library's stock recorder on the same events,
   and the ratio (the chain's write cost).
 
-Usage: PYTHONPATH=. python bench/verify_bench.py [--events N] [--batch B] [--pg postgresql://...]
+Usage: PYTHONPATH=. python bench/verify_bench.py [--events N] [--batch B] [--workers W] [--pg postgresql://...]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def best_rate(run: Callable[[], int], rounds: int = ROUNDS) -> float:
     return best
 
 
-def bench(name: str, chained_url: str, stock_url: str, n: int, batch: int) -> None:
+def bench(name: str, chained_url: str, stock_url: str, n: int, batch: int, workers: int) -> None:
     events = synthetic_events(n)
     stock_factory = SQLiteFactory if chained_url.startswith("sqlite") else PostgresFactory
     chained_factory = LedgerSQLiteFactory if chained_url.startswith("sqlite") else LedgerPostgresFactory
@@ -107,9 +107,11 @@ def bench(name: str, chained_url: str, stock_url: str, n: int, batch: int) -> No
     assert result.ok and result.checked == n, result
     raw = best_rate(lambda: read_joined(chained_url))
     events_only = best_rate(lambda: read_events(chained_url))
-    rate = best_rate(lambda: verify(chained_url).checked)
+    rate = best_rate(lambda: verify(chained_url, workers=workers).checked)
+    single = best_rate(lambda: verify(chained_url, workers=1).checked)
     print(f"[{name}] {n} events, write batch {batch}")
     print(f"  verify   {rate:10,.0f} events/s   raw read+sha256 {raw:10,.0f} rows/s   ratio {rate / raw:.0%}")
+    print(f"           (verify with {workers} workers; with 1: {single:,.0f} events/s, ratio {single / raw:.0%})")
     print(f"           (events table alone, read+sha256: {events_only:,.0f} rows/s, ratio {rate / events_only:.0%})")
     print(f"  write    chained {chained:10,.0f} events/s   stock {stock:10,.0f} events/s   ratio {chained / stock:.0%}")
 
@@ -118,12 +120,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="verify's worker processes")
     parser.add_argument("--pg", help="also measure PostgreSQL at this URL (two schemas are created and dropped)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LEDGER_SIGNING_KEY_FILE"] = str(Path(tmp) / "signing.key")
         ensure_signing_key()
-        bench("sqlite", f"sqlite:///{tmp}/chained.db", f"sqlite:///{tmp}/stock.db", args.events, args.batch)
+        bench(
+            "sqlite", f"sqlite:///{tmp}/chained.db", f"sqlite:///{tmp}/stock.db", args.events, args.batch, args.workers
+        )
         if args.pg:
             import psycopg
 
@@ -133,7 +138,7 @@ def main() -> None:
                     conn.execute(f"CREATE SCHEMA {s}")
             try:
                 chained_url, stock_url = (f"{args.pg}?schema={s}" for s in schemas)
-                bench("postgres", chained_url, stock_url, args.events, args.batch)
+                bench("postgres", chained_url, stock_url, args.events, args.batch, args.workers)
             finally:
                 with psycopg.connect(args.pg, autocommit=True) as conn:
                     for s in schemas:

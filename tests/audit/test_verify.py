@@ -1,12 +1,18 @@
-"""``verify`` names the first bad position for every way an intruder with database access can tamper."""
+"""``verify`` names the first bad position for every way an intruder with database access can tamper.
+
+Every test runs twice: checked in one process, and split into ranges of three positions checked by
+two worker processes (so ranges start and end next to each tampered row).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import psycopg
 import pytest
 
+import audit.verify
 from audit.chain import GENESIS, event_hash, leaf_hash
 from audit.checkpoints import CheckpointRefused, take_checkpoint
 from audit.db import AuditDB
@@ -14,6 +20,16 @@ from audit.verify import verify
 from domain.application import Ledger
 from domain.vocabulary import UnitKind
 from tests.audit.conftest import record_history
+
+
+@pytest.fixture(autouse=True, params=["in process", "two workers"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "two workers":
+        monkeypatch.setattr(audit.verify, "RANGE", 3)
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    else:
+        monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    return str(request.param)
 
 
 @pytest.fixture
