@@ -208,9 +208,7 @@ class Ledger(Application[UUID]):
         if replay:
             return replay
         record = make()
-        if record.id in self.repository:
-            raise RecordExists(record.KIND, record.record_id)
-        try:
+        try:  # a record that exists already fails here, at its first version
             positions = self._save([record], idempotency_key)
         except IntegrityError:
             replay = self._replayed(idempotency_key)
@@ -259,8 +257,11 @@ class Ledger(Application[UUID]):
                 self._save([Policy.establish(stamp)], None)
 
     def policy(self) -> Policy:
-        self.ensure_policy()
-        return self.get(Policy, Policy.ID)
+        try:
+            return self.get(Policy, Policy.ID)
+        except RecordNotFound:
+            self.ensure_policy()
+            return self.get(Policy, Policy.ID)
 
     def policy_in_force(self, at: datetime, known_at: datetime | None = None) -> PolicyVersion:
         return self.policy().in_force(at, known_at)
