@@ -22,6 +22,7 @@ from domain.application import Ledger, Receipt
 from domain.base import BUREAU_TZ, record_uuid
 from domain.errors import DomainError
 from domain.people import Person
+from domain.personal import DryRunVault
 from domain.petitions import Petition
 from domain.units import Unit
 from domain.vocabulary import Channel, EscalationLevel, Meeting, PetitionCategory, Post, UnitKind
@@ -32,27 +33,9 @@ START = datetime(2023, 1, 1, tzinfo=BUREAU_TZ)
 KINDS: dict[type[Any], str] = {Unit: "unit", Person: "person", Petition: "petition"}
 
 
-class MemoryVault:
-    """Personal data kept in memory (for the POPO ledger): sealing is reversible, nothing persists."""
-
-    def __init__(self) -> None:
-        self.sealed: dict[str, str] = {}
-
-    def seal(self, subject: str, plaintext: str) -> str:
-        token = f"sealed:v1:{secrets.token_hex(8)}"
-        self.sealed[token] = plaintext
-        return token
-
-    def unseal(self, subject: str, sealed: str) -> str | None:
-        return self.sealed.get(sealed)
-
-    def destroy(self, subject: str) -> bool:
-        return False
-
-
 def popo_ledger() -> Ledger:
     env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
-    ledger = Ledger(env, vault=MemoryVault(), transcoder=OrjsonTranscoder())
+    ledger = Ledger(env, vault=DryRunVault(), transcoder=OrjsonTranscoder())
     ledger.ensure_policy()  # as `ledger init` does for a real store
     return ledger
 
