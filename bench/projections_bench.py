@@ -12,7 +12,10 @@ its record ids suffixed, merged into one log by recording time, run through an i
 The store lives in a temporary directory (SQLite) or a temporary schema (PostgreSQL), dropped after.
 
 Usage: PYTHONPATH=. python bench/projections_bench.py [--store sqlite|postgres|both] [--events N]
-       [--calls C] [--query-seconds S] [--json FILE] [--pg postgresql://...]
+       [--calls C] [--query-seconds S] [--json FILE] [--keep DIR | --reuse DIR]
+
+``--keep DIR`` builds the SQLite store in ``DIR`` (``ledger.db`` and ``keys/``) and leaves it there;
+``--reuse DIR`` measures a store kept that way without building it again (a 1M build takes minutes).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any
 from api.demo import ADMIN, YEAR, Step, demo_plan
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
-from domain.personal import SEALED_PREFIX
+from domain.personal import DryRunVault
 from domain.policy import Policy
 from projections import engine
 from projections.queries import Queries
@@ -58,19 +61,6 @@ DISTRICTS = ("laicheng", "gangcheng")
 PAGE = 20
 #: Officers of the demo with a misconduct report ``r1``: their R7 trigger ids, looked up one at a time.
 OFFICERS = ("gaozhuang-station-officer", "niuquan-station-officer", "wenyuan-station-officer")
-
-
-class _PlainVault:
-    """The in-memory ledger's vault: the target store's own vault seals the fields when they are saved."""
-
-    def seal(self, subject: str, plaintext: str) -> str:
-        return SEALED_PREFIX + plaintext
-
-    def unseal(self, subject: str, sealed: str) -> str | None:
-        return sealed[len(SEALED_PREFIX) :]
-
-    def destroy(self, subject: str) -> bool:
-        return True
 
 
 class _Clock:
@@ -111,7 +101,7 @@ def build_store(url: str, events: int) -> int:
     copies = max(1, round(events / per_copy))
     plans = [copy_plan(c) for c in range(copies)]
     clock = _Clock()
-    memory = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, vault=_PlainVault(), clock=clock)
+    memory = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, vault=DryRunVault(), clock=clock)
     memory.ensure_policy()
     for step in heapq.merge(*plans, key=lambda s: s.recorded_at):
         clock.now = step.recorded_at
@@ -134,15 +124,20 @@ def build_store(url: str, events: int) -> int:
         memory.close()
 
 
+def use_store_dir(directory: Path) -> str:
+    """Point the key files at a store directory's ``keys/``; the URL of its ``ledger.db``."""
+    os.environ["LEDGER_KEY_FILE"] = str(directory / "keys" / "ledger.key")
+    os.environ["LEDGER_SIGNING_KEY_FILE"] = str(directory / "keys" / "ledger-signing.key")
+    os.environ.pop("LEDGER_CIPHER_KEY", None)
+    return f"sqlite:///{directory / 'ledger.db'}"
+
+
 @contextmanager
 def temporary_store(kind: str) -> Iterator[str]:
     """A fresh initialised store (temp dir or temp PostgreSQL schema), removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="projbench-") as tmp:
-        os.environ["LEDGER_KEY_FILE"] = str(Path(tmp) / "keys" / "ledger.key")
-        os.environ["LEDGER_SIGNING_KEY_FILE"] = str(Path(tmp) / "keys" / "ledger-signing.key")
-        os.environ.pop("LEDGER_CIPHER_KEY", None)
+        url = use_store_dir(Path(tmp))
         if kind == "sqlite":
-            url = f"sqlite:///{Path(tmp) / 'ledger.db'}"
             init_store(url)
             yield url
             return
@@ -234,17 +229,41 @@ def query_latency(url: str, copies: int, calls: int, budget: float) -> dict[str,
     return results
 
 
-def bench_store(kind: str, events: int, calls: int, budget: float) -> dict[str, Any]:
-    with temporary_store(kind) as url:
+@contextmanager
+def kept_store(directory: Path, reuse: bool) -> Iterator[str]:
+    """A SQLite store in ``directory`` that outlives the run: initialised afresh, or reused as it is."""
+    if not reuse:
+        if (directory / "ledger.db").exists():
+            raise SystemExit(f"{directory / 'ledger.db'} exists: --reuse it or remove it")
+        directory.mkdir(parents=True, exist_ok=True)
+    elif not (directory / "ledger.db").exists():
+        raise SystemExit(f"no store to reuse in {directory}")
+    url = use_store_dir(directory)
+    if not reuse:
+        init_store(url)
+    yield url
+
+
+def bench_store(
+    kind: str, events: int, calls: int, budget: float, keep: Path | None = None, reuse: bool = False
+) -> dict[str, Any]:
+    with kept_store(keep, reuse) if keep else temporary_store(kind) as url:
         began = time.perf_counter()
-        head = build_store(url, events)
+        if reuse:
+            log = open_log(url)
+            try:
+                head = int(log.recorder.max_notification_id() or 0)
+            finally:
+                log.close()
+        else:
+            head = build_store(url, events)
         built = time.perf_counter() - began
-        print(f"[{kind}] built {head} events in {built:.1f}s", flush=True)
+        print(f"[{kind}] {'reused' if reuse else 'built'} {head} events in {built:.1f}s", flush=True)
         raw_n, raw_s = raw_rate(url)
         reb_n, reb_s = rebuild_rate(url)
         raw, rebuild = raw_n / raw_s, reb_n / reb_s
         print(f"[{kind}] raw {raw:,.0f} ev/s, rebuild {rebuild:,.0f} ev/s ({rebuild / raw:.0%})", flush=True)
-        copies = max(1, round(events / len(copy_plan(0))))
+        copies = max(1, round((head if reuse else events) / len(copy_plan(0))))
         latency = query_latency(url, copies, calls, budget)
         return {
             "store": kind,
@@ -275,11 +294,18 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="calls per query type")
     parser.add_argument("--query-seconds", type=float, default=60.0, help="time budget per query type")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    kept = parser.add_mutually_exclusive_group()
+    kept.add_argument("--keep", type=Path, metavar="DIR", help="build the SQLite store in DIR and leave it there")
+    kept.add_argument("--reuse", type=Path, metavar="DIR", help="measure the SQLite store kept in DIR (no build)")
     args = parser.parse_args()
     kinds = ("sqlite", "postgres") if args.store == "both" else (args.store,)
+    if (args.keep or args.reuse) and kinds != ("sqlite",):
+        parser.error("--keep and --reuse need --store sqlite")
     results = []
     for kind in kinds:
-        result = bench_store(kind, args.events, args.calls, args.query_seconds)
+        result = bench_store(
+            kind, args.events, args.calls, args.query_seconds, args.keep or args.reuse, reuse=args.reuse is not None
+        )
         print_table(result)
         results.append(result)
     if args.json:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +28,8 @@ from domain.policy import Policy
 from domain.units import Unit
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The index of diversions by destination unit (``engine.ensure_schema`` creates it).
+DIVERTED_INDEX = "proj_petitions_events_diverted"
 
 
 def micros(moment: datetime) -> int:
@@ -36,9 +38,14 @@ def micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+#: The epoch in the bureau's zone: its offset is fixed, so adding a timedelta lands on the same wall time and
+#: offset as ``fromtimestamp`` would, at a third of the cost (answers convert thousands of times each).
+_LOCAL_EPOCH = EPOCH.astimezone(BUREAU_TZ)
+
+
 def from_micros(value: int) -> datetime:
     """The stored instant back as a time in the bureau's zone (RFC 3339 with +08:00)."""
-    return datetime.fromtimestamp(value // 1_000_000, BUREAU_TZ).replace(microsecond=value % 1_000_000)
+    return _LOCAL_EPOCH + timedelta(microseconds=value)
 
 
 def _plain(value: Any) -> Any:

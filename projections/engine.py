@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from projections.catalog import PROJECTIONS, Projection, select
+from projections.catalog import DIVERTED_INDEX, PROJECTIONS, Projection, select
 from projections.db import Db
 from projections.source import open_log
 
@@ -42,6 +42,13 @@ def ensure_schema(db: Db, projections: Iterable[Projection] | None = None) -> No
         for p in projections or PROJECTIONS.values():
             for statement in p.ddl("BIGINT"):
                 db.execute(statement)
+            if p.name == "petitions":
+                # Petitions diverted into a territory (改派) are looked up by destination on every scoped answer:
+                # without this index that is a scan of every diversion in the city (history.Known._diverted_into_scope).
+                db.execute(
+                    f"CREATE INDEX IF NOT EXISTS {DIVERTED_INDEX} ON {p.events_table}"
+                    f" ({db.json_text('data', 'to_unit_id')})"
+                )
             db.execute(
                 f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (p.name,)
             )

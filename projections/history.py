@@ -26,10 +26,14 @@ from domain.base import BUREAU_TZ, LEDGER_EPOCH
 from domain.policy import DEFAULTS, PARAMETERS, Amendment, PolicyVersion, in_force
 from domain.rules import is_major_by_size
 from domain.vocabulary import LEADER_POSTS, Post
-from projections.catalog import from_micros, micros
+from projections.catalog import DIVERTED_INDEX, from_micros, micros
 from projections.db import Db, Row
 
 DAY = 86_400_000_000
+#: Ids bound in one ``IN (…)`` list (well under every engine's limit on bound parameters).
+IN_LIST = 500
+#: Up to this many trigger ids, their decisions are looked up by id rather than all read.
+DECISION_LOOKUP = IN_LIST
 
 
 class Rec(NamedTuple):
@@ -105,6 +109,8 @@ class PetitionState:
     closed_at: int | None
     overdue: bool
     policy_version: int
+    #: (position, business time) of the events a limited fold did not read, once :meth:`Known.unread` ran.
+    unread: list[tuple[int, int]] = field(default_factory=list)
 
     def unit_at(self, at: int) -> str:
         """The unit answering for the petition at business time ``at`` (a diversion moves it from then on)."""
@@ -182,11 +188,39 @@ def _rec(r: Row) -> Rec:
 
 
 def _ev(r: Row) -> Ev:
-    return Ev(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), orjson.loads(r[5]))
+    return Ev(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), orjson.loads(r[5]) if r[5] is not None else NO_DATA)
 
 
 REC_COLUMNS = "uuid, record_id, unit_id, occurred_at, recorded_at, position, data"
 EV_COLUMNS = "position, uuid, type, occurred_at, recorded_at, data"
+#: The event types whose ``data`` the score, trigger and report folds read (精简读取). In a lean fold the
+#: data of every other type is neither fetched nor decoded: decoding is most of what a fold costs.
+READ_DATA = ("diverted", "escalated", "extended", "finding", "owned", "removed", "reported", "wrongful")
+#: The event types a score (occurrences and commendations) reads, per projection: a score's fold skips the
+#: rest (replies, return visits, nail checks... are most of a petition's events and never move a score).
+SCORE_TYPES = {
+    "cases": ("declared_major", "filed"),
+    "petitions": ("closed", "diverted", "escalated", "extended"),
+    "people": ("commended", "finding", "reception", "removed", "reported"),
+}
+#: The event types the triggers read (a score's, for R6, and owners, wrongful findings). An overdue petition's
+#: owner also depends on the positions of its other events (:func:`_position_at`): those are read bare.
+TRIGGER_TYPES = {
+    **SCORE_TYPES,
+    "cases": ("declared_major", "filed", "wrongful"),
+    "petitions": (*SCORE_TYPES["petitions"], "owned"),
+}
+#: The event types the R13 reports read: the triggers', case closures and nail-case designations.
+REPORT_TYPES = {
+    **TRIGGER_TYPES,
+    "cases": (*TRIGGER_TYPES["cases"], "closed"),
+    "petitions": (*TRIGGER_TYPES["petitions"], "nail_case"),
+}
+#: The type column as an expression no index matches: both planners would otherwise walk (or bitmap-AND) the
+#: (type, occurred_at) index over the whole city instead of reading the record's own events by uuid.
+UNINDEXED_TYPE = "type || ''"
+#: The ``data`` of an event whose data a lean fold does not read (shared, never mutated).
+NO_DATA: dict[str, Any] = {}
 
 
 class Structure:
@@ -285,14 +319,27 @@ class Known:
 
     With a ``scope`` (a set of unit ids), only the records filed under those units are read (a
     petition also when it was diverted into one of them): queries for one territory then read
-    that territory's facts, not the whole city's.
+    that territory's facts, not the whole city's. ``lean`` folds read no event data outside
+    :data:`READ_DATA`; ``only`` further limits the event types read per projection (:data:`SCORE_TYPES`).
+    A lean or limited fold answers only the folds those constants were drawn from.
     """
 
-    def __init__(self, db: Db, as_of: datetime, known_at: datetime, scope: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        db: Db,
+        as_of: datetime,
+        known_at: datetime,
+        scope: set[str] | None = None,
+        *,
+        lean: bool = False,
+        only: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.db = db
         self.as_of = micros(as_of)
         self.known_at = micros(known_at)
         self.scope = scope
+        self.lean = lean
+        self.only = only
         self.structure = structure(db, self.known_at)
         self.units = self.structure.units
         self.policy = self.structure.policy
@@ -302,7 +349,9 @@ class Known:
 
     def within(self, scope: set[str]) -> Known:
         """The same facts (same ``as_of`` and ``known_at``) of the territory ``scope`` only, folded afresh."""
-        return Known(self.db, from_micros(self.as_of), from_micros(self.known_at), scope)
+        return Known(
+            self.db, from_micros(self.as_of), from_micros(self.known_at), scope, lean=self.lean, only=self.only
+        )
 
     # --- raw facts ----------------------------------------------------------------------------
 
@@ -331,12 +380,24 @@ class Known:
         units = sorted(self.scope or ())
         if not units:
             return []
+        # By the destination index when it exists (the type index would walk every diversion of the city); a view
+        # built by an older engine lacks it, and then a scan of the diversions beats a scan of every event.
+        kind = UNINDEXED_TYPE if self._destination_indexed else "type"
         rows = self.db.query(
-            "SELECT DISTINCT uuid FROM proj_petitions_events WHERE type = 'diverted' AND recorded_at <= ?"
+            f"SELECT DISTINCT uuid FROM proj_petitions_events WHERE {kind} = 'diverted' AND recorded_at <= ?"
             f" AND occurred_at <= ? AND {self.db.json_text('data', 'to_unit_id')} IN ({', '.join('?' * len(units))})",
             (self.known_at, self.as_of, *units),
         )
         return sorted(r[0] for r in rows)
+
+    @cached_property
+    def _destination_indexed(self) -> bool:
+        """Whether the petitions' diversion-destination index exists (one catalogue look-up per answer)."""
+        if self.db.dialect == "sqlite":
+            sql = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
+        else:
+            sql = "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ?"
+        return bool(self.db.query(sql, (DIVERTED_INDEX,)))
 
     def records(self, projection: str, type_: str | None = None, *, scoped: bool = True) -> list[Rec]:
         where, params = self._where(projection, type_, scoped)
@@ -344,14 +405,29 @@ class Known:
         return [_rec(r) for r in rows]
 
     def events(self, projection: str) -> dict[str, list[Ev]]:
-        sql = f"SELECT {EV_COLUMNS} FROM proj_{projection}_events WHERE recorded_at <= ? AND occurred_at <= ?"
-        params: list[Any] = [self.known_at, self.as_of]
-        if self.scope is not None:
+        columns = EV_COLUMNS
+        if self.lean:
+            columns = EV_COLUMNS.replace("data", f"CASE WHEN type IN ({', '.join('?' * len(READ_DATA))}) THEN data END")
+        sql = f"SELECT {columns} FROM proj_{projection}_events WHERE recorded_at <= ? AND occurred_at <= ?"
+        params: list[Any] = [*(READ_DATA if self.lean else ()), self.known_at, self.as_of]
+        types = (self.only or {}).get(projection)
+        if types:
+            sql += f" AND {UNINDEXED_TYPE} IN ({', '.join('?' * len(types))})"
+            params += types
+        if self.scope is None:
+            rows = self.db.query(sql + " ORDER BY position", params)
+        else:
+            # The territory's record ids first, then their events by the uuid index: given a subquery instead,
+            # PostgreSQL's planner chose a scan of every event of the city (O(N) per answer).
             where, more = self._where(projection, None)
-            sql += f" AND uuid IN (SELECT uuid FROM proj_{projection}_records{where})"
-            params += more
+            uuids = [r[0] for r in self.db.query(f"SELECT uuid FROM proj_{projection}_records{where}", more)]
+            rows = []
+            for chunk in range(0, len(uuids), IN_LIST):
+                some = uuids[chunk : chunk + IN_LIST]
+                rows += self.db.query(sql + f" AND uuid IN ({', '.join('?' * len(some))})", [*params, *some])
+            rows.sort(key=lambda r: int(r[0]))
         grouped: dict[str, list[Ev]] = defaultdict(list)
-        for r in self.db.query(sql + " ORDER BY position", params):
+        for r in rows:
             grouped[r[1]].append(_ev(r))
         return grouped
 
@@ -365,10 +441,11 @@ class Known:
         """The units' quota allocations and land approvals (指标下达、用地批准) for ``year``."""
         sql = (
             f"SELECT {EV_COLUMNS} FROM proj_units_events WHERE recorded_at <= ? AND occurred_at <= ?"
-            f" AND type IN ('allocated', 'approved') AND {self.db.json_number('data', 'year')} = ?"
+            f" AND {'type' if self.scope is None else UNINDEXED_TYPE} IN ('allocated', 'approved')"
+            f" AND {self.db.json_number('data', 'year')} = ?"
         )
         params: list[Any] = [self.known_at, self.as_of, year]
-        if self.scope is not None:
+        if self.scope is not None:  # the territory's units by the uuid index, not the city's by type
             uuids = sorted(self.units[u].uuid for u in self.scope if u in self.units)
             sql += f" AND uuid IN ({', '.join('?' * len(uuids)) or 'NULL'})"
             params += uuids
@@ -430,7 +507,8 @@ class Known:
                 marks = ", ".join("?" * len(recs))
                 for r in self.db.query(
                     f"SELECT {EV_COLUMNS} FROM proj_cases_events WHERE recorded_at <= ? AND occurred_at <= ?"
-                    f" AND type = 'declared_major' AND uuid IN ({marks}) ORDER BY position",
+                    f" AND {'type' if self.scope is None else UNINDEXED_TYPE} = 'declared_major'"
+                    f" AND uuid IN ({marks}) ORDER BY position",
                     [self.known_at, self.as_of, *(rec.uuid for rec in recs)],
                 ):
                     events[r[1]].append(_ev(r))
@@ -488,6 +566,24 @@ class Known:
             petitions.append(state)
         return petitions
 
+    def unread(self, petitions: list[PetitionState]) -> None:
+        """Fill in the positions and business times of these petitions' events that ``only`` left unread."""
+        types = (self.only or {}).get("petitions")
+        if not types:
+            return
+        by_uuid = {p.rec.uuid: p for p in petitions}
+        uuids = sorted(by_uuid)
+        for chunk in range(0, len(uuids), IN_LIST):
+            some = uuids[chunk : chunk + IN_LIST]
+            rows = self.db.query(
+                "SELECT uuid, position, occurred_at FROM proj_petitions_events WHERE recorded_at <= ?"
+                f" AND occurred_at <= ? AND {UNINDEXED_TYPE} NOT IN ({', '.join('?' * len(types))})"
+                f" AND uuid IN ({', '.join('?' * len(some))}) ORDER BY position",
+                [self.known_at, self.as_of, *types, *some],
+            )
+            for uuid, position, occurred_at in rows:
+                by_uuid[uuid].unread.append((int(position), int(occurred_at)))
+
     # --- people -------------------------------------------------------------------------------
 
     @cached_property
@@ -507,6 +603,21 @@ class Known:
     @cached_property
     def decisions(self) -> dict[str, Rec]:
         return {r.record_id: r for r in self.records("accountability", "decision", scoped=False)}
+
+    def decisions_of(self, trigger_ids: list[str]) -> dict[str, Rec]:
+        """The decisions (问责决定) filed under these trigger ids: by the record-id index when they are few,
+        since every decision of the city is a growing list that one territory's triggers never need."""
+        if "decisions" in self.__dict__ or len(trigger_ids) > DECISION_LOOKUP:
+            return self.decisions
+        if not trigger_ids:
+            return {}
+        where, params = self._where("accountability", "decision", scoped=False)
+        rows = self.db.query(
+            f"SELECT {REC_COLUMNS} FROM proj_accountability_records{where}"
+            f" AND record_id IN ({', '.join('?' * len(trigger_ids))}) ORDER BY position",
+            [*params, *trigger_ids],
+        )
+        return {r.record_id: r for r in map(_rec, rows)}
 
     # --- occurrences (考核事项) ------------------------------------------------------------------
 
@@ -764,6 +875,7 @@ class Known:
                     [case.rec.position],
                     case.unfiled_at,
                 )
+        self.unread([p for p in self.petitions if p.overdue])
         for p in self.petitions:
             pid = p.rec.record_id
             for e in p.events:
@@ -844,8 +956,9 @@ class Known:
                     evidence,
                     end,
                 )
+        decisions = self.decisions_of(sorted({t["id"] for t in found}))
         for t in found:
-            decision = self.decisions.get(t["id"])
+            decision = decisions.get(t["id"])
             t["decision"] = _decision(decision)
             if t["rule"] == "R7" and "removal_due" in t:
                 # R7: the trigger stays open until the removal is recorded, whatever else was decided.
@@ -893,7 +1006,7 @@ def _month_of(value: int) -> tuple[int, int]:
 
 def _position_at(p: PetitionState, at: int) -> int:
     """A position just after every event of the petition that happened by business time ``at``."""
-    before = [e.position for e in p.events if e.occurred_at <= at]
+    before = [e.position for e in p.events if e.occurred_at <= at] + [pos for pos, when in p.unread if when <= at]
     return max(before, default=p.rec.position) + 1
 
 

@@ -19,7 +19,7 @@ from domain.application import utc_now
 from projections import reports
 from projections.db import Db
 from projections.engine import positions
-from projections.history import Known, iso, number, year_bounds
+from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, iso, number, year_bounds
 from projections.source import open_log
 
 PETITION_STATUSES = ("open", "overdue", "closed")
@@ -47,15 +47,28 @@ class Queries:
     def close(self) -> None:
         self.db.close()
 
-    def known(self, as_of: datetime | None = None, known_at: datetime | None = None) -> Known:
+    def known(
+        self,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
+        *,
+        lean: bool = False,
+        only: dict[str, tuple[str, ...]] | None = None,
+    ) -> Known:
         now = utc_now()
-        return Known(self.db, moment(as_of, now), moment(known_at, now))
+        return Known(self.db, moment(as_of, now), moment(known_at, now), lean=lean, only=only)
 
     def _scoped(
-        self, as_of: datetime | None, known_at: datetime | None, unit_id: str | None
+        self,
+        as_of: datetime | None,
+        known_at: datetime | None,
+        unit_id: str | None,
+        *,
+        lean: bool = False,
+        only: dict[str, tuple[str, ...]] | None = None,
     ) -> tuple[Known, set[str] | None]:
         """The facts of the territory below ``unit_id`` only (all of them without one), and that territory."""
-        k = self.known(as_of, known_at)
+        k = self.known(as_of, known_at, lean=lean, only=only)
         k.scope = None if unit_id is None else k.subtree(unit_id) | {unit_id}
         return k, k.scope
 
@@ -65,8 +78,9 @@ class Queries:
         self, year: int, unit_id: str | None = None, *, as_of: datetime | None = None, known_at: datetime | None = None
     ) -> list[dict[str, Any]]:
         """Per unit: ``score``, ``outcome`` and the ``deductions`` (and commendations) that make it up."""
-        k, wanted = self._scoped(as_of, known_at, unit_id)
-        return [k.score(u, year) for u in sorted(k.units) if wanted is None or u in wanted]
+        k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES)
+        # Only the territory's units are sorted: the city's whole tree is thousands of units at scale.
+        return [k.score(u, year) for u in sorted(k.units if wanted is None else wanted & k.units.keys())]
 
     # --- triggers -----------------------------------------------------------------------------
 
@@ -81,7 +95,7 @@ class Queries:
         """Accountability triggers (问责触发): ``id, rule, subject, reason, evidence, opened_at, status, decision``."""
         if status not in (None, "open", "decided"):
             raise ValueError("status must be open or decided")
-        k, wanted = self._scoped(as_of, known_at, unit_id)
+        k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES)
         return [
             t
             for t in k.triggers
@@ -91,7 +105,7 @@ class Queries:
     def trigger(
         self, trigger_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None
     ) -> dict[str, Any] | None:
-        k = self.known(as_of, known_at)
+        k = self.known(as_of, known_at, lean=True, only=TRIGGER_TYPES)
         units = self._trigger_units(trigger_id)
         if units is not None:
             # Only the territories of the records the id can name: a trigger is derived from its record,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from domain.application import utc_now
 from domain.base import BUREAU_TZ
 from projections.catalog import micros
-from projections.history import Known, iso
+from projections.history import REPORT_TYPES, Known, iso
 
 if TYPE_CHECKING:
     from projections.queries import Queries
@@ -44,7 +44,7 @@ def period(kind: str, label: str) -> tuple[datetime, datetime]:
 def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known_at: datetime | None) -> dict[str, Any]:
     start, end = period(kind, label)
     issued = min(end, utc_now())
-    k = queries.known(as_of or issued, known_at or issued)
+    k = queries.known(as_of or issued, known_at or issued, lean=True, only=REPORT_TYPES)
     lo, hi = micros(start), micros(end)
 
     def inside(at: int | None) -> bool:

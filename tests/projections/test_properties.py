@@ -198,3 +198,42 @@ def test_as_of_and_known_at_equal_a_rebuild_from_the_events_so_restricted(
         full.close()
         part.close()
         ledger.close()
+
+
+def _lean_answers(url: str, as_of: Any, known_at: Any) -> list[Any]:
+    from projections.queries import Queries
+
+    q = Queries(url)
+    try:
+        moment = {"as_of": as_of, "known_at": known_at}
+        found: list[Any] = [q.scores(year, u, **moment) for year in (2024, 2025) for u in (None, "lc", "kz", "gc")]
+        found += [q.triggers(status, u, **moment) for status in (None, "open") for u in (None, "lc", "kz", "ys")]
+        found += [q.trigger(t["id"], **moment) for t in q.triggers(**moment)]
+        found += [q.monthly(f"2024-{m:02d}", known_at=known_at) for m in (2, 5, 9)]
+        found += [q.weekly("2024-W20"), q.daily("2024-06-30")]
+        return found
+    finally:
+        q.close()
+
+
+@PROPERTY
+@given(steps=st.lists(step, min_size=10, max_size=40), as_of_day=st.integers(0, 400), known_day=st.integers(0, 400))
+def test_lean_folds_answer_as_full_folds(steps: list[Any], as_of_day: int, known_day: int) -> None:
+    """Scores, triggers and reports read only some event types and data (精简读取): same answers as reading all."""
+    from projections import history as folds
+    from projections import queries, reports
+    from projections.catalog import PROJECTIONS
+
+    as_of, known_at = START + timedelta(days=as_of_day), START + timedelta(days=known_day)
+    with tempfile.TemporaryDirectory() as tmp:
+        url, ledger = history(Path(tmp), steps)
+        engine.catch_up(url)
+        lean = _lean_answers(url, as_of, known_at)
+        with pytest.MonkeyPatch.context() as mp:
+            every_type = tuple({f.type for p in PROJECTIONS.values() for f in p.facts.values()})
+            mp.setattr(folds, "READ_DATA", every_type)  # every event's data decoded
+            mp.setattr(folds, "DECISION_LOOKUP", 0)  # every decision read
+            for module, name in ((queries, "SCORE_TYPES"), (queries, "TRIGGER_TYPES"), (reports, "REPORT_TYPES")):
+                mp.setattr(module, name, None)  # every event type read
+            assert _lean_answers(url, as_of, known_at) == lean
+        ledger.close()

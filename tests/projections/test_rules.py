@@ -294,3 +294,44 @@ def test_a_diverted_petition_belongs_to_its_new_unit_from_then_on(world: World) 
     scores = by_unit(q.scores(2024, as_of=at("2024-04-01")))
     assert indicators(scores["kz"]) == [("skip_level_petition", 2)]
     assert indicators(scores["ys"]) == [("escalation", 5)]
+
+
+def test_decisions_looked_up_by_trigger_id_answer_as_reading_them_all(world: World, monkeypatch: Any) -> None:
+    from projections import history
+
+    w = world
+    w.do("register_person", "分管领导", "kz", Post.LEADER_IN_CHARGE, person_id="kz-lead", when="2024-01-01")
+    petition(w, "x1", "kz", "2024-03-01")
+    w.do("take_ownership", "x1", "kz-lead", when="2024-03-02")
+    w.do("escalate", "x1", EscalationLevel.BEIJING, False, when="2024-03-10")
+    q = w.queries()
+    leader = next(t for t in q.triggers(status="open") if "person_id" in t["subject"])
+    w.do("decide_trigger", leader["id"], "R14", DecisionOutcome.DEMERIT, "赴京上访", when="2024-03-20")
+    q = w.queries()
+    moments: list[dict[str, Any]] = [{}, {"as_of": at("2024-03-15")}, {"as_of": at("2024-03-25")}]
+
+    def answers() -> list[Any]:
+        return [q.triggers(unit_id=u, **m) for m in moments for u in (None, "kz")] + [
+            q.trigger(leader["id"], **m) for m in moments
+        ]
+
+    by_id = answers()
+    assert [t["decision"]["outcome"] for t in by_id[0] if t["decision"]] == ["demerit"]
+    monkeypatch.setattr(history, "DECISION_LOOKUP", 0)  # every lookup reads all decisions instead
+    assert answers() == by_id
+
+
+def test_overdue_owner_counts_events_a_trigger_fold_does_not_read(world: World) -> None:
+    # The owner of an overdue petition is the one owning it just after its last event by the deadline, in log
+    # order: a reply recorded late (business time before the deadline) brings in an ownership recorded before it.
+    w = world
+    w.do("register_person", "分管领导", "kz", Post.LEADER_IN_CHARGE, person_id="kz-lead", when="2024-01-01")
+    petition(w, "x1", "kz", "2024-03-01")
+    w.do("take_ownership", "x1", "kz-lead", when="2024-07-01")
+    w.do("reply_petition", "x1", "已答复", when="2024-03-05")
+    q = w.queries()
+    overdue = next(t for t in q.triggers() if t["id"] == "R18.petition.x1.overdue")
+    assert overdue["subject"] == {"unit_id": "kz", "person_id": "kz-lead"}
+    for as_of, known_at in ((None, None), (at("2024-06-01"), None), (None, at("2024-07-02"))):
+        assert q.triggers(as_of=as_of, known_at=known_at) == q.known(as_of, known_at).triggers
+    assert q.trigger("R18.petition.x1.overdue") == overdue
