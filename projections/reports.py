@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from domain.application import utc_now
 from domain.base import BUREAU_TZ
+from domain.vocabulary import Violation
 from projections.catalog import micros
 from projections.history import REPORT_TYPES, Known, iso
 
@@ -71,9 +72,11 @@ def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known
         if p.status != "closed" and "nail_case" in p.flags:
             petitions["nail_cases_open"] += 1
     cases: Counter[str] = Counter()
+    by_resource: Counter[str] = Counter({"land": 0, "minerals": 0})  # R1 counts land and minerals apart
     for c in k.cases:
         if inside(c.rec.occurred_at):
             cases["reported"] += 1
+            by_resource[Violation(c.rec.data["violation"]).resource] += 1
             by_unit[district(c.rec.unit_id)]["cases_reported"] += 1
         if inside(c.major_at):
             cases["major"] += 1
@@ -97,7 +100,10 @@ def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known
         "petitions": {
             key: petitions[key] for key in ("registered", "closed", "escalations", "overdue_open", "nail_cases_open")
         },
-        "cases": {key: cases[key] for key in ("reported", "filed", "major", "not_investigated", "closed")},
+        "cases": {
+            **{key: cases[key] for key in ("reported", "filed", "major", "not_investigated", "closed")},
+            "by_resource": dict(by_resource),
+        },
         "deductions": [o.as_dict() for o in deductions],
         "triggers_opened": opened,
         "open_triggers": sum(1 for t in k.triggers if t["status"] == "open"),
