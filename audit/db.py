@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from audit.chain import originator_id_text
-from store.config import APPLICATION_NAME, SQLiteURL, parse
+from store.config import SQLiteURL, log_table, parse
 from store.db import connect
 
 
@@ -34,11 +34,10 @@ class AuditDB:
         self.url = url
         self.engine = "sqlite" if isinstance(parse(url), SQLiteURL) else "postgres"
         self._conn: Any = connect(url)
-        # The library names SQLite's table by purpose, PostgreSQL's after the application; it keys
-        # the log by rowid in SQLite and by a bigserial column in PostgreSQL.
-        self.events_table = "stored_events" if self.engine == "sqlite" else f"{APPLICATION_NAME.lower()}_events"
+        table = log_table(url)
+        self.events_table = table.events
         self.hashes_table = f"{self.events_table}_hashes"
-        self.position_column = "rowid" if self.engine == "sqlite" else "notification_id"
+        self.position_column = table.position
 
     def close(self) -> None:
         self._conn.close()

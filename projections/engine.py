@@ -19,6 +19,7 @@ from typing import Any
 from projections.catalog import DIVERTED_INDEX, PROJECTIONS, Projection, select
 from projections.db import Db
 from projections.source import open_log
+from store.config import log_table
 
 TRACKING = "proj_tracking"
 DEFAULT_BATCH = 1000
@@ -184,6 +185,13 @@ def rebuild(url: str, names: Names = None, progress: Progress | None = None, *, 
     return catch_up(url, names, progress, batch_size=batch_size)
 
 
+def log_head(db: Db) -> int:
+    """The last position in the log (one indexed query; no application is opened)."""
+    table = log_table(db.url)
+    rows = db.query(f"SELECT MAX({table.position}) FROM {table.events}")
+    return int(rows[0][0] or 0) if rows else 0
+
+
 def wait_for(url: str, position: int, timeout: float = 5.0, names: Names = None) -> bool:
     """Read-your-writes: True once every projection has processed ``position`` (False on timeout)."""
     db = Db(url)
@@ -227,13 +235,11 @@ def replay_into(url: str, events: Iterable[tuple[int, Any]], *, batch_size: int 
 def status(url: str) -> list[dict[str, Any]]:
     """Each projection's position and lag behind the head of the log."""
     db = Db(url)
-    log = open_log(url)
     try:
-        head = int(log.recorder.max_notification_id() or 0)
+        head = log_head(db)
         return [
             {"name": name, "position": position, "head": head, "lag": max(head - position, 0)}
             for name, position in positions(db).items()
         ]
     finally:
         db.close()
-        log.close()

@@ -217,6 +217,21 @@ def _environment(url: str, app_name: str, *, create_table: bool) -> Environment:
     return Environment(app_name, env)
 
 
+@dataclass(frozen=True)
+class LogTable:
+    """Where the library keeps the Ledger's log: SQLite names the table by purpose and keys it by
+    rowid; PostgreSQL names it after the application and keys it by a bigserial column."""
+
+    events: str
+    position: str
+
+
+def log_table(url: str) -> LogTable:
+    if isinstance(parse(url), SQLiteURL):
+        return LogTable("stored_events", "rowid")
+    return LogTable(f"{APPLICATION_NAME.lower()}_events", "notification_id")
+
+
 def _factory(
     url: str, app_name: str, *, create_table: bool
 ) -> LedgerSQLiteFactory | LedgerPostgresFactory:
@@ -285,11 +300,13 @@ def is_empty(url: str, app_name: str = APPLICATION_NAME) -> bool:
 __all__ = [
     "DEFAULT_URL",
     "TIMEOUTS",
+    "LogTable",
     "PostgresURL",
     "SQLiteURL",
     "create_schema",
     "database_url",
     "is_empty",
+    "log_table",
     "parse",
     "persistence_environment",
     "redact",

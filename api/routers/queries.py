@@ -78,6 +78,9 @@ def _ask(
         if moment is not None and moment.utcoffset() is None:
             raise InvalidValue(f"{key} must carry a UTC offset", key)
     url: str = request.app.state.query_url
+    if seen:
+        # No client wrote past the primary's head: a larger position would only make the answer wait.
+        seen = min(seen, int(ledger.recorder.max_notification_id() or 0))
     projections_link.wait_for(url, seen)
     with projections_link.queries(url) as reader:
         try:

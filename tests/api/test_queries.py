@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from api import projections_link
 from api.app import create_app
 from api.auth import issue_token
 from domain.application import Ledger
@@ -86,3 +87,17 @@ def test_queries_read_the_replica_url_while_commands_go_to_the_primary(
         assert client.get("/v1/petitions/x1", headers=auth(tokens["clerk"])).status_code == 200
         board = client.get("/v1/petitions", headers=auth(tokens["supervisor"])).json()
         assert board["items"] == [] and board["position"] == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_position_past_the_head_does_not_make_a_query_wait(
+    store_url: str, ledger: Ledger, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X-Ledger-Position beyond anything recorded cannot be a client's own write: it is not waited for
+    (with a read-your-writes bound of ten minutes, waiting would trip this test's timeout)."""
+    monkeypatch.setattr(projections_link, "READ_YOUR_WRITES_TIMEOUT", 600.0)
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
+        headers = auth(tokens["supervisor"], **{"X-Ledger-Position": str(10**12)})
+        r = client.get("/v1/petitions", headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["position"] == ledger.recorder.max_notification_id()
