@@ -13,9 +13,11 @@ from api.deps import CommandDep, answer
 from api.models import CommandIn, Receipt, RecordId
 from api.problems import ProblemError
 from domain.access import AccessGrant
+from domain.errors import InvalidValue
 from domain.vocabulary import Role
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
+MAX_TTL = timedelta(days=3650)
 
 
 class TokenCreate(BaseModel):
@@ -26,7 +28,9 @@ class TokenCreate(BaseModel):
     subject: Annotated[str, Field(min_length=1, max_length=128, description="who the token speaks for")]
     role: Role
     unit_ids: Annotated[list[RecordId], Field(max_length=50, default_factory=list)]
-    ttl: timedelta | None = Field(default=None, description="ISO 8601 duration, e.g. P30D; none = no expiry")
+    ttl: timedelta | None = Field(
+        default=None, description="ISO 8601 duration, e.g. P30D, at most ten years (P3650D); none = no expiry"
+    )
 
 
 class TokenPublic(Receipt):
@@ -43,8 +47,8 @@ def create_token(body: TokenCreate, cmd: CommandDep, response: Response) -> Toke
         raise ProblemError(403, "a unit-bound token cannot grant a token for the whole city")
     for unit_id in body.unit_ids:
         cmd.guard_unit(unit_id, f"unit {unit_id}")
-    if body.ttl is not None and body.ttl <= timedelta(0):
-        raise ProblemError(422, "ttl must be positive")
+    if body.ttl is not None and not timedelta(0) < body.ttl <= MAX_TTL:
+        raise InvalidValue(f"ttl must be positive and at most {MAX_TTL.days} days", "ttl")
     receipt, token = grant_token(
         cmd.ledger, body.subject, body.role, body.unit_ids, actor=cmd.principal.subject, ttl=body.ttl
     )

@@ -101,3 +101,15 @@ def test_audit_events_carry_positions_and_chain_hashes(client: TestClient, token
     assert events[0]["type"] == "Petition.Registered" and events[0]["actor"] == "clerk-1"
     late = client.get("/v1/audit/late-entries?min_gap=P7D", headers=auth(tokens["auditor"])).json()["items"]
     assert any(e["record_id"] == "x1" for e in late)  # registered today, occurred in March 2024
+
+
+def test_a_token_lifetime_is_bounded(ledger: Ledger, client: TestClient, tokens: dict[str, str]) -> None:
+    """A ttl past the calendar's end was a 500 (found by the long schemathesis run); now 422, nothing recorded."""
+    admin = auth(tokens["admin"])
+    head = ledger.recorder.max_notification_id()
+    for ttl in ("P999999999D", "P3651D", "PT0S"):
+        r = client.post("/v1/tokens", json={"subject": "x", "role": "clerk", "ttl": ttl}, headers=admin)
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", (ttl, r.text)
+    assert ledger.recorder.max_notification_id() == head
+    made = client.post("/v1/tokens", json={"subject": "x", "role": "clerk", "ttl": "P30D"}, headers=admin)
+    assert made.status_code == 201 and made.json()["expires_at"] is not None
