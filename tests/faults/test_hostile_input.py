@@ -188,6 +188,7 @@ def test_dates_far_in_the_past_or_future(
 
 
 @pytest.mark.skipif(not LONG, reason="the long schemathesis run: LEDGER_FAULTS_LONG=1")
+@pytest.mark.timeout(3600)  # the suite's 300 s bound would interrupt it mid-operation and read as a failure
 def test_schemathesis_long_run(store_url: str, ledger: Ledger) -> None:
     """Many more generated cases per operation than CI's five (LEDGER_SCHEMATHESIS_EXAMPLES, default 100)."""
     import schemathesis
