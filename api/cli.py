@@ -103,15 +103,11 @@ def main() -> None:
     except DomainError as e:
         err.print(f"ledger: {e}", markup=False)
         sys.exit(1)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as e:  # usage errors: bad options and arguments, shown as click does
+        e.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(e, "exit_code", 2))
     except (ValueError, FileNotFoundError, OSError) as e:
         err.print(f"ledger: {e}", markup=False)
         sys.exit(2)
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        raise
