@@ -54,19 +54,6 @@ def _feed(
         update(field)
 
 
-def canonical_event_bytes(
-    position: int,
-    originator_id: str,
-    originator_version: int,
-    topic: str,
-    state: bytes,
-) -> bytes:
-    """The canonical encoding of one stored event (without the chain link)."""
-    parts: list[bytes] = []
-    _feed(parts.append, position, originator_id, originator_version, topic, state)
-    return b"".join(parts)
-
-
 def chain_link(prev: bytes, leaf: bytes) -> bytes:
     """SHA-256 of len(prev)‖prev‖leaf: the chain's next hash."""
     if len(prev) != HASH_SIZE:

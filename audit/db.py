@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
-from uuid import UUID
 
 from audit.chain import originator_id_text
 from store.config import SQLiteURL, log_table, parse
@@ -159,15 +158,6 @@ class AuditDB:
             f"WHERE NOT EXISTS (SELECT 1 FROM {self.events_table} e WHERE e.{pos} = h.position)"
         )
         return None if row[0][0] is None else int(row[0][0])
-
-    def positions_of(self, originator_id: UUID) -> dict[int, int]:
-        """A record's log positions by version."""
-        key: Any = originator_id.hex if self.engine == "sqlite" else originator_id
-        rows = self.query(
-            f"SELECT originator_version, {self.position_column} FROM {self.events_table} WHERE originator_id = ?",
-            (key,),
-        )
-        return {int(v): int(p) for v, p in rows}
 
 
 class _SQLiteTransaction:

@@ -30,11 +30,16 @@ def acceptance_deadline(registered_at: datetime, policy: PolicyVersion) -> datet
     return registered_at + timedelta(days=policy.days("acceptance_days"))
 
 
+def handling_days(policy: PolicyVersion, extension_days: int = 0) -> int:
+    """Days to handle a petition: ``handling_days``, plus the one extension if granted (办理期限)."""
+    return policy.days("handling_days") + extension_days
+
+
 def handling_deadline(registered_at: datetime, policy: PolicyVersion, extension_days: int = 0) -> datetime:
-    """Handle within ``handling_days``, plus the one extension if granted (办理期限)."""
-    return registered_at + timedelta(days=policy.days("handling_days") + extension_days)
+    """When a petition registered at ``registered_at`` must be handled by."""
+    return registered_at + timedelta(days=handling_days(policy, extension_days))
 
 
-def filing_deadline(reported_at: datetime, policy: PolicyVersion) -> datetime:
-    """A clue still unfiled after ``clue_filing_days`` counts as 有案不查."""
-    return reported_at + timedelta(days=policy.days("clue_filing_days"))
+def filing_days(policy: PolicyVersion) -> int:
+    """Days after a clue is reported before an unfiled case counts as 有案不查 (``clue_filing_days``)."""
+    return policy.days("clue_filing_days")

@@ -24,7 +24,7 @@ import orjson
 
 from domain.base import BUREAU_TZ, LEDGER_EPOCH
 from domain.policy import DEFAULTS, PARAMETERS, Amendment, PolicyVersion, in_force
-from domain.rules import is_major_by_size
+from domain.rules import filing_days, handling_days, is_collective, is_major_by_size
 from domain.vocabulary import LEADER_POSTS, Post
 from projections.catalog import DIVERTED_INDEX, from_micros, micros
 from projections.db import Db, Row
@@ -433,10 +433,6 @@ class Known:
 
     # --- units: quota events ----------------------------------------------------------------------
 
-    @cached_property
-    def unit_events(self) -> dict[str, list[Ev]]:
-        return self.events("units")
-
     def quota_events(self, year: int) -> dict[str, list[Ev]]:
         """The units' quota allocations and land approvals (指标下达、用地批准) for ``year``."""
         sql = (
@@ -532,7 +528,7 @@ class Known:
                     case.major_at, case.major_evidence = declared.occurred_at, [rec.position, declared.position]
             if case.major_at is not None:
                 case.major_policy = self.policy.at(case.major_at)
-            deadline = rec.occurred_at + policy.days("clue_filing_days") * DAY
+            deadline = rec.occurred_at + filing_days(policy) * DAY
             filed_in_time = any(e.type == "filed" and e.occurred_at <= deadline for e in case.events)
             if deadline < self.as_of and not filed_in_time:
                 case.unfiled_at = deadline
@@ -549,14 +545,14 @@ class Known:
             evs = events.get(rec.uuid, [])
             policy = self.policy.at(rec.occurred_at)
             extension = sum(int(e.data["days"]) for e in evs if e.type == "extended")
-            deadline = rec.occurred_at + (policy.days("handling_days") + extension) * DAY
+            deadline = rec.occurred_at + handling_days(policy, extension) * DAY
             closed = next((e for e in evs if e.type == "closed"), None)
             closed_in_time = closed is not None and closed.occurred_at <= deadline
             state = PetitionState(
                 rec=rec,
                 events=evs,
                 unit_id=rec.unit_id or "",
-                collective=int(rec.data["petitioner_count"]) >= policy.days("collective_threshold"),
+                collective=is_collective(int(rec.data["petitioner_count"]), policy),
                 deadline=deadline,
                 closed_at=closed.occurred_at if closed else None,
                 overdue=deadline < self.as_of and not closed_in_time,
