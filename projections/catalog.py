@@ -243,11 +243,22 @@ ACCOUNTABILITY = Projection(
 PROJECTIONS: dict[str, Projection] = {p.name: p for p in (UNITS, POLICY, CASES, PETITIONS, PEOPLE, ACCOUNTABILITY)}
 
 
+#: The view derived from the fact projections' tables (``projections.current``), not from the log.
+CURRENT = "current"
+#: Every projection name, in the order ``status`` lists them.
+NAMES = (*PROJECTIONS, CURRENT)
+
+
 def select(names: list[str] | tuple[str, ...] | None) -> list[Projection]:
-    """The named projections (all if none named); an unknown name is an error that says which exist."""
+    """The named fact projections (all if none named); an unknown name is an error that says which exist."""
     if not names:
         return list(PROJECTIONS.values())
-    unknown = [n for n in names if n not in PROJECTIONS]
+    unknown = [n for n in names if n not in NAMES]
     if unknown:
-        raise ValueError(f"unknown projection {unknown[0]!r} (one of {', '.join(PROJECTIONS)})")
-    return [PROJECTIONS[n] for n in names]
+        raise ValueError(f"unknown projection {unknown[0]!r} (one of {', '.join(NAMES)})")
+    return [PROJECTIONS[n] for n in names if n in PROJECTIONS]
+
+
+def with_current(names: list[str] | tuple[str, ...] | None) -> bool:
+    """Whether the current view is among the named projections (it is when none are named)."""
+    return not names or CURRENT in names

@@ -12,10 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from projections import engine
-from projections.catalog import PROJECTIONS, select
+from projections.catalog import NAMES, select
 from store.config import database_url
 
-Names = Annotated[list[str] | None, typer.Argument(help=f"projections ({', '.join(PROJECTIONS)}); all if none")]
+Names = Annotated[list[str] | None, typer.Argument(help=f"projections ({', '.join(NAMES)}); all if none")]
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
             select(names)
             with _bar() as progress:
                 position = engine.rebuild(url, names, _reporter(progress, "rebuilding"), batch_size=batch_size)
-            typer.echo(f"rebuilt {', '.join(names or PROJECTIONS)} to position {position}")
+            typer.echo(f"rebuilt {', '.join(names or NAMES)} to position {position}")
         except Exception as error:  # any failure is reported as one line, never a traceback
             raise _fail(error) from None
 

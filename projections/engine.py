@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from projections.catalog import DIVERTED_INDEX, PROJECTIONS, Projection, select
+from projections import current
+from projections.catalog import CURRENT, DIVERTED_INDEX, NAMES, PROJECTIONS, Projection, select, with_current
 from projections.db import Db
 from projections.source import open_log
 from store.config import log_table
@@ -33,8 +34,9 @@ Progress = Callable[[int, int], None]
 Names = Sequence[str] | None
 
 
-def ensure_schema(db: Db, projections: Iterable[Projection] | None = None) -> None:
-    """Create the tracking table and the projections' tables if missing (idempotent, concurrency-safe)."""
+def ensure_schema(db: Db, projections: Iterable[Projection] | None = None, *, view: bool = True) -> None:
+    """Create the tracking table and the projections' tables (and the current view's, with ``view``) if missing
+    (idempotent, concurrency-safe)."""
     with db.transaction():
         if db.dialect == "postgres":
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalogue: serialise it.
@@ -53,11 +55,18 @@ def ensure_schema(db: Db, projections: Iterable[Projection] | None = None) -> No
             db.execute(
                 f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (p.name,)
             )
+        if view:
+            for statement in current.ddl("BIGINT"):
+                db.execute(statement)
+            db.execute(
+                f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (CURRENT,)
+            )
 
 
 def positions(db: Db, names: Names = None) -> dict[str, int]:
     """Each projection's tracking position (0 if it has never run)."""
-    wanted = [p.name for p in select(list(names) if names else None)]
+    select(list(names) if names else None)  # an unknown name is an error
+    wanted = list(names) if names else list(NAMES)
     try:
         rows: dict[str, int] = dict(db.query(f"SELECT name, position FROM {TRACKING}"))
     except Exception:  # no tracking table yet: nothing processed (autocommit, so nothing to roll back)
@@ -92,25 +101,59 @@ def apply_batch(db: Db, projections: Sequence[Projection], items: Sequence[tuple
             time.sleep(delay)
 
 
+def derive_current(db: Db) -> int:
+    """Bring the current view up to the fact projections it reads; the records derived (0: up to date).
+
+    Records are derived in chunks, each in its own transaction that first locks the view's tracking row (two
+    workers never interleave); only the last chunk moves the row, so a crash redoes the range, never skips it.
+    """
+    target = min(positions(db, current.SOURCES).values())
+    start = positions(db, [CURRENT])[CURRENT]
+    if target <= start:
+        return 0
+    uuids = current.touched(db, start, target)
+    if uuids is None:
+        uuids = current.every_record(db)
+    chunks = [uuids[i : i + current.CHUNK] for i in range(0, len(uuids), current.CHUNK)] or [[]]
+    for n, chunk in enumerate(chunks):
+        with db.transaction():
+            locked = db.query(f"SELECT position FROM {TRACKING} WHERE name = ?{db.for_update}", (CURRENT,))
+            if not locked or int(locked[0][0]) != start:
+                return 0  # another worker is deriving this range (or has)
+            current.derive(db, chunk)
+            if n == len(chunks) - 1:
+                db.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?", (target, CURRENT))
+    return len(uuids)
+
+
 class Follower:
-    """Reads the log from the slowest of its projections and applies it batch by batch."""
+    """Reads the log from the slowest of its projections and applies it batch by batch; then brings the
+    current view (if it is one of them) up to the facts."""
 
     def __init__(self, url: str, names: Names = None, *, batch_size: int = DEFAULT_BATCH) -> None:
         self.projections = select(list(names) if names else None)
+        self.view = with_current(list(names) if names else None)
         self.db = Db(url)
-        ensure_schema(self.db, self.projections)
+        ensure_schema(self.db, self.projections, view=self.view)
         self.log = open_log(url)
         self.batch_size = batch_size
         self.topics = frozenset().union(*(p.topics for p in self.projections))
 
     def position(self) -> int:
+        if not self.projections:  # the current view alone: it follows the facts, not the log
+            return positions(self.db, [CURRENT])[CURRENT]
         return min(positions(self.db, [p.name for p in self.projections]).values())
+
+    def derive(self) -> int:
+        return derive_current(self.db) if self.view else 0
 
     def head(self) -> int:
         return int(self.log.recorder.max_notification_id() or 0)
 
     def step(self) -> int:
         """Process one batch; the number of log entries consumed (0 at the head)."""
+        if not self.projections:
+            return 0
         start = self.position() + 1
         notifications = self.log.recorder.select_notifications(start=start, limit=self.batch_size)
         if not notifications:
@@ -123,12 +166,14 @@ class Follower:
 
     def catch_up(self, progress: Progress | None = None) -> int:
         head = self.head()
-        while True:
+        while self.projections:
             position = self.position()
             if progress:
                 progress(position, head)
             if position >= head or not self.step():
-                return self.position()
+                break
+        self.derive()  # once the facts are in: each record derived once, not once per batch
+        return self.position()
 
     def close(self) -> None:
         self.db.close()
@@ -159,27 +204,33 @@ def run(
     follower = Follower(url, names, batch_size=batch_size)
     try:
         while not stop.is_set():
-            if not follower.step():
+            consumed = follower.step()
+            # Near the head, the view follows every batch; far behind, it waits until the facts catch up.
+            derived = follower.derive() if consumed < batch_size else 0
+            if not consumed and not derived:
                 stop.wait(poll_interval)
     finally:
         follower.close()
 
 
-def drop(db: Db, projections: Sequence[Projection]) -> None:
-    """Drop the projections' views and forget their positions."""
+def drop(db: Db, projections: Sequence[Projection], *, view: bool = True) -> None:
+    """Drop the projections' tables (and the current view's, with ``view``) and forget their positions."""
     with db.transaction():
+        db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
         for p in projections:
             db.execute(f"DROP TABLE IF EXISTS {p.records_table}")
             db.execute(f"DROP TABLE IF EXISTS {p.events_table}")
-            db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
             db.execute(f"DELETE FROM {TRACKING} WHERE name = ?", (p.name,))
+        if view:
+            db.execute(f"DROP TABLE IF EXISTS {current.TABLE}")
+            db.execute(f"DELETE FROM {TRACKING} WHERE name = ?", (CURRENT,))
 
 
 def rebuild(url: str, names: Names = None, progress: Progress | None = None, *, batch_size: int = DEFAULT_BATCH) -> int:
     """Drop the views, reset tracking, and catch up from the first event."""
     db = Db(url)
     try:
-        drop(db, select(list(names) if names else None))
+        drop(db, select(list(names) if names else None), view=with_current(list(names) if names else None))
     finally:
         db.close()
     return catch_up(url, names, progress, batch_size=batch_size)
@@ -227,6 +278,7 @@ def replay_into(url: str, events: Iterable[tuple[int, Any]], *, batch_size: int 
                 batch = []
         if batch:
             apply_batch(db, projections, batch, last)
+        derive_current(db)
         return last
     finally:
         db.close()

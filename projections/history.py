@@ -59,8 +59,7 @@ class Ev(NamedTuple):
     data: dict[str, Any]
 
 
-@dataclass
-class Occurrence:
+class Occurrence(NamedTuple):
     """One scored occurrence (考核扣分事项): who, what, when, under which policy, from which events."""
 
     unit_id: str
@@ -147,6 +146,32 @@ class PetitionState:
         if self.closed_at is not None:
             return "closed"
         return "overdue" if self.overdue else "open"
+
+    @property
+    def closed_in_time(self) -> bool:
+        return self.closed_at is not None and self.closed_at <= self.deadline
+
+    def board_row(self) -> dict[str, Any]:
+        """The petition's row on the board (信访台账)."""
+        evs = self.events
+        return {
+            "id": self.rec.record_id,
+            "unit_id": self.unit_id,
+            "channel": self.rec.data["channel"],
+            "category": self.rec.data["category"],
+            "petitioner_count": self.rec.data["petitioner_count"],
+            "registered_at": iso(self.rec.occurred_at),
+            "deadline": iso(self.deadline),
+            "status": self.status,
+            "overdue": self.overdue,
+            "closed_at": iso(self.closed_at) if self.closed_at is not None else None,
+            "flags": self.flags,
+            "owner_id": self.owner_at(evs[-1].position + 1 if evs else self.rec.position + 1),
+            "escalations": [e.data["level"] for e in evs if e.type == "escalated"],
+            "nail_checks": sorted({e.data["check"] for e in evs if e.type == "nail_check"}),
+            "policy_version": self.policy_version,
+            "evidence": [self.rec.position] + [e.position for e in evs],
+        }
 
 
 def iso(value: int) -> str:
@@ -333,6 +358,8 @@ class Known:
         *,
         lean: bool = False,
         only: dict[str, tuple[str, ...]] | None = None,
+        window: tuple[int, int] | None = None,
+        uuids: list[str] | None = None,
     ) -> None:
         self.db = db
         self.as_of = micros(as_of)
@@ -340,6 +367,9 @@ class Known:
         self.scope = scope
         self.lean = lean
         self.only = only
+        self.window = window
+        #: Only these records (by uuid, at most :data:`IN_LIST`): the current view derives records in chunks.
+        self.uuids = uuids
         self.structure = structure(db, self.known_at)
         self.units = self.structure.units
         self.policy = self.structure.policy
@@ -350,7 +380,13 @@ class Known:
     def within(self, scope: set[str]) -> Known:
         """The same facts (same ``as_of`` and ``known_at``) of the territory ``scope`` only, folded afresh."""
         return Known(
-            self.db, from_micros(self.as_of), from_micros(self.known_at), scope, lean=self.lean, only=self.only
+            self.db,
+            from_micros(self.as_of),
+            from_micros(self.known_at),
+            scope,
+            lean=self.lean,
+            only=self.only,
+            window=self.window,
         )
 
     # --- raw facts ----------------------------------------------------------------------------
@@ -362,6 +398,13 @@ class Known:
         if type_:
             sql += " AND type = ?"
             params.append(type_)
+        if self.uuids is not None:
+            sql += f" AND uuid IN ({', '.join('?' * len(self.uuids)) or 'NULL'})"
+            params += self.uuids
+        if self.window is not None and projection in ("cases", "petitions"):
+            more_sql, more = self._in_window(projection)
+            sql += more_sql
+            params += more
         if scoped and self.scope is not None:
             units = sorted(self.scope)
             marks = ", ".join("?" * len(units)) or "NULL"
@@ -373,6 +416,28 @@ class Known:
                 sql += f" AND unit_id IN ({marks})"
                 params += units
         return sql, params
+
+    def _in_window(self, projection: str) -> tuple[str, list[Any]]:
+        """The filter on records that can yield an occurrence in ``window`` [start, end) (按年度取数).
+
+        A case's occurrences fall on its report (major by size), its declaration as major, or its filing
+        deadline (有案不查); a petition's on its registration (R9), its escalations (R14) or its handling
+        deadline (R18). Deadlines lie at most the longest period any known policy version sets after the
+        record, so older records count only through an event inside the window.
+        """
+        start, end = self.window or (0, 0)
+        versions = [self.policy.at(s) for s in self.policy.starts]
+        if projection == "cases":
+            horizon = max(filing_days(v) for v in versions)
+            later = "declared_major"
+        else:
+            horizon = max(handling_days(v, v.days("max_extension_days")) for v in versions)
+            later = "escalated"
+        sql = (
+            " AND ((occurred_at >= ? AND occurred_at < ?) OR uuid IN (SELECT uuid FROM"
+            f" proj_{projection}_events WHERE type = ? AND occurred_at >= ? AND occurred_at < ?))"
+        )
+        return sql, [start - horizon * DAY, end, later, start, end]
 
     @cached_property
     def _diverted_into_scope(self) -> list[str]:
@@ -414,10 +479,10 @@ class Known:
         if types:
             sql += f" AND {UNINDEXED_TYPE} IN ({', '.join('?' * len(types))})"
             params += types
-        if self.scope is None:
+        if self.scope is None and self.uuids is None:
             rows = self.db.query(sql + " ORDER BY position", params)
         else:
-            # The territory's record ids first, then their events by the uuid index: given a subquery instead,
+            # The territory's (or chunk's) record ids first, then their events by the uuid index: given a subquery,
             # PostgreSQL's planner chose a scan of every event of the city (O(N) per answer).
             where, more = self._where(projection, None)
             uuids = [r[0] for r in self.db.query(f"SELECT uuid FROM proj_{projection}_records{where}", more)]
@@ -623,156 +688,200 @@ class Known:
         policy = self.policy.at(at)
         return Occurrence(unit_id, indicator, rule, at, evidence, int(policy[param]), policy.version, record_id)
 
+    # Each record's own occurrences and triggers come from its own facts (and the policy) only: the current
+    # view (projections.current) stores them per record. Missed receptions (R17), R4's leaders and R6 read
+    # other records or the clock, so they are derived where they are read.
+
+    def case_occurrences(self, case: Case) -> list[Occurrence]:
+        unit, rid = case.rec.unit_id or "", case.rec.record_id
+        found = []
+        if case.major_at is not None:
+            found.append(
+                self._occurrence(unit, "major_case", "R4", case.major_at, case.major_evidence, "points_major_case", rid)
+            )
+        if case.unfiled_at is not None:
+            found.append(
+                self._occurrence(
+                    unit,
+                    "case_not_investigated",
+                    "R7",
+                    case.unfiled_at,
+                    [case.rec.position],
+                    "points_case_not_investigated",
+                    rid,
+                )
+            )
+        return found
+
+    def petition_occurrences(self, p: PetitionState) -> list[Occurrence]:
+        rec, rid = p.rec, p.rec.record_id
+        at, unit = rec.occurred_at, rec.unit_id or ""
+        found = []
+        for flag, indicator, param in (
+            ("skip_level", "skip_level_petition", "points_skip_level_petition"),
+            ("repeat", "repeat_petition", "points_repeat_petition"),
+            ("collective", "collective_petition", "points_collective_petition"),
+        ):
+            if flag in p.flags:
+                found.append(self._occurrence(unit, indicator, "R9", at, [rec.position], param, rid))
+        for e in p.events:
+            if e.type == "escalated":
+                found.append(
+                    self._occurrence(
+                        p.unit_at(e.occurred_at),
+                        "escalation",
+                        "R14",
+                        e.occurred_at,
+                        [rec.position, e.position],
+                        "points_escalation",
+                        rid,
+                    )
+                )
+        if p.overdue:
+            evidence = [rec.position] + [e.position for e in p.events if e.type == "extended"]
+            found.append(
+                self._occurrence(
+                    p.unit_at(p.deadline),
+                    "overdue_petition",
+                    "R18",
+                    p.deadline,
+                    evidence,
+                    "points_overdue_petition",
+                    rid,
+                )
+            )
+        return found
+
+    def person_occurrences(self, person: Rec, evs: list[Ev]) -> list[Occurrence]:
+        """R7: each substantiated misconduct finding (missed receptions are :meth:`_missed_receptions`)."""
+        reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
+        found = []
+        for e in evs:
+            if e.type == "finding" and e.data["substantiated"]:
+                report = reports.get(e.data["report_id"])
+                evidence = [report.position, e.position] if report else [e.position]
+                found.append(
+                    self._occurrence(
+                        person.unit_id or "",
+                        "misconduct",
+                        "R7",
+                        e.occurred_at,
+                        evidence,
+                        "points_misconduct",
+                        person.record_id,
+                    )
+                )
+        return found
+
+    def person_commendations(self, person: Rec, evs: list[Ev]) -> list[Occurrence]:
+        return [
+            self._occurrence(
+                person.unit_id or "", "commendation", "R8", e.occurred_at, [e.position], "points_commendation",
+                person.record_id,
+            )
+            for e in evs
+            if e.type == "commended"
+        ]  # fmt: skip
+
     @cached_property
     def occurrences(self) -> list[Occurrence]:
         """Every deduction (positive points) known, across all years, in business-time order."""
         found: list[Occurrence] = []
         for case in self.cases:
-            unit, rid = case.rec.unit_id or "", case.rec.record_id
-            if case.major_at is not None:
-                found.append(
-                    self._occurrence(
-                        unit, "major_case", "R4", case.major_at, case.major_evidence, "points_major_case", rid
-                    )
-                )
-            if case.unfiled_at is not None:
-                found.append(
-                    self._occurrence(
-                        unit,
-                        "case_not_investigated",
-                        "R7",
-                        case.unfiled_at,
-                        [case.rec.position],
-                        "points_case_not_investigated",
-                        rid,
-                    )
-                )
+            found += self.case_occurrences(case)
         for p in self.petitions:
-            rec, rid = p.rec, p.rec.record_id
-            at, unit = rec.occurred_at, rec.unit_id or ""
-            for flag, indicator, param in (
-                ("skip_level", "skip_level_petition", "points_skip_level_petition"),
-                ("repeat", "repeat_petition", "points_repeat_petition"),
-                ("collective", "collective_petition", "points_collective_petition"),
-            ):
-                if flag in p.flags:
-                    found.append(self._occurrence(unit, indicator, "R9", at, [rec.position], param, rid))
-            for e in p.events:
-                if e.type == "escalated":
-                    found.append(
-                        self._occurrence(
-                            p.unit_at(e.occurred_at),
-                            "escalation",
-                            "R14",
-                            e.occurred_at,
-                            [rec.position, e.position],
-                            "points_escalation",
-                            rid,
-                        )
-                    )
-            if p.overdue:
-                evidence = [rec.position] + [e.position for e in p.events if e.type == "extended"]
-                found.append(
-                    self._occurrence(
-                        p.unit_at(p.deadline),
-                        "overdue_petition",
-                        "R18",
-                        p.deadline,
-                        evidence,
-                        "points_overdue_petition",
-                        rid,
-                    )
-                )
+            found += self.petition_occurrences(p)
         for person in self.people.values():
-            evs = self.person_events.get(person.uuid, [])
-            reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
-            for e in evs:
-                if e.type == "finding" and e.data["substantiated"]:
-                    report = reports.get(e.data["report_id"])
-                    evidence = [report.position, e.position] if report else [e.position]
-                    found.append(
-                        self._occurrence(
-                            person.unit_id or "",
-                            "misconduct",
-                            "R7",
-                            e.occurred_at,
-                            evidence,
-                            "points_misconduct",
-                            person.record_id,
-                        )
-                    )
-            found.extend(self._missed_receptions(person, evs))
+            found += self.person_occurrences(person, self.person_events.get(person.uuid, []))
+        found += self.missed_receptions()
         found.sort(key=lambda o: (o.at, o.evidence))
         return found
 
-    def _missed_receptions(self, person: Rec, evs: list[Ev]) -> list[Occurrence]:
-        """R17: each month, fully after the leader's registration and over as of ``as_of``, with no public reception."""
-        if person.data["post"] not in {str(p) for p in LEADER_POSTS}:
-            return []
-        removed = next((e.occurred_at for e in evs if e.type == "removed"), None)
-        held = {_month_of(e.occurred_at) for e in evs if e.type == "reception"}
-        local = from_micros(person.occurred_at)
-        year, month = local.year, local.month
-        if month_start(year, month) < person.occurred_at:
-            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+    @cached_property
+    def leaders(self) -> list[Leader]:
+        """The leaders (领导) known, with their public receptions' months and removal (R4, R17)."""
+        posts = {str(p) for p in LEADER_POSTS}
+        found = []
+        for person in self.people.values():
+            if person.data["post"] in posts:
+                found.append(self.leader(person, self.person_events.get(person.uuid, [])))
+        return found
+
+    @staticmethod
+    def leader(person: Rec, evs: list[Ev]) -> Leader:
+        return Leader(
+            person.record_id,
+            person.unit_id or "",
+            person.data["post"],
+            person.occurred_at,
+            person.position,
+            next((e.occurred_at for e in evs if e.type == "removed"), None),
+            sorted({_month_of(e.occurred_at) for e in evs if e.type == "reception"}),
+        )
+
+    def missed_receptions(self) -> list[Occurrence]:
+        """R17: each month, fully after a leader's registration and over as of ``as_of``, with no public reception."""
         missed = []
-        while month_start(year, month + 1) <= self.as_of:
-            start = month_start(year, month)
-            if removed is not None and removed < start:
-                break
-            if (year, month) not in held:
-                missed.append(
-                    self._occurrence(
-                        person.unit_id or "",
-                        "missed_reception",
-                        "R17",
-                        start,
-                        [person.position],
-                        "points_missed_reception",
-                        person.record_id,
+        for leader in self.leaders:
+            held = set(map(tuple, leader.held))
+            local = from_micros(leader.registered)
+            year, month = local.year, local.month
+            if month_start(year, month) < leader.registered:
+                year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+            while month_start(year, month + 1) <= self.as_of:
+                start = month_start(year, month)
+                if leader.removed is not None and leader.removed < start:
+                    break
+                if (year, month) not in held:
+                    missed.append(
+                        self._occurrence(
+                            leader.unit_id,
+                            "missed_reception",
+                            "R17",
+                            start,
+                            [leader.position],
+                            "points_missed_reception",
+                            leader.record_id,
+                        )
                     )
-                )
-            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+                year, month = (year, month + 1) if month < 12 else (year + 1, 1)
         return missed
 
     @cached_property
     def commendations(self) -> list[Occurrence]:
         found = []
         for person in self.people.values():
-            for e in self.person_events.get(person.uuid, []):
-                if e.type == "commended":
-                    found.append(
-                        self._occurrence(
-                            person.unit_id or "",
-                            "commendation",
-                            "R8",
-                            e.occurred_at,
-                            [e.position],
-                            "points_commendation",
-                            person.record_id,
-                        )
-                    )
+            found += self.person_commendations(person, self.person_events.get(person.uuid, []))
         return found
 
     @cached_property
-    def _occurrences_by_unit(self) -> dict[str, list[tuple[int, Occurrence]]]:
-        return _by_unit(self.occurrences)
+    def _occurrences_by_unit(self) -> ByUnit:
+        return ByUnit(self.occurrences, in_time_order=True)
 
     @cached_property
-    def _commendations_by_unit(self) -> dict[str, list[tuple[int, Occurrence]]]:
-        return _by_unit(self.commendations)
+    def _commendations_by_unit(self) -> ByUnit:
+        return ByUnit(self.commendations, in_time_order=False)
 
     # --- scores -------------------------------------------------------------------------------
 
-    def score(self, unit_id: str, year: int) -> dict[str, Any]:
-        """The target-assessment score (目标考核得分) of a unit and everything below it, for a year."""
+    def _tally(self, unit_id: str, year: int) -> tuple[list[Occurrence], list[Occurrence], int]:
+        """A unit's territory's deductions and commendations in a year, and the score they leave."""
         start, end = year_bounds(year)
         territory = self.subtree(unit_id) | {unit_id}
-        deductions = _within(self._occurrences_by_unit, territory, start, end)
-        commendations = _within(self._commendations_by_unit, territory, start, end)
+        deductions = self._occurrences_by_unit.within(territory, start, end)
+        commendations = self._commendations_by_unit.within(territory, start, end)
+        base = int(self.policy.at(start)["score_base"])
+        return (
+            deductions,
+            commendations,
+            max(base - sum(o.points for o in deductions) + sum(o.points for o in commendations), 0),
+        )
+
+    def score(self, unit_id: str, year: int) -> dict[str, Any]:
+        """The target-assessment score (目标考核得分) of a unit and everything below it, for a year."""
+        deductions, commendations, score = self._tally(unit_id, year)
+        start, end = year_bounds(year)
         opening, closing = self.policy.at(start), self.policy.at(end - 1)
-        raw = int(opening["score_base"]) - sum(o.points for o in deductions) + sum(o.points for o in commendations)
-        score = max(raw, 0)
         if self.as_of < end:
             outcome = "pending"
         elif score >= int(closing["commend_score"]):
@@ -799,45 +908,16 @@ class Known:
 
     # --- triggers (问责触发) -------------------------------------------------------------------
 
-    @cached_property
-    def triggers(self) -> list[dict[str, Any]]:
+    def case_triggers(self, case: Case) -> tuple[list[dict[str, Any]], list[MajorCase]]:
+        """R2 and R4 (the unit) and 有案不查 of one case; its R4 for the unit's leaders is :meth:`leader_triggers`."""
         found: list[dict[str, Any]] = []
-
-        def add(
-            rule: str,
-            parts: list[str],
-            unit_id: str,
-            person_id: str | None,
-            reason: str,
-            evidence: list[int],
-            at: int,
-            **extra: Any,
-        ) -> None:
-            subject: dict[str, Any] = {"unit_id": unit_id}
-            if person_id:
-                subject["person_id"] = person_id
-            found.append(
-                {
-                    "id": trigger_id(rule, parts),
-                    "rule": rule,
-                    "subject": subject,
-                    "reason": reason,
-                    "evidence": sorted(set(evidence)),
-                    "opened_at": at,
-                    **extra,
-                }
-            )
-
-        leaders = defaultdict(list)
-        for person in self.people.values():
-            if person.data["post"] == Post.PRINCIPAL_LEADER:
-                leaders[person.unit_id].append(person)
-        for case in self.cases:
-            unit, cid = case.rec.unit_id or "", case.rec.record_id
-            for e in case.events:
-                if e.type == "wrongful":
-                    for handler in e.data["handler_ids"]:
-                        add(
+        majors: list[MajorCase] = []
+        unit, cid = case.rec.unit_id or "", case.rec.record_id
+        for e in case.events:
+            if e.type == "wrongful":
+                for handler in e.data["handler_ids"]:
+                    found.append(
+                        _trigger(
                             "R2",
                             ["case", cid, handler],
                             unit,
@@ -846,23 +926,14 @@ class Known:
                             [case.rec.position, e.position],
                             e.occurred_at,
                         )
-            if case.major_at is not None:
-                last = max(case.major_evidence)
-                reason = f"major case {cid} (重大案件) in {unit}"
-                for leader in leaders.get(unit, []):
-                    if leader.position < last:
-                        add(
-                            "R4",
-                            ["case", cid, leader.record_id],
-                            unit,
-                            leader.record_id,
-                            reason,
-                            [*case.major_evidence, leader.position],
-                            case.major_at,
-                        )
-                add("R4", ["case", cid], unit, None, reason, case.major_evidence, case.major_at)
-            if case.unfiled_at is not None:
-                add(
+                    )
+        if case.major_at is not None:
+            reason = f"major case {cid} (重大案件) in {unit}"
+            majors.append(MajorCase(cid, unit, reason, case.major_evidence, case.major_at))
+            found.append(_trigger("R4", ["case", cid], unit, None, reason, case.major_evidence, case.major_at))
+        if case.unfiled_at is not None:
+            found.append(
+                _trigger(
                     "R7",
                     ["case", cid, "unfiled"],
                     unit,
@@ -871,19 +942,48 @@ class Known:
                     [case.rec.position],
                     case.unfiled_at,
                 )
-        self.unread([p for p in self.petitions if p.overdue])
-        for p in self.petitions:
-            pid = p.rec.record_id
-            for e in p.events:
-                if e.type != "escalated":
-                    continue
-                owner = p.owner_at(e.position)
-                if owner is None:
-                    continue
-                unit = p.unit_at(e.occurred_at)
-                reason = f"owned petition {pid} escalated to {e.data['level']} (R14)"
-                owned = [o.position for o in p.events if o.type == "owned" and o.position < e.position][-1:]
-                add(
+            )
+        return found, majors
+
+    def leader_triggers(self, majors: list[MajorCase]) -> list[dict[str, Any]]:
+        """R4 for the principal leaders (主要领导) of each major case's unit registered before it became major."""
+        leaders = defaultdict(list)
+        for leader in self.leaders:
+            if leader.post == Post.PRINCIPAL_LEADER:
+                leaders[leader.unit_id].append(leader)
+        found = []
+        for m in majors:
+            last = max(m.evidence)
+            for leader in leaders.get(m.unit_id, []):
+                if leader.position < last:
+                    found.append(
+                        _trigger(
+                            "R4",
+                            ["case", m.case_id, leader.record_id],
+                            m.unit_id,
+                            leader.record_id,
+                            m.reason,
+                            [*m.evidence, leader.position],
+                            m.at,
+                        )
+                    )
+        return found
+
+    def petition_triggers(self, p: PetitionState) -> list[dict[str, Any]]:
+        """R14 for each escalation of an owned petition (leader and unit), R18 once it is overdue."""
+        found = []
+        pid = p.rec.record_id
+        for e in p.events:
+            if e.type != "escalated":
+                continue
+            owner = p.owner_at(e.position)
+            if owner is None:
+                continue
+            unit = p.unit_at(e.occurred_at)
+            reason = f"owned petition {pid} escalated to {e.data['level']} (R14)"
+            owned = [o.position for o in p.events if o.type == "owned" and o.position < e.position][-1:]
+            found.append(
+                _trigger(
                     "R14",
                     ["petition", pid, str(e.position)],
                     unit,
@@ -892,7 +992,9 @@ class Known:
                     [p.rec.position, *owned, e.position],
                     e.occurred_at,
                 )
-                add(
+            )
+            found.append(
+                _trigger(
                     "R14",
                     ["petition", pid, str(e.position), "unit"],
                     unit,
@@ -901,9 +1003,11 @@ class Known:
                     [p.rec.position, e.position],
                     e.occurred_at,
                 )
-            if p.overdue:
-                owner = p.owner_at(_position_at(p, p.deadline))
-                add(
+            )
+        if p.overdue:
+            owner = p.owner_at(_position_at(p, p.deadline))
+            found.append(
+                _trigger(
                     "R18",
                     ["petition", pid, "overdue"],
                     p.unit_at(p.deadline),
@@ -912,17 +1016,22 @@ class Known:
                     [p.rec.position],
                     p.deadline,
                 )
-        for person in self.people.values():
-            evs = self.person_events.get(person.uuid, [])
-            reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
-            for e in evs:
-                if e.type != "finding" or not e.data["substantiated"]:
-                    continue
-                rid = e.data["report_id"]
-                removal = next((r for r in evs if r.type == "removed" and rid in r.data["report_ids"]), None)
-                report = reports.get(rid)
-                evidence = [report.position, e.position] if report else [e.position]
-                add(
+            )
+        return found
+
+    def person_triggers(self, person: Rec, evs: list[Ev]) -> list[dict[str, Any]]:
+        """R7: each substantiated misconduct report, open until the removal from post is recorded."""
+        found = []
+        reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
+        for e in evs:
+            if e.type != "finding" or not e.data["substantiated"]:
+                continue
+            rid = e.data["report_id"]
+            removal = next((r for r in evs if r.type == "removed" and rid in r.data["report_ids"]), None)
+            report = reports.get(rid)
+            evidence = [report.position, e.position] if report else [e.position]
+            found.append(
+                _trigger(
                     "R7",
                     ["person", person.record_id, rid],
                     person.unit_id or "",
@@ -934,24 +1043,54 @@ class Known:
                     removal_due=removal is None,
                     removal=_removal(removal),
                 )
+            )
+        return found
+
+    def agreement_triggers(self) -> list[dict[str, Any]]:
+        """R6: a target agreement's year closed with its territory's score below the pass score (通报批评)."""
+        found = []
         for agreement in self.agreements:
             year = int(agreement.data["year"])
             end = year_bounds(year)[1]
             if self.as_of < end:
                 continue
             unit = agreement.unit_id or ""
-            result = self.score(unit, year)
-            if result["score"] < result["pass_score"]:
-                evidence = [agreement.position] + [p for d in result["deductions"] for p in d["evidence"]]
-                add(
-                    "R6",
-                    ["agreement", agreement.record_id],
-                    unit,
-                    None,
-                    f"{year} closed with score {result['score']} below {result['pass_score']} (通报批评)",
-                    evidence,
-                    end,
+            deductions, _, score = self._tally(unit, year)
+            pass_score = int(self.policy.at(end - 1)["pass_score"])
+            if score < pass_score:
+                evidence = [agreement.position] + [p for d in deductions for p in d.evidence]
+                found.append(
+                    _trigger(
+                        "R6",
+                        ["agreement", agreement.record_id],
+                        unit,
+                        None,
+                        f"{year} closed with score {score} below {pass_score} (通报批评)",
+                        evidence,
+                        end,
+                    )
                 )
+        return found
+
+    @cached_property
+    def triggers(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        majors: list[MajorCase] = []
+        for case in self.cases:
+            triggers, major = self.case_triggers(case)
+            found += triggers
+            majors += major
+        found += self.leader_triggers(majors)
+        self.unread([p for p in self.petitions if p.overdue])
+        for p in self.petitions:
+            found += self.petition_triggers(p)
+        for person in self.people.values():
+            found += self.person_triggers(person, self.person_events.get(person.uuid, []))
+        found += self.agreement_triggers()
+        return self.decided(found)
+
+    def decided(self, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The triggers with their decisions (问责决定) and status, in the order they opened."""
         decisions = self.decisions_of(sorted({t["id"] for t in found}))
         for t in found:
             decision = decisions.get(t["id"])
@@ -968,19 +1107,69 @@ class Known:
         return found
 
 
-def _by_unit(occurrences: list[Occurrence]) -> dict[str, list[tuple[int, Occurrence]]]:
-    """Occurrences per unit, each with its rank in the list (so a territory's keep their order)."""
-    grouped: dict[str, list[tuple[int, Occurrence]]] = defaultdict(list)
-    for rank, o in enumerate(occurrences):
-        grouped[o.unit_id].append((rank, o))
-    return grouped
+class Leader(NamedTuple):
+    """A leader (领导) as R4 and R17 need them: post, registration, removal, the months with a public reception."""
+
+    record_id: str
+    unit_id: str
+    post: str
+    registered: int
+    position: int
+    removed: int | None
+    held: list[tuple[int, int]]
 
 
-def _within(
-    grouped: dict[str, list[tuple[int, Occurrence]]], units: set[str], start: int, end: int
-) -> list[Occurrence]:
-    found = [(rank, o) for u in units for rank, o in grouped.get(u, ()) if start <= o.at < end]
-    return [o for _, o in sorted(found, key=lambda pair: pair[0])]
+class MajorCase(NamedTuple):
+    """A major case as its leaders' R4 triggers need it (the leaders are other records)."""
+
+    case_id: str
+    unit_id: str
+    reason: str
+    evidence: list[int]
+    at: int
+
+
+def _trigger(
+    rule: str, parts: list[str], unit_id: str, person_id: str | None, reason: str, evidence: list[int], at: int,
+    **extra: Any,
+) -> dict[str, Any]:  # fmt: skip
+    subject: dict[str, Any] = {"unit_id": unit_id}
+    if person_id:
+        subject["person_id"] = person_id
+    return {
+        "id": trigger_id(rule, parts),
+        "rule": rule,
+        "subject": subject,
+        "reason": reason,
+        "evidence": sorted(set(evidence)),
+        "opened_at": at,
+        **extra,
+    }
+
+
+class ByUnit:
+    """Occurrences per unit, each with its rank in the whole list (so a territory's keep their order)."""
+
+    def __init__(self, occurrences: list[Occurrence], *, in_time_order: bool) -> None:
+        self.grouped: dict[str, list[tuple[int, Occurrence]]] = defaultdict(list)
+        for rank, o in enumerate(occurrences):
+            self.grouped[o.unit_id].append((rank, o))
+        # A list in business-time order is cut by bisection (R6 tallies every agreement's year this way).
+        self.times = {u: [o.at for _, o in pairs] for u, pairs in self.grouped.items()} if in_time_order else None
+
+    def within(self, units: set[str], start: int, end: int) -> list[Occurrence]:
+        found: list[tuple[int, Occurrence]] = []
+        for u in units:
+            pairs = self.grouped.get(u)
+            if not pairs:
+                continue
+            if self.times is None:
+                found += [(rank, o) for rank, o in pairs if start <= o.at < end]
+            else:
+                times = self.times[u]
+                found += pairs[bisect.bisect_left(times, start) : bisect.bisect_left(times, end)]
+        found.sort(key=lambda pair: pair[0])
+        return [o for _, o in found]
 
 
 def trigger_id(rule: str, parts: list[str]) -> str:

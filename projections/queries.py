@@ -16,7 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from domain.application import utc_now
-from projections import reports
+from projections import current, reports
+from projections.catalog import CURRENT
 from projections.db import Db
 from projections.engine import positions
 from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, iso, number, year_bounds
@@ -54,9 +55,18 @@ class Queries:
         *,
         lean: bool = False,
         only: dict[str, tuple[str, ...]] | None = None,
+        window: tuple[int, int] | None = None,
     ) -> Known:
         now = utc_now()
-        return Known(self.db, moment(as_of, now), moment(known_at, now), lean=lean, only=only)
+        return Known(self.db, moment(as_of, now), moment(known_at, now), lean=lean, only=only, window=window)
+
+    def _now(self, as_of: datetime | None, known_at: datetime | None) -> bool:
+        """Whether to answer from the current view: a question about now, and the view is up to its facts."""
+        if as_of is not None or known_at is not None:
+            return False
+        tracked = positions(self.db)
+        view = tracked[CURRENT]
+        return view > 0 and all(view >= tracked[name] for name in current.SOURCES)
 
     def _scoped(
         self,
@@ -66,9 +76,10 @@ class Queries:
         *,
         lean: bool = False,
         only: dict[str, tuple[str, ...]] | None = None,
+        window: tuple[int, int] | None = None,
     ) -> tuple[Known, set[str] | None]:
         """The facts of the territory below ``unit_id`` only (all of them without one), and that territory."""
-        k = self.known(as_of, known_at, lean=lean, only=only)
+        k = self.known(as_of, known_at, lean=lean, only=only, window=window)
         k.scope = None if unit_id is None else k.subtree(unit_id) | {unit_id}
         return k, k.scope
 
@@ -78,7 +89,12 @@ class Queries:
         self, year: int, unit_id: str | None = None, *, as_of: datetime | None = None, known_at: datetime | None = None
     ) -> list[dict[str, Any]]:
         """Per unit: ``score``, ``outcome`` and the ``deductions`` (and commendations) that make it up."""
-        k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES)
+        if self._now(as_of, known_at):
+            k, wanted = self._scoped(None, None, unit_id, lean=True)
+            current.prepare(k, year_bounds(year))
+        else:
+            # Only the cases and petitions that can yield an occurrence in the year: one year's facts are read.
+            k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES, window=year_bounds(year))
         # Only the territory's units are sorted: the city's whole tree is thousands of units at scale.
         return [k.score(u, year) for u in sorted(k.units if wanted is None else wanted & k.units.keys())]
 
@@ -95,10 +111,15 @@ class Queries:
         """Accountability triggers (问责触发): ``id, rule, subject, reason, evidence, opened_at, status, decision``."""
         if status not in (None, "open", "decided"):
             raise ValueError("status must be open or decided")
-        k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES)
+        if self._now(as_of, known_at):
+            k, wanted = self._scoped(None, None, unit_id, lean=True)
+            found = current.triggers(k)
+        else:
+            k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES)
+            found = k.triggers
         return [
             t
-            for t in k.triggers
+            for t in found
             if (status is None or t["status"] == status) and (wanted is None or t["subject"]["unit_id"] in wanted)
         ]
 
@@ -268,39 +289,20 @@ class Queries:
             raise ValueError(f"status must be one of {', '.join(PETITION_STATUSES)}")
         if flag not in (None, *PETITION_FLAGS):
             raise ValueError(f"flag must be one of {', '.join(PETITION_FLAGS)}")
-        k, wanted = self._scoped(as_of, known_at, unit_id)
-        rows = []
-        for p in k.petitions:
-            if wanted is not None and p.unit_id not in wanted:
-                continue
-            flags = p.flags
-            if flag and flag not in flags:
-                continue
-            if (status == "open" and p.status == "closed") or (status in ("overdue", "closed") and p.status != status):
-                continue
-            evs = p.events
-            checks = sorted({e.data["check"] for e in evs if e.type == "nail_check"})
-            rows.append(
-                {
-                    "id": p.rec.record_id,
-                    "unit_id": p.unit_id,
-                    "channel": p.rec.data["channel"],
-                    "category": p.rec.data["category"],
-                    "petitioner_count": p.rec.data["petitioner_count"],
-                    "registered_at": iso(p.rec.occurred_at),
-                    "deadline": iso(p.deadline),
-                    "status": p.status,
-                    "overdue": p.overdue,
-                    "closed_at": iso(p.closed_at) if p.closed_at is not None else None,
-                    "flags": flags,
-                    "owner_id": p.owner_at(p.events[-1].position + 1 if p.events else p.rec.position + 1),
-                    "escalations": [e.data["level"] for e in evs if e.type == "escalated"],
-                    "nail_checks": checks,
-                    "policy_version": p.policy_version,
-                    "evidence": [p.rec.position] + [e.position for e in evs],
-                }
-            )
-        return rows
+        if self._now(as_of, known_at):
+            k, wanted = self._scoped(None, None, unit_id, lean=True)
+            board = current.petitions(k, status)
+        else:
+            k, wanted = self._scoped(as_of, known_at, unit_id)
+            board = [p.board_row() for p in k.petitions]
+        return [
+            row
+            for row in board
+            if (wanted is None or row["unit_id"] in wanted)
+            and (not flag or flag in row["flags"])
+            and not (status == "open" and row["status"] == "closed")
+            and not (status in ("overdue", "closed") and row["status"] != status)
+        ]
 
     # --- officers -----------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from api.auth import issue_admin_token_for_cli
 from bench.generate import generate
 from bench.http_load import free_port
 from projections import engine
-from projections.catalog import PROJECTIONS
+from projections.catalog import NAMES
 from projections.queries import Queries
 from tests.conftest import fresh_store_url
 
@@ -63,7 +63,7 @@ def test_api_workers_and_projection_processes_match_a_single_process(pg_url: str
     port = free_port()
     cli = ["-c", "from api.cli import main; main()"]
     processes = [start([*cli, "serve", "--workers", "2", "--no-projections", "--port", str(port)], env)]
-    processes += [start(["-m", "projections.worker", name], env) for name in PROJECTIONS]
+    processes += [start(["-m", "projections.worker", name], env) for name in NAMES]  # the current view too
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

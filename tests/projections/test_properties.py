@@ -158,6 +158,7 @@ def test_incremental_batches_equal_a_rebuild(steps: list[Any], cuts: list[int]) 
         for size in cuts:  # a follower per batch size, each taking one batch: random splits of the log
             follower = engine.Follower(url, batch_size=size)
             follower.step()
+            follower.derive()  # the current view after each batch: only the records it touched
             follower.close()
         rebuilt = f"sqlite:///{Path(tmp) / 'rebuilt.db'}"
         engine.replay_into(rebuilt, ledger.iter_log())
@@ -219,7 +220,8 @@ def _lean_answers(url: str, as_of: Any, known_at: Any) -> list[Any]:
 @PROPERTY
 @given(steps=st.lists(step, min_size=10, max_size=40), as_of_day=st.integers(0, 400), known_day=st.integers(0, 400))
 def test_lean_folds_answer_as_full_folds(steps: list[Any], as_of_day: int, known_day: int) -> None:
-    """Scores, triggers and reports read only some event types and data (精简读取): same answers as reading all."""
+    """Scores, triggers and reports read only some event types, data and (scores) years (精简读取): same answers
+    as reading all."""
     from projections import history as folds
     from projections import queries, reports
     from projections.catalog import PROJECTIONS
@@ -233,7 +235,44 @@ def test_lean_folds_answer_as_full_folds(steps: list[Any], as_of_day: int, known
             every_type = tuple({f.type for p in PROJECTIONS.values() for f in p.facts.values()})
             mp.setattr(folds, "READ_DATA", every_type)  # every event's data decoded
             mp.setattr(folds, "DECISION_LOOKUP", 0)  # every decision read
+            mp.setattr(folds.Known, "_in_window", lambda self, projection: ("", []))  # every year's records read
             for module, name in ((queries, "SCORE_TYPES"), (queries, "TRIGGER_TYPES"), (reports, "REPORT_TYPES")):
                 mp.setattr(module, name, None)  # every event type read
             assert _lean_answers(url, as_of, known_at) == lean
+        ledger.close()
+
+
+def _answers_now(url: str, fold: bool) -> list[Any]:
+    """Today's answers, from the current view or (``fold``) folded from the facts at as_of = known_at = now."""
+    from domain.application import utc_now
+    from projections.queries import Queries
+
+    q = Queries(url)
+    try:
+        assert q._now(None, None), "the current view is up to its facts"
+        now = utc_now()
+        moment = {"as_of": now, "known_at": now} if fold else {}
+        found: list[Any] = [q.scores(year, u, **moment) for year in (2024, 2025) for u in (None, "lc", "kz", "gc")]
+        found += [q.triggers(status, u, **moment) for status in (None, "open", "decided") for u in (None, "lc", "ys")]
+        found += [q.petitions(status, None, u, **moment) for status in (None, "open", "overdue") for u in (None, "kz")]
+        found += [q.petitions(None, flag, None, **moment) for flag in ("collective", "escalated", "skip_level")]
+        return found
+    finally:
+        q.close()
+
+
+@PROPERTY
+@given(steps=st.lists(step, min_size=10, max_size=40), cuts=st.lists(st.integers(1, 9), min_size=1, max_size=4))
+def test_the_current_view_answers_as_the_fold_does_now(steps: list[Any], cuts: list[int]) -> None:
+    """现状视图: answers about now from the stored rows equal the fold of every fact at as_of = known_at = now,
+    with the view kept up batch by batch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url, ledger = history(Path(tmp), steps)
+        for size in cuts:
+            follower = engine.Follower(url, batch_size=size)
+            follower.step()
+            follower.derive()
+            follower.close()
+        engine.catch_up(url, batch_size=cuts[0])
+        assert _answers_now(url, fold=False) == _answers_now(url, fold=True)
         ledger.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from domain.base import BUREAU_TZ
 from domain.vocabulary import (
     Channel,
     ClueSource,
@@ -335,3 +337,67 @@ def test_overdue_owner_counts_events_a_trigger_fold_does_not_read(world: World) 
     for as_of, known_at in ((None, None), (at("2024-06-01"), None), (None, at("2024-07-02"))):
         assert q.triggers(as_of=as_of, known_at=known_at) == q.known(as_of, known_at).triggers
     assert q.trigger("R18.petition.x1.overdue") == overdue
+
+
+def test_a_years_score_counts_what_older_records_caused_in_it(world: World) -> None:
+    """A score reads one year's records, plus older ones whose deadline or escalation falls in the year (按年度取数)."""
+    w = world
+    w.do("register_person", "h1", "kz", Post.ENFORCEMENT_OFFICER, person_id="h1", when="2024-01-01")
+    # A clue of 2024-12-20 left unfiled: 有案不查 from its deadline 2025-01-19.
+    w.do("report_clue", "kz", Violation.INDISCRIMINATE_DIGGING, ClueSource.PATROL, case_id="dec", when="2024-12-20")
+    # A petition of 2024-12-01, extended by 30 days: overdue from 2025-03-01 (60 + 30 days).
+    petition(w, "x-dec", "kz", "2024-12-01")
+    w.do("extend_petition", "x-dec", 30, when="2024-12-10")
+    # A petition of 2024-03-01, escalated to the city in 2025 (R14 in 2025).
+    petition(w, "x-mar", "kz", "2024-03-01")
+    w.do("reply_petition", "x-mar", "已答复", when="2024-03-20")
+    w.do("escalate", "x-mar", EscalationLevel.CITY, False, when="2025-02-01")
+    q = w.queries()
+    as_of = at("2025-06-01")
+    kz_2025 = by_unit(q.scores(2025, "kz", as_of=as_of))["kz"]
+    assert sorted(indicators(kz_2025)) == [("case_not_investigated", 5), ("escalation", 5), ("overdue_petition", 2)]
+    assert {d["occurred_at"][:10] for d in kz_2025["deductions"]} == {"2025-01-19", "2025-02-01", "2025-03-01"}
+    kz_2024 = by_unit(q.scores(2024, "kz", as_of=as_of))["kz"]
+    # 2024 has only x-mar's own deadline (replied, never closed): nothing the older records caused in 2025.
+    assert [(d["indicator"], d["occurred_at"][:10]) for d in kz_2024["deductions"]] == [
+        ("overdue_petition", "2024-04-30")
+    ]
+    # The district's score reads the same facts through its territory.
+    assert by_unit(q.scores(2025, "lc", as_of=as_of))["lc"]["deductions"] == kz_2025["deductions"]
+
+
+def test_the_current_view_counts_a_deadline_once_it_has_passed(world: World, monkeypatch: Any) -> None:
+    """现状视图: today's answers come from stored rows; a deadline passing with no new event changes them,
+    exactly as it changes the fold's answers."""
+    from projections import queries
+
+    w = world
+    today = datetime.now(BUREAU_TZ).date()
+
+    def day(n: int) -> str:
+        return (today - timedelta(days=n)).isoformat()
+
+    w.do("register_person", "h1", "kz", Post.ENFORCEMENT_OFFICER, person_id="h1", when=day(60))
+    w.do("report_clue", "kz", Violation.INDISCRIMINATE_DIGGING, ClueSource.PATROL, case_id="old", when=day(40))
+    w.do("report_clue", "kz", Violation.INDISCRIMINATE_DIGGING, ClueSource.PATROL, case_id="new", when=day(10))
+    petition(w, "p-new", "kz", day(10))
+    q = w.queries()
+    assert q._now(None, None), "today's answers come from the current view"
+    ids = {t["id"] for t in q.triggers()}
+    assert "R7.case.old.unfiled" in ids and "R7.case.new.unfiled" not in ids
+    assert [(p["id"], p["status"]) for p in q.petitions(unit_id="kz")] == [("p-new", "open")]
+    years = {today.year, (today - timedelta(days=40)).year, (today + timedelta(days=60)).year}
+    now = datetime.now(BUREAU_TZ)
+    for year in years:
+        assert q.scores(year) == q.scores(year, as_of=now, known_at=now)
+    assert ("R7", "new") not in {(d["rule"], d["record_id"]) for r in q.scores(today.year) for d in r["deductions"]}
+
+    later = datetime.now(BUREAU_TZ) + timedelta(days=60)  # no new event: only the clock moves on
+    monkeypatch.setattr(queries, "utc_now", lambda: later)
+    ids = {t["id"] for t in q.triggers()}
+    assert {"R7.case.new.unfiled", "R18.petition.p-new.overdue"} <= ids
+    assert [(p["id"], p["status"]) for p in q.petitions(unit_id="kz")] == [("p-new", "overdue")]
+    assert q.triggers() == q.triggers(as_of=later, known_at=later)
+    assert q.petitions() == q.petitions(as_of=later, known_at=later)
+    for year in years:
+        assert q.scores(year) == q.scores(year, as_of=later, known_at=later)

@@ -1,0 +1,219 @@
+"""The current view (现状视图): what each record implies as known now, kept as rows per record.
+
+The fact projections keep facts, and every answer folds them (``projections.history``): exact for any
+``as_of`` / ``known_at``, but a district's open triggers then cost a fold of every year of its history.
+The supervisors' everyday questions are about now, so this view keeps, per case, petition and person,
+the items the fold derives from that record's own facts with no business-time limit: its deductions,
+commendations and triggers (each with the business time it falls on) and its row on the petition board.
+An answer about now reads the territory's rows, keeps those whose time has come (a deadline counts once
+it has passed, as in the fold), and adds what depends on the clock or on other records — missed
+receptions (R17), R4 for the unit's leaders, R6, decisions — with the same ``Known`` methods the fold
+uses. So an answer from this view equals the fold's answer at ``as_of = known_at = now``.
+
+The view follows the fact projections, never the log: after they have applied a batch, the records it
+touched are derived again and their rows replaced, and a policy amendment (which may change any
+record's numbers) derives every record again. Its tracking row (``current``) says how far it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from domain.vocabulary import LEADER_POSTS
+from projections.db import Db
+from projections.history import Known, Leader, MajorCase, Occurrence, PetitionState
+
+NAME = "current"
+TABLE = "proj_current_items"
+#: The fact projections whose facts the items come from (accountability holds agreements and decisions,
+#: read when answering; units hold the tree, read when answering).
+SOURCES = ("cases", "people", "petitions", "policy")
+#: Records derived per fold: bounded memory whatever the size of the history.
+CHUNK = 500
+#: "No business-time limit": every known fact counts; deadlines are stored and compared when read.
+FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
+#: Deductions and triggers that fall on a deadline count only once it has passed (``deadline < as_of``).
+DEADLINE_INDICATORS = frozenset({"case_not_investigated", "overdue_petition"})
+
+
+def ddl(big: str) -> list[str]:
+    return [
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (uuid TEXT NOT NULL, kind TEXT NOT NULL, unit_id TEXT,"
+        f" at {big} NOT NULL, visible_from {big} NOT NULL, seq {big} NOT NULL, data TEXT NOT NULL)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_unit ON {TABLE} (kind, unit_id, at)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_uuid ON {TABLE} (uuid)",
+    ]
+
+
+# --- deriving ---------------------------------------------------------------------------------
+
+Row = tuple[str, str, str | None, int, int, int, str]
+COLUMNS = ("uuid", "kind", "unit_id", "at", "visible_from", "seq", "data")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _occurrence_rows(uuid: str, kind: str, occurrences: list[Occurrence], seq: int) -> Iterator[Row]:
+    for n, o in enumerate(occurrences):
+        late = 1 if o.indicator in DEADLINE_INDICATORS else 0
+        yield uuid, kind, o.unit_id, o.at, o.at + late, seq + n, _json(list(o))
+
+
+def _trigger_rows(uuid: str, triggers: list[dict[str, Any]]) -> Iterator[Row]:
+    for t in triggers:
+        late = 1 if t["rule"] == "R18" or t["id"].endswith(".unfiled") else 0
+        at = t["opened_at"]
+        yield uuid, "trigger", t["subject"]["unit_id"], at, at + late, 0, _json(t)
+
+
+def _petition_row(p: PetitionState) -> Row:
+    row = p.board_row()
+    del row["status"], row["overdue"]  # judged against the clock when read
+    row["_deadline"], row["_closed_in_time"] = p.deadline, p.closed_in_time
+    at = p.rec.occurred_at
+    # Closed petitions are a kind apart: the open board (the usual question) never reads them.
+    kind = "petition_closed" if p.closed_at is not None else "petition"
+    return p.rec.uuid, kind, p.unit_id, at, at, p.rec.position, _json(row)
+
+
+def derive(db: Db, uuids: list[str]) -> int:
+    """Replace the rows of these records (at most :data:`CHUNK`) with what their facts now imply."""
+    if not uuids:
+        return 0
+    k = Known(db, FOREVER, FOREVER, uuids=uuids)
+    rows: list[Row] = []
+    for case in k.cases:
+        uuid = case.rec.uuid
+        rows += _occurrence_rows(uuid, "deduction", k.case_occurrences(case), 0)
+        triggers, majors = k.case_triggers(case)
+        rows += _trigger_rows(uuid, triggers)
+        rows += [(uuid, "major", m.unit_id, m.at, m.at, 0, _json(list(m))) for m in majors]
+    for p in k.petitions:
+        rows += _occurrence_rows(p.rec.uuid, "deduction", k.petition_occurrences(p), 0)
+        rows += _trigger_rows(p.rec.uuid, k.petition_triggers(p))
+        rows.append(_petition_row(p))
+    for person in k.people.values():
+        evs = k.person_events.get(person.uuid, [])
+        rows += _occurrence_rows(person.uuid, "deduction", k.person_occurrences(person, evs), 0)
+        # Commendations keep the fold's order: by person, then by event.
+        rows += _occurrence_rows(person.uuid, "commendation", k.person_commendations(person, evs), person.position)
+        rows += _trigger_rows(person.uuid, k.person_triggers(person, evs))
+        if person.data["post"] in LEADER_POSTS:
+            leader = k.leader(person, evs)
+            rows.append(
+                (person.uuid, "leader", leader.unit_id, leader.registered, 0, leader.position, _json(list(leader)))
+            )
+    marks = ", ".join("?" * len(uuids))
+    db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({marks})", uuids)
+    db.insert_many(TABLE, COLUMNS, rows)
+    return len(uuids)
+
+
+def touched(db: Db, after: int, upto: int) -> list[str] | None:
+    """The records with facts in positions (after, upto], sorted; ``None`` when every record must be derived
+    again (the first run, or a policy fact in the range)."""
+    if after == 0 or db.query(
+        "SELECT 1 FROM proj_policy_records WHERE position > ? AND position <= ?"
+        " UNION ALL SELECT 1 FROM proj_policy_events WHERE position > ? AND position <= ? LIMIT 1",
+        (after, upto, after, upto),
+    ):
+        return None
+    found: set[str] = set()
+    for name in ("cases", "people", "petitions"):
+        for table in (f"proj_{name}_records", f"proj_{name}_events"):
+            found.update(
+                r[0] for r in db.query(f"SELECT uuid FROM {table} WHERE position > ? AND position <= ?", (after, upto))
+            )
+    return sorted(found)
+
+
+def every_record(db: Db) -> list[str]:
+    return sorted(
+        r[0] for name in ("cases", "people", "petitions") for r in db.query(f"SELECT uuid FROM proj_{name}_records")
+    )
+
+
+# --- answering --------------------------------------------------------------------------------
+
+
+def _where(k: Known, kinds: tuple[str, ...]) -> tuple[str, list[Any]]:
+    sql = f" WHERE kind IN ({', '.join('?' * len(kinds))}) AND visible_from <= ?"
+    params: list[Any] = [*kinds, k.as_of]
+    if k.scope is not None:
+        units = sorted(k.scope)
+        sql += f" AND unit_id IN ({', '.join('?' * len(units)) or 'NULL'})"
+        params += units
+    return sql, params
+
+
+def _occurrences(k: Known, kind: str, window: tuple[int, int] | None = None) -> list[tuple[int, Occurrence]]:
+    sql, params = _where(k, (kind,))
+    if window:
+        sql += " AND at >= ? AND at < ?"
+        params += list(window)
+    rows = k.db.query(f"SELECT seq, data FROM {TABLE}{sql}", params)
+    return [(int(seq), Occurrence(*orjson.loads(data))) for seq, data in rows]
+
+
+def prepare(k: Known, window: tuple[int, int] | None = None) -> None:
+    """Fill the fold's leaders, occurrences and commendations from the stored rows (plus the missed receptions
+    worked out now), so ``k.score`` and the R4 and R6 triggers answer from them. With a ``window``, only that
+    year's occurrences."""
+    sql, params = _where(k, ("leader",))
+    leaders = [
+        Leader(*orjson.loads(data)) for (data,) in k.db.query(f"SELECT data FROM {TABLE}{sql} ORDER BY seq", params)
+    ]
+    k.__dict__["leaders"] = leaders
+    deductions = _occurrences(k, "deduction", window)
+    deductions += [(0, o) for o in k.missed_receptions()]
+    deductions.sort(key=lambda pair: (pair[1].at, pair[1].evidence, pair[0]))
+    k.__dict__["occurrences"] = [o for _, o in deductions]
+    commendations = _occurrences(k, "commendation", window)
+    commendations.sort(key=lambda pair: (pair[0], pair[1].evidence))
+    k.__dict__["commendations"] = [o for _, o in commendations]
+
+
+def triggers(k: Known) -> list[dict[str, Any]]:
+    """The triggers as of now: the stored ones whose time has come, R4 for leaders, R6, with decisions."""
+    prepare(k)
+    sql, params = _where(k, ("trigger", "major"))
+    found: list[dict[str, Any]] = []
+    majors: list[MajorCase] = []
+    for kind, data in k.db.query(f"SELECT kind, data FROM {TABLE}{sql}", params):
+        if kind == "trigger":
+            found.append(orjson.loads(data))
+        else:
+            majors.append(MajorCase(*orjson.loads(data)))
+    found += k.leader_triggers(majors)
+    found += k.agreement_triggers()
+    return k.decided(found)
+
+
+def petitions(k: Known, status: str | None = None) -> list[dict[str, Any]]:
+    """The board as of now, in registration order, each row's status judged against the clock."""
+    kinds = {"open": ("petition",), "overdue": ("petition",), "closed": ("petition_closed",)}
+    sql, params = _where(k, kinds.get(status or "", ("petition", "petition_closed")))
+    rows = []
+    for kind, data in k.db.query(f"SELECT kind, data FROM {TABLE}{sql} ORDER BY seq", params):
+        row = orjson.loads(data)
+        deadline, in_time = row.pop("_deadline"), row.pop("_closed_in_time")
+        overdue = deadline < k.as_of and not in_time
+        status = "closed" if kind == "petition_closed" else "overdue" if overdue else "open"
+        rows.append(_with_status(row, status, overdue))
+    return rows
+
+
+def _with_status(row: dict[str, Any], status: str, overdue: bool) -> dict[str, Any]:
+    """The row with ``status`` and ``overdue`` back in the fold's place, after ``deadline``."""
+    ordered: dict[str, Any] = {}
+    for key, value in row.items():
+        ordered[key] = value
+        if key == "deadline":
+            ordered["status"], ordered["overdue"] = status, overdue
+    return ordered
