@@ -45,6 +45,7 @@ def ddl(big: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {TABLE} (uuid TEXT NOT NULL, kind TEXT NOT NULL, unit_id TEXT,"
         f" at {big} NOT NULL, visible_from {big} NOT NULL, seq {big} NOT NULL, data TEXT NOT NULL)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_unit ON {TABLE} (kind, unit_id, at)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} (kind, at)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_uuid ON {TABLE} (uuid)",
     ]
 
@@ -193,6 +194,16 @@ def triggers(k: Known) -> list[dict[str, Any]]:
     found += k.leader_triggers(majors)
     found += k.agreement_triggers()
     return k.decided(found)
+
+
+def majors(k: Known, start: int, end: int) -> list[MajorCase]:
+    """The cases that became major in [start, end) (R4's quota deductions), in the order they were reported."""
+    sql, params = _where(k, ("major",))
+    sql += " AND at >= ? AND at < ?"
+    rows = k.db.query(f"SELECT data FROM {TABLE}{sql}", [*params, start, end])
+    found = [MajorCase(*orjson.loads(data)) for (data,) in rows]
+    found.sort(key=lambda m: m.evidence[0])
+    return found
 
 
 def petitions(k: Known, status: str | None = None) -> list[dict[str, Any]]:

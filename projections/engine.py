@@ -45,6 +45,12 @@ def ensure_schema(db: Db, projections: Iterable[Projection] | None = None, *, vi
         for p in projections or PROJECTIONS.values():
             for statement in p.ddl("BIGINT"):
                 db.execute(statement)
+            if p.name == "units":
+                # Quota answers pick a year's allocations and approvals out of every year's.
+                db.execute(
+                    f"CREATE INDEX IF NOT EXISTS {p.events_table}_year ON {p.events_table}"
+                    f" ({db.json_number('data', 'year')})"
+                )
             if p.name == "petitions":
                 # Petitions diverted into a territory (改派) are looked up by destination on every scoped answer:
                 # without this index that is a scan of every diversion in the city (history.Known._diverted_into_scope).

@@ -370,6 +370,8 @@ class Known:
         self.window = window
         #: Only these records (by uuid, at most :data:`IN_LIST`): the current view derives records in chunks.
         self.uuids = uuids
+        #: Answer from the current view's rows where it keeps them (``projections.current``; now only).
+        self.view = False
         self.structure = structure(db, self.known_at)
         self.units = self.structure.units
         self.policy = self.structure.policy
@@ -379,7 +381,7 @@ class Known:
 
     def within(self, scope: set[str]) -> Known:
         """The same facts (same ``as_of`` and ``known_at``) of the territory ``scope`` only, folded afresh."""
-        return Known(
+        part = Known(
             self.db,
             from_micros(self.as_of),
             from_micros(self.known_at),
@@ -388,6 +390,8 @@ class Known:
             only=self.only,
             window=self.window,
         )
+        part.view = self.view
+        return part
 
     # --- raw facts ----------------------------------------------------------------------------
 
@@ -502,8 +506,8 @@ class Known:
         """The units' quota allocations and land approvals (指标下达、用地批准) for ``year``."""
         sql = (
             f"SELECT {EV_COLUMNS} FROM proj_units_events WHERE recorded_at <= ? AND occurred_at <= ?"
-            f" AND {'type' if self.scope is None else UNINDEXED_TYPE} IN ('allocated', 'approved')"
-            f" AND {self.db.json_number('data', 'year')} = ?"
+            # By the year index (engine.ensure_schema): the type index would walk every year's allocations.
+            f" AND {UNINDEXED_TYPE} IN ('allocated', 'approved') AND {self.db.json_number('data', 'year')} = ?"
         )
         params: list[Any] = [self.known_at, self.as_of, year]
         if self.scope is not None:  # the territory's units by the uuid index, not the city's by type
@@ -575,6 +579,14 @@ class Known:
                     events[r[1]].append(_ev(r))
             found = self._cases(recs, events)
         return [c for c in found if c.major_at is not None and start <= c.major_at < end]
+
+    def majors(self, start: int, end: int) -> list[MajorCase]:
+        """The cases that became major in [start, end), as R4's deductions need them."""
+        return [
+            MajorCase(c.rec.record_id, c.rec.unit_id or "", "", c.major_evidence, c.major_at)
+            for c in self.major_cases(start, end)
+            if c.major_at is not None
+        ]
 
     def _cases(self, records: list[Rec], events: dict[str, list[Ev]]) -> list[Case]:
         cases = []

@@ -166,6 +166,7 @@ class Queries:
         Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
         """
         k = self.known(as_of, known_at)
+        k.view = self._now(as_of, known_at)
         if limit is None and after is None:
             return self._deductions(k, year)
         # Rows go to districts, and to a city for its units under no district; only those with items for a city.
@@ -175,24 +176,22 @@ class Queries:
     def _deductions(self, k: Known, year: int) -> list[dict[str, Any]]:
         start, end = year_bounds(year)
         items: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for case in k.major_cases(start, end):
-            if case.major_at is None or case.major_policy is None:
-                continue
-            district = k.district_of(case.rec.unit_id or "")
+        for case in current.majors(k, start, end) if k.view else k.majors(start, end):
+            district = k.district_of(case.unit_id)
             if district is None:
                 continue
-            policy = case.major_policy
+            policy = k.policy.at(case.at)
             items[district].append(
                 {
-                    "unit_id": case.rec.unit_id,
-                    "case_id": case.rec.record_id,
-                    "occurred_at": iso(case.major_at),
+                    "unit_id": case.unit_id,
+                    "case_id": case.case_id,
+                    "occurred_at": iso(case.at),
                     "land_quota_mu": number(policy["quota_deduction_mu"]),
                     "consolidation_funds_yuan": number(policy["funds_deduction_yuan"]),
                     "model_district_points": number(policy["model_points_deduction"]),
                     "rule": "R4",
                     "policy_version": policy.version,
-                    "evidence": case.major_evidence,
+                    "evidence": case.evidence,
                 }
             )
         rows = []
@@ -225,6 +224,7 @@ class Queries:
         Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
         """
         k = self.known(as_of, known_at)
+        k.view = self._now(as_of, known_at)
         if limit is None and after is None:
             return self._quota(k, year)
         keys = {u for u, rec in k.units.items() if rec.data["kind"] == "district"} | k.allocated_units(year)

@@ -256,6 +256,9 @@ def _answers_now(url: str, fold: bool) -> list[Any]:
         found += [q.triggers(status, u, **moment) for status in (None, "open", "decided") for u in (None, "lc", "ys")]
         found += [q.petitions(status, None, u, **moment) for status in (None, "open", "overdue") for u in (None, "kz")]
         found += [q.petitions(None, flag, None, **moment) for flag in ("collective", "escalated", "skip_level")]
+        for year in (2024, 2025):
+            found += [q.quota_deductions(year, **moment), q.quota(year, **moment)]
+            found += [q.quota_deductions(year, limit=1, after="gc", **moment), q.quota(year, limit=1, **moment)]
         return found
     finally:
         q.close()
