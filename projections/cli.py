@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
             raise _fail(error) from None
 
     @sub.command()
-    def rebuild(names: Names = None, batch_size: int = engine.DEFAULT_BATCH) -> None:
+    def rebuild(names: Names = None, batch_size: int = engine.REBUILD_BATCH) -> None:
         """Drop the views, reset tracking and process the whole log again."""
         try:
             url = database_url()

@@ -28,6 +28,9 @@ class Db:
             self._sqlite = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
             self._sqlite.execute("PRAGMA journal_mode=WAL")
             self._sqlite.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint the WAL every ~80 MB rather than every 4 MB: a rebuild rewrites the same index pages
+            # batch after batch, and each checkpoint writes them back (1M events: 11.6 s -> 6.8 s per 300k).
+            self._sqlite.execute("PRAGMA wal_autocheckpoint=20000")
         elif url.startswith(("postgresql://", "postgres://")):
             import psycopg
 

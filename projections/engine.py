@@ -24,6 +24,8 @@ from store.config import log_table
 
 TRACKING = "proj_tracking"
 DEFAULT_BATCH = 1000
+#: A rebuild is not waited on event by event: bigger batches, fewer commits.
+REBUILD_BATCH = 5000
 #: Test-only: seconds to sleep inside each batch's transaction, so a test can kill a worker mid-batch.
 DELAY_ENV = "LEDGER_PROJECTIONS_TEST_DELAY"
 
@@ -232,7 +234,7 @@ def drop(db: Db, projections: Sequence[Projection], *, view: bool = True) -> Non
             db.execute(f"DELETE FROM {TRACKING} WHERE name = ?", (CURRENT,))
 
 
-def rebuild(url: str, names: Names = None, progress: Progress | None = None, *, batch_size: int = DEFAULT_BATCH) -> int:
+def rebuild(url: str, names: Names = None, progress: Progress | None = None, *, batch_size: int = REBUILD_BATCH) -> int:
     """Drop the views, reset tracking, and catch up from the first event."""
     db = Db(url)
     try:

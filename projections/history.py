@@ -488,8 +488,11 @@ class Known:
         else:
             # The territory's (or chunk's) record ids first, then their events by the uuid index: given a subquery,
             # PostgreSQL's planner chose a scan of every event of the city (O(N) per answer).
-            where, more = self._where(projection, None)
-            uuids = [r[0] for r in self.db.query(f"SELECT uuid FROM proj_{projection}_records{where}", more)]
+            if self.scope is None and self.uuids is not None:
+                uuids = self.uuids  # the chunk's own records: their events, if any are this projection's
+            else:
+                where, more = self._where(projection, None)
+                uuids = [r[0] for r in self.db.query(f"SELECT uuid FROM proj_{projection}_records{where}", more)]
             rows = []
             for chunk in range(0, len(uuids), IN_LIST):
                 some = uuids[chunk : chunk + IN_LIST]
