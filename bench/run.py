@@ -28,7 +28,7 @@ from typing import Any
 from audit.checkpoints import take_checkpoint
 from audit.verify import verify
 from bench import projections_bench, raw, verify_bench
-from bench.generate import generate
+from bench.generate import Generated, generate
 from bench.http_load import http_bench
 from bench.peak import PeakFailed, peak_kib
 from domain.vocabulary import Channel, PetitionCategory
@@ -58,7 +58,7 @@ def command_row(url: str, commands: int) -> dict[str, Any]:
     """Commands through the application, one event and one transaction each, vs raw single-row inserts."""
     ledger = open_ledger(url)
     try:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         for i in range(commands):
             ledger.register_petition(
                 "fengcheng",
@@ -71,21 +71,27 @@ def command_row(url: str, commands: int) -> dict[str, Any]:
                 actor="bench",
             )
         ours = commands / (time.perf_counter() - began)
+        cpu_us = (time.process_time() - cpu) / commands * 1e6
         head = int(ledger.recorder.max_notification_id() or 0)
         written = ledger.recorder.select_notifications(start=head - commands + 1, limit=commands)
     finally:
         ledger.close()
-    return _row("command", ours, raw.insert_rate(url, written, batch=1), "events/s", n=commands)
+    base = raw.insert_rate(url, written, batch=1)
+    return _row("command", ours, base, "events/s", n=commands, cpu_us_per_event=round(cpu_us, 1))
 
 
-def bulk_row(url: str, events: int, save_seconds: float, batch: int) -> dict[str, Any]:
+def bulk_row(url: str, generated: Generated, batch: int) -> dict[str, Any]:
     """The generator's ``ledger.save`` batches vs raw batched inserts of the same stored bytes."""
+    events = generated.events
     ledger = open_ledger(url)
     try:
         rows = ledger.recorder.select_notifications(start=2, limit=min(events, BULK_RAW_ROWS))
     finally:
         ledger.close()
-    return _row("bulk import", events / save_seconds, raw.insert_rate(url, rows, batch=batch), "events/s", n=events)
+    base = raw.insert_rate(url, rows, batch=batch)
+    cpu_us = generated.save_cpu_seconds / events * 1e6
+    ours = events / generated.save_seconds
+    return _row("bulk import", ours, base, "events/s", n=events, cpu_us_per_event=round(cpu_us, 1))
 
 
 def rebuild_row(url: str) -> dict[str, Any]:
@@ -139,7 +145,7 @@ def timed(label: str, step: Callable[[], Any]) -> Any:
 def bench_store(kind: str, events: int, args: argparse.Namespace) -> dict[str, Any]:
     with projections_bench.temporary_store(kind) as url:
         generated = timed("generate", lambda: generate(url, events, batch=args.batch, quiet=args.quiet))
-        rows = [bulk_row(url, generated.events, generated.save_seconds, args.batch)]
+        rows = [bulk_row(url, generated, args.batch)]
         rows.append(timed("rebuild", lambda: rebuild_row(url)))
         rows.append(timed("verify", lambda: verify_row(url, args.rounds)))
         memory: dict[str, int | str] = {}

@@ -8,11 +8,13 @@ hash and proof over them — stay exactly as they were.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
+from eventsourcing.utils import get_topic
 
 #: The save keyword under which new wrapped keys travel to the recorder, stored in the events' transaction.
 PERSONAL_KEYS = "personal_keys"
@@ -33,11 +35,21 @@ class PersonalDataVault(Protocol):
     def destroy(self, subject: str) -> bool:
         """Destroy the subject's key; ``True`` if there was one."""
 
-    def prepare(self, subjects: list[str]) -> list[tuple[str, bytes]]:
-        """Make keys for subjects that have none yet; answer them wrapped, to be stored with the events."""
+    def prepare(self, subjects: list[str], created: Collection[str] = ()) -> list[tuple[str, bytes]]:
+        """Make keys for subjects that have none yet; answer them wrapped, to be stored with the events.
+
+        ``created`` names subjects whose records this save creates: they can have no key yet, so
+        they need not be looked up (if one is there after all, the store refuses the new key with
+        :class:`PersonalKeyExists` and the save prepares again without ``created``).
+        """
 
     def forget(self, subjects: list[str]) -> None:
         """Drop keys prepared for a save that failed (they were never stored)."""
+
+
+class PersonalKeyExists(IntegrityError):
+    """The store refused a new record's data key: its subject has one already (a key stored
+    without its events by an older version). Nothing was saved; seal with the stored key."""
 
 
 def subject_of(originator_id: UUID | str) -> str:
@@ -58,7 +70,7 @@ class KeylessVault:
     def destroy(self, subject: str) -> bool:
         return False
 
-    def prepare(self, subjects: list[str]) -> list[tuple[str, bytes]]:
+    def prepare(self, subjects: list[str], created: Collection[str] = ()) -> list[tuple[str, bytes]]:
         return []
 
     def forget(self, subjects: list[str]) -> None:
@@ -78,7 +90,7 @@ class DryRunVault:
     def destroy(self, subject: str) -> bool:
         return True
 
-    def prepare(self, subjects: list[str]) -> list[tuple[str, bytes]]:
+    def prepare(self, subjects: list[str], created: Collection[str] = ()) -> list[tuple[str, bytes]]:
         return []
 
     def forget(self, subjects: list[str]) -> None:
@@ -93,16 +105,31 @@ class PersonalDataMapper(Mapper[UUID]):
         self.vault = vault
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
-        fields: tuple[str, ...] = getattr(type(domain_event), "personal_fields", ())
-        if not fields:
-            return super().to_stored_event(domain_event)
-        subject = subject_of(domain_event.originator_id)
-        sealed = object.__new__(type(domain_event))
+        # The library's Mapper.to_stored_event, with the personal fields sealed in the state it
+        # encodes (same keys, same order, so the same bytes) instead of in a copied event.
+        cls = type(domain_event)
         state = dict(vars(domain_event))
-        for name in fields:
-            state[name] = self.vault.seal(subject, state[name])
-        object.__setattr__(sealed, "__dict__", state)
-        return super().to_stored_event(sealed)
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        fields: tuple[str, ...] = getattr(cls, "personal_fields", ())
+        if fields:
+            subject = subject_of(originator_id)
+            for name in fields:
+                state[name] = self.vault.seal(subject, state[name])
+        class_version = getattr(cls, "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        stored_state = self.transcoder.encode(state)
+        if self.compressor:
+            stored_state = self.compressor.compress(stored_state)
+        if self.cipher:
+            stored_state = self.cipher.encrypt(stored_state)
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=originator_version,
+            topic=get_topic(cls),
+            state=stored_state,
+        )
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         event = super().to_domain_event(stored_event)

@@ -46,10 +46,7 @@ TIMEOUTS: dict[str, float] = {
     "SQLITE_LOCK_TIMEOUT": SQLITE_LOCK_TIMEOUT_SECONDS,
 }
 _SQLITE_PREFIX = "sqlite:///"
-_EXPECTED = (
-    "expected sqlite:///path/to/file.db or "
-    "postgresql://user[:password]@host[:port]/dbname[?schema=NAME]"
-)
+_EXPECTED = "expected sqlite:///path/to/file.db or postgresql://user[:password]@host[:port]/dbname[?schema=NAME]"
 
 
 @dataclass(frozen=True)
@@ -83,10 +80,7 @@ def parse(url: str) -> SQLiteURL | PostgresURL:
     scheme = url.split(":", 1)[0] if ":" in url else ""
     if scheme == "sqlite":
         if not url.startswith(_SQLITE_PREFIX):
-            msg = (
-                f"SQLite URL {url!r} needs three slashes: sqlite:///relative/file.db "
-                "or sqlite:////absolute/file.db"
-            )
+            msg = f"SQLite URL {url!r} needs three slashes: sqlite:///relative/file.db or sqlite:////absolute/file.db"
             raise ValueError(msg)
         return _parse_sqlite(url)
     if scheme == "postgresql" and url.startswith("postgresql://"):
@@ -232,9 +226,7 @@ def log_table(url: str) -> LogTable:
     return LogTable(f"{APPLICATION_NAME.lower()}_events", "notification_id")
 
 
-def _factory(
-    url: str, app_name: str, *, create_table: bool
-) -> LedgerSQLiteFactory | LedgerPostgresFactory:
+def _factory(url: str, app_name: str, *, create_table: bool) -> LedgerSQLiteFactory | LedgerPostgresFactory:
     env = _environment(url, app_name, create_table=create_table)
     if isinstance(parse(url), SQLiteURL):
         return LedgerSQLiteFactory(env)
@@ -257,9 +249,7 @@ def create_schema(url: str, app_name: str = APPLICATION_NAME) -> None:
 
 
 def _create_postgres_schema(url: str, schema: str) -> None:
-    factory = LedgerPostgresFactory(
-        _environment(url, APPLICATION_NAME, create_table=False)
-    )
+    factory = LedgerPostgresFactory(_environment(url, APPLICATION_NAME, create_table=False))
     try:
         with factory.datastore.transaction(commit=True) as curs:
             # Concurrent CREATE SCHEMA IF NOT EXISTS can still collide.

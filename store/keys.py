@@ -11,22 +11,59 @@ import base64
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.cipher import AESCipher
-from eventsourcing.utils import Environment
 
 from domain.personal import SEALED_PREFIX
 from store.recorders import KEYS_TABLE
 
 CACHE_SECONDS = 60.0  # an erasure reaches other processes' caches within this time
+LOOKUP_BATCH = 500  # subjects per key lookup (SQLite allows 999 parameters in old builds)
 
 
-def cipher_for(key: bytes) -> AESCipher:
-    """The library's AES-GCM cipher, keyed with raw bytes."""
-    return AESCipher(Environment(env={AESCipher.CIPHER_KEY: base64.b64encode(key).decode()}))
+_NONCE = 12
+_TAG = 16
+
+
+class GcmCipher:
+    """AES-GCM with the byte layout of the library's ``AESCipher`` (nonce 12 ‖ tag 16 ‖ ciphertext).
+
+    ``AESCipher`` (pycryptodome) builds a new GCM object, key schedule and hash subkey included, for
+    every call: ~80 µs per sealed field or wrapped key, the largest cost of a command after the
+    commit. OpenSSL's ``AESGCM`` (the ``cryptography`` package, already a dependency) keeps the key
+    schedule and costs ~1 µs. Same algorithm, nonce size and tag size, so the bytes are
+    interchangeable both ways (tested): existing stores read as before.
+    """
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        AESCipher.check_key_size(len(key))
+        self._aead = AESGCM(key)
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        sealed = self._aead.encrypt(nonce, plaintext, None)  # ciphertext ‖ tag
+        return nonce + sealed[-_TAG:] + sealed[:-_TAG]
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        if len(ciphertext) < _NONCE + _TAG:
+            raise ValueError("Damaged cipher text: invalid nonce or tag length")
+        nonce, tag, encrypted = ciphertext[:_NONCE], ciphertext[_NONCE : _NONCE + _TAG], ciphertext[_NONCE + _TAG :]
+        try:
+            return self._aead.decrypt(nonce, encrypted + tag, None)
+        except InvalidTag:
+            raise ValueError("Cipher text is damaged: MAC check failed") from None
+
+
+def cipher_for(key: bytes) -> GcmCipher:
+    """AES-GCM keyed with raw bytes (the library's ``AESCipher`` format)."""
+    return GcmCipher(key)
 
 
 def load_master_key(environ: dict[str, str] | None = None, *, create: bool = False) -> bytes:
@@ -66,7 +103,7 @@ class KeyVault:
         self._conn: Any = None
         self._p = placeholder
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, AESCipher | None]] = {}
+        self._cache: dict[str, tuple[float, GcmCipher | None]] = {}
 
     def seal(self, subject: str, plaintext: str) -> str:
         cipher = self._key(subject, create=True)
@@ -79,16 +116,44 @@ class KeyVault:
             return None
         return cipher.decrypt(base64.b64decode(sealed[len(SEALED_PREFIX) :])).decode()
 
-    def prepare(self, subjects: list[str]) -> list[tuple[str, bytes]]:
-        """New data keys for subjects without one, cached now and stored by the recorder with the events."""
+    def prepare(self, subjects: list[str], created: Collection[str] = ()) -> list[tuple[str, bytes]]:
+        """New data keys for subjects without one, cached now and stored by the recorder with the events.
+
+        Subjects of records the save creates (``created``) get a key without a look-up; the others,
+        if not cached, are looked up in one query per ``LOOKUP_BATCH`` (a bulk save of 2,000 events
+        names ~1,000 records: one round trip, not one each).
+        """
+        now = time.monotonic()
         fresh: list[tuple[str, bytes]] = []
-        for subject in subjects:
-            if self._key(subject, create=False) is None:
-                data_key = os.urandom(32)
-                with self._lock:
-                    self._cache[subject] = (time.monotonic() + CACHE_SECONDS, cipher_for(data_key))
-                fresh.append((subject, self._master.encrypt(data_key)))
+        with self._lock:
+            unknown = []
+            for subject in subjects:
+                hit = self._cache.get(subject)
+                if hit is None or hit[0] <= now:
+                    if subject in created:
+                        fresh.append(self._new_key(subject, now))
+                    else:
+                        unknown.append(subject)
+                elif hit[1] is None:
+                    fresh.append(self._new_key(subject, now))
+            for i in range(0, len(unknown), LOOKUP_BATCH):
+                chunk = unknown[i : i + LOOKUP_BATCH]
+                marks = ", ".join([self._p] * len(chunk))
+                sql = f"SELECT subject, wrapped FROM {KEYS_TABLE} WHERE subject IN ({marks})"
+                stored = {row[0]: bytes(row[1]) for row in self._execute(sql, tuple(chunk)).fetchall()}
+                for subject in chunk:
+                    wrapped = stored.get(subject)
+                    if wrapped is None:
+                        fresh.append(self._new_key(subject, now))
+                    else:
+                        self._cache[subject] = (now + CACHE_SECONDS, cipher_for(self._master.decrypt(wrapped)))
         return fresh
+
+    def _new_key(self, subject: str, now: float) -> tuple[str, bytes]:
+        # Called with the lock held: cache a new data key, answer it wrapped.
+        data_key = os.urandom(32)
+        self._cache[subject] = (now + CACHE_SECONDS, cipher_for(data_key))
+        return subject, self._master.encrypt(data_key)
 
     def forget(self, subjects: list[str]) -> None:
         with self._lock:
@@ -101,7 +166,7 @@ class KeyVault:
             cur = self._execute(f"DELETE FROM {KEYS_TABLE} WHERE subject = {self._p}", (subject,))
             return bool(cur.rowcount)
 
-    def _key(self, subject: str, *, create: bool) -> AESCipher | None:
+    def _key(self, subject: str, *, create: bool) -> GcmCipher | None:
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(subject)

@@ -93,9 +93,7 @@ def _run(recorder: ApplicationRecorder, sql: str, params: tuple[Any, ...] = (), 
     """One statement in its own transaction on the recorder's pooled connections."""
     if isinstance(recorder, LedgerPostgresApplicationRecorder):
         schema = recorder.datastore.schema
-        statement = SQL(sql.replace("?", "%s")).format(
-            t=Identifier(schema, TABLE), i=Identifier(f"{TABLE}_source_at")
-        )
+        statement = SQL(sql.replace("?", "%s")).format(t=Identifier(schema, TABLE), i=Identifier(f"{TABLE}_source_at"))
         with recorder.datastore.transaction(commit=True) as curs:
             if lock:
                 lock_schema_creation(curs)

@@ -25,9 +25,7 @@ from store.recorders import (
     LedgerSQLiteApplicationRecorder,
 )
 
-PG_URL = os.environ.get(
-    "LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 Recorder = LedgerSQLiteApplicationRecorder | LedgerPostgresApplicationRecorder
 
@@ -53,11 +51,7 @@ class Ledger(Application[UUID]):
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """URL of an initialised, empty store of its own."""
     schema = f"ledger_test_{uuid4().hex[:16]}"
-    store_url = (
-        f"sqlite:///{tmp_path}/ledger.db"
-        if request.param == "sqlite"
-        else f"{PG_URL}?schema={schema}"
-    )
+    store_url = f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else f"{PG_URL}?schema={schema}"
     config.create_schema(store_url)
     yield store_url
     if request.param == "postgres":
@@ -74,9 +68,7 @@ def ledger(url: str) -> Iterator[Ledger]:
 
 def recorder_of(app: Application[UUID]) -> Recorder:
     recorder = app.recorder
-    assert isinstance(
-        recorder, (LedgerSQLiteApplicationRecorder, LedgerPostgresApplicationRecorder)
-    )
+    assert isinstance(recorder, (LedgerSQLiteApplicationRecorder, LedgerPostgresApplicationRecorder))
     return recorder
 
 
@@ -183,9 +175,7 @@ def test_duplicate_idempotency_key_rolls_back_the_second_save(ledger: Ledger) ->
         ledger.repository.get(second.id)
     assert recorder.max_notification_id() == recordings[-1].notification.id
     assert stored_chain(recorder) == before
-    assert recorder.idempotent_result("petition-42") == [
-        r.notification.id for r in recordings
-    ]
+    assert recorder.idempotent_result("petition-42") == [r.notification.id for r in recordings]
     assert recorder.idempotent_result("petition-43") is None
 
     # The chain goes on from the last kept row (PostgreSQL skips the ids the

@@ -26,9 +26,7 @@ from store.recorders import (
 )
 from store.transcoder import OrjsonTranscoder
 
-PG_URL = os.environ.get(
-    "LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 class Ledger(Application[UUID]):

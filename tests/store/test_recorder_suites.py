@@ -46,9 +46,7 @@ from store.recorders import (
     LedgerSQLiteProcessRecorder,
 )
 
-PG_URL = os.environ.get(
-    "LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 LedgerRecorder = LedgerSQLiteApplicationRecorder | LedgerPostgresApplicationRecorder
 
@@ -166,9 +164,7 @@ class TestSQLiteApplicationRecorder(
 
     def create_recorder(self) -> LedgerSQLiteApplicationRecorder:
         recorder = LedgerSQLiteApplicationRecorder(
-            SQLiteDatastore(
-                self.db_name, pool_size=100, originator_id_type=self.originator_id_type
-            )
+            SQLiteDatastore(self.db_name, pool_size=100, originator_id_type=self.originator_id_type)
         )
         recorder.create_table()
         return self.keep(recorder)  # type: ignore[no-any-return]
@@ -197,9 +193,7 @@ class TestSQLiteApplicationRecorder(
         super().test_concurrent_throughput()
 
 
-class TestSQLiteApplicationRecorderWithTextIDs(
-    _TextOriginatorIDs, TestSQLiteApplicationRecorder
-):
+class TestSQLiteApplicationRecorderWithTextIDs(_TextOriginatorIDs, TestSQLiteApplicationRecorder):
     pass
 
 
@@ -219,17 +213,13 @@ class TestSQLiteNonInterleavingNotificationIDs(
         return self.keep(recorder)  # type: ignore[no-any-return]
 
 
-class TestSQLiteFactory(
-    _TempFiles, persistence.InfrastructureFactoryTestCase[LedgerSQLiteFactory]
-):
+class TestSQLiteFactory(_TempFiles, persistence.InfrastructureFactoryTestCase[LedgerSQLiteFactory]):
     class TrackingRecorderSubclass(SQLiteTrackingRecorder):
         pass
 
     def setUp(self) -> None:
         self.env = Environment("TestCase")
-        self.env[InfrastructureFactory.PERSISTENCE_MODULE] = get_topic(
-            LedgerSQLiteFactory
-        )
+        self.env[InfrastructureFactory.PERSISTENCE_MODULE] = get_topic(LedgerSQLiteFactory)
         self.env[LedgerSQLiteFactory.SQLITE_DBNAME] = self.tmp_db()
         super().setUp()
 
@@ -269,15 +259,11 @@ class TestPostgresApplicationRecorder(
         super().optional_test_insert_subscribe()
 
 
-class TestPostgresApplicationRecorderWithTextIDs(
-    _TextOriginatorIDs, TestPostgresApplicationRecorder
-):
+class TestPostgresApplicationRecorderWithTextIDs(_TextOriginatorIDs, TestPostgresApplicationRecorder):
     pass
 
 
-class TestPostgresProcessRecorder(
-    _ChecksChain, _WithPostgresSchema, persistence.ProcessRecorderTestCase
-):
+class TestPostgresProcessRecorder(_ChecksChain, _WithPostgresSchema, persistence.ProcessRecorderTestCase):
     def create_recorder(self) -> ProcessRecorder:
         recorder = LedgerPostgresProcessRecorder(self.datastore)
         recorder.create_table()
@@ -295,9 +281,7 @@ class TestPostgresNonInterleavingNotificationIDs(
         return self.keep(recorder)  # type: ignore[no-any-return]
 
 
-class TestPostgresFactory(
-    persistence.InfrastructureFactoryTestCase[LedgerPostgresFactory]
-):
+class TestPostgresFactory(persistence.InfrastructureFactoryTestCase[LedgerPostgresFactory]):
     class TrackingRecorderSubclass(PostgresTrackingRecorder):
         pass
 
