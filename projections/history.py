@@ -33,7 +33,7 @@ DAY = 86_400_000_000
 #: Ids bound in one ``IN (…)`` list (well under every engine's limit on bound parameters).
 IN_LIST = 500
 #: Up to this many trigger ids, their decisions are looked up by id rather than all read.
-DECISION_LOOKUP = IN_LIST
+DECISION_LOOKUP = 20 * IN_LIST
 
 
 class Rec(NamedTuple):
@@ -685,14 +685,16 @@ class Known:
         since every decision of the city is a growing list that one territory's triggers never need."""
         if "decisions" in self.__dict__ or len(trigger_ids) > DECISION_LOOKUP:
             return self.decisions
-        if not trigger_ids:
-            return {}
         where, params = self._where("accountability", "decision", scoped=False)
-        rows = self.db.query(
-            f"SELECT {REC_COLUMNS} FROM proj_accountability_records{where}"
-            f" AND record_id IN ({', '.join('?' * len(trigger_ids))}) ORDER BY position",
-            [*params, *trigger_ids],
-        )
+        rows: list[Row] = []
+        for chunk in range(0, len(trigger_ids), IN_LIST):
+            some = trigger_ids[chunk : chunk + IN_LIST]
+            rows += self.db.query(
+                f"SELECT {REC_COLUMNS} FROM proj_accountability_records{where}"
+                f" AND record_id IN ({', '.join('?' * len(some))})",
+                [*params, *some],
+            )
+        rows.sort(key=lambda r: int(r[5]))  # by position, as when all are read
         return {r.record_id: r for r in map(_rec, rows)}
 
     # --- occurrences (考核事项) ------------------------------------------------------------------

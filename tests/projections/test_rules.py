@@ -319,6 +319,9 @@ def test_decisions_looked_up_by_trigger_id_answer_as_reading_them_all(world: Wor
 
     by_id = answers()
     assert [t["decision"]["outcome"] for t in by_id[0] if t["decision"]] == ["demerit"]
+    with monkeypatch.context() as m:
+        m.setattr(history, "IN_LIST", 1)  # the ids looked up one per query
+        assert answers() == by_id
     monkeypatch.setattr(history, "DECISION_LOOKUP", 0)  # every lookup reads all decisions instead
     assert answers() == by_id
 
