@@ -8,14 +8,20 @@ checkpoint), ``projections`` (the results the bundle states), then ``trailer`` (
 SHA-256 of every line before it, so a cut-off file is caught). JSON Lines rather than zip: both
 writing and checking stream one event at a time in constant memory, and a reader needs nothing
 but a text editor to see what an event said.
+
+The ``projections`` line grows with the history it states (every unit's score of every year, every
+trigger). Export never holds it whole: each territory (a root of the unit tree and the units below
+it) is folded on its own, its rows go to a temporary SQLite file, and the line is written from
+there in the order :func:`stated_projections` gives, byte for byte the same JSON.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -38,6 +44,11 @@ from domain.personal import KeylessVault
 
 FORMAT = "accountability-ledger-bundle"
 VERSION = 1
+#: Inclusion proofs of consecutive leaves ask for the same few subtree roots (about two per level of
+#: the tree), so a small LRU cache answers as many of them as a large one would.
+RANGE_ROOT_CACHE = 1024
+#: Districts per page when the stated quota deductions are computed a page at a time.
+DEDUCTIONS_PAGE = 20
 
 
 class BundleError(ValueError):
@@ -136,7 +147,7 @@ def write_bundle(url: str, out: IO[bytes], start: int | None = None, stop: int |
                 }
             )
             decode = offline_decoder()
-            range_root = lru_cache(maxsize=1 << 16)(tree.range_root)
+            range_root = lru_cache(maxsize=RANGE_ROOT_CACHE)(tree.range_root)
             years: set[int] = set()
             last_recorded: datetime | None = None
             index: int | None = None
@@ -166,7 +177,7 @@ def write_bundle(url: str, out: IO[bytes], start: int | None = None, stop: int |
     catch_up(url)
     queries = Queries(url)
     try:
-        writer.write({"kind": "projections", **stated_projections(queries, sorted(years), last_recorded)})
+        write_stated_projections(writer, queries, sorted(years), last_recorded)
     finally:
         queries.close()
     writer.finish()
@@ -174,7 +185,11 @@ def write_bundle(url: str, out: IO[bytes], start: int | None = None, stop: int |
 
 
 def stated_projections(queries: Any, years: list[int], known_at: datetime | None) -> dict[str, Any]:
-    """Scores, triggers and quota deductions as known when the range's last event was recorded."""
+    """Scores, triggers and quota deductions as known when the range's last event was recorded.
+
+    All in memory: ``verify-bundle --recompute`` states them this way, from the whole city in one fold,
+    and compares with what :func:`write_stated_projections` wrote a territory at a time.
+    """
     at = {"as_of": known_at, "known_at": known_at}
     return {
         "as_of": known_at.isoformat() if known_at else None,
@@ -183,6 +198,132 @@ def stated_projections(queries: Any, years: list[int], known_at: datetime | None
         "quota_deductions": {str(y): queries.quota_deductions(y, **at) for y in years},
         "triggers": queries.triggers(**at),
     }
+
+
+# The sections of the projections line, in the order they are written.
+_SCORES, _DEDUCTIONS, _TRIGGERS = range(3)
+
+
+def write_stated_projections(writer: _Writer, queries: Any, years: list[int], known_at: datetime | None) -> None:
+    """Write the ``projections`` line: the JSON of ``{"kind": "projections", **stated_projections(...)}``,
+    with memory bounded by one territory's facts instead of the whole history.
+
+    Each territory is folded on its own through the public queries (``unit_id=`` its root; quota
+    deductions a page of districts at a time); the rows wait in a temporary SQLite file and are
+    written in the order the whole-city answers list them (scores by unit id, deductions by
+    district, triggers by opening time and id). When the units do not split into territories that
+    hold all the records (see :func:`_territories`), the whole city is one territory, as before.
+    The temporary file (in ``TMPDIR``) takes about as much disk as the line itself.
+    """
+    at = {"as_of": known_at, "known_at": known_at}
+    roots: list[str] | None = _territories(queries, known_at)
+    with tempfile.TemporaryDirectory(prefix="ledger-bundle-") as tmp:
+        spill = _Spill(Path(tmp) / "stated.db")
+        try:
+            for root in roots if roots else [None]:
+                for y in years:
+                    spill.add(_SCORES, y, ((r["unit_id"], "", r) for r in queries.scores(y, unit_id=root, **at)))
+                spill.add(_TRIGGERS, 0, ((t["opened_at"], t["id"], t) for t in queries.triggers(unit_id=root, **at)))
+            for y in years:
+                spill.add(
+                    _DEDUCTIONS, y, ((r["unit_id"], "", r) for r in _deductions(queries, y, at, paged=bool(roots)))
+                )
+            writer.write_line(_projections_line(spill, years, known_at))
+        finally:
+            spill.close()
+
+
+def _projections_line(spill: _Spill, years: list[int], known_at: datetime | None) -> Iterator[bytes]:
+    """The pieces of the line ``orjson.dumps({"kind": "projections", **stated_projections(...)})`` writes."""
+    yield b'{"kind":"projections","as_of":' + orjson.dumps(known_at.isoformat() if known_at else None)
+    yield b',"years":' + orjson.dumps(years)
+    for name, section in ((b"scores", _SCORES), (b"quota_deductions", _DEDUCTIONS)):
+        yield b',"' + name + b'":{'
+        for i, y in enumerate(years):
+            yield (b"," if i else b"") + orjson.dumps(str(y)) + b":["
+            yield from _joined(spill.bodies(section, y))
+            yield b"]"
+        yield b"}"
+    yield b',"triggers":['
+    yield from _joined(spill.bodies(_TRIGGERS, 0))
+    yield b"]}\n"
+
+
+def _joined(bodies: Iterable[bytes]) -> Iterator[bytes]:
+    for i, body in enumerate(bodies):
+        yield b"," + body if i else body
+
+
+def _deductions(queries: Any, year: int, at: dict[str, Any], *, paged: bool) -> Iterator[dict[str, Any]]:
+    """The year's quota deductions by district: a page of districts at a time, or all at once."""
+    if not paged:
+        yield from queries.quota_deductions(year, **at)
+        return
+    after = None
+    while True:
+        page = queries.quota_deductions(year, limit=DEDUCTIONS_PAGE, after=after, **at)
+        yield from page
+        if len(page) < DEDUCTIONS_PAGE:
+            return
+        after = page[-1]["unit_id"]
+
+
+def _territories(queries: Any, known_at: datetime | None) -> list[str] | None:
+    """The roots of the unit tree known at ``known_at``, when folding each root's territory apart states the
+    same as one fold of the city: every known unit lies below exactly one root, and every record the
+    scores and triggers read is filed under a unit (a record under no known unit would belong to no
+    territory). ``None`` otherwise, or when there is one root (nothing to split)."""
+    from projections.queries import TRIGGER_KINDS
+
+    k = queries.known(known_at, known_at)
+    units = set(k.units)
+    roots = sorted({k.ancestors(u)[-1] for u in units})
+    parts = [(k.subtree(r) | {r}) & units for r in roots]
+    if len(roots) < 2 or sum(map(len, parts)) != len(units) or set().union(*parts) != units:
+        return None
+    now = set(queries.known().units)
+    for projection in sorted(set(TRIGGER_KINDS.values())):
+        filed = queries.db.query(f"SELECT DISTINCT unit_id FROM proj_{projection}_records")
+        if any(unit_id not in now for (unit_id,) in filed):
+            return None
+    return roots
+
+
+class _Spill:
+    """Rows of the stated projections on disk, read back in the order they are written in."""
+
+    BATCH = 500
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path)
+        self.conn.execute("PRAGMA journal_mode = OFF")
+        self.conn.execute("PRAGMA synchronous = OFF")
+        self.conn.execute("CREATE TABLE rows (section INTEGER, year INTEGER, k1 TEXT, k2 TEXT, seq INTEGER, body BLOB)")
+        self.seq = 0
+        self.indexed = False
+
+    def add(self, section: int, year: int, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        batch: list[tuple[Any, ...]] = []
+        for k1, k2, row in rows:
+            self.seq += 1
+            batch.append((section, year, k1, k2, self.seq, orjson.dumps(row, default=str)))
+            if len(batch) == self.BATCH:
+                self.conn.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?)", batch)
+                batch.clear()
+        self.conn.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?)", batch)
+        self.conn.commit()
+
+    def bodies(self, section: int, year: int) -> Iterator[bytes]:
+        """The rows' JSON by (k1, k2), then in the order added (text compares by code point, as Python sorts)."""
+        if not self.indexed:
+            self.conn.execute("CREATE INDEX rows_order ON rows (section, year, k1, k2, seq)")
+            self.indexed = True
+        sql = "SELECT body FROM rows WHERE section = ? AND year = ? ORDER BY k1, k2, seq"
+        for (body,) in self.conn.execute(sql, (section, year)):
+            yield body
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _amendment(a: Any) -> dict[str, Any]:
@@ -203,6 +344,12 @@ class _Writer:
         self.out.write(line)
         self.last = record
         self.events += record["kind"] == "event"
+
+    def write_line(self, pieces: Iterable[bytes]) -> None:
+        """One line given in pieces (ending with the newline), so a long one is never whole in memory."""
+        for piece in pieces:
+            self.digest.update(piece)
+            self.out.write(piece)
 
     def finish(self) -> None:
         trailer = {"kind": "trailer", "events": self.events, "sha256": self.digest.hexdigest()}

@@ -134,3 +134,61 @@ def test_partial_range(ledger: Ledger, store_url: str, signing_key: Path, tmp_pa
     assert (result.ok, result.events) == (True, 4)
     recomputed = verify_bundle(path, recompute=True)
     assert not recomputed.ok and "from its start" in recomputed.reason
+
+
+def test_stated_projections_are_written_a_territory_at_a_time(
+    store_url: str, signing_key: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cities (the generator's territories): each is folded apart, and the line is byte for byte the
+    JSON of the whole-city fold, which ``--recompute`` states again from the bundle's events."""
+    from datetime import datetime
+
+    from audit import bundle
+    from bench.generate import generate
+    from projections.queries import Queries
+
+    generate(store_url, 5000, years=(2025,), quiet=True)
+    take_checkpoint(store_url)
+    territories: list[list[str] | None] = []
+    real = bundle._territories
+
+    def spy(queries: Any, known_at: datetime | None) -> list[str] | None:
+        territories.append(real(queries, known_at))
+        return territories[-1]
+
+    monkeypatch.setattr(bundle, "_territories", spy)
+    path = tmp_path / "bundle.jsonl"
+    export(store_url, path)
+    assert territories == [["laiwu", "laiwu-c1"]]
+
+    line = next(x for x in path.read_bytes().splitlines() if x.startswith(b'{"kind":"projections"'))
+    stated = orjson.loads(line)
+    assert stated["scores"]["2025"] and stated["quota_deductions"]["2025"] and stated["triggers"]
+    assert {t["subject"]["unit_id"].endswith("-c1") for t in stated["triggers"]} == {True, False}
+    queries = Queries(store_url)
+    try:
+        whole = bundle.stated_projections(queries, stated["years"], datetime.fromisoformat(stated["as_of"]))
+    finally:
+        queries.close()
+    assert line == orjson.dumps({"kind": "projections", **whole}, default=str)
+    result = verify_bundle(path, recompute=True)
+    assert result.ok and result.recomputed, result.reason
+
+
+def test_one_city_is_stated_in_one_fold(ledger: Ledger, store_url: str) -> None:
+    """Territories are the roots of the unit tree: one city is folded whole, two cities apart."""
+    from audit import bundle
+    from projections.engine import catch_up
+    from projections.queries import Queries
+
+    record_history(ledger)
+    catch_up(store_url)
+    queries = Queries(store_url)
+    try:
+        assert bundle._territories(queries, None) is None
+        ledger.register_unit("taian", "泰安市", UnitKind.CITY, None, actor="admin")
+        ledger.register_unit("taishan", "泰山区", UnitKind.DISTRICT, "taian", actor="admin")
+        catch_up(store_url)
+        assert bundle._territories(queries, None) == ["laiwu", "taian"]
+    finally:
+        queries.close()
