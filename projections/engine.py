@@ -26,6 +26,8 @@ TRACKING = "proj_tracking"
 DEFAULT_BATCH = 1000
 #: A rebuild is not waited on event by event: bigger batches, fewer commits.
 REBUILD_BATCH = 5000
+#: A catch-up over more events than this refreshes the planner's statistics of the tables it filled.
+ANALYZE_AFTER = 50_000
 #: Test-only: seconds to sleep inside each batch's transaction, so a test can kill a worker mid-batch.
 DELAY_ENV = "LEDGER_PROJECTIONS_TEST_DELAY"
 
@@ -119,19 +121,35 @@ def derive_current(db: Db) -> int:
     start = positions(db, [CURRENT])[CURRENT]
     if target <= start:
         return 0
-    uuids = current.touched(db, start, target)
-    if uuids is None:
-        uuids = current.every_record(db)
+    touched = current.touched(db, start, target)
+    everything = touched is None
+    if touched is None:
+        analyze(db, [f"proj_{name}_{kind}" for name in current.SOURCES for kind in ("records", "events")])
+    uuids = current.every_record(db) if touched is None else touched
     chunks = [uuids[i : i + current.CHUNK] for i in range(0, len(uuids), current.CHUNK)] or [[]]
     for n, chunk in enumerate(chunks):
         with db.transaction():
             locked = db.query(f"SELECT position FROM {TRACKING} WHERE name = ?{db.for_update}", (CURRENT,))
             if not locked or int(locked[0][0]) != start:
                 return 0  # another worker is deriving this range (or has)
-            current.derive(db, chunk)
+            if everything and n == 0:
+                # Answers about now fold the facts until the tracking row moves, so the view may be empty meanwhile.
+                db.execute(f"DELETE FROM {current.TABLE}")
+            current.derive(db, chunk, replace=not everything)
             if n == len(chunks) - 1:
                 db.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?", (target, CURRENT))
+    if everything:
+        analyze(db, [current.TABLE])
     return len(uuids)
+
+
+def analyze(db: Db, tables: Sequence[str]) -> None:
+    """Refresh PostgreSQL's statistics of tables just filled in bulk: without them its planner guesses a
+    table's size and scans it whole for a few hundred ids (1M events: 70 ms a look-up instead of 2 ms).
+    Autovacuum would get there, later; SQLite's planner needs no statistics for these look-ups."""
+    if db.dialect == "postgres":
+        for table in tables:
+            db.execute(f"ANALYZE {table}")
 
 
 class Follower:
@@ -174,12 +192,15 @@ class Follower:
 
     def catch_up(self, progress: Progress | None = None) -> int:
         head = self.head()
+        start = self.position()
         while self.projections:
             position = self.position()
             if progress:
                 progress(position, head)
             if position >= head or not self.step():
                 break
+        if self.projections and head - start > ANALYZE_AFTER:
+            analyze(self.db, [t for p in self.projections for t in (p.records_table, p.events_table)])
         self.derive()  # once the facts are in: each record derived once, not once per batch
         return self.position()
 
