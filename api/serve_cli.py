@@ -41,7 +41,22 @@ def serve_forever(url: str, *, host: str = "127.0.0.1", port: int = 8000, token:
     if token:
         # The token itself was printed once on stdout; a log must never hold it.
         print(f"serving on http://{host}:{port}/docs — use the admin token printed above", file=sys.stderr)
-    uvicorn.run(create_app(url, run_projections=True), host=host, port=port, log_level="info")
+    app = create_app(url, run_projections=True)
+    settle_heap()
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def settle_heap() -> None:
+    """Move what the server holds after start-up out of the garbage collector's sight (``gc.freeze``).
+
+    An answer allocates tens of thousands of objects, so full collections run every few answers and
+    each one walked every object of the loaded application: 30-40 ms pauses that were most of the
+    p99 latency of the projection queries (1M events: scores p99 47 -> 9 ms, open triggers 83 -> 28).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def bound_connections() -> None:
@@ -59,7 +74,9 @@ def app_from_env() -> object:
     """The app for one server process, configured by ``serve`` through the environment."""
     from api.app import create_app
 
-    return create_app(run_projections=os.environ.get("LEDGER_SERVE_PROJECTIONS", "1") == "1")
+    app = create_app(run_projections=os.environ.get("LEDGER_SERVE_PROJECTIONS", "1") == "1")
+    settle_heap()
+    return app
 
 
 @token_app.command("create")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.serve_cli import settle_heap
 
 
 def app_from_env() -> FastAPI:
@@ -19,4 +20,5 @@ def app_from_env() -> FastAPI:
     def noop() -> dict[str, bool]:
         return {"ok": True}
 
+    settle_heap()  # as ``ledger serve`` does
     return app

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from api.demo import ADMIN, YEAR, Step, demo_plan
+from api.serve_cli import settle_heap
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
 from domain.personal import DryRunVault
@@ -219,6 +220,7 @@ def query_latency(url: str, copies: int, calls: int, budget: float) -> dict[str,
     """p50/p99 (ms) per query type over ``calls`` calls (fewer if a type exceeds ``budget`` seconds)."""
     queries = Queries(url)
     results: dict[str, dict[str, float]] = {}
+    settle_heap()  # as ``ledger serve`` does once started
     try:
         for name, call in query_cases(copies).items():
             call(queries)  # warm the connection and the statement cache

@@ -26,6 +26,12 @@ from projections.source import open_log
 PETITION_STATUSES = ("open", "overdue", "closed")
 PETITION_FLAGS = ("nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial")
 OFFICER_STATUSES = ("removal_due", "removed", "referred", "commended")
+#: R4's deductions from a district (扣减): answer field and the policy parameter that sets it per major case.
+DEDUCTIONS = {
+    "land_quota_mu": "quota_deduction_mu",
+    "consolidation_funds_yuan": "funds_deduction_yuan",
+    "model_district_points": "model_points_deduction",
+}
 #: The record kinds named in readable trigger ids (``R4.case.<id>…``) and the projection holding them.
 TRIGGER_KINDS = {"case": "cases", "petition": "petitions", "person": "people", "agreement": "accountability"}
 
@@ -176,38 +182,35 @@ class Queries:
     def _deductions(self, k: Known, year: int) -> list[dict[str, Any]]:
         start, end = year_bounds(year)
         items: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        totals: dict[str, list[Decimal]] = {}
+        # Per policy version, the three amounts once: as exact decimals (for the sums) and as JSON numbers.
+        amounts: dict[int, tuple[list[Decimal], list[float | int]]] = {}
         for case in current.majors(k, start, end) if k.view else k.majors(start, end):
             district = k.district_of(case.unit_id)
             if district is None:
                 continue
             policy = k.policy.at(case.at)
-            items[district].append(
-                {
-                    "unit_id": case.unit_id,
-                    "case_id": case.case_id,
-                    "occurred_at": iso(case.at),
-                    "land_quota_mu": number(policy["quota_deduction_mu"]),
-                    "consolidation_funds_yuan": number(policy["funds_deduction_yuan"]),
-                    "model_district_points": number(policy["model_points_deduction"]),
-                    "rule": "R4",
-                    "policy_version": policy.version,
-                    "evidence": case.evidence,
-                }
-            )
+            if policy.version not in amounts:
+                exact = [Decimal(str(policy[name])) for name in DEDUCTIONS.values()]
+                amounts[policy.version] = exact, [number(d) for d in exact]
+            exact, shown = amounts[policy.version]
+            item: dict[str, Any] = {"unit_id": case.unit_id, "case_id": case.case_id, "occurred_at": iso(case.at)}
+            item.update(zip(DEDUCTIONS, shown, strict=True))
+            item.update(rule="R4", policy_version=policy.version, evidence=case.evidence)
+            items[district].append(item)
+            total = totals.setdefault(district, [Decimal(0)] * len(DEDUCTIONS))
+            totals[district] = [t + d for t, d in zip(total, exact, strict=True)]
         rows = []
         for district in _districts(k, items):
-            its = items.get(district, [])
-            rows.append(
-                {
-                    "unit_id": district,
-                    "name": k.units[district].data["name"] if district in k.units else None,
-                    "year": year,
-                    "land_quota_mu": _sum(i["land_quota_mu"] for i in its),
-                    "consolidation_funds_yuan": _sum(i["consolidation_funds_yuan"] for i in its),
-                    "model_district_points": _sum(i["model_district_points"] for i in its),
-                    "items": its,
-                }
-            )
+            sums = totals.get(district, [Decimal(0)] * len(DEDUCTIONS))
+            row: dict[str, Any] = {
+                "unit_id": district,
+                "name": k.units[district].data["name"] if district in k.units else None,
+                "year": year,
+            }
+            row.update((key, number(total)) for key, total in zip(DEDUCTIONS, sums, strict=True))
+            row["items"] = items.get(district, [])
+            rows.append(row)
         return rows
 
     def quota(
@@ -405,7 +408,3 @@ def _districts(k: Known, present: Any) -> list[str]:
     """Every known district, plus any other unit that carries figures (the city, for units under no district)."""
     districts = {u for u, rec in k.units.items() if rec.data["kind"] == "district"}
     return sorted(districts | set(present))
-
-
-def _sum(values: Any) -> float | int:
-    return number(sum((Decimal(str(v)) for v in values), Decimal(0)))
