@@ -94,10 +94,14 @@ def bulk_row(url: str, generated: Generated, batch: int) -> dict[str, Any]:
     return _row("bulk import", ours, base, "events/s", n=events, cpu_us_per_event=round(cpu_us, 1))
 
 
-def rebuild_row(url: str) -> dict[str, Any]:
-    raw_n, raw_s = projections_bench.raw_rate(url)
-    ours_n, ours_s = projections_bench.rebuild_rate(url)
-    return _row("rebuild", ours_n / ours_s, raw_n / raw_s, "events/s", n=ours_n, seconds=round(ours_s, 1))
+def rebuild_row(url: str, rounds: int) -> dict[str, Any]:
+    """Best of ``rounds`` for both sides, as for verify: the first rebuild after the generator also grows the
+    database file (a second one reuses the pages the first dropped), which a store rebuilt in service never pays."""
+    raw = [projections_bench.raw_rate(url) for _ in range(rounds)]
+    ours = [projections_bench.rebuild_rate(url) for _ in range(rounds)]
+    (raw_n, raw_s), (ours_n, ours_s) = min(raw, key=lambda r: r[1]), min(ours, key=lambda r: r[1])
+    seconds = [round(s, 1) for _, s in ours]
+    return _row("rebuild", ours_n / ours_s, raw_n / raw_s, "events/s", n=ours_n, seconds=seconds)
 
 
 def verify_row(url: str, rounds: int) -> dict[str, Any]:
@@ -146,7 +150,7 @@ def bench_store(kind: str, events: int, args: argparse.Namespace) -> dict[str, A
     with projections_bench.temporary_store(kind) as url:
         generated = timed("generate", lambda: generate(url, events, batch=args.batch, quiet=args.quiet))
         rows = [bulk_row(url, generated, args.batch)]
-        rows.append(timed("rebuild", lambda: rebuild_row(url)))
+        rows.append(timed("rebuild", lambda: rebuild_row(url, args.rounds)))
         rows.append(timed("verify", lambda: verify_row(url, args.rounds)))
         memory: dict[str, int | str] = {}
         if not args.skip_memory:
@@ -200,7 +204,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=2000, help="events per save (generator and raw bulk)")
     parser.add_argument("--commands", type=int, default=1000, help="single commands to time")
-    parser.add_argument("--rounds", type=int, default=2, help="verify rounds (best counts)")
+    parser.add_argument("--rounds", type=int, default=2, help="rebuild and verify rounds (best counts)")
     parser.add_argument("--calls", type=int, default=200, help="calls per query type")
     parser.add_argument("--query-seconds", type=float, default=10.0, help="time budget per query type")
     parser.add_argument("--http-seconds", type=float, default=10.0, help="load per HTTP scenario")
