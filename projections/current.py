@@ -135,10 +135,22 @@ def touched(db: Db, after: int, upto: int) -> list[str] | None:
     return sorted(found)
 
 
-def every_record(db: Db) -> list[str]:
-    """Every record, in the order it was created: a chunk's records and their events then lie close together."""
-    tables = [f"proj_{name}_records" for name in ("cases", "people", "petitions")]
-    return [r[0] for table in tables for r in db.query(f"SELECT uuid FROM {table} ORDER BY position")]
+def every_record(db: Db) -> Iterator[list[str]]:
+    """Every record, in chunks of :data:`CHUNK` read page by page (by the uuid index): memory stays flat."""
+    for name in ("cases", "people", "petitions"):
+        last = ""
+        while True:
+            sql = f"SELECT uuid FROM proj_{name}_records WHERE uuid > ? ORDER BY uuid LIMIT {CHUNK}"
+            page = [r[0] for r in db.query(sql, (last,))]
+            if not page:
+                break
+            yield page
+            last = page[-1]
+
+
+def chunked(uuids: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(uuids), CHUNK):
+        yield uuids[i : i + CHUNK]
 
 
 # --- answering --------------------------------------------------------------------------------

@@ -115,32 +115,38 @@ def derive_current(db: Db) -> int:
     """Bring the current view up to the fact projections it reads; the records derived (0: up to date).
 
     Records are derived in chunks, each in its own transaction that first locks the view's tracking row (two
-    workers never interleave); only the last chunk moves the row, so a crash redoes the range, never skips it.
+    workers never interleave); the row moves only after the last, so a crash redoes the range, never skips it.
     """
     target = min(positions(db, current.SOURCES).values())
     start = positions(db, [CURRENT])[CURRENT]
     if target <= start:
         return 0
     touched = current.touched(db, start, target)
-    everything = touched is None
     if touched is None:
         analyze(db, [f"proj_{name}_{kind}" for name in current.SOURCES for kind in ("records", "events")])
-    uuids = current.every_record(db) if touched is None else touched
-    chunks = [uuids[i : i + current.CHUNK] for i in range(0, len(uuids), current.CHUNK)] or [[]]
+    chunks = current.every_record(db) if touched is None else current.chunked(touched)
+    derived = 0
     for n, chunk in enumerate(chunks):
         with db.transaction():
-            locked = db.query(f"SELECT position FROM {TRACKING} WHERE name = ?{db.for_update}", (CURRENT,))
-            if not locked or int(locked[0][0]) != start:
+            if not _still_at(db, start):
                 return 0  # another worker is deriving this range (or has)
-            if everything and n == 0:
+            if touched is None and n == 0:
                 # Answers about now fold the facts until the tracking row moves, so the view may be empty meanwhile.
                 db.execute(f"DELETE FROM {current.TABLE}")
-            current.derive(db, chunk, replace=not everything)
-            if n == len(chunks) - 1:
-                db.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?", (target, CURRENT))
-    if everything:
+            derived += current.derive(db, chunk, replace=touched is not None)
+    with db.transaction():
+        if not _still_at(db, start):
+            return 0
+        db.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?", (target, CURRENT))
+    if touched is None:
         analyze(db, [current.TABLE])
-    return len(uuids)
+    return derived
+
+
+def _still_at(db: Db, start: int) -> bool:
+    """Lock the current view's tracking row (till the transaction ends); whether it is still at ``start``."""
+    locked = db.query(f"SELECT position FROM {TRACKING} WHERE name = ?{db.for_update}", (CURRENT,))
+    return bool(locked) and int(locked[0][0]) == start
 
 
 def analyze(db: Db, tables: Sequence[str]) -> None:
