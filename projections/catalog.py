@@ -100,6 +100,8 @@ class Projection:
             f"CREATE INDEX IF NOT EXISTS {r}_unit ON {r} (unit_id)",
             f"CREATE INDEX IF NOT EXISTS {r}_occurred ON {r} (occurred_at)",
             f"CREATE INDEX IF NOT EXISTS {r}_record ON {r} (record_id)",
+            # The current view finds the records a batch created by position (current.touched).
+            f"CREATE INDEX IF NOT EXISTS {r}_position ON {r} (position)",
             f"CREATE TABLE IF NOT EXISTS {e} (position {big} PRIMARY KEY, uuid TEXT NOT NULL, type TEXT NOT NULL,"
             f" occurred_at {big} NOT NULL, recorded_at {big} NOT NULL, data TEXT NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {e}_uuid ON {e} (uuid)",

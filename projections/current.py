@@ -27,7 +27,6 @@ from domain.vocabulary import LEADER_POSTS
 from projections.db import Db
 from projections.history import Known, Leader, MajorCase, Occurrence, PetitionState
 
-NAME = "current"
 TABLE = "proj_current_items"
 #: The fact projections whose facts the items come from (accountability holds agreements and decisions,
 #: read when answering; units hold the tree, read when answering).
