@@ -82,9 +82,8 @@ def _petition_row(p: PetitionState) -> Row:
     return p.rec.uuid, kind, p.unit_id, at, at, p.rec.position, _json(row)
 
 
-def derive(db: Db, uuids: list[str], *, replace: bool = True) -> int:
-    """Replace the rows of these records (at most :data:`CHUNK`) with what their facts now imply
-    (``replace=False``: they have none yet, as when every record is derived into an emptied view)."""
+def derive(db: Db, uuids: list[str]) -> int:
+    """Replace the rows of these records (at most :data:`CHUNK`) with what their facts now imply."""
     if not uuids:
         return 0
     k = Known(db, FOREVER, FOREVER, uuids=uuids)
@@ -110,8 +109,7 @@ def derive(db: Db, uuids: list[str], *, replace: bool = True) -> int:
             rows.append(
                 (person.uuid, "leader", leader.unit_id, leader.registered, 0, leader.position, _json(list(leader)))
             )
-    if replace:
-        db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({', '.join('?' * len(uuids))})", uuids)
+    db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({', '.join('?' * len(uuids))})", uuids)
     db.insert_many(TABLE, COLUMNS, rows)
     return len(uuids)
 

@@ -28,6 +28,8 @@ DEFAULT_BATCH = 1000
 REBUILD_BATCH = 5000
 #: A catch-up over more events than this refreshes the planner's statistics of the tables it filled.
 ANALYZE_AFTER = 50_000
+#: While the current view derives every record, its table's statistics are refreshed every this many chunks.
+ANALYZE_EVERY = 20
 #: Test-only: seconds to sleep inside each batch's transaction, so a test can kill a worker mid-batch.
 DELAY_ENV = "LEDGER_PROJECTIONS_TEST_DELAY"
 
@@ -130,10 +132,10 @@ def derive_current(db: Db) -> int:
         with db.transaction():
             if not _still_at(db, start):
                 return 0  # another worker is deriving this range (or has)
-            if touched is None and n == 0:
-                # Answers about now fold the facts until the tracking row moves, so the view may be empty meanwhile.
-                db.execute(f"DELETE FROM {current.TABLE}")
-            derived += current.derive(db, chunk, replace=touched is not None)
+            # Each chunk replaces its records' rows under the lock, so two workers never leave a record twice.
+            derived += current.derive(db, chunk)
+        if touched is None and n % ANALYZE_EVERY == 0:
+            analyze(db, [current.TABLE])  # else PostgreSQL scans the growing table for each chunk's ids
     with db.transaction():
         if not _still_at(db, start):
             return 0
