@@ -770,7 +770,7 @@ class Known:
         return found
 
     def person_occurrences(self, person: Rec, evs: list[Ev]) -> list[Occurrence]:
-        """R7: each substantiated misconduct finding (missed receptions are :meth:`_missed_receptions`)."""
+        """R7: each substantiated misconduct finding (missed receptions are :meth:`missed_receptions`)."""
         reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
         found = []
         for e in evs:
