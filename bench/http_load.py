@@ -34,6 +34,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_healthy(base: str, seconds: float, alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll ``/healthz`` until it answers 200; RuntimeError after ``seconds`` or once ``alive()`` is false."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if not alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server at {base} did not start")
+        time.sleep(0.2)
+
+
 @contextmanager
 def server(url: str, workers: int = 1) -> Iterator[str]:
     """The bench app on a free loopback port until the block ends; its base URL."""
@@ -43,16 +57,7 @@ def server(url: str, workers: int = 1) -> Iterator[str]:
     proc = subprocess.Popen([*cmd, "--workers", str(workers), "--log-level", "warning"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the bench server did not start")
-            time.sleep(0.2)
+        wait_until_healthy(base, 60, alive=lambda: proc.poll() is None)
         yield base
     finally:
         proc.terminate()

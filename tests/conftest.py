@@ -53,7 +53,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def ledger(store_url: str) -> Iterator[Ledger]:
-    app = open_ledger(store_url)
+    yield from ledger_on(store_url)
+
+
+def ledger_on(url: str) -> Iterator[Ledger]:
+    """A ledger on the store at ``url``, closed afterwards (for fixtures that need a second one)."""
+    app = open_ledger(url)
     try:
         yield app
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 
 from api.auth import issue_admin_token_for_cli
 from bench.generate import generate
-from bench.http_load import free_port
+from bench.http_load import free_port, wait_until_healthy
 from projections import engine
 from projections.catalog import NAMES
 from projections.queries import Queries
@@ -66,15 +65,7 @@ def test_api_workers_and_projection_processes_match_a_single_process(pg_url: str
     processes += [start(["-m", "projections.worker", name], env) for name in NAMES]  # the current view too
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.2)
+        wait_until_healthy(base, 30, alive=lambda: processes[0].poll() is None)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
             for i in range(COMMANDS):  # new connections spread the commands over both workers

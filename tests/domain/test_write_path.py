@@ -27,7 +27,7 @@ from domain.petitions import Petition
 from domain.policy import Policy
 from domain.units import Unit
 from domain.vocabulary import Channel, PetitionCategory, UnitKind
-from store.ledger import open_ledger
+from tests.conftest import ledger_on
 from tests.domain.world import build, day, petition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def other(store_url: str) -> Iterator[Ledger]:
-    app = open_ledger(store_url)
-    try:
-        yield app
-    finally:
-        app.close()
+    """A second ledger on the same store (another process's view of it)."""
+    yield from ledger_on(store_url)
 
 
 def amend_in_another_process(url: str, handling_days: int) -> None:
