@@ -7,8 +7,13 @@ the items the fold derives from that record's own facts with no business-time li
 commendations and triggers (each with the business time it falls on) and its row on the petition board.
 An answer about now reads the territory's rows, keeps those whose time has come (a deadline counts once
 it has passed, as in the fold), and adds what depends on the clock or on other records — missed
-receptions (R17), R4 for the unit's leaders, R6, decisions — with the same ``Known`` methods the fold
+receptions (R17), R4 for the unit's leaders, decisions — with the same ``Known`` methods the fold
 uses. So an answer from this view equals the fold's answer at ``as_of = known_at = now``.
+
+R6 (a target agreement's year closed below the pass score) depends on every deduction of the agreement's
+territory in its year, so it is kept per agreement: after the records of a batch, the agreements above
+every unit whose rows changed (and the agreements just signed) are derived again from the territory's
+stored rows, as the fold would tally them once the year is over.
 
 The view follows the fact projections, never the log: after they have applied a batch, the records it
 touched are derived again and their rows replaced, and a policy amendment (which may change any
@@ -24,13 +29,14 @@ from typing import Any
 import orjson
 
 from domain.vocabulary import LEADER_POSTS
+from projections.catalog import from_micros
 from projections.db import Db
-from projections.history import Known, Leader, MajorCase, Occurrence, PetitionState
+from projections.history import IN_LIST, Known, Leader, MajorCase, Occurrence, PetitionState, Rec, year_bounds
 
 TABLE = "proj_current_items"
-#: The fact projections whose facts the items come from (accountability holds agreements and decisions,
-#: read when answering; units hold the tree, read when answering).
-SOURCES = ("cases", "people", "petitions", "policy")
+#: The fact projections whose facts the items come from (accountability: the agreements, for R6; its decisions
+#: are read when answering, as the units' tree is).
+SOURCES = ("cases", "people", "petitions", "policy", "accountability")
 #: Records derived per fold: bounded memory whatever the size of the history.
 CHUNK = 500
 #: "No business-time limit": every known fact counts; deadlines are stored and compared when read.
@@ -82,10 +88,11 @@ def _petition_row(p: PetitionState) -> Row:
     return p.rec.uuid, kind, p.unit_id, at, at, p.rec.position, _json(row)
 
 
-def derive(db: Db, uuids: list[str]) -> int:
-    """Replace the rows of these records (at most :data:`CHUNK`) with what their facts now imply."""
+def derive(db: Db, uuids: list[str]) -> set[str]:
+    """Replace the rows of these records (at most :data:`CHUNK`) with what their facts now imply; the units
+    whose rows changed (before or after), whose agreements' R6 may change with them."""
     if not uuids:
-        return 0
+        return set()
     k = Known(db, FOREVER, FOREVER, uuids=uuids)
     rows: list[Row] = []
     for case in k.cases:
@@ -109,9 +116,57 @@ def derive(db: Db, uuids: list[str]) -> int:
             rows.append(
                 (person.uuid, "leader", leader.unit_id, leader.registered, 0, leader.position, _json(list(leader)))
             )
-    db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({', '.join('?' * len(uuids))})", uuids)
+    marks = ", ".join("?" * len(uuids))
+    units = {r[0] for r in db.query(f"SELECT DISTINCT unit_id FROM {TABLE} WHERE uuid IN ({marks})", uuids)}
+    db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({marks})", uuids)
     db.insert_many(TABLE, COLUMNS, rows)
-    return len(uuids)
+    return {u for u in units | {row[2] for row in rows} if u is not None}
+
+
+def agreements(db: Db, units: set[str] | None, after: int, upto: int) -> Iterator[list[Rec]]:
+    """The target agreements (目标责任书) whose R6 must be derived again, grouped by city and year: those above
+    any of ``units`` and those signed in positions (after, upto] (every agreement when ``units`` is ``None``).
+    A group's agreements are tallied from one read of their city's rows for the year."""
+    k = Known(db, FOREVER, FOREVER)
+    if units is None:
+        found = k.records("accountability", "agreement", scoped=False)
+    else:
+        k.scope = {a for u in units for a in k.ancestors(u)}
+        found = k.records("accountability", "agreement")
+        sql = "SELECT uuid FROM proj_accountability_records WHERE type = 'agreement' AND position > ? AND position <= ?"
+        signed = [r[0] for r in db.query(sql, (after, upto))]
+        for i in range(0, len(signed), IN_LIST):
+            found += Known(db, FOREVER, FOREVER, uuids=signed[i : i + IN_LIST]).agreements
+    groups: dict[tuple[str, int], dict[str, Rec]] = {}
+    for rec in found:
+        city = k.ancestors(rec.unit_id)[-1] if rec.unit_id else ""
+        groups.setdefault((city, int(rec.data["year"])), {})[rec.uuid] = rec
+    for key in sorted(groups):
+        yield sorted(groups[key].values(), key=lambda rec: rec.position)
+
+
+def derive_agreements(db: Db, group: list[Rec]) -> None:
+    """Replace the R6 rows of one city's agreements for one year (a group of :func:`agreements`).
+
+    The trigger falls on the year's end, so it is tallied as the fold tallies it at any ``as_of`` after that:
+    every deduction and commendation of the territory in the year (deadline ones included, their deadlines
+    being inside it), the missed receptions of all its months; it shows once the year is over."""
+    if not group:
+        return
+    start, end = year_bounds(int(group[0].data["year"]))
+    k = Known(db, from_micros(end), FOREVER, lean=True)
+    city = k.ancestors(group[0].unit_id)[-1] if group[0].unit_id else ""
+    k.scope = k.subtree(city) | {city}
+    prepare(k, (start, end))
+    rows: list[Row] = []
+    for agreement in group:
+        k.__dict__["agreements"] = [agreement]
+        rows += _trigger_rows(agreement.uuid, k.agreement_triggers())
+    uuids = [agreement.uuid for agreement in group]
+    for i in range(0, len(uuids), IN_LIST):
+        some = uuids[i : i + IN_LIST]
+        db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({', '.join('?' * len(some))})", some)
+    db.insert_many(TABLE, COLUMNS, rows)
 
 
 def touched(db: Db, after: int, upto: int) -> list[str] | None:
@@ -174,13 +229,9 @@ def _occurrences(k: Known, kind: str, window: tuple[int, int] | None = None) -> 
 
 def prepare(k: Known, window: tuple[int, int] | None = None) -> None:
     """Fill the fold's leaders, occurrences and commendations from the stored rows (plus the missed receptions
-    worked out now), so ``k.score`` and the R4 and R6 triggers answer from them. With a ``window``, only that
+    worked out up to ``k.as_of``), so ``k.score`` and R6 answer from them. With a ``window``, only that
     year's occurrences."""
-    sql, params = _where(k, ("leader",))
-    leaders = [
-        Leader(*orjson.loads(data)) for (data,) in k.db.query(f"SELECT data FROM {TABLE}{sql} ORDER BY seq", params)
-    ]
-    k.__dict__["leaders"] = leaders
+    _leaders(k)
     deductions = _occurrences(k, "deduction", window)
     deductions += [(0, o) for o in k.missed_receptions()]
     deductions.sort(key=lambda pair: (pair[1].at, pair[1].evidence, pair[0]))
@@ -190,9 +241,17 @@ def prepare(k: Known, window: tuple[int, int] | None = None) -> None:
     k.__dict__["commendations"] = [o for _, o in commendations]
 
 
+def _leaders(k: Known) -> None:
+    """Fill the fold's leaders from the stored rows."""
+    sql, params = _where(k, ("leader",))
+    rows = k.db.query(f"SELECT data FROM {TABLE}{sql} ORDER BY seq", params)
+    k.__dict__["leaders"] = [Leader(*orjson.loads(data)) for (data,) in rows]
+
+
 def triggers(k: Known) -> list[dict[str, Any]]:
-    """The triggers as of now: the stored ones whose time has come, R4 for leaders, R6, with decisions."""
-    prepare(k)
+    """The triggers as of now: the stored ones whose time has come (R6 among them) and R4 for the leaders of
+    major cases' units, with decisions."""
+    _leaders(k)
     sql, params = _where(k, ("trigger", "major"))
     found: list[dict[str, Any]] = []
     majors: list[MajorCase] = []
@@ -202,7 +261,6 @@ def triggers(k: Known) -> list[dict[str, Any]]:
         else:
             majors.append(MajorCase(*orjson.loads(data)))
     found += k.leader_triggers(majors)
-    found += k.agreement_triggers()
     return k.decided(found)
 
 

@@ -128,14 +128,22 @@ def derive_current(db: Db) -> int:
         analyze(db, [f"proj_{name}_{kind}" for name in current.SOURCES for kind in ("records", "events")])
     chunks = current.every_record(db) if touched is None else current.chunked(touched)
     derived = 0
+    changed: set[str] = set()  # the units whose rows changed: R6 of the agreements above them follows
     for n, chunk in enumerate(chunks):
         with db.transaction():
             if not _still_at(db, start):
                 return 0  # another worker is deriving this range (or has)
             # Each chunk replaces its records' rows under the lock, so two workers never leave a record twice.
-            derived += current.derive(db, chunk)
+            changed |= current.derive(db, chunk)
+            derived += len(chunk)
         if touched is None and n % ANALYZE_EVERY == 0:
             analyze(db, [current.TABLE])  # else PostgreSQL scans the growing table for each chunk's ids
+    for group in current.agreements(db, None if touched is None else changed, start, target):
+        with db.transaction():
+            if not _still_at(db, start):
+                return 0
+            current.derive_agreements(db, group)
+            derived += len(group)
     with db.transaction():
         if not _still_at(db, start):
             return 0

@@ -118,7 +118,10 @@ def act(ledger: Any, clock: Clock, op: str, i: int, v: int, day: int, lag: int) 
             "决定",
             **cmd,
         ),
-        "agreement": lambda: ledger.sign_agreement(2024, "lc", unit, **cmd),
+        # Townships' agreements with their district, and (i = 2) the district's with the city, for two years.
+        "agreement": lambda: ledger.sign_agreement(
+            2024 + v % 2, "laiwu" if i == 2 else "lc", "lc" if i == 2 else unit, **cmd
+        ),
     }
     with contextlib.suppress(DomainError):  # a refused command records nothing; the history goes on
         calls[op]()

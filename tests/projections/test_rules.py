@@ -272,6 +272,32 @@ def test_a_year_closed_below_pass_score_triggers_r6(world: World) -> None:
     assert by_unit(q.scores(2024, as_of=at("2025-01-01")))["ys"]["outcome"] == "commend"
 
 
+def test_the_current_view_keeps_r6_per_agreement_as_the_territory_changes(world: World) -> None:
+    """现状视图: R6 is stored per target agreement and derived again when a record below its unit changes,
+    so today's R6 triggers follow the deductions recorded after the agreement, as the fold's do."""
+    w = world
+    w.do("register_person", "h1", "yl", Post.ENFORCEMENT_OFFICER, person_id="h1", when="2024-01-01")
+    w.do("sign_agreement", 2024, "lc", "yl", ["耕地保护"], when="2024-01-05")
+    w.do("sign_agreement", 2024, "laiwu", "lc", ["耕地保护"], when="2024-01-05")
+
+    def r6() -> list[str]:
+        q = w.queries()
+        assert q._now(None, None), "today's answers come from the current view"
+        now = datetime.now(BUREAU_TZ)
+        found = q.triggers()
+        assert found == q.triggers(as_of=now, known_at=now)
+        return [t["id"] for t in found if t["rule"] == "R6"]
+
+    assert r6() == []
+    major_case(w, "c1", "yl", "2024-03-01")
+    major_case(w, "c2", "yl", "2024-04-01")
+    # two major cases (10 each), both clues unfiled (5 each): 70 below the pass score, for yl and its district
+    assert r6() == ["R6.agreement.2024.laiwu.lc", "R6.agreement.2024.lc.yl"]
+    w.do("file_case", "c1", ["h1"], when="2024-03-10")
+    w.do("file_case", "c2", ["h1"], when="2024-04-10")
+    assert r6() == []  # filed in time: 80, which passes
+
+
 def test_a_leader_without_a_public_reception_in_a_month_costs_a_point(world: World) -> None:
     w = world
     w.do("register_person", "镇长", "ys", Post.PRINCIPAL_LEADER, person_id="ys-head", when="2024-01-01")
