@@ -13,7 +13,9 @@ uses. So an answer from this view equals the fold's answer at ``as_of = known_at
 R6 (a target agreement's year closed below the pass score) depends on every deduction of the agreement's
 territory in its year, so it is kept per agreement: after the records of a batch, the agreements above
 every unit whose rows changed (and the agreements just signed) are derived again from the territory's
-stored rows, as the fold would tally them once the year is over.
+stored rows, as the fold would tally them once the year is over. Likewise each district's rows of the
+quota ledger and of R4's deductions (``projections.quota``) are kept per year, derived again when a major
+case of its territory changes or one of its units is given quota or uses land.
 
 The view follows the fact projections, never the log: after they have applied a batch, the records it
 touched are derived again and their rows replaced, and a policy amendment (which may change any
@@ -22,6 +24,7 @@ record's numbers) derives every record again. Its tracking row (``current``) say
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -29,14 +32,25 @@ from typing import Any
 import orjson
 
 from domain.vocabulary import LEADER_POSTS
+from projections import quota
 from projections.catalog import from_micros
 from projections.db import Db
-from projections.history import IN_LIST, Known, Leader, MajorCase, Occurrence, PetitionState, Rec, year_bounds
+from projections.history import (
+    IN_LIST,
+    Known,
+    Leader,
+    MajorCase,
+    Occurrence,
+    PetitionState,
+    Rec,
+    iso,
+    year_bounds,
+)
 
 TABLE = "proj_current_items"
 #: The fact projections whose facts the items come from (accountability: the agreements, for R6; its decisions
 #: are read when answering, as the units' tree is).
-SOURCES = ("cases", "people", "petitions", "policy", "accountability")
+SOURCES = ("cases", "people", "petitions", "policy", "accountability", "units")
 #: Records derived per fold: bounded memory whatever the size of the history.
 CHUNK = 500
 #: "No business-time limit": every known fact counts; deadlines are stored and compared when read.
@@ -75,7 +89,8 @@ def _trigger_rows(uuid: str, triggers: list[dict[str, Any]]) -> Iterator[Row]:
     for t in triggers:
         late = 1 if t["rule"] == "R18" or t["id"].endswith(".unfiled") else 0
         at = t["opened_at"]
-        yield uuid, "trigger", t["subject"]["unit_id"], at, at + late, 0, _json(t)
+        # Stored as answered (RFC 3339): converting a district's thousand times was a third of the answer.
+        yield uuid, "trigger", t["subject"]["unit_id"], at, at + late, 0, _json({**t, "opened_at": iso(at)})
 
 
 def _petition_row(p: PetitionState) -> Row:
@@ -88,9 +103,10 @@ def _petition_row(p: PetitionState) -> Row:
     return p.rec.uuid, kind, p.unit_id, at, at, p.rec.position, _json(row)
 
 
-def derive(db: Db, uuids: list[str]) -> set[str]:
+def derive(db: Db, uuids: list[str]) -> set[tuple[str, int]]:
     """Replace the rows of these records (at most :data:`CHUNK`) with what their facts now imply; the units
-    whose rows changed (before or after), whose agreements' R6 may change with them."""
+    whose rows changed (before or after) with the years the rows fall in: the agreements' R6 and the
+    districts' quota rows above them may change with them."""
     if not uuids:
         return set()
     k = Known(db, FOREVER, FOREVER, uuids=uuids)
@@ -117,13 +133,14 @@ def derive(db: Db, uuids: list[str]) -> set[str]:
                 (person.uuid, "leader", leader.unit_id, leader.registered, 0, leader.position, _json(list(leader)))
             )
     marks = ", ".join("?" * len(uuids))
-    units = {r[0] for r in db.query(f"SELECT DISTINCT unit_id FROM {TABLE} WHERE uuid IN ({marks})", uuids)}
+    before = db.query(f"SELECT DISTINCT unit_id, at FROM {TABLE} WHERE uuid IN ({marks})", uuids)
     db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({marks})", uuids)
     db.insert_many(TABLE, COLUMNS, rows)
-    return {u for u in units | {row[2] for row in rows} if u is not None}
+    changed = {(r[0], int(r[1])) for r in before} | {(row[2], row[3]) for row in rows}
+    return {(unit, from_micros(at).year) for unit, at in changed if unit is not None}
 
 
-def agreements(db: Db, units: set[str] | None, after: int, upto: int) -> Iterator[list[Rec]]:
+def agreements(db: Db, units: set[tuple[str, int]] | None, after: int, upto: int) -> Iterator[list[Rec]]:
     """The target agreements (目标责任书) whose R6 must be derived again, grouped by city and year: those above
     any of ``units`` and those signed in positions (after, upto] (every agreement when ``units`` is ``None``).
     A group's agreements are tallied from one read of their city's rows for the year."""
@@ -131,7 +148,7 @@ def agreements(db: Db, units: set[str] | None, after: int, upto: int) -> Iterato
     if units is None:
         found = k.records("accountability", "agreement", scoped=False)
     else:
-        k.scope = {a for u in units for a in k.ancestors(u)}
+        k.scope = {a for u, _ in units for a in k.ancestors(u)}
         found = k.records("accountability", "agreement")
         sql = "SELECT uuid FROM proj_accountability_records WHERE type = 'agreement' AND position > ? AND position <= ?"
         signed = [r[0] for r in db.query(sql, (after, upto))]
@@ -166,6 +183,62 @@ def derive_agreements(db: Db, group: list[Rec]) -> None:
     for i in range(0, len(uuids), IN_LIST):
         some = uuids[i : i + IN_LIST]
         db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({', '.join('?' * len(some))})", some)
+    db.insert_many(TABLE, COLUMNS, rows)
+
+
+def quota_keys(db: Db, changed: set[tuple[str, int]] | None, after: int, upto: int) -> dict[int, set[str] | None]:
+    """Per year, the districts (or cities) whose quota rows must be derived again (``None``: all of them): those
+    above a changed unit, and those of units given quota or using land in positions (after, upto]. With
+    ``changed`` ``None``, every year any major case or quota event falls in."""
+    json_year = db.json_number("data", "year")
+    quota_facts = "FROM proj_units_events WHERE type IN ('allocated', 'approved')"
+    if changed is None:
+        years = {int(r[0]) for r in db.query(f"SELECT DISTINCT {json_year} {quota_facts}")}
+        rows = db.query(f"SELECT MIN(at), MAX(at) FROM {TABLE} WHERE kind = 'major'")
+        if rows and rows[0][0] is not None:
+            years |= set(range(from_micros(int(rows[0][0])).year, from_micros(int(rows[0][1])).year + 1))
+        return dict.fromkeys(sorted(years))
+    k = Known(db, FOREVER, FOREVER)
+    by_uuid = {u.uuid: u.record_id for u in k.units.values()}
+    pairs = set(changed)
+    sql = f"SELECT uuid, {json_year} {quota_facts} AND position > ? AND position <= ?"
+    for uuid, year in db.query(sql, (after, upto)):
+        if uuid in by_uuid:
+            pairs.add((by_uuid[uuid], int(year)))
+    keys: dict[int, set[str]] = defaultdict(set)
+    for unit, year in pairs:
+        keys[year].add(unit)  # a unit given quota has a row of its own
+        district = k.district_of(unit)
+        if district is not None:
+            keys[year].add(district)
+    return dict(keys)
+
+
+def derive_quota(db: Db, year: int, keys: set[str] | None) -> None:
+    """Replace the quota ledger's and R4's deduction rows of these districts (all: ``None``) for one year, each
+    built from the facts of its territory only, as a page of the answer is."""
+    k = Known(db, FOREVER, FOREVER)
+    if keys is not None:
+        k = k.within(set().union(*(k.subtree(u) | {u} for u in keys)))
+    start, end = year_bounds(year)
+    found = majors(k, start, end)
+    built = {
+        "quota": quota.quota_rows(k, year, found, k.quota_events(year)),
+        "deductions": quota.deduction_rows(k, year, found),
+    }
+    rows: list[Row] = []
+    for kind, answer in built.items():
+        for row in answer:
+            # A row with no evidence has no figures: answers make it up (every district has one), none is stored.
+            if (keys is None or row["unit_id"] in keys) and row["evidence" if kind == "quota" else "items"]:
+                rows.append((f"{kind}:{year}:{row['unit_id']}", kind, row["unit_id"], start, 0, 0, _json(row)))
+    if keys is None:
+        db.execute(f"DELETE FROM {TABLE} WHERE kind IN ('quota', 'deductions') AND at = ?", (start,))
+    else:
+        ids = [f"{kind}:{year}:{unit}" for kind in built for unit in sorted(keys)]
+        for i in range(0, len(ids), IN_LIST):
+            some = ids[i : i + IN_LIST]
+            db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({', '.join('?' * len(some))})", some)
     db.insert_many(TABLE, COLUMNS, rows)
 
 
@@ -272,6 +345,22 @@ def majors(k: Known, start: int, end: int) -> list[MajorCase]:
     found = [MajorCase(*orjson.loads(data)) for (data,) in rows]
     found.sort(key=lambda m: m.evidence[0])
     return found
+
+
+def district_units(k: Known, kind: str, year: int) -> set[str]:
+    """The districts (and other units) with a stored quota or deduction row for the year."""
+    sql = f"SELECT unit_id FROM {TABLE} WHERE kind = ? AND at = ?"
+    return {r[0] for r in k.db.query(sql, (kind, year_bounds(year)[0]))}
+
+
+def district_rows(k: Known, kind: str, year: int, keys: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The stored quota (``kind`` ``quota``) or R4 deduction (``deductions``) rows of a year, by district."""
+    sql = f"SELECT unit_id, data FROM {TABLE} WHERE kind = ? AND at = ?"
+    params: list[Any] = [kind, year_bounds(year)[0]]
+    if keys is not None:
+        sql += f" AND unit_id IN ({', '.join('?' * len(keys)) or 'NULL'})"
+        params += keys
+    return {unit: orjson.loads(data) for unit, data in k.db.query(sql, params)}
 
 
 def petitions(k: Known, status: str | None = None) -> list[dict[str, Any]]:

@@ -128,7 +128,7 @@ def derive_current(db: Db) -> int:
         analyze(db, [f"proj_{name}_{kind}" for name in current.SOURCES for kind in ("records", "events")])
     chunks = current.every_record(db) if touched is None else current.chunked(touched)
     derived = 0
-    changed: set[str] = set()  # the units whose rows changed: R6 of the agreements above them follows
+    changed: set[tuple[str, int]] = set()  # units and years whose rows changed: R6 and quota rows above follow
     for n, chunk in enumerate(chunks):
         with db.transaction():
             if not _still_at(db, start):
@@ -144,6 +144,11 @@ def derive_current(db: Db) -> int:
                 return 0
             current.derive_agreements(db, group)
             derived += len(group)
+    for year, keys in current.quota_keys(db, None if touched is None else changed, start, target).items():
+        with db.transaction():
+            if not _still_at(db, start):
+                return 0
+            current.derive_quota(db, year, keys)
     with db.transaction():
         if not _still_at(db, start):
             return 0

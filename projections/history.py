@@ -370,8 +370,6 @@ class Known:
         self.window = window
         #: Only these records (by uuid, at most :data:`IN_LIST`): the current view derives records in chunks.
         self.uuids = uuids
-        #: Answer from the current view's rows where it keeps them (``projections.current``; now only).
-        self.view = False
         self.structure = structure(db, self.known_at)
         self.units = self.structure.units
         self.policy = self.structure.policy
@@ -381,7 +379,7 @@ class Known:
 
     def within(self, scope: set[str]) -> Known:
         """The same facts (same ``as_of`` and ``known_at``) of the territory ``scope`` only, folded afresh."""
-        part = Known(
+        return Known(
             self.db,
             from_micros(self.as_of),
             from_micros(self.known_at),
@@ -390,8 +388,6 @@ class Known:
             only=self.only,
             window=self.window,
         )
-        part.view = self.view
-        return part
 
     # --- raw facts ----------------------------------------------------------------------------
 
@@ -1119,7 +1115,8 @@ class Known:
                     t["decision"] = t["removal"]
             else:
                 t["status"] = "decided" if decision else "open"
-            t["opened_at"] = iso(t["opened_at"])
+            if isinstance(t["opened_at"], int):  # the current view stores it converted already
+                t["opened_at"] = iso(t["opened_at"])
         found.sort(key=lambda t: (t["opened_at"], t["id"]))
         return found
 

@@ -9,10 +9,8 @@ unit below the one named (属地管理).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from domain.application import utc_now
@@ -20,18 +18,13 @@ from projections import current, reports
 from projections.catalog import CURRENT
 from projections.db import Db
 from projections.engine import positions
-from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, iso, number, year_bounds
+from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, iso, year_bounds
+from projections.quota import deduction_rows, districts, quota_rows
 from projections.source import open_log
 
 PETITION_STATUSES = ("open", "overdue", "closed")
 PETITION_FLAGS = ("nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial")
 OFFICER_STATUSES = ("removal_due", "removed", "referred", "commended")
-#: R4's deductions from a district (扣减): answer field and the policy parameter that sets it per major case.
-DEDUCTIONS = {
-    "land_quota_mu": "quota_deduction_mu",
-    "consolidation_funds_yuan": "funds_deduction_yuan",
-    "model_district_points": "model_points_deduction",
-}
 #: The record kinds named in readable trigger ids (``R4.case.<id>…``) and the projection holding them.
 TRIGGER_KINDS = {"case": "cases", "petition": "petitions", "person": "people", "agreement": "accountability"}
 
@@ -172,46 +165,15 @@ class Queries:
         Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
         """
         k = self.known(as_of, known_at)
-        k.view = self._now(as_of, known_at)
-        if limit is None and after is None:
-            return self._deductions(k, year)
         # Rows go to districts, and to a city for its units under no district; only those with items for a city.
         keys = {u for u, rec in k.units.items() if rec.data["kind"] in ("district", "city")}
-        return _paged(k, keys, limit, after, lambda part: self._deductions(part, year))
+        if self._now(as_of, known_at):
+            return _stored(k, "deductions", year, limit, after, deduction_rows(k, year, []))
 
-    def _deductions(self, k: Known, year: int) -> list[dict[str, Any]]:
-        start, end = year_bounds(year)
-        items: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        totals: dict[str, list[Decimal]] = {}
-        # Per policy version, the three amounts once: as exact decimals (for the sums) and as JSON numbers.
-        amounts: dict[int, tuple[list[Decimal], list[float | int]]] = {}
-        for case in current.majors(k, start, end) if k.view else k.majors(start, end):
-            district = k.district_of(case.unit_id)
-            if district is None:
-                continue
-            policy = k.policy.at(case.at)
-            if policy.version not in amounts:
-                exact = [Decimal(str(policy[name])) for name in DEDUCTIONS.values()]
-                amounts[policy.version] = exact, [number(d) for d in exact]
-            exact, shown = amounts[policy.version]
-            item: dict[str, Any] = {"unit_id": case.unit_id, "case_id": case.case_id, "occurred_at": iso(case.at)}
-            item.update(zip(DEDUCTIONS, shown, strict=True))
-            item.update(rule="R4", policy_version=policy.version, evidence=case.evidence)
-            items[district].append(item)
-            total = totals.setdefault(district, [Decimal(0)] * len(DEDUCTIONS))
-            totals[district] = [t + d for t, d in zip(total, exact, strict=True)]
-        rows = []
-        for district in _districts(k, items):
-            sums = totals.get(district, [Decimal(0)] * len(DEDUCTIONS))
-            row: dict[str, Any] = {
-                "unit_id": district,
-                "name": k.units[district].data["name"] if district in k.units else None,
-                "year": year,
-            }
-            row.update((key, number(total)) for key, total in zip(DEDUCTIONS, sums, strict=True))
-            row["items"] = items.get(district, [])
-            rows.append(row)
-        return rows
+        def rows(part: Known) -> list[dict[str, Any]]:
+            return deduction_rows(part, year, part.majors(*year_bounds(year)))
+
+        return rows(k) if limit is None and after is None else _paged(k, keys, limit, after, rows)
 
     def quota(
         self,
@@ -227,54 +189,16 @@ class Queries:
         Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
         """
         k = self.known(as_of, known_at)
-        k.view = self._now(as_of, known_at)
-        if limit is None and after is None:
-            return self._quota(k, year)
-        keys = {u for u, rec in k.units.items() if rec.data["kind"] == "district"} | k.allocated_units(year)
-        return _paged(k, keys, limit, after, lambda part: self._quota(part, year))
+        if self._now(as_of, known_at):
+            return _stored(k, "quota", year, limit, after, quota_rows(k, year, [], {}))
 
-    def _quota(self, k: Known, year: int) -> list[dict[str, Any]]:
-        deducted = {r["unit_id"]: r for r in self._deductions(k, year)}
-        by_uuid = {u.uuid: u.record_id for u in k.units.values()}
-        allocated: dict[str, Decimal] = defaultdict(Decimal)
-        used: dict[str, Decimal] = defaultdict(Decimal)
-        evidence: dict[str, list[int]] = defaultdict(list)
-        for uuid, evs in k.quota_events(year).items():
-            unit = by_uuid.get(uuid)
-            if unit is None:
-                continue
-            for e in evs:
-                if int(e.data["year"]) != year:
-                    continue
-                if e.type == "allocated":
-                    allocated[unit] += Decimal(e.data["mu"])
-                    evidence[unit].append(e.position)
-                elif e.type == "approved":
-                    district = k.district_of(unit)
-                    if district:
-                        used[district] += Decimal(e.data["mu"])
-                        evidence[district].append(e.position)
-        rows = []
-        for district in _districts(k, allocated):
-            d = deducted.get(district)
-            deducted_mu = Decimal(str(d["land_quota_mu"])) if d else Decimal(0)
-            remaining = allocated[district] - used[district] - deducted_mu
-            rows.append(
-                {
-                    "unit_id": district,
-                    "name": k.units[district].data["name"] if district in k.units else None,
-                    "year": year,
-                    "allocated_mu": number(allocated[district]),
-                    "used_mu": number(used[district]),
-                    "deducted_mu": number(deducted_mu),
-                    "remaining_mu": number(remaining),
-                    "negative": remaining < 0,
-                    "evidence": sorted(
-                        evidence[district] + [p for i in (d["items"] if d else []) for p in i["evidence"]]
-                    ),
-                }
-            )
-        return rows
+        def rows(part: Known) -> list[dict[str, Any]]:
+            return quota_rows(part, year, part.majors(*year_bounds(year)), part.quota_events(year))
+
+        if limit is None and after is None:
+            return rows(k)
+        keys = {u for u, rec in k.units.items() if rec.data["kind"] == "district"} | k.allocated_units(year)
+        return _paged(k, keys, limit, after, rows)
 
     # --- petition board -----------------------------------------------------------------------
 
@@ -404,7 +328,23 @@ def _paged(
     return found
 
 
-def _districts(k: Known, present: Any) -> list[str]:
-    """Every known district, plus any other unit that carries figures (the city, for units under no district)."""
-    districts = {u for u, rec in k.units.items() if rec.data["kind"] == "district"}
-    return sorted(districts | set(present))
+def _stored(
+    k: Known, kind: str, year: int, limit: int | None, after: str | None, empty: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per-district rows about now from the current view: a district with no stored row for the year has the
+    ``empty`` one (no figures); any other unit (a city) has a row only when one is stored. Paged as :func:`_paged`."""
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")
+    blank = {row["unit_id"]: row for row in empty}
+    if limit is None and after is None:
+        stored = current.district_rows(k, kind, year)
+        return [stored.get(unit) or blank[unit] for unit in districts(k, stored)]
+    units = blank.keys() | current.district_units(k, kind, year)
+    pending = sorted(unit for unit in units if after is None or unit > after)
+    size = limit if limit is not None else len(pending)
+    found: list[dict[str, Any]] = []
+    while pending and len(found) < size:
+        page, pending = pending[: size - len(found)], pending[size - len(found) :]
+        stored = current.district_rows(k, kind, year, page)
+        found += [row for row in (stored.get(unit) or blank.get(unit) for unit in page) if row is not None]
+    return found

@@ -59,6 +59,8 @@ step = st.tuples(
             "amend",
             "decide",
             "agreement",
+            "allocate",
+            "approve",
         ]
     ),
     st.integers(0, 2),  # which record
@@ -118,6 +120,8 @@ def act(ledger: Any, clock: Clock, op: str, i: int, v: int, day: int, lag: int) 
             "决定",
             **cmd,
         ),
+        "allocate": lambda: ledger.allocate_quota(["lc", "gc", "kz"][v], 2024 + i % 2, Decimal(10 + 5 * i), **cmd),
+        "approve": lambda: ledger.approve_land(unit, Decimal(3 + 4 * i), "项目", **cmd),
         # Townships' agreements with their district, and (i = 2) the district's with the city, for two years.
         "agreement": lambda: ledger.sign_agreement(
             2024 + v % 2, "laiwu" if i == 2 else "lc", "lc" if i == 2 else unit, **cmd
