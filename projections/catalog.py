@@ -30,6 +30,9 @@ from domain.units import Unit
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The index of diversions by destination unit (``engine.ensure_schema`` creates it).
 DIVERTED_INDEX = "proj_petitions_events_diverted"
+#: Reports as issued (已发布的报告, ``projections.reports.issued``), kept once final; emptied whenever any
+#: projection is dropped, since they were built from its tables.
+ISSUED = "proj_reports_issued"
 
 
 def micros(moment: datetime) -> int:

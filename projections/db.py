@@ -99,6 +99,15 @@ class Db:
         return f"({column}::jsonb ->> '{key}')"
 
     @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """The driver's database errors (a missing table, a read-only replica refusing a write, ...)."""
+        if self.dialect == "sqlite":
+            return (sqlite3.Error,)
+        import psycopg
+
+        return (psycopg.Error,)
+
+    @property
     def for_update(self) -> str:
         """Row lock suffix: PostgreSQL locks the tracking row; SQLite's BEGIN IMMEDIATE already locked the file."""
         return " FOR UPDATE" if self.dialect == "postgres" else ""

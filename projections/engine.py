@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from projections import current
-from projections.catalog import CURRENT, DIVERTED_INDEX, NAMES, PROJECTIONS, Projection, select, with_current
+from projections.catalog import CURRENT, DIVERTED_INDEX, ISSUED, NAMES, PROJECTIONS, Projection, select, with_current
 from projections.db import Db
 from projections.source import open_log
 from store.config import log_table
@@ -48,6 +48,10 @@ def ensure_schema(db: Db, projections: Iterable[Projection] | None = None, *, vi
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalogue: serialise it.
             db.query("SELECT pg_advisory_xact_lock(7215083)")
         db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {ISSUED} (kind TEXT, label TEXT, head BIGINT NOT NULL, body TEXT NOT NULL,"
+            " PRIMARY KEY (kind, label))"
+        )
         for p in projections or PROJECTIONS.values():
             for statement in p.ddl("BIGINT"):
                 db.execute(statement)
@@ -267,6 +271,7 @@ def drop(db: Db, projections: Sequence[Projection], *, view: bool = True) -> Non
     """Drop the projections' tables (and the current view's, with ``view``) and forget their positions."""
     with db.transaction():
         db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
+        db.execute(f"DROP TABLE IF EXISTS {ISSUED}")  # built from the tables dropped here
         for p in projections:
             db.execute(f"DROP TABLE IF EXISTS {p.records_table}")
             db.execute(f"DROP TABLE IF EXISTS {p.events_table}")

@@ -279,15 +279,20 @@ class Queries:
 
     def daily(self, date: str, *, as_of: datetime | None = None, known_at: datetime | None = None) -> dict[str, Any]:
         """日调度 for a date ``YYYY-MM-DD``, as known at the end of that day by default."""
-        return reports.build(self, "daily", date, as_of, known_at)
+        return self._report("daily", date, as_of, known_at)
 
     def weekly(self, week: str, *, as_of: datetime | None = None, known_at: datetime | None = None) -> dict[str, Any]:
         """周汇报 for an ISO week ``YYYY-Www``, as known when the week ends by default."""
-        return reports.build(self, "weekly", week, as_of, known_at)
+        return self._report("weekly", week, as_of, known_at)
 
     def monthly(self, month: str, *, as_of: datetime | None = None, known_at: datetime | None = None) -> dict[str, Any]:
         """月通报 for ``YYYY-MM``, as known at its issue date (the first moment after the month) by default."""
-        return reports.build(self, "monthly", month, as_of, known_at)
+        return self._report("monthly", month, as_of, known_at)
+
+    def _report(self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None) -> dict[str, Any]:
+        if as_of is None and known_at is None:
+            return reports.issued(self, kind, label)
+        return reports.build(self, kind, label, as_of, known_at)
 
     # --- status -------------------------------------------------------------------------------
 

@@ -8,14 +8,19 @@ about last month, never the bulletin as it was issued.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
 
 from domain.application import utc_now
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Violation
-from projections.catalog import micros
+from projections.catalog import ISSUED, PROJECTIONS, micros
+from projections.db import Db
+from projections.engine import positions
 from projections.history import REPORT_TYPES, Known, iso
 
 if TYPE_CHECKING:
@@ -40,6 +45,49 @@ def period(kind: str, label: str) -> tuple[datetime, datetime]:
     except ValueError:
         shapes = {"daily": "YYYY-MM-DD", "weekly": "YYYY-Www", "monthly": "YYYY-MM"}
         raise ValueError(f"{kind} report period must look like {shapes[kind]}, not {label!r}") from None
+
+
+def issued(queries: Queries, kind: str, label: str) -> dict[str, Any]:
+    """The report as issued: as of its period's end, as known at its issue date (a bulletin folds the whole
+    city's history, seconds at a million events).
+
+    Once the period is over the first answer is kept with the log position every fact projection had applied
+    (``head``). A later ask reads it back unless a fact recorded by the issue date has been applied since
+    (a writer's clock behind, a transaction that committed late, a history loaded with its own times): then
+    it is folded and kept again. Each check moves ``head`` on, so it only ever reads the facts applied since
+    the last one. A store that cannot keep it (a read replica) folds every time."""
+    _, end = period(kind, label)
+    if utc_now() <= end:
+        return build(queries, kind, label, None, None)
+    db, known_at = queries.db, micros(end)
+    head = min(positions(db, list(PROJECTIONS)).values())
+    try:
+        rows = db.query(f"SELECT head, body FROM {ISSUED} WHERE kind = ? AND label = ?", (kind, label))
+    except db.errors:  # a store made before issued reports were kept
+        rows = []
+    if rows and not _arrived(db, int(rows[0][0]), known_at):
+        if head > int(rows[0][0]):
+            with contextlib.suppress(*db.errors):
+                db.execute(f"UPDATE {ISSUED} SET head = ? WHERE kind = ? AND label = ?", (head, kind, label))
+        return cast(dict[str, Any], orjson.loads(rows[0][1]))
+    body = build(queries, kind, label, None, None)
+    # A read replica, or a store without the table, refuses: the answer stands, it is only not kept.
+    with contextlib.suppress(*db.errors), db.transaction():
+        db.execute(f"DELETE FROM {ISSUED} WHERE kind = ? AND label = ?", (kind, label))
+        db.execute(
+            f"INSERT INTO {ISSUED} (kind, label, head, body) VALUES (?, ?, ?, ?)",
+            (kind, label, head, orjson.dumps(body).decode()),
+        )
+    return body
+
+
+def _arrived(db: Db, head: int, known_at: int) -> bool:
+    """Whether any fact applied past ``head`` was recorded by ``known_at`` (by the position indexes)."""
+    for p in PROJECTIONS.values():
+        for table in (p.records_table, p.events_table):
+            if db.query(f"SELECT 1 FROM {table} WHERE position > ? AND recorded_at <= ? LIMIT 1", (head, known_at)):
+                return True
+    return False
 
 
 def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known_at: datetime | None) -> dict[str, Any]:
@@ -114,4 +162,4 @@ def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known
     }
 
 
-__all__ = ["Known", "build", "period"]
+__all__ = ["Known", "build", "issued", "period"]

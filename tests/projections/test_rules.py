@@ -18,6 +18,8 @@ from domain.vocabulary import (
     Post,
     Violation,
 )
+from projections import engine
+from projections.queries import Queries
 from tests.projections.conftest import World, at
 
 
@@ -145,6 +147,43 @@ def test_a_late_recorded_event_changes_what_is_known_now_not_the_bulletin(world:
     assert q.daily("2024-05-20")["petitions"]["registered"] == 0
     assert q.daily("2024-05-20", known_at=at("2024-07-01"))["petitions"]["registered"] == 1
     assert q.weekly("2024-W21", known_at=at("2024-07-01"))["petitions"]["registered"] == 1
+
+
+def test_an_issued_report_is_kept_and_folded_again_when_a_fact_known_by_its_issue_date_arrives(
+    world: World,
+) -> None:
+    """已发布的报告: a bulletin is folded once and read back; a fact recorded by its issue date that reaches the
+    projections afterwards (here, a history loaded with its own recording times) makes it fold again."""
+    from projections.catalog import ISSUED
+
+    w = world
+    petition(w, "x1", "kz", "2024-05-03", skip_level=True)
+    w.clock.set("2024-06-10")
+    q = w.queries()
+    first = q.monthly("2024-05")
+    assert first["petitions"]["registered"] == 1
+    kept = q.db.query(f"SELECT kind, label FROM {ISSUED}")
+    assert kept == [("monthly", "2024-05")]
+    assert q.monthly("2024-05") == first  # read back
+    assert q.monthly("2024-05") == q.monthly("2024-05", as_of=at("2024-06-01"), known_at=at("2024-06-01"))
+    q.close()
+
+    w.clock.set("2024-05-25")  # recorded before the issue date, reaching the store only now
+    petition(w, "x2", "kz", "2024-05-20", skip_level=True)
+    w.clock.set("2024-06-20")
+    petition(w, "x3", "kz", "2024-05-21", skip_level=True)  # recorded after it: never in the bulletin
+    q = w.queries()
+    again = q.monthly("2024-05")
+    assert again["petitions"]["registered"] == 2
+    assert again == q.monthly("2024-05", as_of=at("2024-06-01"), known_at=at("2024-06-01"))
+    assert q.monthly("2024-05") == again
+    q.close()
+
+    engine.rebuild(w.url)  # the kept reports were built from the tables a rebuild drops
+    q = Queries(w.url)
+    assert q.db.query(f"SELECT kind, label FROM {ISSUED}") == []
+    assert q.monthly("2024-05") == again
+    q.close()
 
 
 def test_overdue_is_judged_against_as_of(world: World) -> None:
