@@ -61,6 +61,9 @@ def ensure_schema(db: Db, projections: Iterable[Projection] | None = None, *, vi
                     f"CREATE INDEX IF NOT EXISTS {p.events_table}_year ON {p.events_table}"
                     f" ({db.json_number('data', 'year')})"
                 )
+            if p.name == "accountability":
+                # Decisions are looked up among few (history.Known.decisions_of): by type, not by every agreement.
+                db.execute(f"CREATE INDEX IF NOT EXISTS {p.records_table}_type ON {p.records_table} (type)")
             if p.name == "petitions":
                 # Petitions diverted into a territory (改派) are looked up by destination on every scoped answer:
                 # without this index that is a scan of every diversion in the city (history.Known._diverted_into_scope).

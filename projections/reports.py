@@ -85,7 +85,10 @@ def _arrived(db: Db, head: int, known_at: int) -> bool:
     """Whether any fact applied past ``head`` was recorded by ``known_at`` (by the position indexes)."""
     for p in PROJECTIONS.values():
         for table in (p.records_table, p.events_table):
-            if db.query(f"SELECT 1 FROM {table} WHERE position > ? AND recorded_at <= ? LIMIT 1", (head, known_at)):
+            # ORDER BY position: PostgreSQL's generic plan for a statement run many times (psycopg prepares it
+            # after five) otherwise scans the whole table, not knowing how few positions lie past ``head``.
+            sql = f"SELECT 1 FROM {table} WHERE position > ? AND recorded_at <= ? ORDER BY position LIMIT 1"
+            if db.query(sql, (head, known_at)):
                 return True
     return False
 
