@@ -48,8 +48,8 @@ from projections.history import (
 )
 
 TABLE = "proj_current_items"
-#: The fact projections whose facts the items come from (accountability: the agreements, for R6; its decisions
-#: are read when answering, as the units' tree is).
+#: The fact projections whose facts the items come from (accountability: the agreements, for R6, its decisions
+#: being read when answering; units: the quota events, the tree being read when answering).
 SOURCES = ("cases", "people", "petitions", "policy", "accountability", "units")
 #: Records derived per fold: bounded memory whatever the size of the history.
 CHUNK = 500
