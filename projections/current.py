@@ -103,10 +103,10 @@ def _petition_row(p: PetitionState) -> Row:
     return p.rec.uuid, kind, p.unit_id, at, at, p.rec.position, _json(row)
 
 
-def derive(db: Db, uuids: list[str]) -> set[tuple[str, int]]:
-    """Replace the rows of these records (at most :data:`CHUNK`) with what their facts now imply; the units
-    whose rows changed (before or after) with the years the rows fall in: the agreements' R6 and the
-    districts' quota rows above them may change with them."""
+def derive(db: Db, uuids: list[str], *, changes: bool = True) -> set[tuple[str, int]]:
+    """Replace the rows of these records (at most :data:`CHUNK`) with what their facts now imply; with
+    ``changes``, the units whose rows changed (before or after) with the years the rows fall in: the
+    agreements' R6 and the districts' quota rows above them may change with them."""
     if not uuids:
         return set()
     k = Known(db, FOREVER, FOREVER, uuids=uuids)
@@ -133,9 +133,11 @@ def derive(db: Db, uuids: list[str]) -> set[tuple[str, int]]:
                 (person.uuid, "leader", leader.unit_id, leader.registered, 0, leader.position, _json(list(leader)))
             )
     marks = ", ".join("?" * len(uuids))
-    before = db.query(f"SELECT DISTINCT unit_id, at FROM {TABLE} WHERE uuid IN ({marks})", uuids)
+    before = db.query(f"SELECT DISTINCT unit_id, at FROM {TABLE} WHERE uuid IN ({marks})", uuids) if changes else []
     db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({marks})", uuids)
     db.insert_many(TABLE, COLUMNS, rows)
+    if not changes:
+        return set()
     changed = {(r[0], int(r[1])) for r in before} | {(row[2], row[3]) for row in rows}
     return {(unit, from_micros(at).year) for unit, at in changed if unit is not None}
 
