@@ -165,15 +165,17 @@ class Queries:
         Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
         """
         k = self.known(as_of, known_at)
-        # Rows go to districts, and to a city for its units under no district; only those with items for a city.
-        keys = {u for u, rec in k.units.items() if rec.data["kind"] in ("district", "city")}
         if self._now(as_of, known_at):
             return _stored(k, "deductions", year, limit, after, deduction_rows(k, year, []))
 
         def rows(part: Known) -> list[dict[str, Any]]:
             return deduction_rows(part, year, part.majors(*year_bounds(year)))
 
-        return rows(k) if limit is None and after is None else _paged(k, keys, limit, after, rows)
+        if limit is None and after is None:
+            return rows(k)
+        # Rows go to districts, and to a city for its units under no district; only those with items for a city.
+        keys = {u for u, rec in k.units.items() if rec.data["kind"] in ("district", "city")}
+        return _paged(k, keys, limit, after, rows)
 
     def quota(
         self,

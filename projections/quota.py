@@ -11,10 +11,11 @@ keeps each district's rows for each year, build them the same way.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from domain.policy import PolicyVersion
 from projections.history import Ev, Known, MajorCase, iso, number
 
 #: R4's deductions from a district (扣减): answer field and the policy parameter that sets it per major case.
@@ -35,17 +36,22 @@ def _name(k: Known, unit: str) -> str | None:
     return k.units[unit].data["name"] if unit in k.units else None
 
 
+def _in_force(k: Known, majors: Iterable[MajorCase]) -> Iterator[tuple[str, MajorCase, PolicyVersion]]:
+    """Each major case with its district (cases under none are no district's) and the policy in force when
+    it became major."""
+    for case in majors:
+        district = k.district_of(case.unit_id)
+        if district is not None:
+            yield district, case, k.policy.at(case.at)
+
+
 def deduction_rows(k: Known, year: int, majors: Iterable[MajorCase]) -> list[dict[str, Any]]:
     """R4 per district: ``land_quota_mu``, ``consolidation_funds_yuan``, ``model_district_points``, ``items``."""
     items: dict[str, list[dict[str, Any]]] = defaultdict(list)
     totals: dict[str, list[Decimal]] = {}
     # Per policy version, the three amounts once: as exact decimals (for the sums) and as JSON numbers.
     amounts: dict[int, tuple[list[Decimal], list[float | int]]] = {}
-    for case in majors:
-        district = k.district_of(case.unit_id)
-        if district is None:
-            continue
-        policy = k.policy.at(case.at)
+    for district, case, policy in _in_force(k, majors):
         if policy.version not in amounts:
             exact = [Decimal(str(policy[name])) for name in DEDUCTIONS.values()]
             amounts[policy.version] = exact, [number(d) for d in exact]
@@ -73,11 +79,7 @@ def quota_rows(k: Known, year: int, majors: Iterable[MajorCase], events: dict[st
     deducted: dict[str, Decimal] = defaultdict(Decimal)
     evidence: dict[str, list[int]] = defaultdict(list)
     mu: dict[int, Decimal] = {}
-    for case in majors:
-        district = k.district_of(case.unit_id)
-        if district is None:
-            continue
-        policy = k.policy.at(case.at)
+    for district, case, policy in _in_force(k, majors):
         if policy.version not in mu:
             mu[policy.version] = Decimal(str(policy[DEDUCTIONS["land_quota_mu"]]))
         deducted[district] += mu[policy.version]
