@@ -9,7 +9,7 @@ unit below the one named (属地管理).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -320,19 +320,14 @@ class Queries:
 def _paged(
     k: Known, keys: set[str], limit: int | None, after: str | None, rows: Callable[[Known], list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    """One page of per-district rows: the next ``limit`` of ``keys`` after ``after``, each computed from the
-    facts of its territory only (a district's figures come from units below it), so a page costs the same
-    however many districts the city has. Keys that carry no row (a city without items) are skipped."""
-    if limit is not None and limit < 1:
-        raise ValueError("limit must be at least 1")
-    pending = sorted(key for key in keys if after is None or key > after)
-    found: list[dict[str, Any]] = []
-    size = limit if limit is not None else len(pending)
-    while pending and len(found) < size:
-        page, pending = pending[: size - len(found)], pending[size - len(found) :]
+    """One page of per-district rows, each computed from the facts of its territory only (a district's figures
+    come from units below it), so a page costs the same however many districts the city has."""
+
+    def page_rows(page: list[str]) -> list[dict[str, Any]]:
         part = k.within(set().union(*(k.subtree(u) | {u} for u in page)))
-        found += [row for row in rows(part) if row["unit_id"] in page]
-    return found
+        return [row for row in rows(part) if row["unit_id"] in page]
+
+    return _page(keys, limit, after, page_rows)
 
 
 def _stored(
@@ -340,18 +335,29 @@ def _stored(
 ) -> list[dict[str, Any]]:
     """Per-district rows about now from the current view: a district with no stored row for the year has the
     ``empty`` one (no figures); any other unit (a city) has a row only when one is stored. Paged as :func:`_paged`."""
-    if limit is not None and limit < 1:
-        raise ValueError("limit must be at least 1")
     blank = {row["unit_id"]: row for row in empty}
     if limit is None and after is None:
         stored = current.district_rows(k, kind, year)
         return [stored.get(unit) or blank[unit] for unit in districts(k, stored)]
-    units = blank.keys() | current.district_units(k, kind, year)
-    pending = sorted(unit for unit in units if after is None or unit > after)
-    size = limit if limit is not None else len(pending)
+
+    def page_rows(page: list[str]) -> list[dict[str, Any]]:
+        stored = current.district_rows(k, kind, year, page)
+        return [row for row in (stored.get(unit) or blank.get(unit) for unit in page) if row is not None]
+
+    return _page(blank.keys() | current.district_units(k, kind, year), limit, after, page_rows)
+
+
+def _page(
+    keys: Iterable[str], limit: int | None, after: str | None, rows: Callable[[list[str]], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The next ``limit`` rows (all without one) of the ``keys`` after ``after``, in key order, ``rows`` giving
+    those of a list of keys; keys that carry no row (a city without figures) are skipped."""
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")
+    pending = sorted(key for key in keys if after is None or key > after)
     found: list[dict[str, Any]] = []
+    size = limit if limit is not None else len(pending)
     while pending and len(found) < size:
         page, pending = pending[: size - len(found)], pending[size - len(found) :]
-        stored = current.district_rows(k, kind, year, page)
-        found += [row for row in (stored.get(unit) or blank.get(unit) for unit in page) if row is not None]
+        found += rows(page)
     return found
