@@ -17,6 +17,12 @@ stored rows, as the fold would tally them once the year is over. Likewise each d
 quota ledger and of R4's deductions (``projections.quota``) are kept per year, derived again when a major
 case of its territory changes or one of its units is given quota or uses land.
 
+Questions about a past ``as_of`` as known now (an auditor's usual question) read the same rows for most records:
+an item counts when its time had come by ``as_of``, and a record's items dated by ``as_of`` are what the fold at
+``as_of`` derives unless a later fact revises them (an extension moves a petition's deadline, a removal closes an
+officer's R7). Such records are folded at ``as_of`` instead; each record's ``span`` row (its first business time
+and its last revising one, per unit it was ever filed under) finds them.
+
 The view follows the fact projections, never the log: after they have applied a batch, the records it
 touched are derived again and their rows replaced, and a policy amendment (which may change any
 record's numbers) derives every record again. Its tracking row (``current``) says how far it is.
@@ -33,10 +39,11 @@ import orjson
 
 from domain.vocabulary import LEADER_POSTS
 from projections import quota
-from projections.catalog import from_micros
+from projections.catalog import from_micros, micros
 from projections.db import Db
 from projections.history import (
     IN_LIST,
+    Ev,
     Known,
     Leader,
     MajorCase,
@@ -55,8 +62,24 @@ SOURCES = ("cases", "people", "petitions", "policy", "accountability", "units")
 CHUNK = 500
 #: "No business-time limit": every known fact counts; deadlines are stored and compared when read.
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
+FOREVER_MICROS = micros(FOREVER)
 #: Deductions and triggers that fall on a deadline count only once it has passed (``deadline < as_of``).
 DEADLINE_INDICATORS = frozenset({"case_not_investigated", "overdue_petition"})
+#: Per fact projection, the event types that never change an item dated before them (each adds items at its own
+#: time, or decides one dated later): a record's later events of other types make it "live" (:func:`live`).
+#: Not here: a petition's extension (its deadline) and ownership (owners are found by log position, and a late
+#: entry can sit before an earlier-dated event); an officer's report (a finding's evidence) and removal (R7).
+SELF_DATED = {
+    "cases": frozenset({"filed", "declared_major", "supervised", "closed", "wrongful"}),
+    "petitions": frozenset(
+        {"replied", "return_visit", "escalated", "nail_case", "nail_check", "ceased", "diverted", "closed"}
+    ),
+    "people": frozenset({"finding", "referred", "commended", "reception"}),
+}
+#: The rows' format: a view without this marker (derived by an older engine) is derived afresh once, and past
+#: questions fold until it is. Stored as the ``at`` of the row ``FORMAT_ROW``.
+FORMAT = 2
+FORMAT_ROW = "format:current"
 
 
 def ddl(big: str) -> list[str]:
@@ -93,6 +116,18 @@ def _trigger_rows(uuid: str, triggers: list[dict[str, Any]]) -> Iterator[Row]:
         yield uuid, "trigger", t["subject"]["unit_id"], at, at + late, 0, _json({**t, "opened_at": iso(at)})
 
 
+def _span_rows(projection: str, uuid: str, units: set[str | None], first: int, evs: list[Ev]) -> Iterator[Row]:
+    """The record's span, once per unit: ``visible_from`` its first business time, ``at`` its last revising one
+    (an event not :data:`SELF_DATED`), so the unit index finds the spans that end after a moment. None when
+    nothing revises the record: it is never live."""
+    self_dated = SELF_DATED[projection]
+    last = max([first, *(e.occurred_at for e in evs if e.type not in self_dated)])
+    if last == first:
+        return
+    for unit in sorted(u for u in units if u is not None):
+        yield uuid, "span", unit, last, first, 0, "[]"
+
+
 def _petition_row(p: PetitionState) -> Row:
     row = p.board_row()
     del row["status"], row["overdue"]  # judged against the clock when read
@@ -117,10 +152,13 @@ def derive(db: Db, uuids: list[str], *, changes: bool = True) -> set[tuple[str, 
         triggers, majors = k.case_triggers(case)
         rows += _trigger_rows(uuid, triggers)
         rows += [(uuid, "major", m.unit_id, m.at, m.at, 0, _json(list(m))) for m in majors]
+        rows += _span_rows("cases", uuid, {case.rec.unit_id}, case.rec.occurred_at, case.events)
     for p in k.petitions:
         rows += _occurrence_rows(p.rec.uuid, "deduction", k.petition_occurrences(p), 0)
         rows += _trigger_rows(p.rec.uuid, k.petition_triggers(p))
         rows.append(_petition_row(p))
+        units = {p.rec.unit_id} | {e.data["to_unit_id"] for e in p.events if e.type == "diverted"}
+        rows += _span_rows("petitions", p.rec.uuid, units, p.rec.occurred_at, p.events)
     for person in k.people.values():
         evs = k.person_events.get(person.uuid, [])
         rows += _occurrence_rows(person.uuid, "deduction", k.person_occurrences(person, evs), 0)
@@ -132,13 +170,16 @@ def derive(db: Db, uuids: list[str], *, changes: bool = True) -> set[tuple[str, 
             rows.append(
                 (person.uuid, "leader", leader.unit_id, leader.registered, 0, leader.position, _json(list(leader)))
             )
+        rows += _span_rows("people", person.uuid, {person.unit_id}, person.occurred_at, evs)
     marks = ", ".join("?" * len(uuids))
-    before = db.query(f"SELECT DISTINCT unit_id, at FROM {TABLE} WHERE uuid IN ({marks})", uuids) if changes else []
+    # Spans change no agreement's or district's rows: a record's items do.
+    sql = f"SELECT DISTINCT unit_id, at FROM {TABLE} WHERE uuid IN ({marks}) AND kind <> 'span'"
+    before = db.query(sql, uuids) if changes else []
     db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({marks})", uuids)
     db.insert_many(TABLE, COLUMNS, rows)
     if not changes:
         return set()
-    changed = {(r[0], int(r[1])) for r in before} | {(row[2], row[3]) for row in rows}
+    changed = {(r[0], int(r[1])) for r in before} | {(row[2], row[3]) for row in rows if row[1] != "span"}
     return {(unit, from_micros(at).year) for unit, at in changed if unit is not None}
 
 
@@ -244,6 +285,18 @@ def derive_quota(db: Db, year: int, keys: set[str] | None) -> None:
     db.insert_many(TABLE, COLUMNS, rows)
 
 
+def formatted(db: Db) -> bool:
+    """Whether the view's rows are in this engine's :data:`FORMAT` (its marker is written by a full derivation)."""
+    rows = db.query(f"SELECT at FROM {TABLE} WHERE uuid = ? AND kind = 'format'", (FORMAT_ROW,))
+    return bool(rows) and int(rows[0][0]) == FORMAT
+
+
+def mark_formatted(db: Db) -> None:
+    """After a full derivation: every record's rows are in this engine's format."""
+    db.execute(f"DELETE FROM {TABLE} WHERE uuid = ?", (FORMAT_ROW,))
+    db.insert_many(TABLE, COLUMNS, [(FORMAT_ROW, "format", None, FORMAT, 0, 0, "[]")])
+
+
 def touched(db: Db, after: int, upto: int) -> list[str] | None:
     """The records with facts in positions (after, upto], sorted; ``None`` when every record must be derived
     again (the first run, or a policy fact in the range)."""
@@ -293,48 +346,112 @@ def _where(k: Known, kinds: tuple[str, ...]) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def _occurrences(k: Known, kind: str, window: tuple[int, int] | None = None) -> list[tuple[int, Occurrence]]:
+def live(k: Known) -> Known | None:
+    """The fold, at ``k``'s moment, of the territory's records that existed at ``k.as_of`` and have revising facts
+    after it (:data:`SELF_DATED`): their stored items dated by ``as_of`` may not be what the fold at ``as_of``
+    derives. ``None`` when they are more than one fold reads (a city-wide question): fold everything then."""
+    sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE kind = 'span' AND at > ? AND visible_from <= ?"
+    params: list[Any] = [k.as_of, k.as_of]
+    if k.scope is not None:
+        units = sorted(k.scope)
+        sql += f" AND unit_id IN ({', '.join('?' * len(units)) or 'NULL'})"
+        params += units
+    uuids = sorted(r[0] for r in k.db.query(sql, params))
+    if len(uuids) > IN_LIST:
+        return None
+    as_of, known_at = from_micros(k.as_of), from_micros(k.known_at)
+    return Known(k.db, as_of, known_at, lean=k.lean, only=k.only, window=k.window, uuids=uuids)
+
+
+def _skipped(folded: Known | None) -> frozenset[str]:
+    """The records a past question folds rather than reads (none for a question about now)."""
+    return frozenset(folded.uuids or ()) if folded is not None else frozenset()
+
+
+def _occurrences(
+    k: Known, kind: str, window: tuple[int, int] | None = None, folded: Known | None = None
+) -> list[tuple[int, Occurrence]]:
     sql, params = _where(k, (kind,))
     if window:
         sql += " AND at >= ? AND at < ?"
         params += list(window)
-    rows = k.db.query(f"SELECT seq, data FROM {TABLE}{sql}", params)
-    return [(int(seq), Occurrence(*orjson.loads(data))) for seq, data in rows]
+    skip = _skipped(folded)
+    rows = k.db.query(f"SELECT uuid, seq, data FROM {TABLE}{sql}", params)
+    return [(int(seq), Occurrence(*orjson.loads(data))) for uuid, seq, data in rows if uuid not in skip]
 
 
-def prepare(k: Known, window: tuple[int, int] | None = None) -> None:
+def prepare(k: Known, window: tuple[int, int] | None = None, folded: Known | None = None) -> None:
     """Fill the fold's leaders, occurrences and commendations from the stored rows (plus the missed receptions
     worked out up to ``k.as_of``), so ``k.score`` and R6 answer from them. With a ``window``, only that
-    year's occurrences."""
-    _leaders(k)
-    deductions = _occurrences(k, "deduction", window)
+    year's occurrences. For a past ``as_of``, the records of ``folded`` (:func:`live`) come from its fold."""
+    _leaders(k, folded)
+    deductions = _occurrences(k, "deduction", window, folded)
+    commendations = _occurrences(k, "commendation", window, folded)
+    if folded is not None:
+        start, end = window or (0, FOREVER_MICROS)
+        found: list[tuple[int, Occurrence]] = []
+        for case in folded.cases:
+            found += enumerate(folded.case_occurrences(case))
+        for p in folded.petitions:
+            found += enumerate(folded.petition_occurrences(p))
+        for person in folded.people.values():
+            evs = folded.person_events.get(person.uuid, [])
+            found += enumerate(folded.person_occurrences(person, evs))
+            # Stored with the person's position as their base, as the view derives them.
+            commendations += [
+                (person.position + n, o)
+                for n, o in enumerate(folded.person_commendations(person, evs))
+                if start <= o.at < end
+            ]
+        deductions += [(n, o) for n, o in found if start <= o.at < end]
     deductions += [(0, o) for o in k.missed_receptions()]
     deductions.sort(key=lambda pair: (pair[1].at, pair[1].evidence, pair[0]))
     k.__dict__["occurrences"] = [o for _, o in deductions]
-    commendations = _occurrences(k, "commendation", window)
     commendations.sort(key=lambda pair: (pair[0], pair[1].evidence))
     k.__dict__["commendations"] = [o for _, o in commendations]
 
 
-def _leaders(k: Known) -> None:
-    """Fill the fold's leaders from the stored rows."""
+def _leaders(k: Known, folded: Known | None = None) -> None:
+    """Fill the fold's leaders from the stored rows (registered by ``as_of``), and from ``folded``'s fold."""
     sql, params = _where(k, ("leader",))
-    rows = k.db.query(f"SELECT data FROM {TABLE}{sql} ORDER BY seq", params)
-    k.__dict__["leaders"] = [Leader(*orjson.loads(data)) for (data,) in rows]
+    skip = _skipped(folded)
+    rows = k.db.query(f"SELECT uuid, data FROM {TABLE}{sql} AND at <= ? ORDER BY seq", [*params, k.as_of])
+    leaders = [Leader(*orjson.loads(data)) for uuid, data in rows if uuid not in skip]
+    if folded is not None:
+        leaders = sorted([*leaders, *folded.leaders], key=lambda leader: leader.position)
+    k.__dict__["leaders"] = leaders
 
 
-def triggers(k: Known) -> list[dict[str, Any]]:
-    """The triggers as of now: the stored ones whose time has come (R6 among them) and R4 for the leaders of
-    major cases' units, with decisions."""
-    _leaders(k)
+def triggers(k: Known, folded: Known | None = None) -> list[dict[str, Any]]:
+    """The triggers as of ``k.as_of``: the stored ones whose time had come (R6 among them) and R4 for the leaders
+    of major cases' units, with decisions; for a past ``as_of``, those of ``folded``'s records (:func:`live`)
+    from its fold."""
+    _leaders(k, folded)
     sql, params = _where(k, ("trigger", "major"))
+    skip = _skipped(folded)
+    # R6 is stored once an agreement's year is over; asked about a past moment, only agreements signed by then.
+    signed = None if folded is None else {a.uuid for a in k.agreements}
     found: list[dict[str, Any]] = []
     majors: list[MajorCase] = []
-    for kind, data in k.db.query(f"SELECT kind, data FROM {TABLE}{sql}", params):
-        if kind == "trigger":
-            found.append(orjson.loads(data))
-        else:
+    for uuid, kind, data in k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql}", params):
+        if uuid in skip:
+            continue
+        if kind == "major":
             majors.append(MajorCase(*orjson.loads(data)))
+            continue
+        trigger = orjson.loads(data)
+        if signed is None or trigger["rule"] != "R6" or uuid in signed:
+            found.append(trigger)
+    if folded is not None:
+        for case in folded.cases:
+            some, major = folded.case_triggers(case)
+            found += some
+            majors += major
+        folded.unread([p for p in folded.petitions if p.overdue])
+        for p in folded.petitions:
+            found += folded.petition_triggers(p)
+        for person in folded.people.values():
+            found += folded.person_triggers(person, folded.person_events.get(person.uuid, []))
     found += k.leader_triggers(majors)
     return k.decided(found)
 

@@ -134,7 +134,8 @@ def derive_current(db: Db) -> int:
     start = positions(db, [CURRENT])[CURRENT]
     if target <= start:
         return 0
-    touched = current.touched(db, start, target)
+    # A view derived by an older engine (no format marker) is derived afresh, once.
+    touched = current.touched(db, start, target) if current.formatted(db) else None
     if touched is None:
         analyze(db, [f"proj_{name}_{kind}" for name in current.SOURCES for kind in ("records", "events")])
     chunks = current.every_record(db) if touched is None else current.chunked(touched)
@@ -168,6 +169,8 @@ def derive_current(db: Db) -> int:
         if not _still_at(db, start):
             return 0
         db.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?", (target, CURRENT))
+        if touched is None:
+            current.mark_formatted(db)
     if touched is None:
         analyze(db, [current.TABLE])
     return derived

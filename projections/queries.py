@@ -61,8 +61,22 @@ class Queries:
 
     def _now(self, as_of: datetime | None, known_at: datetime | None) -> bool:
         """Whether to answer from the current view: a question about now, and the view is up to its facts."""
-        if as_of is not None or known_at is not None:
-            return False
+        return as_of is None and known_at is None and self._view_ready()
+
+    def _past(
+        self, as_of: datetime | None, known_at: datetime | None, unit_id: str | None, **fold: Any
+    ) -> tuple[Known, set[str] | None, Known] | None:
+        """For a past ``as_of`` as known now, answered from the current view: the territory's fold (as
+        :meth:`_scoped`) and the fold of its records with facts after ``as_of`` (``current.live``). ``None`` when
+        the view cannot answer: another question, the view behind its facts or in an older format, or a
+        city-wide question with too many such records."""
+        if as_of is None or known_at is not None or not self._view_ready() or not current.formatted(self.db):
+            return None
+        k, wanted = self._scoped(as_of, None, unit_id, **fold)
+        folded = current.live(k)
+        return None if folded is None else (k, wanted, folded)
+
+    def _view_ready(self) -> bool:
         tracked = positions(self.db)
         view = tracked[CURRENT]
         return view > 0 and all(view >= tracked[name] for name in current.SOURCES)
@@ -91,6 +105,9 @@ class Queries:
         if self._now(as_of, known_at):
             k, wanted = self._scoped(None, None, unit_id, lean=True)
             current.prepare(k, year_bounds(year))
+        elif past := self._past(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES, window=year_bounds(year)):
+            k, wanted, folded = past
+            current.prepare(k, year_bounds(year), folded)
         else:
             # Only the cases and petitions that can yield an occurrence in the year: one year's facts are read.
             k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES, window=year_bounds(year))
@@ -113,6 +130,9 @@ class Queries:
         if self._now(as_of, known_at):
             k, wanted = self._scoped(None, None, unit_id, lean=True)
             found = current.triggers(k)
+        elif past := self._past(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES):
+            k, wanted, folded = past
+            found = current.triggers(k, folded)
         else:
             k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES)
             found = k.triggers

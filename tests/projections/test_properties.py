@@ -52,6 +52,7 @@ step = st.tuples(
             "escalate",
             "reply",
             "close",
+            "extend",
             "divert",
             "misconduct",
             "remove",
@@ -103,6 +104,7 @@ def act(ledger: Any, clock: Clock, op: str, i: int, v: int, day: int, lag: int) 
         "escalate": lambda: ledger.escalate(f"x{i}", EscalationLevel.CITY, v == 2, **cmd),
         "reply": lambda: ledger.reply_petition(f"x{i}", "答复", **cmd),
         "close": lambda: ledger.close_petition(f"x{i}", **cmd),
+        "extend": lambda: ledger.extend_petition(f"x{i}", 10 + 20 * v, **cmd),
         "divert": lambda: ledger.divert_petition(f"x{i}", unit, **cmd),
         "misconduct": lambda: [
             ledger.report_misconduct("o1", MisconductKind.TAKING, "某", "拿", **cmd),
@@ -285,4 +287,46 @@ def test_the_current_view_answers_as_the_fold_does_now(steps: list[Any], cuts: l
             follower.close()
         engine.catch_up(url, batch_size=cuts[0])
         assert _answers_now(url, fold=False) == _answers_now(url, fold=True)
+        ledger.close()
+
+
+def _answers_past(url: str, as_of: Any, fold: bool) -> list[Any]:
+    """Answers as of a past moment as known now: from the current view and a fold of the records with facts after
+    ``as_of``, or (``fold``) folded from every fact at ``as_of`` with ``known_at`` now."""
+    from domain.application import utc_now
+    from projections.queries import Queries
+
+    q = Queries(url)
+    try:
+        assert q._past(as_of, None, None) is not None, "the current view answers the past question"
+        moment = {"as_of": as_of, "known_at": utc_now()} if fold else {"as_of": as_of}
+        found: list[Any] = [q.scores(year, u, **moment) for year in (2024, 2025) for u in (None, "lc", "kz", "gc")]
+        found += [q.triggers(status, u, **moment) for status in (None, "open", "decided") for u in (None, "lc", "ys")]
+        return found
+    finally:
+        q.close()
+
+
+@settings(PROPERTY, max_examples=80)  # the cases that tell (a removal after as_of, say) are rarer than most
+@given(
+    steps=st.lists(step, min_size=10, max_size=40),
+    cuts=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+    as_of_days=st.lists(st.integers(0, 400), min_size=1, max_size=4),
+)
+def test_the_current_view_answers_past_questions_as_the_fold_does(
+    steps: list[Any], cuts: list[int], as_of_days: list[int]
+) -> None:
+    """现状视图 as of a past moment (as known now): the rows of the records whose facts all happened by then, and a
+    fold of the others, answer as the fold of every fact does; with the view kept up batch by batch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url, ledger = history(Path(tmp), steps)
+        for size in cuts:
+            follower = engine.Follower(url, batch_size=size)
+            follower.step()
+            follower.derive()
+            follower.close()
+        engine.catch_up(url, batch_size=cuts[0])
+        for day in as_of_days:
+            as_of = START + timedelta(days=day)
+            assert _answers_past(url, as_of, fold=False) == _answers_past(url, as_of, fold=True)
         ledger.close()
