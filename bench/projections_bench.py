@@ -4,7 +4,8 @@ Prints, per store:
 - the raw rate (events/s) of reading the log in batches and decoding every event, and the rate
   of a full rebuild of all projections over the same events, and their ratio (goal >= 25%);
 - p50/p99 latency of each projection query with realistic arguments (goal p99 <= 20 ms at 1M):
-  questions about now (read from the current view) and, marked ``as_of``, historical ones (folded).
+  questions about now (read from the current view) and, marked ``as_of``, historical ones as known now
+  (the view's rows of records no later fact revises, plus a fold of the others).
 
 The store is a realistic history made through the domain layer: the Laiwu demo year
 (``api.demo.demo_plan``) copied once per neighbouring "city", each copy from its own seed and with
@@ -203,7 +204,7 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         # A bulletin is folded once and kept (projections.reports.issued): asked again, and asked the first time.
         "monthly(YYYY-MM), kept": lambda q: q.monthly(f"{YEAR}-06"),
         "daily(date), first ask": lambda q: q.daily((date(YEAR, 12, 31) - timedelta(days=next(days))).isoformat()),
-        # Historical questions fold the territory's facts (the current view answers only about now).
+        # As of a past month's end, as known now: the view's rows, and a fold of the records revised after it.
         "scores(as_of, district)": lambda q: q.scores(YEAR, district(), as_of=_month_end(rng)),
         "triggers(open, as_of, district)": lambda q: q.triggers("open", district(), as_of=_month_end(rng)),
     }
