@@ -76,9 +76,10 @@ SELF_DATED = {
     ),
     "people": frozenset({"finding", "referred", "commended", "reception"}),
 }
-#: The rows' format: a view without this marker (derived by an older engine) is derived afresh once, and past
-#: questions fold until it is. Stored as the ``at`` of the row ``FORMAT_ROW``.
-FORMAT = 2
+#: The rows' format: a view without this marker, or with another number (derived by an older engine), is derived
+#: afresh once, and past questions fold until it is. Stored as the ``at`` of the row ``FORMAT_ROW``. 3: span rows,
+#: and an officer's commendations ranked by the officer's position alone.
+FORMAT = 3
 FORMAT_ROW = "format:current"
 
 
@@ -102,10 +103,11 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _occurrence_rows(uuid: str, kind: str, occurrences: list[Occurrence], seq: int) -> Iterator[Row]:
+def _occurrence_rows(uuid: str, kind: str, occurrences: list[Occurrence], seq: int | None = None) -> Iterator[Row]:
+    """Rows of a record's occurrences: ``seq`` their rank in the record's list, or ``seq`` itself for all of them."""
     for n, o in enumerate(occurrences):
         late = 1 if o.indicator in DEADLINE_INDICATORS else 0
-        yield uuid, kind, o.unit_id, o.at, o.at + late, seq + n, _json(list(o))
+        yield uuid, kind, o.unit_id, o.at, o.at + late, n if seq is None else seq, _json(list(o))
 
 
 def _trigger_rows(uuid: str, triggers: list[dict[str, Any]]) -> Iterator[Row]:
@@ -148,21 +150,21 @@ def derive(db: Db, uuids: list[str], *, changes: bool = True) -> set[tuple[str, 
     rows: list[Row] = []
     for case in k.cases:
         uuid = case.rec.uuid
-        rows += _occurrence_rows(uuid, "deduction", k.case_occurrences(case), 0)
+        rows += _occurrence_rows(uuid, "deduction", k.case_occurrences(case))
         triggers, majors = k.case_triggers(case)
         rows += _trigger_rows(uuid, triggers)
         rows += [(uuid, "major", m.unit_id, m.at, m.at, 0, _json(list(m))) for m in majors]
         rows += _span_rows("cases", uuid, {case.rec.unit_id}, case.rec.occurred_at, case.events)
     for p in k.petitions:
-        rows += _occurrence_rows(p.rec.uuid, "deduction", k.petition_occurrences(p), 0)
+        rows += _occurrence_rows(p.rec.uuid, "deduction", k.petition_occurrences(p))
         rows += _trigger_rows(p.rec.uuid, k.petition_triggers(p))
         rows.append(_petition_row(p))
         units = {p.rec.unit_id} | {e.data["to_unit_id"] for e in p.events if e.type == "diverted"}
         rows += _span_rows("petitions", p.rec.uuid, units, p.rec.occurred_at, p.events)
     for person in k.people.values():
         evs = k.person_events.get(person.uuid, [])
-        rows += _occurrence_rows(person.uuid, "deduction", k.person_occurrences(person, evs), 0)
-        # Commendations keep the fold's order: by person, then by event.
+        rows += _occurrence_rows(person.uuid, "deduction", k.person_occurrences(person, evs))
+        # Commendations keep the fold's order: by person (position), then by event (evidence, when read).
         rows += _occurrence_rows(person.uuid, "commendation", k.person_commendations(person, evs), person.position)
         rows += _trigger_rows(person.uuid, k.person_triggers(person, evs))
         if person.data["post"] in LEADER_POSTS:
@@ -397,11 +399,9 @@ def prepare(k: Known, window: tuple[int, int] | None = None, folded: Known | Non
         for person in folded.people.values():
             evs = folded.person_events.get(person.uuid, [])
             found += enumerate(folded.person_occurrences(person, evs))
-            # Stored with the person's position as their base, as the view derives them.
+            # Ranked by the person's position, as the view stores them.
             commendations += [
-                (person.position + n, o)
-                for n, o in enumerate(folded.person_commendations(person, evs))
-                if start <= o.at < end
+                (person.position, o) for o in folded.person_commendations(person, evs) if start <= o.at < end
             ]
         deductions += [(n, o) for n, o in found if start <= o.at < end]
     deductions += [(0, o) for o in k.missed_receptions()]

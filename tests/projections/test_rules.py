@@ -504,3 +504,21 @@ def test_a_past_question_reads_the_current_view_and_folds_the_records_with_later
     q = w.queries()
     assert q._past(between, None, "yl") is not None
     assert q.triggers(None, "yl", as_of=between) == then
+
+
+def test_commendations_keep_the_folds_order_when_officers_were_registered_one_after_another(world: World) -> None:
+    """现状视图: each officer's commendations (嘉奖) follow the officer, in the fold's order, also when the officers'
+    registrations are neighbours in the log and the first has several."""
+    w = world
+    w.do("register_person", "a", "yl", Post.ENFORCEMENT_OFFICER, person_id="a", when="2024-01-01")
+    w.do("register_person", "b", "yl", Post.ENFORCEMENT_OFFICER, person_id="b", when="2024-01-01")
+    w.do("commend", "a", Commendation.LAW_ENFORCEMENT_MODEL, when="2024-02-01")
+    w.do("commend", "b", Commendation.LAW_ENFORCEMENT_MODEL, when="2024-03-01")
+    w.do("commend", "a", Commendation.LAW_ENFORCEMENT_MODEL, when="2024-04-01")
+    q = w.queries()
+    assert q._now(None, None)
+    now = datetime.now(BUREAU_TZ)
+    row = by_unit(q.scores(2024, "yl"))["yl"]
+    assert [c["record_id"] for c in row["commendations"]] == ["a", "a", "b"]
+    assert q.scores(2024, "yl") == q.scores(2024, "yl", as_of=now, known_at=now)
+    assert q.scores(2024, "yl", as_of=at("2024-05-01")) == q.scores(2024, "yl", as_of=at("2024-05-01"), known_at=now)
