@@ -279,20 +279,26 @@ def test_the_current_view_answers_as_the_fold_does_now(steps: list[Any], cuts: l
     """现状视图: answers about now from the stored rows equal the fold of every fact at as_of = known_at = now,
     with the view kept up batch by batch."""
     with tempfile.TemporaryDirectory() as tmp:
-        url, ledger = history(Path(tmp), steps)
-        for size in cuts:
-            follower = engine.Follower(url, batch_size=size)
-            follower.step()
-            follower.derive()
-            follower.close()
-        engine.catch_up(url, batch_size=cuts[0])
+        url, ledger = _kept_up(Path(tmp), steps, cuts)
         assert _answers_now(url, fold=False) == _answers_now(url, fold=True)
         ledger.close()
 
 
+def _kept_up(directory: Path, steps: list[Any], cuts: list[int]) -> tuple[str, Any]:
+    """A history whose projections and current view were kept up batch by batch, a follower per batch size."""
+    url, ledger = history(directory, steps)
+    for size in cuts:
+        follower = engine.Follower(url, batch_size=size)
+        follower.step()
+        follower.derive()
+        follower.close()
+    engine.catch_up(url, batch_size=cuts[0])
+    return url, ledger
+
+
 def _answers_past(url: str, as_of: Any, fold: bool) -> list[Any]:
-    """Answers as of a past moment as known now: from the current view and a fold of the records with facts after
-    ``as_of``, or (``fold``) folded from every fact at ``as_of`` with ``known_at`` now."""
+    """Answers as of a past moment as known now: from the current view and a fold of the records revised after
+    ``as_of`` (``current.live``), or (``fold``) folded from every fact at ``as_of`` with ``known_at`` now."""
     from domain.application import utc_now
     from projections.queries import Queries
 
@@ -316,16 +322,10 @@ def _answers_past(url: str, as_of: Any, fold: bool) -> list[Any]:
 def test_the_current_view_answers_past_questions_as_the_fold_does(
     steps: list[Any], cuts: list[int], as_of_days: list[int]
 ) -> None:
-    """现状视图 as of a past moment (as known now): the rows of the records whose facts all happened by then, and a
-    fold of the others, answer as the fold of every fact does; with the view kept up batch by batch."""
+    """现状视图 as of a past moment (as known now): the rows of the records no later fact revises, and a fold of the
+    others, answer as the fold of every fact does; with the view kept up batch by batch."""
     with tempfile.TemporaryDirectory() as tmp:
-        url, ledger = history(Path(tmp), steps)
-        for size in cuts:
-            follower = engine.Follower(url, batch_size=size)
-            follower.step()
-            follower.derive()
-            follower.close()
-        engine.catch_up(url, batch_size=cuts[0])
+        url, ledger = _kept_up(Path(tmp), steps, cuts)
         for day in as_of_days:
             as_of = START + timedelta(days=day)
             assert _answers_past(url, as_of, fold=False) == _answers_past(url, as_of, fold=True)
