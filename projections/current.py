@@ -104,7 +104,8 @@ def _json(value: Any) -> str:
 
 
 def _occurrence_rows(uuid: str, kind: str, occurrences: list[Occurrence], seq: int | None = None) -> Iterator[Row]:
-    """Rows of a record's occurrences: ``seq`` their rank in the record's list, or ``seq`` itself for all of them."""
+    """Rows of a record's occurrences, each ranked (``seq``) by its place in the record's list, or all at ``seq``
+    when given (then read back in evidence order)."""
     for n, o in enumerate(occurrences):
         late = 1 if o.indicator in DEADLINE_INDICATORS else 0
         yield uuid, kind, o.unit_id, o.at, o.at + late, n if seq is None else seq, _json(list(o))
