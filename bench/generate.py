@@ -11,13 +11,14 @@ and the first N steps are run through an in-memory :class:`~domain.application.L
 domain rule applies). The events it records are written to the target store with ``ledger.save``
 in batches of ``--batch`` (the target seals the personal fields, chains and hashes every event).
 
-Memory does not grow with N (10 million events fit in a few hundred MiB), only with what every
-territory keeps at once, as all of them run side by side through the years:
+Memory grows with the territories, not with the history written (~130 MiB at 1M events against
+1.5 GiB when every step and event was kept), as all territories run side by side through the years:
 - the plans are built up front, as their lengths decide how many territories there are, but each is
   kept in a temporary spill file until the merge reaches it (:class:`Plans`);
 - the in-memory ledger keeps only what the store does not hold: once a batch is saved, its events
-  are dropped and records idle for two months leave the cache, to be read back from the store
-  should a step need them again (:class:`_Collecting`).
+  are dropped and records unused for two months leave the cache, to be read back from the store
+  should a step need them again (:class:`_Collecting`), and the store's vault forgets the keys it
+  sealed them with (:func:`_forget_keys`).
 
 Usage: python -m bench.generate --url URL --events N [--batch 2000] [--years 2021-2025]
 """
@@ -36,6 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
+from itertools import chain
 from typing import IO, Any, cast
 from uuid import UUID
 
@@ -92,9 +94,9 @@ class _Unsaved(POPOApplicationRecorder):
     established by ``init_store`` at another moment), so its events stay here.
 
     The store held nothing but its policy when the run began, so the records it holds are those
-    created here: ``created`` keeps their ids (as integers, ~70 bytes a record) so that existence
-    checks and the refusal of a second creation need not ask the store (a query each is slower
-    than a command).
+    created here: ``created`` keeps their ids (as integers, ~70 bytes a record), so that existence
+    checks and the refusal of a second creation need not ask the store (a query per creation cost
+    about as much as the command).
     """
 
     def __init__(self, own: UUID) -> None:
@@ -133,11 +135,12 @@ class _Collecting(Ledger):
     every command is 3/4 of the cost. A refused command may leave a fetched record half-changed,
     so the records fetched since the last ``forget`` are dropped from the cache (see Runner).
 
-    Memory stays flat: after each batch is saved to the store (``batch_saved``), the recorder drops
-    its events, and every ``IDLE`` the records unused since the last sweep leave the cache (not the
-    ``ORGANISATION``). A record missing from the cache is read back: its saved events through the
-    store's ledger (which unseals the personal fields this ledger never sealed), then the unsaved
-    ones after them from here. Existence checks look among the records created so far.
+    Its memory does not grow with the history: after each batch is saved to the store
+    (``batch_saved``), the recorder drops its events, and every ``IDLE`` the records unused since the
+    last sweep leave the cache (not the ``ORGANISATION``). A record missing from the cache is read
+    back: its saved events through the store's ledger (which unseals the personal fields this ledger
+    never sealed), then the unsaved ones after them from here. Existence checks look among the
+    records created so far.
     """
 
     def __init__(self, clock: _Clock, store: Ledger) -> None:
@@ -173,7 +176,7 @@ class _Collecting(Ledger):
         if aggregate_id != self.unsaved.own:
             with contextlib.suppress(RecordNotFound):
                 record = self.store.get(cls, record_id)
-            self.store.vault.forget([subject_of(aggregate_id)])  # see forget_keys
+            self.store.vault.forget([subject_of(aggregate_id)])  # see _forget_keys
         for event in self.events.get(aggregate_id, gt=record.version if record else None):
             record = cast(Record.Event, event).mutate(record)
         return record
@@ -262,9 +265,9 @@ class Plans:
     """Every territory-year plan, merged by recording time as one stream of steps.
 
     Whole territories (every year each) are planned until the plans hold a little over ``events``
-    steps, so the number of territories depends on every plan's length: each is built up front, as
-    before, then pickled in runs of ``RUN`` steps to a temporary spill file, keeping only its first
-    step in memory. ``heapq.merge`` asks every plan for its first step at once, but for a later step
+    steps, so the number of territories depends on every plan's length: each is built up front, then
+    pickled in runs of ``RUN`` steps to a temporary spill file, keeping only its first step in
+    memory. ``heapq.merge`` asks every plan for its first step at once, but for a later step
     only when the merge reaches it (each plan is sorted by recording time, and a year's plan starts
     in that year), so a plan's runs are read back one at a time, when its year comes. The merge is
     the one it always was, ties going to the earlier plan, so the history is the same step for step.
@@ -292,9 +295,12 @@ class Plans:
         return offset, self._spill.tell() - offset
 
     def _steps(self, first: Step, runs: list[tuple[int, int]]) -> Iterator[Step]:
-        yield first
-        for offset, size in runs:
-            yield from pickle.loads(os.pread(self._spill.fileno(), size, offset))
+        return chain((first,), chain.from_iterable(map(self._read, runs)))
+
+    def _read(self, run: tuple[int, int]) -> list[Step]:
+        offset, size = run
+        steps: list[Step] = pickle.loads(os.pread(self._spill.fileno(), size, offset))
+        return steps
 
     def merged(self) -> Iterator[Step]:
         return heapq.merge(*(self._steps(*plan) for plan in self._plans), key=lambda s: s.recorded_at)
@@ -372,7 +378,7 @@ class Runner:
             memory.close()
 
 
-def forget_keys(store: Ledger, saved: Sequence[Any]) -> None:
+def _forget_keys(store: Ledger, saved: Sequence[Any]) -> None:
     """Have the store's vault forget the keys it sealed the saved events' personal fields with.
 
     The vault keeps every record's key it used, with its cipher (~2.5 KiB), until told to forget it,
@@ -434,7 +440,7 @@ def generate(
                     target.save(*chunk)
                     saving += time.perf_counter() - saved
                     saving_cpu += time.process_time() - saved_cpu
-                    forget_keys(target, chunk)
+                    _forget_keys(target, chunk)
                     written += len(chunk)
                     rate = f"{written / (time.perf_counter() - began):,.0f}"
                     progress.update(task, completed=written, rate=rate)
