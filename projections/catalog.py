@@ -94,19 +94,25 @@ class Projection:
     def topics(self) -> frozenset[str]:
         return frozenset(get_topic(cls) for cls in self.facts)
 
-    def ddl(self, big: str) -> list[str]:
+    def tables(self, big: str) -> list[str]:
         r, e = self.records_table, self.events_table
         return [
             f"CREATE TABLE IF NOT EXISTS {r} (uuid TEXT PRIMARY KEY, record_id TEXT NOT NULL, type TEXT NOT NULL,"
             f" unit_id TEXT, occurred_at {big} NOT NULL, recorded_at {big} NOT NULL, position {big} NOT NULL,"
             " data TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {e} (position {big} PRIMARY KEY, uuid TEXT NOT NULL, type TEXT NOT NULL,"
+            f" occurred_at {big} NOT NULL, recorded_at {big} NOT NULL, data TEXT NOT NULL)",
+        ]
+
+    def indexes(self) -> list[str]:
+        """The secondary indexes of both tables (``engine.ensure_indexes`` adds a few more per projection)."""
+        r, e = self.records_table, self.events_table
+        return [
             f"CREATE INDEX IF NOT EXISTS {r}_unit ON {r} (unit_id)",
             f"CREATE INDEX IF NOT EXISTS {r}_occurred ON {r} (occurred_at)",
             f"CREATE INDEX IF NOT EXISTS {r}_record ON {r} (record_id)",
             # The current view finds the records a batch created by position (current.touched).
             f"CREATE INDEX IF NOT EXISTS {r}_position ON {r} (position)",
-            f"CREATE TABLE IF NOT EXISTS {e} (position {big} PRIMARY KEY, uuid TEXT NOT NULL, type TEXT NOT NULL,"
-            f" occurred_at {big} NOT NULL, recorded_at {big} NOT NULL, data TEXT NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {e}_uuid ON {e} (uuid)",
             f"CREATE INDEX IF NOT EXISTS {e}_type ON {e} (type, occurred_at)",
         ]

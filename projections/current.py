@@ -87,10 +87,24 @@ def ddl(big: str) -> list[str]:
     return [
         f"CREATE TABLE IF NOT EXISTS {TABLE} (uuid TEXT NOT NULL, kind TEXT NOT NULL, unit_id TEXT,"
         f" at {big} NOT NULL, visible_from {big} NOT NULL, seq {big} NOT NULL, data TEXT NOT NULL)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_uuid ON {TABLE} (uuid)",
+        *lookups(),
+    ]
+
+
+def lookups() -> list[str]:
+    """The indexes answers read the rows by (a territory's, a kind's, by time); deriving reads by uuid alone."""
+    return [
         f"CREATE INDEX IF NOT EXISTS {TABLE}_unit ON {TABLE} (kind, unit_id, at)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} (kind, at)",
-        f"CREATE INDEX IF NOT EXISTS {TABLE}_uuid ON {TABLE} (uuid)",
     ]
+
+
+def drop_lookups(db: Db) -> None:
+    """Before every record is derived afresh: the rows go in by uuid, each lookup index is then built once
+    from sorted keys instead of grown row by row (:func:`lookups`)."""
+    for name in ("unit", "at"):
+        db.execute(f"DROP INDEX IF EXISTS {TABLE}_{name}")
 
 
 # --- deriving ---------------------------------------------------------------------------------

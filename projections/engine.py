@@ -44,20 +44,44 @@ Progress = Callable[[int, int], None]
 Names = Sequence[str] | None
 
 
-def ensure_schema(db: Db, projections: Iterable[Projection] | None = None, *, view: bool = True) -> None:
+def ensure_schema(
+    db: Db, projections: Iterable[Projection] | None = None, *, view: bool = True, indexes: bool = True
+) -> None:
     """Create the tracking table and the projections' tables (and the current view's, with ``view``) if missing
-    (idempotent, concurrency-safe)."""
+    (idempotent, concurrency-safe). Without ``indexes`` the fact tables get no secondary index yet: a rebuild
+    fills them first and :func:`ensure_indexes` then builds each index once from sorted keys, which costs less
+    than growing it row by row (the fact phase of a 200k rebuild on SQLite: ~8.5 s with them, ~4.5 s without)."""
+    chosen = list(projections or PROJECTIONS.values())
     with db.transaction():
-        if db.dialect == "postgres":
-            # Concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalogue: serialise it.
-            db.query("SELECT pg_advisory_xact_lock(7215083)")
+        _serialise_ddl(db)
         db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {ISSUED} (kind TEXT, label TEXT, head BIGINT NOT NULL, body TEXT NOT NULL,"
             " PRIMARY KEY (kind, label))"
         )
-        for p in projections or PROJECTIONS.values():
-            for statement in p.ddl("BIGINT"):
+        for p in chosen:
+            for statement in p.tables("BIGINT"):
+                db.execute(statement)
+            db.execute(
+                f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (p.name,)
+            )
+        if view:
+            # The view keeps its indexes throughout: deriving replaces each record's rows, found by uuid.
+            for statement in current.ddl("BIGINT"):
+                db.execute(statement)
+            db.execute(
+                f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (CURRENT,)
+            )
+    if indexes:
+        ensure_indexes(db, chosen)
+
+
+def ensure_indexes(db: Db, projections: Iterable[Projection]) -> None:
+    """Create the fact tables' secondary indexes if missing (idempotent, concurrency-safe)."""
+    with db.transaction():
+        _serialise_ddl(db)
+        for p in projections:
+            for statement in p.indexes():
                 db.execute(statement)
             if p.name == "units":
                 # Quota answers pick a year's allocations and approvals out of every year's.
@@ -75,15 +99,12 @@ def ensure_schema(db: Db, projections: Iterable[Projection] | None = None, *, vi
                     f"CREATE INDEX IF NOT EXISTS {DIVERTED_INDEX} ON {p.events_table}"
                     f" ({db.json_text('data', 'to_unit_id')})"
                 )
-            db.execute(
-                f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (p.name,)
-            )
-        if view:
-            for statement in current.ddl("BIGINT"):
-                db.execute(statement)
-            db.execute(
-                f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (CURRENT,)
-            )
+
+
+def _serialise_ddl(db: Db) -> None:
+    if db.dialect == "postgres":
+        # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
+        db.query("SELECT pg_advisory_xact_lock(7215083)")
 
 
 def positions(db: Db, names: Names = None) -> dict[str, int]:
@@ -138,6 +159,10 @@ def derive_current(db: Db) -> int:
     touched = current.touched(db, start, target) if current.formatted(db) else None
     if touched is None:
         analyze(db, [f"proj_{name}_{kind}" for name in current.SOURCES for kind in ("records", "events")])
+        with db.transaction():
+            if not _still_at(db, start):
+                return 0
+            current.drop_lookups(db)  # built again below, once the records' rows are in
     chunks = current.every_record(db) if touched is None else current.chunked(touched)
     derived = 0
     changed: set[tuple[str, int]] = set()  # units and years whose rows changed: R6 and quota rows above follow
@@ -152,6 +177,10 @@ def derive_current(db: Db) -> int:
                 derived += len(chunk)
         if touched is None and n % (ANALYZE_EVERY // CHUNKS_PER_TRANSACTION) == 0:
             analyze(db, [current.TABLE])  # else PostgreSQL scans the growing table for each chunk's ids
+    if touched is None:
+        with db.transaction():
+            for statement in current.lookups():  # the agreements below read the rows by territory
+                db.execute(statement)
     groups = current.agreements(db, None if touched is None else changed, start, target)
     for some_groups in _batched(groups, CHUNKS_PER_TRANSACTION):
         with db.transaction():
@@ -207,11 +236,13 @@ class Follower:
     """Reads the log from the slowest of its projections and applies it batch by batch; then brings the
     current view (if it is one of them) up to the facts."""
 
-    def __init__(self, url: str, names: Names = None, *, batch_size: int = DEFAULT_BATCH) -> None:
+    def __init__(self, url: str, names: Names = None, *, batch_size: int = DEFAULT_BATCH, indexed: bool = True) -> None:
         self.projections = select(list(names) if names else None)
         self.view = with_current(list(names) if names else None)
         self.db = Db(url)
-        ensure_schema(self.db, self.projections, view=self.view)
+        # Not ``indexed``: the fact tables' indexes are built once the facts are in (see ensure_schema).
+        self.indexed = indexed
+        ensure_schema(self.db, self.projections, view=self.view, indexes=indexed)
         self.log = open_log(url)
         self.batch_size = batch_size
         self.topics = frozenset().union(*(p.topics for p in self.projections))
@@ -222,7 +253,14 @@ class Follower:
         return min(positions(self.db, [p.name for p in self.projections]).values())
 
     def derive(self) -> int:
+        self.index()
         return derive_current(self.db) if self.view else 0
+
+    def index(self) -> None:
+        """Build the fact tables' indexes if this follower began without them (the view reads through them)."""
+        if not self.indexed:
+            ensure_indexes(self.db, self.projections)
+            self.indexed = True
 
     def head(self) -> int:
         return int(self.log.recorder.max_notification_id() or 0)
@@ -250,6 +288,7 @@ class Follower:
                 progress(position, head)
             if position >= head or not self.step():
                 break
+        self.index()  # before ANALYZE, which also gathers the expression indexes' statistics
         if self.projections and head - start > ANALYZE_AFTER:
             analyze(self.db, [t for p in self.projections for t in (p.records_table, p.events_table)])
         self.derive()  # once the facts are in: each record derived once, not once per batch
@@ -261,10 +300,16 @@ class Follower:
 
 
 def catch_up(
-    url: str, names: Names = None, progress: Progress | None = None, *, batch_size: int = DEFAULT_BATCH
+    url: str,
+    names: Names = None,
+    progress: Progress | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    indexed: bool = True,
 ) -> int:
-    """Process the log up to its current head; the position reached."""
-    follower = Follower(url, names, batch_size=batch_size)
+    """Process the log up to its current head; the position reached. ``indexed=False`` (empty views only, as
+    after :func:`drop`) builds the fact tables' indexes after the facts instead of before."""
+    follower = Follower(url, names, batch_size=batch_size, indexed=indexed)
     try:
         return follower.catch_up(progress)
     finally:
@@ -314,7 +359,7 @@ def rebuild(url: str, names: Names = None, progress: Progress | None = None, *, 
         drop(db, select(list(names) if names else None), view=with_current(list(names) if names else None))
     finally:
         db.close()
-    return catch_up(url, names, progress, batch_size=batch_size)
+    return catch_up(url, names, progress, batch_size=batch_size, indexed=False)
 
 
 def log_head(db: Db) -> int:
@@ -348,7 +393,7 @@ def replay_into(url: str, events: Iterable[tuple[int, Any]], *, batch_size: int 
     projections = list(PROJECTIONS.values())
     db = Db(url)
     try:
-        ensure_schema(db, projections)
+        ensure_schema(db, projections, indexes=False)  # a fresh file: indexes once the facts are in
         batch: list[tuple[int, Any]] = []
         last = 0
         for position, event in events:
@@ -359,6 +404,7 @@ def replay_into(url: str, events: Iterable[tuple[int, Any]], *, batch_size: int 
                 batch = []
         if batch:
             apply_batch(db, projections, batch, last)
+        ensure_indexes(db, projections)
         derive_current(db)
         return last
     finally:

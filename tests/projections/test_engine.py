@@ -86,6 +86,20 @@ def populate(w: World, n: int = 6) -> None:
         w.do("escalate", f"x{i}", EscalationLevel.CITY, False, when=day)
 
 
+def indexes(url: str) -> set[str]:
+    """The names of the projections' indexes in the database (primary keys aside)."""
+    db = Db(url)
+    try:
+        if db.dialect == "sqlite":
+            rows = db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ?", ("proj%",))
+        else:
+            sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname LIKE ?"
+            rows = db.query(sql, ("proj%",))
+        return {r[0] for r in rows if not r[0].endswith("_pkey")}
+    finally:
+        db.close()
+
+
 def offline_copy(w: World, tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'replayed.db'}"
     engine.replay_into(url, w.ledger.iter_log(), batch_size=7)
@@ -114,16 +128,40 @@ def test_incremental_batches_equal_a_rebuild_and_an_offline_replay(world: World,
     assert sum(len(rows) for rows in incremental.values()) > 20
     assert incremental_answers["triggers"]
 
+    indexed = indexes(world.url)
+    assert len(indexed) > 6 * len(PROJECTIONS)
+
     replayed = offline_copy(world, tmp_path)
     assert dump(replayed) == incremental
     assert answers(replayed) == incremental_answers
+    assert indexes(replayed) == indexed  # built after the facts, but built
 
     head = engine.rebuild(world.url, batch_size=1000)
     assert dump(world.url) == incremental and answers(world.url) == incremental_answers
+    assert indexes(world.url) == indexed
     assert {s["name"]: s["lag"] for s in engine.status(world.url)} == dict.fromkeys(NAMES, 0)
     assert {s["position"] for s in Queries(world.url).status()} == {head}
     assert engine.wait_for(world.url, head, timeout=0.1)
     assert not engine.wait_for(world.url, head + 1, timeout=0.1)
+
+
+def test_a_rebuild_stopped_before_its_indexes_are_built_is_finished_by_the_next_worker(world: World) -> None:
+    """A rebuild fills the fact tables before indexing them; stopped in between, any worker indexes them."""
+    populate(world, 4)
+    engine.catch_up(world.url)
+    indexed, facts, replies = indexes(world.url), dump(world.url), answers(world.url)
+
+    db = Db(world.url)
+    engine.drop(db, list(PROJECTIONS.values()))
+    db.close()
+    stopped = engine.Follower(world.url, batch_size=10, indexed=False)
+    assert stopped.step() == 10
+    stopped.close()
+    assert not indexed & indexes(world.url) - {f"{current.TABLE}_{n}" for n in ("unit", "at", "uuid")}
+
+    engine.catch_up(world.url, batch_size=7)
+    assert indexes(world.url) == indexed
+    assert dump(world.url) == facts and answers(world.url) == replies
 
 
 def test_concurrent_workers_of_one_projection_never_apply_twice(world: World) -> None:
