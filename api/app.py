@@ -200,9 +200,13 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
         workers: list[threading.Thread] = []
         if run_projections:
             from projections.engine import run
+            from projections.reports import Bulletins
 
+            bulletins = Bulletins(url)  # the reports of periods that end while the server runs are issued by it
             workers.append(
-                threading.Thread(target=supervised, args=(lambda: run(url, stop=stop), stop), name="projections")
+                threading.Thread(
+                    target=supervised, args=(lambda: run(url, stop=stop, idle=bulletins), stop), name="projections"
+                )
             )
             # Checkpoints are signed only where the signing key is: the audit host, not every API worker.
             if signing_key_path().exists():

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from projections import engine
-from projections.catalog import NAMES, select
+from projections.catalog import NAMES, select, with_current
+from projections.reports import Bulletins
 from store.config import database_url
 
 Names = Annotated[list[str] | None, typer.Argument(help=f"projections ({', '.join(NAMES)}); all if none")]
@@ -49,7 +50,8 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("run")
     def run_(names: Names = None, batch_size: int = engine.DEFAULT_BATCH, poll_interval: float = 0.2) -> None:
-        """Catch up with a progress bar, then follow the log until interrupted."""
+        """Catch up with a progress bar, then follow the log until interrupted (and, with the current view, issue
+        each report once its period ends)."""
         try:
             url = database_url()
             select(names)
@@ -57,7 +59,9 @@ def register(app: typer.Typer) -> None:
                 engine.catch_up(url, names, _reporter(progress, "catching up"), batch_size=batch_size)
             stop = threading.Event()
             try:
-                engine.run(url, names, stop=stop, poll_interval=poll_interval, batch_size=batch_size)
+                # The worker that keeps the current view also issues the reports as their periods end.
+                idle = Bulletins(url) if with_current(names) else None
+                engine.run(url, names, stop=stop, poll_interval=poll_interval, batch_size=batch_size, idle=idle)
             except KeyboardInterrupt:
                 stop.set()
         except Exception as error:  # any failure is reported as one line, never a traceback

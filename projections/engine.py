@@ -323,8 +323,10 @@ def run(
     stop: threading.Event | None = None,
     poll_interval: float = 0.2,
     batch_size: int = DEFAULT_BATCH,
+    idle: Callable[[], None] | None = None,
 ) -> None:
-    """Follow the log until ``stop`` is set (forever without one); polls, since SQLite cannot notify."""
+    """Follow the log until ``stop`` is set (forever without one); polls, since SQLite cannot notify.
+    ``idle`` is called whenever the follower is at the head (the reports' issuing, ``reports.Bulletins``)."""
     stop = stop or threading.Event()
     follower = Follower(url, names, batch_size=batch_size)
     try:
@@ -333,6 +335,8 @@ def run(
             # Near the head, the view follows every batch; far behind, it waits until the facts catch up.
             derived = follower.derive() if consumed < batch_size else 0
             if not consumed and not derived:
+                if idle is not None:
+                    idle()
                 stop.wait(poll_interval)
     finally:
         follower.close()

@@ -1,6 +1,7 @@
 """A projection worker process (投影进程): ``python -m projections.worker [--batch-size=N] [NAME...]``.
 
-Follows the log of ``LEDGER_DATABASE_URL`` until SIGTERM/SIGINT; run one per projection, on any host.
+Follows the log of ``LEDGER_DATABASE_URL`` until SIGTERM/SIGINT; run one per projection, on any host. The one
+that keeps the current view also issues each report as its period ends (``reports.Bulletins``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import sys
 import threading
 from types import FrameType
 
+from projections.catalog import with_current
 from projections.engine import DEFAULT_BATCH, run
+from projections.reports import Bulletins
 from store.config import database_url
 
 
@@ -24,7 +27,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, halt)
     sizes = [int(a.split("=", 1)[1]) for a in argv if a.startswith("--batch-size=")]
     names = [a for a in argv if not a.startswith("--")]
-    run(database_url(), names or None, stop=stop, poll_interval=0.05, batch_size=sizes[-1] if sizes else DEFAULT_BATCH)
+    url = database_url()
+    # The worker that keeps the current view also issues the reports as their periods end.
+    idle = Bulletins(url) if with_current(names or None) else None
+    run(url, names or None, stop=stop, poll_interval=0.05, batch_size=sizes[-1] if sizes else DEFAULT_BATCH, idle=idle)
     return 0
 
 

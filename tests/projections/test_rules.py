@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from domain.base import BUREAU_TZ
 from domain.vocabulary import (
@@ -18,7 +22,8 @@ from domain.vocabulary import (
     Post,
     Violation,
 )
-from projections import engine
+from projections import engine, reports
+from projections.db import Db
 from projections.queries import Queries
 from tests.projections.conftest import World, at
 
@@ -183,6 +188,45 @@ def test_an_issued_report_is_kept_and_folded_again_when_a_fact_known_by_its_issu
     q = Queries(w.url)
     assert q.db.query(f"SELECT kind, label FROM {ISSUED}") == []
     assert q.monthly("2024-05") == again
+    q.close()
+
+
+def test_the_worker_issues_the_reports_of_the_periods_just_ended(world: World) -> None:
+    """签发: the worker that keeps the current view, idle at the head of the log, issues yesterday's daily report,
+    last week's and last month's (each as known at its issue date), so the first ask reads them back."""
+    from projections.catalog import ISSUED
+
+    w = world
+    petition(w, "x1", "kz", "2024-05-31", skip_level=True)
+    w.clock.set("2024-06-03T00:20")
+    petition(w, "x2", "kz", "2024-05-31", skip_level=True)  # recorded after May's issue date: not in its bulletin
+    monday = at("2024-06-03T00:30")
+    assert reports.last_ended(monday) == [("daily", "2024-06-02"), ("weekly", "2024-W22"), ("monthly", "2024-05")]
+    assert reports.last_ended(at("2024-06-02T23:59"))[1:] == [("weekly", "2024-W21"), ("monthly", "2024-05")]
+
+    bulletins = reports.Bulletins(w.url, clock=lambda: monday)
+    stop = threading.Event()
+    worker = threading.Thread(target=engine.run, args=(w.url,), kwargs={"stop": stop, "idle": bulletins})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(bulletins.done) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join()
+    db = Db(w.url)
+    rows = db.query(f"SELECT kind, label, body FROM {ISSUED}")
+    kept = {(kind, label): orjson.loads(body) for kind, label, body in rows}
+    db.close()
+    assert set(kept) == {("daily", "2024-06-02"), ("weekly", "2024-W22"), ("monthly", "2024-05")}
+    assert kept[("monthly", "2024-05")]["petitions"]["registered"] == 1
+    q = Queries(w.url)
+    assert q.monthly("2024-05") == kept[("monthly", "2024-05")]
+    assert q.monthly("2024-05") == q.monthly("2024-05", as_of=at("2024-06-01"), known_at=at("2024-06-01"))
+    assert q.weekly("2024-W22") == kept[("weekly", "2024-W22")]
+    assert q.weekly("2024-W22")["petitions"]["registered"] == 1
+    assert q.weekly("2024-W22", known_at=monday)["petitions"]["registered"] == 2
     q.close()
 
 
