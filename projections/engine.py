@@ -50,7 +50,7 @@ def ensure_schema(
     """Create the tracking table and the projections' tables (and the current view's, with ``view``) if missing
     (idempotent, concurrency-safe). Without ``indexes`` the fact tables get no secondary index yet: a rebuild
     fills them first and :func:`ensure_indexes` then builds each index once from sorted keys, which costs less
-    than growing it row by row (the fact phase of a 200k rebuild on SQLite: ~8.5 s with them, ~4.5 s without)."""
+    than growing it row by row with random keys (bench/README.md, fifth session)."""
     chosen = list(projections or PROJECTIONS.values())
     with db.transaction():
         _serialise_ddl(db)
@@ -200,6 +200,9 @@ def derive_current(db: Db) -> int:
         db.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?", (target, CURRENT))
         if touched is None:
             current.mark_formatted(db)
+            # Again, under the lock: a second worker that began this range late may have dropped them meanwhile.
+            for statement in current.lookups():
+                db.execute(statement)
     if touched is None:
         analyze(db, [current.TABLE])
     return derived
