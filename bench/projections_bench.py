@@ -5,7 +5,8 @@ Prints, per store:
   of a full rebuild of all projections over the same events, and their ratio (goal >= 25%);
 - p50/p99 latency of each projection query with realistic arguments (goal p99 <= 20 ms at 1M):
   questions about now (read from the current view) and, marked ``as_of``, historical ones as known now
-  (the view's rows of records no later fact revises, plus a fold of the others).
+  (the view's rows of records no later fact revises, plus a fold of the others); marked ``known_at``, as
+  known at a past moment (a fold of the territory's facts).
 
 The store is a realistic history made through the domain layer: the Laiwu demo year
 (``api.demo.demo_plan``) copied once per neighbouring "city", each copy from its own seed and with
@@ -207,7 +208,16 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         # As of a past month's end, as known now: the view's rows, and a fold of the records revised after it.
         "scores(as_of, district)": lambda q: q.scores(YEAR, district(), as_of=_month_end(rng)),
         "triggers(open, as_of, district)": lambda q: q.triggers("open", district(), as_of=_month_end(rng)),
+        # As of a past month's end, as known two weeks after it (what an auditor could have known): folded.
+        "scores(as_of, known_at, district)": lambda q: q.scores(YEAR, district(), **_known_later(rng)),
+        "petitions(as_of, known_at, district)": lambda q: q.petitions(unit_id=district(), **_known_later(rng)),
     }
+
+
+def _known_later(rng: random.Random) -> dict[str, datetime]:
+    """A random month's end (``as_of``), as known two weeks later (``known_at``)."""
+    as_of = _month_end(rng)
+    return {"as_of": as_of, "known_at": as_of + timedelta(days=14)}
 
 
 def _month_end(rng: random.Random) -> datetime:

@@ -255,7 +255,7 @@ class Structure:
         self.units = {r.record_id: r for r in units}
         self.policy = _policy_book(policy_records, policy_events)
         self._ancestors: dict[str, list[str]] = {}
-        self._subtrees: dict[str, set[str]] = {}
+        self._subtrees: dict[str, set[str]] | None = None
         self._districts: dict[str, str | None] = {}
 
     def ancestors(self, unit_id: str) -> list[str]:
@@ -273,10 +273,14 @@ class Structure:
 
     def subtree(self, unit_id: str) -> set[str]:
         """Every known unit whose chain goes through ``unit_id`` (itself included when known)."""
-        if not self._subtrees:
+        if self._subtrees is None:
+            # Built whole, then published: a structure is shared by the server's threads, and one of them must
+            # never see another's half-built map.
+            subtrees: dict[str, set[str]] = {}
             for u in self.units:
                 for above in self.ancestors(u):
-                    self._subtrees.setdefault(above, set()).add(u)
+                    subtrees.setdefault(above, set()).add(u)
+            self._subtrees = subtrees
         return self._subtrees.get(unit_id, set())
 
     def district_of(self, unit_id: str) -> str | None:
@@ -292,8 +296,36 @@ class Structure:
 
 
 _STRUCTURE_TABLES = ("proj_units_records", "proj_policy_records", "proj_policy_events")
-#: Per database: (stamp of the structure tables, rows, latest recording time, structure as known after it).
-_structures: dict[str, tuple[tuple[Any, ...], list[Rec], list[Rec], list[Ev], int, Structure]] = {}
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One database's structure rows as read at ``stamp``, with each table's recording times sorted."""
+
+    stamp: tuple[Any, ...]
+    units: list[Rec]
+    records: list[Rec]
+    events: list[Ev]
+    times: tuple[list[int], list[int], list[int]]
+    full: Structure  # as known after the latest of them
+
+    def known(self, known_at: int) -> tuple[int, int, int]:
+        """How many rows of each table were recorded by ``known_at``: the rows known grow with it, so equal
+        counts mean the same rows (and the same structure)."""
+        units, records, events = self.times
+        return (
+            bisect.bisect_right(units, known_at),
+            bisect.bisect_right(records, known_at),
+            bisect.bisect_right(events, known_at),
+        )
+
+
+#: Per database, its structure rows; and the structures as known at past moments, by (database, stamp, counts):
+#: an auditor's ``known_at`` questions would otherwise build the whole unit tree again for every answer (at 1M
+#: events, most of a territory's answer), though the tree changes a few times a year.
+_structures: dict[str, _Rows] = {}
+_past_structures: dict[tuple[Any, ...], Structure] = {}
+PAST_STRUCTURES = 64
 _structures_lock = threading.Lock()
 
 
@@ -303,23 +335,36 @@ def structure(db: Db, known_at: int) -> Structure:
     rebuild is seen at once, and a query pays two index look-ups instead of re-reading the whole tree."""
     stamp = tuple(db.query(" UNION ALL ".join(f"SELECT COUNT(*), MAX(position) FROM {t}" for t in _STRUCTURE_TABLES)))
     with _structures_lock:
-        cached = _structures.get(db.url)
-    if cached is None or cached[0] != stamp:
+        rows = _structures.get(db.url)
+    if rows is None or rows.stamp != stamp:
         units = [_rec(r) for r in db.query(f"SELECT {REC_COLUMNS} FROM proj_units_records ORDER BY position")]
         records = [_rec(r) for r in db.query(f"SELECT {REC_COLUMNS} FROM proj_policy_records ORDER BY position")]
         events = [_ev(r) for r in db.query(f"SELECT {EV_COLUMNS} FROM proj_policy_events ORDER BY position")]
-        latest = max([x.recorded_at for x in units + records] + [e.recorded_at for e in events], default=0)
-        cached = (stamp, units, records, events, latest, Structure(units, records, events))
+        times = (
+            sorted(u.recorded_at for u in units),
+            sorted(r.recorded_at for r in records),
+            sorted(e.recorded_at for e in events),
+        )
+        rows = _Rows(stamp, units, records, events, times, Structure(units, records, events))
         with _structures_lock:
-            _structures[db.url] = cached
-    _, units, records, events, latest, full = cached
-    if known_at >= latest:
-        return full
-    return Structure(
-        [u for u in units if u.recorded_at <= known_at],
-        [r for r in records if r.recorded_at <= known_at],
-        [e for e in events if e.recorded_at <= known_at],
-    )
+            _structures[db.url] = rows
+    counts = rows.known(known_at)
+    if counts == (len(rows.units), len(rows.records), len(rows.events)):
+        return rows.full
+    key = (db.url, stamp, counts)
+    with _structures_lock:
+        past = _past_structures.get(key)
+    if past is None:
+        past = Structure(
+            [u for u in rows.units if u.recorded_at <= known_at],
+            [r for r in rows.records if r.recorded_at <= known_at],
+            [e for e in rows.events if e.recorded_at <= known_at],
+        )
+        with _structures_lock:
+            while len(_past_structures) >= PAST_STRUCTURES:
+                del _past_structures[next(iter(_past_structures))]  # the oldest
+            _past_structures[key] = past
+    return past
 
 
 def _policy_book(records: list[Rec], events: list[Ev]) -> PolicyBook:
