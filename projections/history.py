@@ -441,7 +441,11 @@ class Known:
         sql = " WHERE recorded_at <= ? AND occurred_at <= ?"
         params: list[Any] = [self.known_at, self.as_of]
         if type_:
-            sql += " AND type = ?"
+            # Within a territory or a chunk the unit or uuid index is the selective one: SQLite, with no statistics,
+            # would take the type index and walk the whole city's records of the type (10M events: every one of
+            # 101,640 target agreements for a district's 60, 37 ms). Unscoped, the type index is the one to take.
+            narrowed = self.uuids is not None or (scoped and self.scope is not None)
+            sql += f" AND {UNINDEXED_TYPE if narrowed else 'type'} = ?"
             params.append(type_)
         if self.uuids is not None:
             sql += f" AND uuid IN ({', '.join('?' * len(self.uuids)) or 'NULL'})"
