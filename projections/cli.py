@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from projections import engine
-from projections.catalog import NAMES, select, with_current
-from projections.reports import Bulletins
+from projections.catalog import NAMES, select
+from projections.reports import issuer
 from store.config import database_url
 
 Names = Annotated[list[str] | None, typer.Argument(help=f"projections ({', '.join(NAMES)}); all if none")]
@@ -59,8 +59,7 @@ def register(app: typer.Typer) -> None:
                 engine.catch_up(url, names, _reporter(progress, "catching up"), batch_size=batch_size)
             stop = threading.Event()
             try:
-                # The worker that keeps the current view also issues the reports as their periods end.
-                idle = Bulletins(url) if with_current(names) else None
+                idle = issuer(url, names)  # with the current view, the reports as their periods end
                 engine.run(url, names, stop=stop, poll_interval=poll_interval, batch_size=batch_size, idle=idle)
             except KeyboardInterrupt:
                 stop.set()

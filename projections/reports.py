@@ -19,7 +19,7 @@ import orjson
 from domain.application import utc_now
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Violation
-from projections.catalog import ISSUED, PROJECTIONS, micros
+from projections.catalog import ISSUED, PROJECTIONS, micros, with_current
 from projections.db import Db
 from projections.engine import positions
 from projections.history import REPORT_TYPES, Known, iso
@@ -122,6 +122,12 @@ class Bulletins:
                 self.done.add((kind, label))
         finally:
             queries.close()
+
+
+def issuer(url: str, names: list[str] | None) -> Bulletins | None:
+    """The issuing for a worker of these projections (all when ``None``): only the one that keeps the current
+    view issues, so several workers on several hosts fold each report once."""
+    return Bulletins(url) if with_current(names) else None
 
 
 def _arrived(db: Db, head: int, known_at: int) -> bool:

@@ -11,9 +11,8 @@ import sys
 import threading
 from types import FrameType
 
-from projections.catalog import with_current
 from projections.engine import DEFAULT_BATCH, run
-from projections.reports import Bulletins
+from projections.reports import issuer
 from store.config import database_url
 
 
@@ -28,9 +27,8 @@ def main(argv: list[str]) -> int:
     sizes = [int(a.split("=", 1)[1]) for a in argv if a.startswith("--batch-size=")]
     names = [a for a in argv if not a.startswith("--")]
     url = database_url()
-    # The worker that keeps the current view also issues the reports as their periods end.
-    idle = Bulletins(url) if with_current(names or None) else None
-    run(url, names or None, stop=stop, poll_interval=0.05, batch_size=sizes[-1] if sizes else DEFAULT_BATCH, idle=idle)
+    batch_size = sizes[-1] if sizes else DEFAULT_BATCH
+    run(url, names or None, stop=stop, poll_interval=0.05, batch_size=batch_size, idle=issuer(url, names or None))
     return 0
 
 
