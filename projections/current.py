@@ -21,7 +21,9 @@ Questions about a past ``as_of`` as known now (an auditor's usual question) read
 an item counts when its time had come by ``as_of``, and a record's items dated by ``as_of`` are what the fold at
 ``as_of`` derives unless a later fact revises them (an extension moves a petition's deadline, a removal closes an
 officer's R7). Such records are folded at ``as_of`` instead; each record's ``span`` row (its first business time
-and its last revising one, per unit it was ever filed under) finds them.
+and its last revising one, per unit it was ever filed under) finds them. The petition board is read the same way,
+a petition with any event after ``as_of`` being folded (a petition's span ends at its last event). Asked as known
+at a past moment too, the records with a fact recorded after it are folded as well (``projections.late``).
 
 The view follows the fact projections, never the log: after they have applied a batch, the records it
 touched are derived again and their rows replaced, and a policy amendment (which may change any
@@ -31,7 +33,7 @@ record's numbers) derives every record again. Its tracking row (``current``) say
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +45,7 @@ from projections.catalog import from_micros, micros
 from projections.db import Db
 from projections.history import (
     IN_LIST,
+    SCORE_TYPES,
     Ev,
     Known,
     Leader,
@@ -78,8 +81,10 @@ SELF_DATED = {
 }
 #: The rows' format: a view without this marker, or with another number (derived by an older engine), is derived
 #: afresh once, and past questions fold until it is. Stored as the ``at`` of the row ``FORMAT_ROW``. 3: span rows,
-#: and an officer's commendations ranked by the officer's position alone.
-FORMAT = 3
+#: and an officer's commendations ranked by the officer's position alone; 4: a petition's span ends at its last event.
+FORMAT = 4
+#: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.
+SPANS = "('span', 'petition_span')"
 FORMAT_ROW = "format:current"
 
 
@@ -134,15 +139,18 @@ def _trigger_rows(uuid: str, triggers: list[dict[str, Any]]) -> Iterator[Row]:
 
 
 def _span_rows(projection: str, uuid: str, units: set[str | None], first: int, evs: list[Ev]) -> Iterator[Row]:
-    """The record's span, once per unit: ``visible_from`` its first business time, ``at`` its last revising one
-    (an event not :data:`SELF_DATED`), so the unit index finds the spans that end after a moment. None when
-    nothing revises the record: it is never live."""
-    self_dated = SELF_DATED[projection]
-    last = max([first, *(e.occurred_at for e in evs if e.type not in self_dated)])
+    """The record's span, once per unit: ``visible_from`` its first business time, ``at`` and ``seq`` its last
+    revising one (an event not :data:`SELF_DATED`), so the unit index finds the spans that end after a moment. A
+    petition's span (``petition_span``) ends at its last event of any kind instead, its board row changing with
+    each, and keeps the last revising one as ``seq``. None when nothing later revises (or, for a petition, happens
+    to) the record: it is never live."""
+    revised = max([first, *(e.occurred_at for e in evs if e.type not in SELF_DATED[projection])])
+    last = max([first, *(e.occurred_at for e in evs)]) if projection == "petitions" else revised
     if last == first:
         return
+    kind = "petition_span" if projection == "petitions" else "span"
     for unit in sorted(u for u in units if u is not None):
-        yield uuid, "span", unit, last, first, 0, "[]"
+        yield uuid, kind, unit, last, first, revised, "[]"
 
 
 def _petition_row(p: PetitionState) -> Row:
@@ -190,13 +198,13 @@ def derive(db: Db, uuids: list[str], *, changes: bool = True) -> set[tuple[str, 
         rows += _span_rows("people", person.uuid, {person.unit_id}, person.occurred_at, evs)
     marks = ", ".join("?" * len(uuids))
     # Spans change no agreement's or district's rows: a record's items do.
-    sql = f"SELECT DISTINCT unit_id, at FROM {TABLE} WHERE uuid IN ({marks}) AND kind <> 'span'"
+    sql = f"SELECT DISTINCT unit_id, at FROM {TABLE} WHERE uuid IN ({marks}) AND kind NOT IN {SPANS}"
     before = db.query(sql, uuids) if changes else []
     db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({marks})", uuids)
     db.insert_many(TABLE, COLUMNS, rows)
     if not changes:
         return set()
-    changed = {(r[0], int(r[1])) for r in before} | {(row[2], row[3]) for row in rows if row[1] != "span"}
+    changed = {(r[0], int(r[1])) for r in before} | {(row[2], row[3]) for row in rows if row[1] not in SPANS}
     return {(unit, from_micros(at).year) for unit, at in changed if unit is not None}
 
 
@@ -363,17 +371,23 @@ def _where(k: Known, kinds: tuple[str, ...]) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def live(k: Known) -> Known | None:
+def live(k: Known, late: Iterable[str] = (), *, board: bool = False) -> Known | None:
     """The fold, at ``k``'s moment, of the territory's records that existed at ``k.as_of`` and have revising facts
-    after it (:data:`SELF_DATED`): their stored items dated by ``as_of`` may not be what the fold at ``as_of``
-    derives. ``None`` when they are more than one fold reads (a city-wide question): fold everything then."""
-    sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE kind = 'span' AND at > ? AND visible_from <= ?"
-    params: list[Any] = [k.as_of, k.as_of]
+    after it (:data:`SELF_DATED`; for the petition ``board``, petitions with any event after it), and of the
+    ``late`` ones (facts recorded after ``k.known_at``, ``projections.late``): their stored items dated by ``as_of``
+    may not be what the fold at ``k``'s moment derives. ``None`` when they are more than one fold reads (a
+    city-wide question): fold everything then."""
+    if board:
+        sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE kind = 'petition_span' AND at > ? AND visible_from <= ?"
+        params: list[Any] = [k.as_of, k.as_of]
+    else:
+        sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE kind IN {SPANS} AND at > ? AND visible_from <= ? AND seq > ?"
+        params = [k.as_of, k.as_of, k.as_of]
     if k.scope is not None:
         units = sorted(k.scope)
         sql += f" AND unit_id IN ({', '.join('?' * len(units)) or 'NULL'})"
         params += units
-    uuids = sorted(r[0] for r in k.db.query(sql, params))
+    uuids = sorted({r[0] for r in k.db.query(sql, params)}.union(late))
     if len(uuids) > IN_LIST:
         return None
     as_of, known_at = from_micros(k.as_of), from_micros(k.known_at)
@@ -437,15 +451,17 @@ def _leaders(k: Known, folded: Known | None = None) -> None:
     k.__dict__["leaders"] = leaders
 
 
-def triggers(k: Known, folded: Known | None = None) -> list[dict[str, Any]]:
+def triggers(k: Known, folded: Known | None = None, stale: Collection[int] = ()) -> list[dict[str, Any]]:
     """The triggers as of ``k.as_of``: the stored ones whose time had come (R6 among them) and R4 for the leaders
     of major cases' units, with decisions; for a past ``as_of``, those of ``folded``'s records (:func:`live`)
-    from its fold."""
+    from its fold, and R6 of the agreements of the ``stale`` years folded from their territories' facts."""
     _leaders(k, folded)
     sql, params = _where(k, ("trigger", "major"))
     skip = _skipped(folded)
     # R6 is stored once an agreement's year is over; asked about a past moment, only agreements signed by then.
     signed = None if folded is None else {a.uuid for a in k.agreements}
+    if stale:  # R6 of the years with facts recorded after known_at: folded again below
+        skip |= {a.uuid for a in k.agreements if int(a.data["year"]) in stale}
     found: list[dict[str, Any]] = []
     majors: list[MajorCase] = []
     for uuid, kind, data in k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql}", params):
@@ -467,8 +483,24 @@ def triggers(k: Known, folded: Known | None = None) -> list[dict[str, Any]]:
             found += folded.petition_triggers(p)
         for person in folded.people.values():
             found += folded.person_triggers(person, folded.person_events.get(person.uuid, []))
+        for agreement in k.agreements:
+            if int(agreement.data["year"]) in stale:
+                found += _agreement_triggers(k, agreement)
     found += k.leader_triggers(majors)
     return k.decided(found)
+
+
+def _agreement_triggers(k: Known, agreement: Rec) -> list[dict[str, Any]]:
+    """R6 of one agreement at ``k``'s moment, folded from its territory's facts of the year (as a score is)."""
+    window = year_bounds(int(agreement.data["year"]))
+    if k.as_of < window[1]:
+        return []
+    as_of, known_at = from_micros(k.as_of), from_micros(k.known_at)
+    part = Known(k.db, as_of, known_at, lean=True, only=SCORE_TYPES, window=window)
+    unit = agreement.unit_id or ""
+    part.scope = part.subtree(unit) | {unit}
+    part.__dict__["agreements"] = [agreement]
+    return part.agreement_triggers()
 
 
 def majors(k: Known, start: int, end: int) -> list[MajorCase]:
@@ -497,17 +529,24 @@ def district_rows(k: Known, kind: str, year: int, keys: list[str] | None = None)
     return {unit: orjson.loads(data) for unit, data in k.db.query(sql, params)}
 
 
-def petitions(k: Known, status: str | None = None) -> list[dict[str, Any]]:
-    """The board as of now, in registration order, each row's status judged against the clock."""
+def petitions(k: Known, status: str | None = None, folded: Known | None = None) -> list[dict[str, Any]]:
+    """The board as of ``k.as_of``, in registration order, each row's status judged against it; for a past
+    ``as_of``, the rows of ``folded``'s petitions (:func:`live` for the board) from its fold."""
     kinds = {"open": ("petition",), "overdue": ("petition",), "closed": ("petition_closed",)}
     sql, params = _where(k, kinds.get(status or "", ("petition", "petition_closed")))
+    skip = _skipped(folded)
     rows = []
-    for kind, data in k.db.query(f"SELECT kind, data FROM {TABLE}{sql} ORDER BY seq", params):
+    for uuid, kind, data in k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql} ORDER BY seq", params):
+        if uuid in skip:
+            continue
         row = orjson.loads(data)
         deadline, in_time = row.pop("_deadline"), row.pop("_closed_in_time")
         overdue = deadline < k.as_of and not in_time
-        status = "closed" if kind == "petition_closed" else "overdue" if overdue else "open"
-        rows.append(_with_status(row, status, overdue))
+        state = "closed" if kind == "petition_closed" else "overdue" if overdue else "open"
+        rows.append(_with_status(row, state, overdue))
+    if folded is not None:
+        rows += [p.board_row() for p in folded.petitions]
+        rows.sort(key=lambda row: row["evidence"][0])  # by registration's position, as the fold lists them
     return rows
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from projections import current
+from projections import current, late
 from projections.catalog import CURRENT, DIVERTED_INDEX, ISSUED, NAMES, PROJECTIONS, Projection, select, with_current
 from projections.db import Db
 from projections.source import open_log
@@ -83,6 +83,10 @@ def ensure_indexes(db: Db, projections: Iterable[Projection]) -> None:
         for p in projections:
             for statement in p.indexes():
                 db.execute(statement)
+            if p.name in late.SOURCES:
+                # Questions as known at a past moment find the facts recorded after it (projections.late).
+                for statement in late.indexes(p.name):
+                    db.execute(statement)
             if p.name == "units":
                 # Quota answers pick a year's allocations and approvals out of every year's.
                 db.execute(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain.application import utc_now
-from projections import current, reports
+from projections import current, late, reports
 from projections.catalog import CURRENT
 from projections.db import Db
 from projections.engine import positions
@@ -37,12 +37,26 @@ def moment(value: datetime | None, default: datetime) -> datetime:
     return value
 
 
+class Past(NamedTuple):
+    """A past question answered from the current view: the territory's fold (as :meth:`Queries._scoped`), the fold
+    of its records the view cannot answer for (``current.live``: facts after ``as_of`` that revise, or recorded
+    after ``known_at``), and the years whose stored R6 rows facts recorded after ``known_at`` may change."""
+
+    k: Known
+    wanted: set[str] | None
+    folded: Known
+    stale: set[int]
+
+
 class Queries:
     """Read-only answers from the projection tables of one database."""
 
-    def __init__(self, target: str | Db) -> None:
+    def __init__(self, target: str | Db, *, view: bool = True) -> None:
         self.url = target if isinstance(target, str) else target.url
         self.db = Db(target) if isinstance(target, str) else target
+        #: Whether answers may come from the current view; without it every answer folds the facts (the reference
+        #: the view's answers are checked against).
+        self.view = view
 
     def close(self) -> None:
         self.db.close()
@@ -64,19 +78,31 @@ class Queries:
         return as_of is None and known_at is None and self._view_ready()
 
     def _past(
-        self, as_of: datetime | None, known_at: datetime | None, unit_id: str | None, **fold: Any
-    ) -> tuple[Known, set[str] | None, Known] | None:
-        """For a past ``as_of`` as known now, answered from the current view: the territory's fold (as
-        :meth:`_scoped`) and the fold of its records with facts after ``as_of`` (``current.live``). ``None`` when
-        the view cannot answer: another question, the view behind its facts or in an older format, or a
-        city-wide question with too many such records."""
-        if as_of is None or known_at is not None or not self._view_ready() or not current.formatted(self.db):
+        self,
+        as_of: datetime | None,
+        known_at: datetime | None,
+        unit_id: str | None,
+        *,
+        board: bool = False,
+        **fold: Any,
+    ) -> Past | None:
+        """For a past ``as_of``, answered from the current view (``Past``; for the petition ``board``, the petitions
+        with any later event are folded, their rows showing every event). ``None`` when the view cannot answer:
+        another question, the view behind its facts or in an older format, an amendment in force by ``as_of``
+        recorded after ``known_at``, ``known_at`` before ``as_of``, or a city-wide question with too many records
+        to fold."""
+        if as_of is None or not self._view_ready() or not current.formatted(self.db):
             return None
-        k, wanted = self._scoped(as_of, None, unit_id, **fold)
-        folded = current.live(k)
-        return None if folded is None else (k, wanted, folded)
+        k, wanted = self._scoped(as_of, known_at, unit_id, **fold)
+        if known_at is not None and late.policy_revised(self.db, k.as_of, k.known_at):
+            return None
+        found = late.records(k) if known_at is not None else late.Late([], set())
+        folded = None if found is None else current.live(k, found.uuids, board=board)
+        return None if found is None or folded is None else Past(k, wanted, folded, found.years)
 
     def _view_ready(self) -> bool:
+        if not self.view:
+            return False
         tracked = positions(self.db)
         view = tracked[CURRENT]
         return view > 0 and all(view >= tracked[name] for name in current.SOURCES)
@@ -106,7 +132,7 @@ class Queries:
             k, wanted = self._scoped(None, None, unit_id, lean=True)
             current.prepare(k, year_bounds(year))
         elif past := self._past(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES, window=year_bounds(year)):
-            k, wanted, folded = past
+            k, wanted, folded, _ = past
             current.prepare(k, year_bounds(year), folded)
         else:
             # Only the cases and petitions that can yield an occurrence in the year: one year's facts are read.
@@ -131,8 +157,8 @@ class Queries:
             k, wanted = self._scoped(None, None, unit_id, lean=True)
             found = current.triggers(k)
         elif past := self._past(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES):
-            k, wanted, folded = past
-            found = current.triggers(k, folded)
+            k, wanted, folded, stale = past
+            found = current.triggers(k, folded, stale)
         else:
             k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES)
             found = k.triggers
@@ -241,6 +267,9 @@ class Queries:
         if self._now(as_of, known_at):
             k, wanted = self._scoped(None, None, unit_id, lean=True)
             board = current.petitions(k, status)
+        elif past := self._past(as_of, known_at, unit_id, board=True):
+            k, wanted, folded, _ = past
+            board = current.petitions(k, status, folded)
         else:
             k, wanted = self._scoped(as_of, known_at, unit_id)
             board = [p.board_row() for p in k.petitions]

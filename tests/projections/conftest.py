@@ -57,6 +57,11 @@ class World:
         engine.catch_up(self.url)
         return Queries(self.url)
 
+    def folds(self) -> Queries:
+        """Answers folded from the facts alone, never read from the current view: what the view must match."""
+        engine.catch_up(self.url)
+        return Queries(self.url, view=False)
+
 
 @pytest.fixture
 def world(store_url: str) -> Iterator[World]:
