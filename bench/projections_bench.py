@@ -15,10 +15,11 @@ its record ids suffixed, merged into one log by recording time, run through an i
 The store lives in a temporary directory (SQLite) or a temporary schema (PostgreSQL), dropped after.
 
 Usage: PYTHONPATH=. python bench/projections_bench.py [--store sqlite|postgres|both] [--events N]
-       [--calls C] [--query-seconds S] [--json FILE] [--keep DIR | --reuse DIR]
+       [--calls C] [--query-seconds S] [--json FILE] [--keep DIR | --reuse DIR | --url URL]
 
 ``--keep DIR`` builds the SQLite store in ``DIR`` (``ledger.db`` and ``keys/``) and leaves it there;
 ``--reuse DIR`` measures a store kept that way without building it again (a 1M build takes minutes).
+``--url URL`` measures a store ``bench.generate`` made (``bench.run``'s history, kept), on either store.
 """
 
 from __future__ import annotations
@@ -289,22 +290,48 @@ def bench_store(
             head = build_store(url, events)
         built = time.perf_counter() - began
         print(f"[{kind}] {'reused' if reuse else 'built'} {head} events in {built:.1f}s", flush=True)
-        raw_n, raw_s = raw_rate(url)
-        reb_n, reb_s = rebuild_rate(url)
-        raw, rebuild = raw_n / raw_s, reb_n / reb_s
-        print(f"[{kind}] raw {raw:,.0f} ev/s, rebuild {rebuild:,.0f} ev/s ({rebuild / raw:.0%})", flush=True)
         copies = max(1, round((head if reuse else events) / len(copy_plan(0))))
-        latency = query_latency(url, copies, calls, budget)
         return {
             "store": kind,
             "events": head,
             "build_seconds": round(built, 1),
-            "raw_events_per_s": round(raw),
-            "rebuild_events_per_s": round(rebuild),
-            "rebuild_seconds": round(reb_s, 2),
-            "ratio": round(rebuild / raw, 3),
-            "queries": latency,
+            **measure(kind, url, copies, calls, budget),
         }
+
+
+def measure(kind: str, url: str, copies: int, calls: int, budget: float) -> dict[str, Any]:
+    """Raw read-and-decode, a full rebuild and the query latencies on one store of ``copies`` territories."""
+    raw_n, raw_s = raw_rate(url)
+    reb_n, reb_s = rebuild_rate(url)
+    raw, rebuild = raw_n / raw_s, reb_n / reb_s
+    print(f"[{kind}] raw {raw:,.0f} ev/s, rebuild {rebuild:,.0f} ev/s ({rebuild / raw:.0%})", flush=True)
+    return {
+        "raw_events_per_s": round(raw),
+        "rebuild_events_per_s": round(rebuild),
+        "rebuild_seconds": round(reb_s, 2),
+        "ratio": round(rebuild / raw, 3),
+        "queries": query_latency(url, copies, calls, budget),
+    }
+
+
+def bench_url(url: str, calls: int, budget: float) -> dict[str, Any]:
+    """The store at ``url`` as it is (one ``bench.generate`` made, on either store): its territories are its cities."""
+    kind = "sqlite" if url.startswith("sqlite") else "postgres"
+    log = open_log(url)
+    try:
+        head = int(log.recorder.max_notification_id() or 0)
+    finally:
+        log.close()
+    engine.catch_up(url)  # the unit tree the territories are counted from
+    queries = Queries(url)
+    try:
+        cities = queries.db.query(
+            f"SELECT COUNT(*) FROM proj_units_records WHERE {queries.db.json_text('data', 'kind')} = 'city'"
+        )[0][0]
+    finally:
+        queries.close()
+    print(f"[{kind}] {head} events, {cities} territories at {url}", flush=True)
+    return {"store": kind, "events": head, **measure(kind, url, int(cities), calls, budget)}
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -327,7 +354,14 @@ def main() -> None:
     kept = parser.add_mutually_exclusive_group()
     kept.add_argument("--keep", type=Path, metavar="DIR", help="build the SQLite store in DIR and leave it there")
     kept.add_argument("--reuse", type=Path, metavar="DIR", help="measure the SQLite store kept in DIR (no build)")
+    kept.add_argument("--url", help="measure the store at URL as it is (made by bench.generate; no build)")
     args = parser.parse_args()
+    if args.url:
+        result = bench_url(args.url, args.calls, args.query_seconds)
+        print_table(result)
+        if args.json:
+            args.json.write_text(json.dumps({"url": args.url, "results": [result]}, indent=2) + "\n")
+        return
     kinds = ("sqlite", "postgres") if args.store == "both" else (args.store,)
     if (args.keep or args.reuse) and kinds != ("sqlite",):
         parser.error("--keep and --reuse need --store sqlite")

@@ -52,3 +52,16 @@ def test_bench_run_prints_and_writes_every_row(tmp_path: Path) -> None:
     }
     assert set(result["peak_rss_mib"]) == {"rebuild", "verify", "export"}
     assert "command" in done.stdout and "ratio" in done.stdout
+
+
+def test_the_projection_bench_measures_a_generated_store_as_it_is(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    assert run("bench.generate", "--url", url, "--events", "1500", "--years", "2025").returncode == 0
+    out = tmp_path / "queries.json"
+    done = run("bench.projections_bench", "--url", url, "--calls", "3", "--query-seconds", "1", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())["results"][0]
+    assert result["events"] == 1501 and result["rebuild_events_per_s"] > 0 and result["raw_events_per_s"] > 0
+    assert {"scores(as_of, known_at, district)", "petitions(as_of, known_at, district)"} <= result["queries"].keys()
+    assert all(q["calls"] == 3 for q in result["queries"].values())
+    assert "1501 events, 1 territories" in done.stdout
