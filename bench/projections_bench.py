@@ -6,7 +6,7 @@ Prints, per store:
 - p50/p99 latency of each projection query with realistic arguments (goal p99 <= 20 ms at 1M):
   questions about now (read from the current view) and, marked ``as_of``, historical ones as known now
   (the view's rows of records no later fact revises, plus a fold of the others); marked ``known_at``, as
-  known at a past moment (a fold of the territory's facts).
+  known at a past moment (the same, also folding the records with facts recorded after it).
 
 The store is a realistic history made through the domain layer: the Laiwu demo year
 (``api.demo.demo_plan``) copied once per neighbouring "city", each copy from its own seed and with
@@ -209,9 +209,14 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         # As of a past month's end, as known now: the view's rows, and a fold of the records revised after it.
         "scores(as_of, district)": lambda q: q.scores(YEAR, district(), as_of=_month_end(rng)),
         "triggers(open, as_of, district)": lambda q: q.triggers("open", district(), as_of=_month_end(rng)),
-        # As of a past month's end, as known two weeks after it (what an auditor could have known): folded.
+        # As of a past month's end, as known two weeks after it (what an auditor could have known): the view's rows,
+        # and a fold of the records revised after it or with facts recorded after the two weeks.
         "scores(as_of, known_at, district)": lambda q: q.scores(YEAR, district(), **_known_later(rng)),
         "petitions(as_of, known_at, district)": lambda q: q.petitions(unit_id=district(), **_known_later(rng)),
+        "triggers(open, as_of, known_at, district)": lambda q: q.triggers("open", district(), **_known_later(rng)),
+        # City-wide as of a past month's end: the quota ledger and R4's deductions of the year.
+        "quota(year, as_of)": lambda q: q.quota(YEAR, as_of=_month_end(rng)),
+        "quota_deductions(year, as_of)": lambda q: q.quota_deductions(YEAR, as_of=_month_end(rng)),
     }
 
 

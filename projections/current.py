@@ -45,7 +45,6 @@ from projections.catalog import from_micros, micros
 from projections.db import Db
 from projections.history import (
     IN_LIST,
-    SCORE_TYPES,
     Ev,
     Known,
     Leader,
@@ -483,34 +482,52 @@ def triggers(k: Known, folded: Known | None = None, stale: Collection[int] = ())
             found += folded.petition_triggers(p)
         for person in folded.people.values():
             found += folded.person_triggers(person, folded.person_events.get(person.uuid, []))
-        for agreement in k.agreements:
-            if int(agreement.data["year"]) in stale:
-                found += _agreement_triggers(k, agreement)
+        for year in sorted(stale):
+            found += _agreement_triggers(k, folded, year)
     found += k.leader_triggers(majors)
     return k.decided(found)
 
 
-def _agreement_triggers(k: Known, agreement: Rec) -> list[dict[str, Any]]:
-    """R6 of one agreement at ``k``'s moment, folded from its territory's facts of the year (as a score is)."""
-    window = year_bounds(int(agreement.data["year"]))
-    if k.as_of < window[1]:
+def _agreement_triggers(k: Known, folded: Known, year: int) -> list[dict[str, Any]]:
+    """R6 of ``k``'s agreements of one year at ``k``'s moment, tallied as a score is (:func:`prepare`: the stored rows
+    and ``folded``'s fold) over ``k``'s territory, which holds every such agreement's territory."""
+    window = year_bounds(year)
+    agreements = [a for a in k.agreements if int(a.data["year"]) == year]
+    if not agreements or k.as_of < window[1]:
         return []
-    as_of, known_at = from_micros(k.as_of), from_micros(k.known_at)
-    part = Known(k.db, as_of, known_at, lean=True, only=SCORE_TYPES, window=window)
-    unit = agreement.unit_id or ""
-    part.scope = part.subtree(unit) | {unit}
-    part.__dict__["agreements"] = [agreement]
+    part = Known(k.db, from_micros(k.as_of), from_micros(k.known_at), lean=True, window=window)
+    part.scope = k.scope
+    prepare(part, window, folded)
+    part.__dict__["agreements"] = agreements
     return part.agreement_triggers()
 
 
-def majors(k: Known, start: int, end: int) -> list[MajorCase]:
-    """The cases that became major in [start, end) (R4's quota deductions), in the order they were reported."""
+def majors(k: Known, start: int, end: int, folded: Known | None = None) -> list[MajorCase]:
+    """The cases that became major in [start, end) (R4's quota deductions), in the order they were reported; for a
+    past ``as_of``, those of ``folded``'s cases (:func:`live_cases`) from its fold."""
     sql, params = _where(k, ("major",))
     sql += " AND at >= ? AND at < ?"
-    rows = k.db.query(f"SELECT data FROM {TABLE}{sql}", [*params, start, end])
-    found = [MajorCase(*orjson.loads(data)) for (data,) in rows]
+    skip = _skipped(folded)
+    rows = k.db.query(f"SELECT uuid, data FROM {TABLE}{sql}", [*params, start, end])
+    found = [MajorCase(*orjson.loads(data)) for uuid, data in rows if uuid not in skip]
+    if folded is not None:
+        found += [m for m in folded.majors(start, end) if k.scope is None or m.unit_id in k.scope]
     found.sort(key=lambda m: m.evidence[0])
     return found
+
+
+def live_cases(k: Known, late: Iterable[str] = ()) -> Known | None:
+    """The fold, at ``k``'s moment, of the cases whose stored major row may not be the fold's: those with a revising
+    fact after ``k.as_of`` (none while every case event is :data:`SELF_DATED`: a case is major from its report or its
+    first declaration, whatever follows) and the ``late`` ones. ``None`` when they are more than one fold reads."""
+    sql = (
+        f"SELECT DISTINCT s.uuid FROM {TABLE} s JOIN proj_cases_records r ON r.uuid = s.uuid"
+        " WHERE s.kind = 'span' AND s.at > ? AND s.visible_from <= ? AND s.seq > ?"
+    )
+    uuids = sorted({r[0] for r in k.db.query(sql, (k.as_of, k.as_of, k.as_of))}.union(late))
+    if len(uuids) > IN_LIST:
+        return None
+    return Known(k.db, from_micros(k.as_of), from_micros(k.known_at), uuids=uuids)
 
 
 def district_units(k: Known, kind: str, year: int) -> set[str]:

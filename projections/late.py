@@ -63,16 +63,17 @@ class Late:
     years: set[int]
 
 
-def records(k: Known) -> Late | None:
-    """The records in ``k``'s territory with a fact that happened by ``k.as_of`` and was recorded after
-    ``k.known_at`` (or may have been filed there: a petition diverted into it at any time counts). ``None`` when
-    they are more than one fold reads, or ``known_at`` is before ``as_of`` (then nearly every fact is late)."""
+def records(k: Known, sources: tuple[str, ...] = SOURCES) -> Late | None:
+    """The records (of these fact projections) in ``k``'s territory with a fact that happened by ``k.as_of`` and was
+    recorded after ``k.known_at`` (or may have been filed there: a petition diverted into it at any time counts).
+    ``None`` when they are more than one fold reads, or ``known_at`` is before ``as_of`` (then nearly every fact is
+    late)."""
     as_of, known_at = k.as_of, k.known_at
     if known_at < as_of:
         return None
     branches: list[str] = []
     params: list[int] = []
-    for name in SOURCES:
+    for name in sources:
         for table in (f"proj_{name}_records", f"proj_{name}_events"):
             for n in range(len(LAGS) + 1):
                 bound = as_of + LAGS[n] if n < len(LAGS) else None

@@ -18,7 +18,7 @@ from projections import current, late, reports
 from projections.catalog import CURRENT
 from projections.db import Db
 from projections.engine import positions
-from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, iso, year_bounds
+from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, MajorCase, iso, year_bounds
 from projections.quota import deduction_rows, districts, quota_rows
 from projections.source import open_log
 
@@ -213,9 +213,10 @@ class Queries:
         k = self.known(as_of, known_at)
         if self._now(as_of, known_at):
             return _stored(k, "deductions", year, limit, after, deduction_rows(k, year, []))
+        majors = self._majors(k, as_of, known_at, year)
 
         def rows(part: Known) -> list[dict[str, Any]]:
-            return deduction_rows(part, year, part.majors(*year_bounds(year)))
+            return deduction_rows(part, year, majors(part))
 
         if limit is None and after is None:
             return rows(k)
@@ -239,14 +240,32 @@ class Queries:
         k = self.known(as_of, known_at)
         if self._now(as_of, known_at):
             return _stored(k, "quota", year, limit, after, quota_rows(k, year, [], {}))
+        majors = self._majors(k, as_of, known_at, year)
 
         def rows(part: Known) -> list[dict[str, Any]]:
-            return quota_rows(part, year, part.majors(*year_bounds(year)), part.quota_events(year))
+            return quota_rows(part, year, majors(part), part.quota_events(year))
 
         if limit is None and after is None:
             return rows(k)
         keys = {u for u, rec in k.units.items() if rec.data["kind"] == "district"} | k.allocated_units(year)
         return _paged(k, keys, limit, after, rows)
+
+    def _majors(
+        self, k: Known, as_of: datetime | None, known_at: datetime | None, year: int
+    ) -> Callable[[Known], list[MajorCase]]:
+        """How the quota questions find the year's major cases of a territory (a part of ``k``): for a past ``as_of``
+        (as known now or then), the current view's rows and a fold of the cases it cannot answer for
+        (``current.live_cases``: with facts recorded after ``known_at``); otherwise a fold of the year's cases."""
+        bounds = year_bounds(year)
+        folded = None
+        if as_of is not None and self._view_ready() and current.formatted(self.db):
+            if known_at is None:
+                folded = current.live_cases(k)
+            elif not late.policy_revised(self.db, k.as_of, k.known_at) and (found := late.records(k, ("cases",))):
+                folded = current.live_cases(k, found.uuids)
+        if folded is None:
+            return lambda part: part.majors(*bounds)
+        return lambda part: current.majors(part, *bounds, folded)
 
     # --- petition board -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ keeps each district's rows for each year, build them the same way.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -48,23 +48,25 @@ def _in_force(k: Known, majors: Iterable[MajorCase]) -> Iterator[tuple[str, Majo
 def deduction_rows(k: Known, year: int, majors: Iterable[MajorCase]) -> list[dict[str, Any]]:
     """R4 per district: ``land_quota_mu``, ``consolidation_funds_yuan``, ``model_district_points``, ``items``."""
     items: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    totals: dict[str, list[Decimal]] = {}
-    # Per policy version, the three amounts once: as exact decimals (for the sums) and as JSON numbers.
-    amounts: dict[int, tuple[list[Decimal], list[float | int]]] = {}
+    cases: dict[str, Counter[int]] = defaultdict(Counter)  # per district, its major cases per policy version
+    # Per policy version, the three amounts once: as exact decimals (for the sums) and, with the rule and the
+    # version, as an item's JSON fields (a city-wide year is thousands of items).
+    exact: dict[int, list[Decimal]] = {}
+    fields: dict[int, dict[str, Any]] = {}
     for district, case, policy in _in_force(k, majors):
-        if policy.version not in amounts:
-            exact = [Decimal(str(policy[name])) for name in DEDUCTIONS.values()]
-            amounts[policy.version] = exact, [number(d) for d in exact]
-        exact, shown = amounts[policy.version]
-        item: dict[str, Any] = {"unit_id": case.unit_id, "case_id": case.case_id, "occurred_at": iso(case.at)}
-        item.update(zip(DEDUCTIONS, shown, strict=True))
-        item.update(rule="R4", policy_version=policy.version, evidence=case.evidence)
+        version = policy.version
+        if version not in exact:
+            exact[version] = [Decimal(str(policy[name])) for name in DEDUCTIONS.values()]
+            amounts = dict(zip(DEDUCTIONS, map(number, exact[version]), strict=True))
+            fields[version] = {**amounts, "rule": "R4", "policy_version": version}
+        item = {"unit_id": case.unit_id, "case_id": case.case_id, "occurred_at": iso(case.at), **fields[version]}
+        item["evidence"] = case.evidence
         items[district].append(item)
-        total = totals.setdefault(district, [Decimal(0)] * len(DEDUCTIONS))
-        totals[district] = [t + d for t, d in zip(total, exact, strict=True)]
+        cases[district][version] += 1
     rows = []
     for district in districts(k, items):
-        sums = totals.get(district, [Decimal(0)] * len(DEDUCTIONS))
+        by_version = cases[district].items()
+        sums = [sum((exact[v][n] * count for v, count in by_version), Decimal(0)) for n in range(len(DEDUCTIONS))]
         row: dict[str, Any] = {"unit_id": district, "name": _name(k, district), "year": year}
         row.update((key, number(total)) for key, total in zip(DEDUCTIONS, sums, strict=True))
         row["items"] = items.get(district, [])

@@ -316,6 +316,9 @@ def _answers_past(url: str, as_of: Any, known_at: Any, fold: bool) -> list[Any]:
         found += [q.triggers(status, u, **moment) for status in (None, "open", "decided") for u in (None, "lc", "ys")]
         found += [q.petitions(status, None, u, **moment) for status in (None, "open", "closed") for u in (None, "kz")]
         found += [q.petitions(None, flag, "lc", **moment) for flag in ("escalated", "skip_level")]
+        for year in (2024, 2025):
+            found += [q.quota(year, **moment), q.quota_deductions(year, **moment)]
+            found += [q.quota(year, limit=1, after="gc", **moment), q.quota_deductions(year, limit=1, **moment)]
         return found
     finally:
         q.close()
@@ -356,6 +359,8 @@ def test_the_current_view_answers_past_questions_as_the_fold_does(
     cuts=[2],
     moments=[(0, 10), (0, 1440), (0, 3 * 1440)],
 )
+# A major case (R4) known in time whose filing was entered 40 days late: folded, and still major.
+@example(steps=[("clue", 0, 0, 10, 0), ("file", 0, 0, 12, 40 * 1440)], cuts=[1], moments=[(1, 1440)])
 def test_the_current_view_answers_questions_as_known_at_a_past_moment_as_the_fold_does(
     steps: list[Any], cuts: list[int], moments: list[tuple[int, int]]
 ) -> None:
