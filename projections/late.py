@@ -79,7 +79,7 @@ def records(k: Known, sources: tuple[str, ...] = SOURCES) -> Late | None:
                 bound = as_of + LAGS[n] if n < len(LAGS) else None
                 if bound is not None and bound <= known_at:
                     continue  # every fact of the class that happened by as_of was recorded by known_at
-                sql = f"SELECT uuid, '{name}' FROM {table} WHERE {lag_class()} = {n} AND recorded_at > ?"
+                sql = f"SELECT uuid, '{name}', occurred_at FROM {table} WHERE {lag_class()} = {n} AND recorded_at > ?"
                 params.append(known_at)
                 if bound is not None:
                     sql += " AND recorded_at <= ?"
@@ -89,15 +89,18 @@ def records(k: Known, sources: tuple[str, ...] = SOURCES) -> Late | None:
     rows = k.db.query(" UNION ALL ".join(branches) + f" LIMIT {CITY_LIMIT + 1}", params)
     if len(rows) > CITY_LIMIT:
         return None
-    found: dict[str, set[str]] = {}
-    for uuid, name in rows:
-        found.setdefault(name, set()).add(uuid)
+    found: dict[str, dict[str, int]] = {}  # per projection, each record's earliest late fact
+    for uuid, name, occurred_at in rows:
+        facts = found.setdefault(name, {})
+        facts[uuid] = min(int(occurred_at), facts.get(uuid, as_of))
     uuids: list[str] = []
     first = as_of
-    for name, some in sorted(found.items()):
-        for uuid, first_at in _in_scope(k, name, sorted(some)):
+    for name, facts in sorted(found.items()):
+        for uuid, first_at in _in_scope(k, name, sorted(facts)):
             uuids.append(uuid)
-            first = min(first, first_at)
+            # An officer's items from a fact on fall in its year or later (a reception: its month's R17); a case's or
+            # a petition's deadlines count from the record's first time (a late filing or extension moves them).
+            first = min(first, facts[uuid] if name == "people" else first_at)
     if len(uuids) > IN_LIST:
         return None
     years = set(range(from_micros(first).year, from_micros(as_of).year + 1)) if uuids else set()
