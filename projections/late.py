@@ -5,8 +5,9 @@ recording time K unless one of its facts happened by T but was recorded after K 
 transaction that committed late): such a fact's lag (recorded − occurred) spans the whole of [T, K]. Every fact
 table of the view's records is indexed by the class of its lag (:data:`LAGS`) and its recording time, so each
 class is looked up only where its facts can lie: a fact lagging at most L that happened by T was recorded by
-T + L. At K ≥ T the facts read are those of one class recorded in a window of its length; almost every fact lags
-minutes and falls in the first class, which a question asked a day or more after T never reads.
+T + L, so at K ≥ T a class is read only in (K, T + L], a window no longer than L, and not at all once K ≥ T + L.
+Almost every fact lags minutes and falls in the first class, which a question asked an hour or more after T never
+reads.
 
 The view itself is derived with the policy known now: a question as known before an amendment in force by its
 ``as_of`` was recorded (:func:`policy_revised`) folds everything, as does one asked as known before its ``as_of``.

@@ -261,8 +261,9 @@ class Queries:
         if as_of is not None and self._view_ready() and current.formatted(self.db):
             if known_at is None:
                 folded = current.live_cases(k)
-            elif not late.policy_revised(self.db, k.as_of, k.known_at) and (found := late.records(k, ("cases",))):
-                folded = current.live_cases(k, found.uuids)
+            elif not late.policy_revised(self.db, k.as_of, k.known_at):
+                found = late.records(k, ("cases",))
+                folded = None if found is None else current.live_cases(k, found.uuids)
         if folded is None:
             return lambda part: part.majors(*bounds)
         return lambda part: current.majors(part, *bounds, folded)
