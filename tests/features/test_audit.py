@@ -95,6 +95,29 @@ def not_late(ctx: World, petition: str) -> None:
     assert ctx.known("petition", petition) not in ctx.found["late"]
 
 
+def _board(ctx: World, unit: str, days: int, known_days: int | None = None) -> set[str]:
+    """The ids on a unit's petition board as of ``days`` ago, as known ``known_days`` ago (now when ``None``)."""
+    now = datetime.now(UTC)
+    params = {"unit_id": ctx.known("unit", unit), "as_of": (now - timedelta(days=days)).isoformat()}
+    if known_days is not None:
+        params["known_at"] = (now - timedelta(days=known_days)).isoformat()
+    return {row["id"] for row in ctx.items("supervisor", "/v1/petitions", params)}
+
+
+@then(
+    parsers.parse(
+        '督查人员查看 {days:d} 天前 {unit} 的信访台账, 以 {known:d} 天前掌握的情况为准, 其中没有信访件 "{petition}"'
+    )
+)
+def board_as_known_then(ctx: World, days: int, unit: str, known: int, petition: str) -> None:
+    assert ctx.known("petition", petition) not in _board(ctx, unit, days, known)
+
+
+@then(parsers.parse('督查人员按目前掌握的情况查看 {days:d} 天前 {unit} 的信访台账, 其中有信访件 "{petition}"'))
+def board_as_known_now(ctx: World, days: int, unit: str, petition: str) -> None:
+    assert ctx.known("petition", petition) in _board(ctx, unit, days)
+
+
 @then(parsers.parse('审计人员看到信访件 "{petition}" 的第 {n:d} 条事件由 {role} 记录, 发生于 {day}, 登记于今天'))
 def trail(ctx: World, petition: str, n: int, role: str, day: str) -> None:
     event = _events(ctx, petition)[n - 1]
