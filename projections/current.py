@@ -370,18 +370,25 @@ def _where(k: Known, kinds: tuple[str, ...]) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def live(k: Known, late: Iterable[str] = (), *, board: bool = False) -> Known | None:
-    """The fold, at ``k``'s moment, of the territory's records that existed at ``k.as_of`` and have revising facts
-    after it (:data:`SELF_DATED`; for the petition ``board``, petitions with any event after it), and of the
-    ``late`` ones (facts recorded after ``k.known_at``, ``projections.late``): their stored items dated by ``as_of``
-    may not be what the fold at ``k``'s moment derives. ``None`` when they are more than one fold reads (a
-    city-wide question): fold everything then."""
-    if board:
-        sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE kind = 'petition_span' AND at > ? AND visible_from <= ?"
-        params: list[Any] = [k.as_of, k.as_of]
-    else:
-        sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE kind IN {SPANS} AND at > ? AND visible_from <= ? AND seq > ?"
-        params = [k.as_of, k.as_of, k.as_of]
+#: Per question, the span rows of the records it folds rather than reads (:func:`live`): any record revised after
+#: ``as_of`` (a petition's span ends at its last event, its last revising one kept as ``seq``); for the petition
+#: board, a petition with any event after it; for the quota questions' major cases, a case revised after it (none
+#: while every case event is :data:`SELF_DATED`: a case is major from its report or first declaration, whatever
+#: follows; kept so a revising case event added later is folded, not read).
+LIVE = {
+    "records": f"kind IN {SPANS} AND seq > ?",
+    "board": "kind = 'petition_span'",
+    "cases": f"kind = 'span' AND EXISTS (SELECT 1 FROM proj_cases_records r WHERE r.uuid = {TABLE}.uuid)",
+}
+
+
+def live(k: Known, late: Iterable[str] = (), *, of: str = "records") -> Known | None:
+    """The fold, at ``k``'s moment, of the territory's records that existed at ``k.as_of`` and that the question
+    ``of`` (:data:`LIVE`) cannot read from their rows: revised after it (:data:`SELF_DATED`) or, for the board,
+    with any event after it; and of the ``late`` ones (facts recorded after ``k.known_at``, ``projections.late``).
+    ``None`` when they are more than one fold reads (a city-wide question): fold everything then."""
+    sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE at > ? AND visible_from <= ? AND {LIVE[of]}"
+    params: list[Any] = [k.as_of, k.as_of] + [k.as_of] * LIVE[of].count("?")
     if k.scope is not None:
         units = sorted(k.scope)
         sql += f" AND unit_id IN ({', '.join('?' * len(units)) or 'NULL'})"
@@ -504,7 +511,7 @@ def _agreement_triggers(k: Known, folded: Known, year: int) -> list[dict[str, An
 
 def majors(k: Known, start: int, end: int, folded: Known | None = None) -> list[MajorCase]:
     """The cases that became major in [start, end) (R4's quota deductions), in the order they were reported; for a
-    past ``as_of``, those of ``folded``'s cases (:func:`live_cases`) from its fold."""
+    past ``as_of``, those of ``folded``'s cases (:func:`live` of ``cases``) from its fold."""
     sql, params = _where(k, ("major",))
     sql += " AND at >= ? AND at < ?"
     skip = _skipped(folded)
@@ -514,20 +521,6 @@ def majors(k: Known, start: int, end: int, folded: Known | None = None) -> list[
         found += [m for m in folded.majors(start, end) if k.scope is None or m.unit_id in k.scope]
     found.sort(key=lambda m: m.evidence[0])
     return found
-
-
-def live_cases(k: Known, late: Iterable[str] = ()) -> Known | None:
-    """The fold, at ``k``'s moment, of the cases whose stored major row may not be the fold's: those with a revising
-    fact after ``k.as_of`` (none while every case event is :data:`SELF_DATED`: a case is major from its report or its
-    first declaration, whatever follows) and the ``late`` ones. ``None`` when they are more than one fold reads."""
-    sql = (
-        f"SELECT DISTINCT s.uuid FROM {TABLE} s JOIN proj_cases_records r ON r.uuid = s.uuid"
-        " WHERE s.kind = 'span' AND s.at > ? AND s.visible_from <= ? AND s.seq > ?"
-    )
-    uuids = sorted({r[0] for r in k.db.query(sql, (k.as_of, k.as_of, k.as_of))}.union(late))
-    if len(uuids) > IN_LIST:
-        return None
-    return Known(k.db, from_micros(k.as_of), from_micros(k.known_at), uuids=uuids)
 
 
 def district_units(k: Known, kind: str, year: int) -> set[str]:
@@ -548,7 +541,7 @@ def district_rows(k: Known, kind: str, year: int, keys: list[str] | None = None)
 
 def petitions(k: Known, status: str | None = None, folded: Known | None = None) -> list[dict[str, Any]]:
     """The board as of ``k.as_of``, in registration order, each row's status judged against it; for a past
-    ``as_of``, the rows of ``folded``'s petitions (:func:`live` for the board) from its fold."""
+    ``as_of``, the rows of ``folded``'s petitions (:func:`live` of the ``board``) from its fold."""
     kinds = {"open": ("petition",), "overdue": ("petition",), "closed": ("petition_closed",)}
     sql, params = _where(k, kinds.get(status or "", ("petition", "petition_closed")))
     skip = _skipped(folded)

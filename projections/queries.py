@@ -87,18 +87,29 @@ class Queries:
         **fold: Any,
     ) -> Past | None:
         """For a past ``as_of``, answered from the current view (``Past``; for the petition ``board``, the petitions
-        with any later event are folded, their rows showing every event). ``None`` when the view cannot answer:
-        another question, the view behind its facts or in an older format, an amendment in force by ``as_of``
-        recorded after ``known_at``, ``known_at`` before ``as_of``, or a city-wide question with too many records
-        to fold."""
-        if as_of is None or not self._view_ready() or not current.formatted(self.db):
+        with any later event are folded, their rows showing every event). ``None`` when the view cannot answer
+        (:meth:`_view_answers`, :meth:`_late`) or a city-wide question has too many records to fold."""
+        if not self._view_answers(as_of):
             return None
         k, wanted = self._scoped(as_of, known_at, unit_id, **fold)
-        if known_at is not None and late.policy_revised(self.db, k.as_of, k.known_at):
-            return None
-        found = late.records(k) if known_at is not None else late.Late([], set())
-        folded = None if found is None else current.live(k, found.uuids, board=board)
+        found = self._late(k, known_at)
+        folded = None if found is None else current.live(k, found.uuids, of="board" if board else "records")
         return None if found is None or folded is None else Past(k, wanted, folded, found.years)
+
+    def _view_answers(self, as_of: datetime | None) -> bool:
+        """Whether the current view may answer a question as of a past ``as_of``: it is up to its facts and in this
+        engine's format."""
+        return as_of is not None and self._view_ready() and current.formatted(self.db)
+
+    def _late(self, k: Known, known_at: datetime | None, sources: tuple[str, ...] = late.SOURCES) -> late.Late | None:
+        """The records of ``k``'s territory (of these fact projections) whose rows the view cannot answer with as
+        known at ``known_at``: none as known now. ``None`` when it cannot answer at all: an amendment in force by
+        ``as_of`` recorded after ``known_at``, ``known_at`` before ``as_of``, or too many (``late.records``)."""
+        if known_at is None:
+            return late.Late([], set())
+        if late.policy_revised(self.db, k.as_of, k.known_at):
+            return None
+        return late.records(k, sources)
 
     def _view_ready(self) -> bool:
         if not self.view:
@@ -255,15 +266,11 @@ class Queries:
     ) -> Callable[[Known], list[MajorCase]]:
         """How the quota questions find the year's major cases of a territory (a part of ``k``): for a past ``as_of``
         (as known now or then), the current view's rows and a fold of the cases it cannot answer for
-        (``current.live_cases``: with facts recorded after ``known_at``); otherwise a fold of the year's cases."""
+        (``current.live`` of ``cases``); otherwise a fold of the year's cases."""
         bounds = year_bounds(year)
         folded = None
-        if as_of is not None and self._view_ready() and current.formatted(self.db):
-            if known_at is None:
-                folded = current.live_cases(k)
-            elif not late.policy_revised(self.db, k.as_of, k.known_at):
-                found = late.records(k, ("cases",))
-                folded = None if found is None else current.live_cases(k, found.uuids)
+        if self._view_answers(as_of) and (found := self._late(k, known_at, ("cases",))) is not None:
+            folded = current.live(k, found.uuids, of="cases")
         if folded is None:
             return lambda part: part.majors(*bounds)
         return lambda part: current.majors(part, *bounds, folded)
