@@ -10,7 +10,9 @@ store of N events (``bench.generate``), then measures, in this order and on that
 - verify: ``audit.verify.verify`` vs raw read-and-SHA-256 (``bench/verify_bench.py``);
 - queries in process (p50/p99 per query type, ``bench/projections_bench.py``);
 - HTTP: a query and a command vs ``/bench/noop`` on the same server (``bench/http_load.py``);
-- peak memory of rebuild, verify and export, each in its own process (``bench/peak.py``).
+- peak memory of rebuild, verify and export, each in its own process (``bench/peak.py``);
+- the fixed stack's floor: the same command and bulk rows for a bare eventsourcing application on the
+  same store (``bench/floor.py``), the most any application on this stack could reach.
 A figure is "ours / raw": 1.0 means no overhead over the raw baseline.
 """
 
@@ -27,7 +29,7 @@ from typing import Any
 
 from audit.checkpoints import take_checkpoint
 from audit.verify import verify
-from bench import projections_bench, raw, verify_bench
+from bench import floor, projections_bench, raw, verify_bench
 from bench.generate import Generated, generate
 from bench.http_load import http_bench
 from bench.peak import PeakFailed, peak_kib
@@ -92,6 +94,14 @@ def bulk_row(url: str, generated: Generated, batch: int) -> dict[str, Any]:
     cpu_us = generated.save_cpu_seconds / events * 1e6
     ours = events / generated.save_seconds
     return _row("bulk import", ours, base, "events/s", n=events, cpu_us_per_event=round(cpu_us, 1))
+
+
+def floor_rows(url: str, commands: int, events: int, batch: int) -> list[dict[str, Any]]:
+    """The bare library's command and bulk rows (``bench/floor.py``): measured, not judged against the goals."""
+    return [
+        _row(f"{path} (library floor)", f["ours"], f["raw"], "events/s", cpu_us_per_event=f["cpu_us_per_event"])
+        for path, f in floor.floor_rates(url, commands, events, batch).items()
+    ]
 
 
 def rebuild_row(url: str, rounds: int) -> dict[str, Any]:
@@ -168,6 +178,9 @@ def bench_store(kind: str, events: int, args: argparse.Namespace) -> dict[str, A
             rows.extend(timed("http", lambda: http_rows(url, generated.territories, args.http_seconds)))
         # Last: the commands add events, which would change what the other rows read.
         rows.insert(0, timed("commands", lambda: command_row(url, args.commands)))
+        if not args.skip_floor:
+            floor_events = min(events, args.floor_events)
+            rows[2:2] = timed("library floor", lambda: floor_rows(url, args.commands, floor_events, args.batch))
         return {
             "store": kind,
             "events": generated.head,
@@ -210,6 +223,8 @@ def main() -> None:
     parser.add_argument("--http-seconds", type=float, default=10.0, help="load per HTTP scenario")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-floor", action="store_true", help="no bare-library rows")
+    parser.add_argument("--floor-events", type=int, default=100_000, help="events of the bare library's bulk save")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()

@@ -44,7 +44,17 @@ def test_bench_run_prints_and_writes_every_row(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())["results"][0]
     paths = [r["path"] for r in result["rows"]]
-    assert paths == ["command", "bulk import", "rebuild", "verify", "HTTP query scores", "HTTP command petition"]
+    floor = ["command (library floor)", "bulk import (library floor)"]
+    assert paths == [
+        "command",
+        "bulk import",
+        *floor,
+        "rebuild",
+        "verify",
+        "HTTP query scores",
+        "HTTP command petition",
+    ]
+    assert [r["goal"] for r in result["rows"][2:4]] == [None, None]  # measured beside the goals, not against them
     assert all(r["ours"] > 0 and r["raw"] > 0 for r in result["rows"])
     assert {r["path"]: r["errors"] for r in result["rows"] if "errors" in r} == {
         "HTTP query scores": 0,
