@@ -157,10 +157,13 @@ def derive_current(db: Db) -> int:
     """
     target = min(positions(db, current.SOURCES).values())
     start = positions(db, [CURRENT])[CURRENT]
-    if target <= start:
+    formatted = current.formatted(db)
+    # A view derived by an older engine (no format marker, or another) is derived afresh, once, new facts or not:
+    # past questions fold until it is.
+    if target <= start and (formatted or start == 0):
         return 0
-    # A view derived by an older engine (no format marker) is derived afresh, once.
-    touched = current.touched(db, start, target) if current.formatted(db) else None
+    target = max(target, start)
+    touched = current.touched(db, start, target) if formatted else None
     if touched is None:
         analyze(db, [f"proj_{name}_{kind}" for name in current.SOURCES for kind in ("records", "events")])
         with db.transaction():
