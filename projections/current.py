@@ -80,10 +80,13 @@ SELF_DATED = {
 }
 #: The rows' format: a view without this marker, or with another number (derived by an older engine), is derived
 #: afresh once, and past questions fold until it is. Stored as the ``at`` of the row ``FORMAT_ROW``. 3: span rows,
-#: and an officer's commendations ranked by the officer's position alone; 4: a petition's span ends at its last event.
-FORMAT = 4
+#: and an officer's commendations ranked by the officer's position alone; 4: a petition's span ends at its last event;
+#: 5: a case's span is a kind apart, and beside each quota and R4 row what dates its figures (:data:`DATED`).
+FORMAT = 5
+#: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
+DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.
-SPANS = "('span', 'petition_span')"
+SPANS = "('span', 'petition_span', 'case_span')"
 FORMAT_ROW = "format:current"
 
 
@@ -141,13 +144,14 @@ def _span_rows(projection: str, uuid: str, units: set[str | None], first: int, e
     """The record's span, once per unit: ``visible_from`` its first business time, ``at`` and ``seq`` its last
     revising one (an event not :data:`SELF_DATED`), so the unit index finds the spans that end after a moment. A
     petition's span (``petition_span``) ends at its last event of any kind instead, its board row changing with
-    each, and keeps the last revising one as ``seq``. None when nothing later revises (or, for a petition, happens
-    to) the record: it is never live."""
+    each, and keeps the last revising one as ``seq``; a case's (``case_span``) is a kind apart, so the quota
+    questions find their few without walking the officers'. None when nothing later revises (or, for a petition,
+    happens to) the record: it is never live."""
     revised = max([first, *(e.occurred_at for e in evs if e.type not in SELF_DATED[projection])])
     last = max([first, *(e.occurred_at for e in evs)]) if projection == "petitions" else revised
     if last == first:
         return
-    kind = "petition_span" if projection == "petitions" else "span"
+    kind = {"petitions": "petition_span", "cases": "case_span"}.get(projection, "span")
     for unit in sorted(u for u in units if u is not None):
         yield uuid, kind, unit, last, first, revised, "[]"
 
@@ -289,20 +293,21 @@ def derive_quota(db: Db, year: int, keys: set[str] | None) -> None:
         k = k.within(set().union(*(k.subtree(u) | {u} for u in keys)))
     start, end = year_bounds(year)
     found = majors(k, start, end)
-    built = {
-        "quota": quota.quota_rows(k, year, found, k.quota_events(year)),
-        "deductions": quota.deduction_rows(k, year, found),
-    }
+    built = quota.stored_rows(k, year, found, k.quota_events(year))
     rows: list[Row] = []
     for kind, answer in built.items():
         for row in answer:
+            unit = row["unit_id"]
             # A row with no evidence has no figures: answers make it up (every district has one), none is stored.
-            if (keys is None or row["unit_id"] in keys) and row["evidence" if kind == "quota" else "items"]:
-                rows.append((f"{kind}:{year}:{row['unit_id']}", kind, row["unit_id"], start, 0, 0, _json(row)))
+            if (keys is None or unit in keys) and row["evidence" if kind == "quota" else "items"]:
+                dating = {key: row.pop(key) for key in quota.DATING if key in row}
+                rows.append((f"{kind}:{year}:{unit}", kind, unit, start, 0, 0, _json(row)))
+                rows.append((f"{DATED[kind]}:{year}:{unit}", DATED[kind], unit, start, 0, 0, _json(dating)))
+    kinds = [*DATED, *DATED.values()]
     if keys is None:
-        db.execute(f"DELETE FROM {TABLE} WHERE kind IN ('quota', 'deductions') AND at = ?", (start,))
+        db.execute(f"DELETE FROM {TABLE} WHERE kind IN ({', '.join('?' * len(kinds))}) AND at = ?", (*kinds, start))
     else:
-        ids = [f"{kind}:{year}:{unit}" for kind in built for unit in sorted(keys)]
+        ids = [f"{kind}:{year}:{unit}" for kind in kinds for unit in sorted(keys)]
         for i in range(0, len(ids), IN_LIST):
             some = ids[i : i + IN_LIST]
             db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({', '.join('?' * len(some))})", some)
@@ -378,7 +383,7 @@ def _where(k: Known, kinds: tuple[str, ...]) -> tuple[str, list[Any]]:
 LIVE = {
     "records": f"kind IN {SPANS} AND seq > ?",
     "board": "kind = 'petition_span'",
-    "cases": f"kind = 'span' AND EXISTS (SELECT 1 FROM proj_cases_records r WHERE r.uuid = {TABLE}.uuid)",
+    "cases": "kind = 'case_span'",
 }
 
 
@@ -387,17 +392,23 @@ def live(k: Known, late: Iterable[str] = (), *, of: str = "records") -> Known | 
     ``of`` (:data:`LIVE`) cannot read from their rows: revised after it (:data:`SELF_DATED`) or, for the board,
     with any event after it; and of the ``late`` ones (facts recorded after ``k.known_at``, ``projections.late``).
     ``None`` when they are more than one fold reads (a city-wide question): fold everything then."""
+    uuids = sorted(set(revised(k, of)).union(late))
+    if len(uuids) > IN_LIST:
+        return None
+    as_of, known_at = from_micros(k.as_of), from_micros(k.known_at)
+    return Known(k.db, as_of, known_at, lean=k.lean, only=k.only, window=k.window, uuids=uuids)
+
+
+def revised(k: Known, of: str = "records") -> list[str]:
+    """The territory's records that existed at ``k.as_of`` and whose rows the question ``of`` (:data:`LIVE`) cannot
+    read as they stood then: revised after it, or for the board with any event after it."""
     sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE at > ? AND visible_from <= ? AND {LIVE[of]}"
     params: list[Any] = [k.as_of, k.as_of] + [k.as_of] * LIVE[of].count("?")
     if k.scope is not None:
         units = sorted(k.scope)
         sql += f" AND unit_id IN ({', '.join('?' * len(units)) or 'NULL'})"
         params += units
-    uuids = sorted({r[0] for r in k.db.query(sql, params)}.union(late))
-    if len(uuids) > IN_LIST:
-        return None
-    as_of, known_at = from_micros(k.as_of), from_micros(k.known_at)
-    return Known(k.db, as_of, known_at, lean=k.lean, only=k.only, window=k.window, uuids=uuids)
+    return [r[0] for r in k.db.query(sql, params)]
 
 
 def _skipped(folded: Known | None) -> frozenset[str]:
@@ -529,14 +540,21 @@ def district_units(k: Known, kind: str, year: int) -> set[str]:
     return {r[0] for r in k.db.query(sql, (kind, year_bounds(year)[0]))}
 
 
-def district_rows(k: Known, kind: str, year: int, keys: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """The stored quota (``kind`` ``quota``) or R4 deduction (``deductions``) rows of a year, by district."""
-    sql = f"SELECT unit_id, data FROM {TABLE} WHERE kind = ? AND at = ?"
-    params: list[Any] = [kind, year_bounds(year)[0]]
+def district_rows(
+    k: Known, kind: str, year: int, keys: list[str] | None = None, *, dated: bool = False
+) -> dict[str, dict[str, Any]]:
+    """The stored quota (``kind`` ``quota``) or R4 deduction (``deductions``) rows of a year, by district; ``dated``,
+    each with what dates its figures (``quota.DATING``, kept apart: an answer about now never decodes it)."""
+    kinds = [kind, DATED[kind]] if dated else [kind]
+    sql = f"SELECT unit_id, data FROM {TABLE} WHERE kind IN ({', '.join('?' * len(kinds))}) AND at = ?"
+    params: list[Any] = [*kinds, year_bounds(year)[0]]
     if keys is not None:
         sql += f" AND unit_id IN ({', '.join('?' * len(keys)) or 'NULL'})"
         params += keys
-    return {unit: orjson.loads(data) for unit, data in k.db.query(sql, params)}
+    rows: dict[str, dict[str, Any]] = {}
+    for unit, data in k.db.query(sql, params):
+        rows.setdefault(unit, {}).update(orjson.loads(data))
+    return rows
 
 
 def petitions(k: Known, status: str | None = None, folded: Known | None = None) -> list[dict[str, Any]]:

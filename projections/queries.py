@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from domain.application import utc_now
-from projections import current, late, reports
+from projections import current, late, quota, reports
 from projections.catalog import CURRENT
 from projections.db import Db
 from projections.engine import positions
@@ -224,6 +224,8 @@ class Queries:
         k = self.known(as_of, known_at)
         if self._now(as_of, known_at):
             return _stored(k, "deductions", year, limit, after, deduction_rows(k, year, []))
+        if self._dated(k, as_of, known_at):
+            return _stored(k, "deductions", year, limit, after, deduction_rows(k, year, []), as_of=k.as_of)
         majors = self._majors(k, as_of, known_at, year)
 
         def rows(part: Known) -> list[dict[str, Any]]:
@@ -251,6 +253,8 @@ class Queries:
         k = self.known(as_of, known_at)
         if self._now(as_of, known_at):
             return _stored(k, "quota", year, limit, after, quota_rows(k, year, [], {}))
+        if self._dated(k, as_of, known_at):
+            return _stored(k, "quota", year, limit, after, quota_rows(k, year, [], {}), as_of=k.as_of)
         majors = self._majors(k, as_of, known_at, year)
 
         def rows(part: Known) -> list[dict[str, Any]]:
@@ -260,6 +264,11 @@ class Queries:
             return rows(k)
         keys = {u for u, rec in k.units.items() if rec.data["kind"] == "district"} | k.allocated_units(year)
         return _paged(k, keys, limit, after, rows)
+
+    def _dated(self, k: Known, as_of: datetime | None, known_at: datetime | None) -> bool:
+        """Whether the view's quota and R4 rows, cut at a past ``as_of`` (``quota.at_moment``), answer: as known now,
+        and no case revised after it (none is while every case event is self-dated)."""
+        return known_at is None and self._view_answers(as_of) and not current.revised(k, "cases")
 
     def _majors(
         self, k: Known, as_of: datetime | None, known_at: datetime | None, year: int
@@ -407,18 +416,33 @@ def _paged(
 
 
 def _stored(
-    k: Known, kind: str, year: int, limit: int | None, after: str | None, empty: list[dict[str, Any]]
+    k: Known,
+    kind: str,
+    year: int,
+    limit: int | None,
+    after: str | None,
+    empty: list[dict[str, Any]],
+    as_of: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Per-district rows about now from the current view: a district with no stored row for the year has the
-    ``empty`` one (no figures); any other unit (a city) has a row only when one is stored. Paged as :func:`_paged`."""
+    """Per-district rows from the current view, about now or (``as_of``) cut at a past moment as known now: a
+    district with no stored row for the year has the ``empty`` one (no figures); any other unit (a city) has a row
+    only when one is stored, and had figures by ``as_of``. Paged as :func:`_paged`."""
     blank = {row["unit_id"]: row for row in empty}
+
+    def answer(stored: dict[str, dict[str, Any]], unit: str) -> dict[str, Any] | None:
+        row = stored.get(unit)
+        if row is None:
+            return blank.get(unit)
+        return row if as_of is None else quota.at_moment(k, kind, row, as_of, unit in blank)
+
+    dated = as_of is not None
     if limit is None and after is None:
-        stored = current.district_rows(k, kind, year)
-        return [stored.get(unit) or blank[unit] for unit in districts(k, stored)]
+        stored = current.district_rows(k, kind, year, dated=dated)
+        return [row for unit in districts(k, stored) if (row := answer(stored, unit)) is not None]
 
     def page_rows(page: list[str]) -> list[dict[str, Any]]:
-        stored = current.district_rows(k, kind, year, page)
-        return [row for row in (stored.get(unit) or blank.get(unit) for unit in page) if row is not None]
+        stored = current.district_rows(k, kind, year, page, dated=dated)
+        return [row for unit in page if (row := answer(stored, unit)) is not None]
 
     return _page(blank.keys() | current.district_units(k, kind, year), limit, after, page_rows)
 

@@ -108,6 +108,39 @@ def test_quota_goes_negative_and_is_flagged(world: World) -> None:
     assert row["negative"] is True
 
 
+def test_the_quota_ledger_as_of_a_past_moment_is_the_views_rows_cut_there(world: World) -> None:
+    """R19/R4 as of a past moment (as known now) read the view's rows cut at that moment: what was allocated, used
+    and deducted by then, the city's own row only once it was given quota, each case at the amounts of the policy
+    in force when it became major; as the fold of the facts says."""
+    w = world
+    w.do("allocate_quota", "gc", 2024, Decimal(20), when="2024-01-02")
+    w.do("approve_land", "ys", Decimal(5), "道路", when="2024-02-01")
+    major_case(w, "c1", "yl", "2024-03-01")
+    w.do("allocate_quota", "laiwu", 2024, Decimal("8.5"), when="2024-04-01")
+    w.do("amend_policy", at("2024-07-01"), {"quota_deduction_mu": 15}, when="2024-06-20")
+    major_case(w, "c2", "yl", "2024-09-01")
+    q, fold = w.queries(), w.folds()
+
+    def ledger(as_of: datetime) -> dict[str, tuple[Any, ...]]:
+        assert q._dated(q.known(as_of, None), as_of, None), "the view's rows answer"
+        rows = q.quota(2024, as_of=as_of)
+        assert rows == fold.quota(2024, as_of=as_of)
+        assert q.quota_deductions(2024, as_of=as_of) == fold.quota_deductions(2024, as_of=as_of)
+        assert q.quota(2024, as_of=as_of, limit=1, after="gc") == fold.quota(2024, as_of=as_of, limit=1, after="gc")
+        return {r["unit_id"]: (r["allocated_mu"], r["used_mu"], r["deducted_mu"], r["remaining_mu"]) for r in rows}
+
+    assert ledger(at("2024-02-15")) == {"gc": (20, 5, 0, 15), "lc": (0, 0, 0, 0)}
+    assert ledger(at("2024-05-01")) == {"gc": (20, 5, 0, 15), "laiwu": (8.5, 0, 0, 8.5), "lc": (0, 0, 10, -10)}
+    assert ledger(at("2024-12-31")) == {"gc": (20, 5, 0, 15), "laiwu": (8.5, 0, 0, 8.5), "lc": (0, 0, 25, -25)}
+    deductions = by_unit(q.quota_deductions(2024, as_of=at("2024-12-31")))["lc"]
+    assert [(i["case_id"], i["land_quota_mu"], i["policy_version"]) for i in deductions["items"]] == [
+        ("c1", 10, 1),
+        ("c2", 15, 2),
+    ]
+    assert deductions["land_quota_mu"] == 25
+    assert "_running" not in q.quota(2024)[0] and "_at" not in q.quota_deductions(2024)[0]  # about now: as answered
+
+
 def test_a_mid_year_amendment_changes_points_after_its_effective_date_only(world: World) -> None:
     w = world
     major_case(w, "c1", "yl", "2024-03-01")
