@@ -159,10 +159,9 @@ def derive_current(db: Db) -> int:
     start = positions(db, [CURRENT])[CURRENT]
     formatted = current.formatted(db)
     # A view derived by an older engine (no format marker, or another) is derived afresh, once, new facts or not:
-    # past questions fold until it is.
-    if target <= start and (formatted or start == 0):
+    # past questions fold until it is. Never from sources behind it (being rebuilt): it waits for them.
+    if target < start or (target == start and (formatted or start == 0)):
         return 0
-    target = max(target, start)
     touched = current.touched(db, start, target) if formatted else None
     if touched is None:
         analyze(db, [f"proj_{name}_{kind}" for name in current.SOURCES for kind in ("records", "events")])

@@ -192,7 +192,7 @@ def _ledger_row(k: Known, year: int, unit: str, t: Totals) -> dict[str, Any]:
         "deducted_mu": number(t.deducted),
         "remaining_mu": number(remaining),
         "negative": remaining < 0,
-        "evidence": t.evidence,
+        "evidence": list(t.evidence),  # NOTHING's list is shared
     }
 
 
