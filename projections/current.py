@@ -296,11 +296,10 @@ def derive_quota(db: Db, year: int, keys: set[str] | None) -> None:
     built = quota.stored_rows(k, year, found, k.quota_events(year))
     rows: list[Row] = []
     for kind, answer in built.items():
-        for row in answer:
+        for row, dating in answer:
             unit = row["unit_id"]
             # A row with no evidence has no figures: answers make it up (every district has one), none is stored.
             if (keys is None or unit in keys) and row["evidence" if kind == "quota" else "items"]:
-                dating = {key: row.pop(key) for key in quota.DATING if key in row}
                 rows.append((f"{kind}:{year}:{unit}", kind, unit, start, 0, 0, _json(row)))
                 rows.append((f"{DATED[kind]}:{year}:{unit}", DATED[kind], unit, start, 0, 0, _json(dating)))
     kinds = [*DATED, *DATED.values()]
@@ -544,7 +543,7 @@ def district_rows(
     k: Known, kind: str, year: int, keys: list[str] | None = None, *, dated: bool = False
 ) -> dict[str, dict[str, Any]]:
     """The stored quota (``kind`` ``quota``) or R4 deduction (``deductions``) rows of a year, by district; ``dated``,
-    each with what dates its figures (``quota.DATING``, kept apart: an answer about now never decodes it)."""
+    each with what dates its figures (``quota.stored_rows``, kept apart: an answer about now never decodes it)."""
     kinds = [kind, DATED[kind]] if dated else [kind]
     sql = f"SELECT unit_id, data FROM {TABLE} WHERE kind IN ({', '.join('?' * len(kinds))}) AND at = ?"
     params: list[Any] = [*kinds, year_bounds(year)[0]]

@@ -222,10 +222,8 @@ class Queries:
         Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
         """
         k = self.known(as_of, known_at)
-        if self._now(as_of, known_at):
-            return _stored(k, "deductions", year, limit, after, deduction_rows(k, year, []))
-        if self._dated(k, as_of, known_at):
-            return _stored(k, "deductions", year, limit, after, deduction_rows(k, year, []), as_of=k.as_of)
+        if self._now(as_of, known_at) or self._dated(k, as_of, known_at):
+            return _stored(k, "deductions", year, limit, after, deduction_rows(k, year, []), as_of=self._cut(k, as_of))
         majors = self._majors(k, as_of, known_at, year)
 
         def rows(part: Known) -> list[dict[str, Any]]:
@@ -251,10 +249,8 @@ class Queries:
         Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
         """
         k = self.known(as_of, known_at)
-        if self._now(as_of, known_at):
-            return _stored(k, "quota", year, limit, after, quota_rows(k, year, [], {}))
-        if self._dated(k, as_of, known_at):
-            return _stored(k, "quota", year, limit, after, quota_rows(k, year, [], {}), as_of=k.as_of)
+        if self._now(as_of, known_at) or self._dated(k, as_of, known_at):
+            return _stored(k, "quota", year, limit, after, quota_rows(k, year, [], {}), as_of=self._cut(k, as_of))
         majors = self._majors(k, as_of, known_at, year)
 
         def rows(part: Known) -> list[dict[str, Any]]:
@@ -264,6 +260,11 @@ class Queries:
             return rows(k)
         keys = {u for u, rec in k.units.items() if rec.data["kind"] == "district"} | k.allocated_units(year)
         return _paged(k, keys, limit, after, rows)
+
+    @staticmethod
+    def _cut(k: Known, as_of: datetime | None) -> int | None:
+        """Where the stored quota and R4 rows are cut: nowhere for a question about now."""
+        return None if as_of is None else k.as_of
 
     def _dated(self, k: Known, as_of: datetime | None, known_at: datetime | None) -> bool:
         """Whether the view's quota and R4 rows, cut at a past ``as_of`` (``quota.at_moment``), answer: as known now,

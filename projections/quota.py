@@ -33,8 +33,6 @@ DEDUCTIONS = {
 }
 #: What a quota ledger entry does to its unit's row, in the order of the stored running sums.
 ENTRY_KINDS = ("allocated", "used", "deducted")
-#: The keys of a stored row that date its figures (:func:`at_moment`), kept by the view apart from the row.
-DATING = ("_running", "_at")
 
 
 class Entry(NamedTuple):
@@ -201,15 +199,15 @@ def _ledger_row(k: Known, year: int, unit: str, t: Totals) -> dict[str, Any]:
 
 def stored_rows(
     k: Known, year: int, majors: list[MajorCase], events: dict[str, list[Ev]]
-) -> dict[str, list[dict[str, Any]]]:
-    """The view's rows of a year, per kind (``quota``, ``deductions``): the answers' rows, each with what dates its
-    figures (:data:`DATING`) so that :func:`at_moment` cuts it at a past moment."""
+) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """The view's rows of a year, per kind (``quota``, ``deductions``): each answer's row with what dates its figures
+    (``_running`` or ``_at``, kept beside it), which :func:`at_moment` reads merged into the row to cut it."""
     found = entries(k, year, majors, events)
     items = deduction_items(k, majors)
     return {
-        "quota": [{**row, "_running": _running(found.get(row["unit_id"], []))} for row in _ledger_rows(k, year, found)],
+        "quota": [(row, {"_running": _running(found.get(row["unit_id"], []))}) for row in _ledger_rows(k, year, found)],
         "deductions": [
-            {**row, "_at": [at for at, _ in items.get(row["unit_id"], [])]} for row in _deduction_rows(k, year, items)
+            (row, {"_at": [at for at, _ in items.get(row["unit_id"], [])]}) for row in _deduction_rows(k, year, items)
         ],
     }
 
