@@ -198,11 +198,12 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         workers: list[threading.Thread] = []
+        bulletins = None
         if run_projections:
             from projections.engine import run
             from projections.reports import Bulletins
 
-            bulletins = Bulletins(url)  # the reports of periods that end while the server runs are issued by it
+            bulletins = Bulletins(url)  # issues the reports of periods as they end, and back-issues older ones
             workers.append(
                 threading.Thread(
                     target=supervised, args=(lambda: run(url, stop=stop, idle=bulletins), stop), name="projections"
@@ -226,6 +227,8 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
             stop.set()
             for worker in workers:
                 worker.join(timeout=5)
+            if bulletins is not None:
+                bulletins.wait(timeout=5)
             if owned:
                 app_ledger.close()
 

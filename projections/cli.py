@@ -58,11 +58,14 @@ def register(app: typer.Typer) -> None:
             with _bar() as progress:
                 engine.catch_up(url, names, _reporter(progress, "catching up"), batch_size=batch_size)
             stop = threading.Event()
+            idle = issuer(url, names)  # with the current view, the reports as their periods end
             try:
-                idle = issuer(url, names)  # with the current view, the reports as their periods end
                 engine.run(url, names, stop=stop, poll_interval=poll_interval, batch_size=batch_size, idle=idle)
             except KeyboardInterrupt:
                 stop.set()
+            finally:
+                if idle is not None:
+                    idle.wait()  # a report being folded is kept, not cut off
         except Exception as error:  # any failure is reported as one line, never a traceback
             raise _fail(error) from None
 

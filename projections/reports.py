@@ -9,6 +9,9 @@ about last month, never the bulletin as it was issued.
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -19,13 +22,15 @@ import orjson
 from domain.application import utc_now
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Violation
-from projections.catalog import ISSUED, PROJECTIONS, micros, with_current
+from projections.catalog import ISSUED, PROJECTIONS, from_micros, micros, with_current
 from projections.db import Db
 from projections.engine import positions
 from projections.history import REPORT_TYPES, Known, iso
 
 if TYPE_CHECKING:
     from projections.queries import Queries
+
+log = logging.getLogger(__name__)
 
 
 def period(kind: str, label: str) -> tuple[datetime, datetime]:
@@ -72,6 +77,12 @@ def issued(queries: Queries, kind: str, label: str) -> dict[str, Any]:
                 db.execute(f"UPDATE {ISSUED} SET head = ? WHERE kind = ? AND label = ?", (head, kind, label))
         return cast(dict[str, Any], orjson.loads(rows[0][1]))
     body = build(queries, kind, label, None, None)
+    keep(db, kind, label, head, body)
+    return body
+
+
+def keep(db: Db, kind: str, label: str, head: int, body: dict[str, Any]) -> None:
+    """Keep a report as issued, folded from the facts every fact projection had applied by ``head``."""
     # A read replica, or a store without the table, refuses: the answer stands, it is only not kept.
     with contextlib.suppress(*db.errors), db.transaction():
         db.execute(f"DELETE FROM {ISSUED} WHERE kind = ? AND label = ?", (kind, label))
@@ -79,7 +90,6 @@ def issued(queries: Queries, kind: str, label: str) -> dict[str, Any]:
             f"INSERT INTO {ISSUED} (kind, label, head, body) VALUES (?, ?, ?, ?)",
             (kind, label, head, orjson.dumps(body).decode()),
         )
-    return body
 
 
 def last_ended(now: datetime) -> list[tuple[str, str]]:
@@ -95,31 +105,133 @@ def last_ended(now: datetime) -> list[tuple[str, str]]:
     ]
 
 
+#: The fact projections whose records put anything in a report: back-issuing starts at the first of them (the
+#: organisation and the policy's defaults are dated earlier and report nothing alone).
+REPORTED = ("cases", "petitions", "people", "accountability")
+#: Issuing order of the moments to back-issue: the bulletins first, then the weekly reports, then the days.
+RANK = {"monthly": 0, "weekly": 1, "daily": 2}
+#: How often, at most, an idle worker with nothing left to back-issue lists the periods again (a history loaded
+#: since, a report dropped by a rebuild): each listing reads the kept reports' labels. Also the pause after a
+#: step failed (a store gone away).
+RELIST_SECONDS = 60.0
+
+Moment = tuple[date, list[tuple[str, str]]]
+
+
+def ending_after(day: date) -> list[tuple[str, str]]:
+    """The periods that end at the midnight after ``day`` (kind, label): its daily report, the weekly one on a
+    Sunday, the monthly bulletin on a month's last day."""
+    ends = [("daily", day.isoformat())]
+    if day.isoweekday() == 7:
+        week = day.isocalendar()
+        ends.append(("weekly", f"{week.year}-W{week.week:02d}"))
+    if (day + timedelta(days=1)).day == 1:
+        ends.append(("monthly", f"{day.year}-{day.month:02d}"))
+    return ends
+
+
+def backlog(db: Db, now: datetime) -> list[Moment]:
+    """补发清单 (the reports to back-issue): every period ended before ``now`` since the first reported record's
+    business time whose report is not kept, grouped by the moment it ends (one fold issues them all), in the order
+    to issue them: the moments that end a month, newest first, then those that end a week, then the other days."""
+    try:
+        kept = set(db.query(f"SELECT kind, label FROM {ISSUED}"))
+        firsts = [db.query(f"SELECT MIN(occurred_at) FROM {PROJECTIONS[n].records_table}")[0][0] for n in REPORTED]
+    except db.errors:  # a store that cannot keep reports (a read replica), or has no facts yet
+        return []
+    known = [int(first) for first in firsts if first is not None]
+    if not known:
+        return []
+    day = from_micros(min(known)).astimezone(BUREAU_TZ).date()
+    last = now.astimezone(BUREAU_TZ).date() - timedelta(days=1)  # the last day that has ended
+    moments: list[Moment] = []
+    while day <= last:
+        due = [p for p in ending_after(day) if p not in kept]
+        if due:
+            moments.append((day, due))
+        day += timedelta(days=1)
+    moments.sort(key=lambda m: (min(RANK[kind] for kind, _ in m[1]), -m[0].toordinal()))
+    return moments
+
+
+def issue_at(queries: Queries, day: date, due: list[tuple[str, str]]) -> None:
+    """Fold the city once as known at the midnight after ``day`` and keep each of these reports ending there,
+    unless another process has kept it meanwhile."""
+    db = queries.db
+    wanted = [p for p in due if not db.query(f"SELECT 1 FROM {ISSUED} WHERE kind = ? AND label = ?", p)]
+    if not wanted:
+        return
+    _, end = period("daily", day.isoformat())
+    head = min(positions(db, list(PROJECTIONS)).values())  # before the fold, as in issued()
+    k = queries.known(end, end, lean=True, only=REPORT_TYPES)
+    for kind, label in wanted:
+        keep(db, kind, label, head, report(k, kind, label))
+
+
 class Bulletins:
     """签发 (issuing): once a period ends, its report is built and kept (:func:`issued`), so a supervisor's first
     ask reads it rather than folding the city (seconds at a million events).
 
-    A projection worker calls it whenever it is idle at the head of the log; each report is issued once per
-    process (:func:`issued` reads back one kept before a restart). Only the latest period of each kind is issued:
-    an older report is built on its first ask, as before. A fact recorded before the issue date that arrives
-    after (a late commit) is caught by :func:`issued` on the next ask, which folds and keeps the report again."""
+    A projection worker calls it whenever it is idle at the head of the log; each call with work to do starts
+    one step (:meth:`issue`) in a thread of its own and returns, so the worker goes on following the log while a
+    report folds (5-7 s at a million events), and read-your-writes still waits for the log, not for the fold.
+    The periods that ended last come first, each issued once per process (:func:`issued` reads back one kept
+    before a restart). Then, one moment per step, it back-issues (补发) every earlier period whose report is not
+    kept (:func:`backlog`): a history loaded in bulk, periods that ended while no worker ran, the reports a rebuild
+    dropped. A fact recorded before an issue date that arrives after (a late commit) is caught by :func:`issued`
+    on the next ask, which folds and keeps the report again."""
 
     def __init__(self, url: str, clock: Callable[[], datetime] = utc_now) -> None:
         self.url = url
         self.clock = clock
         self.done: set[tuple[str, str]] = set()
+        self.pending: list[Moment] = []  # the backlog, the next moment to issue last
+        self.listed = -RELIST_SECONDS  # when the backlog was last listed (time.monotonic)
+        self.paused_until = 0.0  # after a step failed (time.monotonic)
+        self._step: threading.Thread | None = None
 
     def __call__(self) -> None:
-        due = [period for period in last_ended(self.clock()) if period not in self.done]
-        if not due:
+        if (self._step is not None and self._step.is_alive()) or not self._work():
             return
+        self._step = threading.Thread(target=self._guarded, name="bulletins", daemon=True)
+        self._step.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Let a step underway finish (a worker stopping: its last report is kept, not cut off)."""
+        if self._step is not None:
+            self._step.join(timeout)
+
+    def _due(self) -> list[tuple[str, str]]:
+        return [period for period in last_ended(self.clock()) if period not in self.done]
+
+    def _work(self) -> bool:
+        now = time.monotonic()
+        return now >= self.paused_until and (bool(self._due() or self.pending) or now - self.listed >= RELIST_SECONDS)
+
+    def _guarded(self) -> None:
+        try:
+            self.issue()
+        except Exception as error:  # a store gone away: tried again after a pause, the worker goes on
+            log.warning("issuing reports failed, trying again in %.0f s: %s", RELIST_SECONDS, error)
+            self.paused_until = time.monotonic() + RELIST_SECONDS
+
+    def issue(self) -> None:
+        """One step: the reports of the periods just ended, or else the next moment of the backlog."""
         from projections.queries import Queries  # queries imports this module
 
         queries = Queries(self.url)
         try:
+            due = self._due()
             for kind, label in due:
                 issued(queries, kind, label)
                 self.done.add((kind, label))
+            if due:
+                return
+            if not self.pending:
+                self.pending = backlog(queries.db, self.clock())[::-1]
+                self.listed = time.monotonic()
+            if self.pending:
+                issue_at(queries, *self.pending.pop())
         finally:
             queries.close()
 
@@ -143,9 +255,17 @@ def _arrived(db: Db, head: int, known_at: int) -> bool:
 
 
 def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known_at: datetime | None) -> dict[str, Any]:
+    """The report folded from the facts: as of ``as_of`` and as known at ``known_at``, each by default its issue
+    date (the period's end, or now if it has not ended)."""
+    _, end = period(kind, label)
+    issue_date = min(end, utc_now())
+    return report(queries.known(as_of or issue_date, known_at or issue_date, lean=True, only=REPORT_TYPES), kind, label)
+
+
+def report(k: Known, kind: str, label: str) -> dict[str, Any]:
+    """The report of a period from a fold of the city (``k``): what happened inside the period, and what stood at
+    ``k.as_of``."""
     start, end = period(kind, label)
-    issued = min(end, utc_now())
-    k = queries.known(as_of or issued, known_at or issued, lean=True, only=REPORT_TYPES)
     lo, hi = micros(start), micros(end)
 
     def inside(at: int | None) -> bool:
@@ -214,4 +334,4 @@ def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known
     }
 
 
-__all__ = ["Known", "build", "issued", "period"]
+__all__ = ["Known", "backlog", "build", "issued", "period", "report"]

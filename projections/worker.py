@@ -28,7 +28,10 @@ def main(argv: list[str]) -> int:
     names = [a for a in argv if not a.startswith("--")]
     url = database_url()
     batch_size = sizes[-1] if sizes else DEFAULT_BATCH
-    run(url, names or None, stop=stop, poll_interval=0.05, batch_size=batch_size, idle=issuer(url, names or None))
+    bulletins = issuer(url, names or None)
+    run(url, names or None, stop=stop, poll_interval=0.05, batch_size=batch_size, idle=bulletins)
+    if bulletins is not None:
+        bulletins.wait()  # a report being folded is kept, not cut off
     return 0
 
 
