@@ -137,7 +137,7 @@ def backlog(db: Db, now: datetime) -> list[Moment]:
     try:
         kept = set(db.query(f"SELECT kind, label FROM {ISSUED}"))
         firsts = [db.query(f"SELECT MIN(occurred_at) FROM {PROJECTIONS[n].records_table}")[0][0] for n in REPORTED]
-    except db.errors:  # a store that cannot keep reports (a read replica), or has no facts yet
+    except db.errors:  # a store whose projections have not made their tables yet
         return []
     known = [int(first) for first in firsts if first is not None]
     if not known:

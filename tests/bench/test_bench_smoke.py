@@ -75,3 +75,24 @@ def test_the_projection_bench_measures_a_generated_store_as_it_is(tmp_path: Path
     assert {"scores(as_of, known_at, district)", "petitions(as_of, known_at, district)"} <= result["queries"].keys()
     assert all(q["calls"] == 3 for q in result["queries"].values())
     assert "1501 events, 1 territories" in done.stdout
+
+
+def test_back_issue_prints_the_steps_and_keeps_every_bulletin(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    assert run("bench.generate", "--url", url, "--events", "1500", "--years", "2024-2025").returncode == 0
+    out = tmp_path / "back.json"
+    done = run("bench.back_issue", "--url", url, "--budget", "60", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "first ask of the newest bulletin: fold" in done.stdout and "moments left:" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["steps"]["monthly"]["n"] >= 20  # every month end since the history's first, after the newest
+    assert result["fold_over_read"] > 0
+    from projections.catalog import ISSUED
+    from projections.db import Db
+
+    db = Db(url)
+    try:
+        months = {label for (label,) in db.query(f"SELECT label FROM {ISSUED} WHERE kind = 'monthly'")}
+    finally:
+        db.close()
+    assert len(months) == result["steps"]["monthly"]["n"] + 1  # and the newest, issued as the periods just ended

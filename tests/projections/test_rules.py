@@ -355,6 +355,26 @@ def test_the_worker_follows_the_log_while_a_report_folds(world: World) -> None:
         bulletins.wait()
 
 
+def test_a_failed_issuing_step_pauses_instead_of_retrying_at_every_poll(world: World) -> None:
+    """A store gone away makes a step fail: logged, then no step for ``RELIST_SECONDS``, however often idle."""
+    attempts = []
+
+    class Failing(reports.Bulletins):
+        def issue(self) -> None:
+            attempts.append(time.monotonic())
+            raise RuntimeError("connection refused")
+
+    bulletins = Failing(world.url)
+    for _ in range(5):
+        bulletins()
+        bulletins.wait()
+    assert len(attempts) == 1 and bulletins.paused_until >= attempts[0] + reports.RELIST_SECONDS
+    bulletins.paused_until = 0.0  # the pause is over
+    bulletins()
+    bulletins.wait()
+    assert len(attempts) == 2
+
+
 @given(st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)))
 def test_the_periods_ending_after_a_day_are_those_whose_end_is_its_midnight(day: date) -> None:
     """Back-issuing folds once per moment: every period of each kind containing ``day`` is listed there exactly

@@ -1,0 +1,96 @@
+"""Back-issuing speed (补发性能): how long the worker takes to keep the reports of a history loaded in bulk.
+
+On a store ``bench.generate`` made and the projections caught up with, the kept reports are emptied, then
+the worker's issuing steps (``projections.reports.Bulletins.issue``, each one fold of the city at one moment)
+run until every monthly bulletin is kept, or the time budget is spent. Printed: the steps and their seconds by
+the largest kind they issued, the moments still to issue (weekly and daily reports) and the time they would
+take at the mean of the steps measured, and, as the baseline measured in the same run, a first ask of the
+newest bulletin (a fold as ``Queries.monthly`` makes it) against the same ask once it is kept (a read).
+
+Usage: PYTHONPATH=. python -m bench.back_issue --url URL [--budget SECONDS] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from projections import engine, reports
+from projections.catalog import ISSUED
+from projections.queries import Queries
+
+PERIOD = {"monthly": "month", "weekly": "week", "daily": "day only"}
+
+
+def kept(queries: Queries) -> set[tuple[str, str]]:
+    return {(kind, label) for kind, label in queries.db.query(f"SELECT kind, label FROM {ISSUED}")}
+
+
+def measure(url: str, budget: float) -> dict[str, Any]:
+    engine.catch_up(url)
+    queries = Queries(url)
+    try:
+        queries.db.execute(f"DELETE FROM {ISSUED}")  # a reused store: every report is issued again
+        bulletins = reports.Bulletins(url)
+        newest = reports.last_ended(bulletins.clock())[2][1]
+        began = time.perf_counter()
+        queries.monthly(newest)  # folded, then kept
+        fold = time.perf_counter() - began
+        reads = []
+        for _ in range(20):
+            began = time.perf_counter()
+            queries.monthly(newest)
+            reads.append(time.perf_counter() - began)
+        bulletins.issue()  # the periods just ended (the newest bulletin is read back, the others folded)
+        steps: dict[str, list[float]] = {"monthly": [], "weekly": [], "daily": []}
+        spent = 0.0
+        while spent < budget:
+            before = kept(queries)
+            began = time.perf_counter()
+            bulletins.issue()
+            took = time.perf_counter() - began
+            issued = kept(queries) - before
+            if not issued:
+                break
+            spent += took
+            steps[min((kind for kind, _ in issued), key=reports.RANK.__getitem__)].append(took)
+        mean = statistics.fmean([s for taken in steps.values() for s in taken] or [0.0])
+        pending = len(bulletins.pending)
+    finally:
+        queries.close()
+    return {
+        "first_ask_fold_s": round(fold, 2),
+        "kept_read_ms_p50": round(statistics.median(reads) * 1000, 2),
+        "fold_over_read": round(fold / statistics.median(reads)),
+        "steps": {kind: _summary(taken) for kind, taken in steps.items()},
+        "moments_left": pending,
+        "left_estimate_s": round(pending * mean),
+    }
+
+
+def _summary(taken: list[float]) -> dict[str, Any]:
+    return {"n": len(taken), "s": round(sum(taken), 1), "mean_s": round(statistics.fmean(taken), 2) if taken else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="a store made by bench.generate")
+    parser.add_argument("--budget", type=float, default=900.0, help="seconds of issuing steps at most")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    result = measure(args.url, args.budget)
+    print(f"first ask of the newest bulletin: fold {result['first_ask_fold_s']} s, kept read "
+          f"{result['kept_read_ms_p50']} ms p50 ({result['fold_over_read']}x)")  # fmt: skip
+    for kind, step in result["steps"].items():
+        print(f"back-issued, moments ending a {PERIOD[kind]}: {step['n']} in {step['s']} s ({step['mean_s']} s each)")
+    print(f"moments left: {result['moments_left']} (about {result['left_estimate_s']} s at the mean step)")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
