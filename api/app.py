@@ -228,7 +228,7 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
             for worker in workers:
                 worker.join(timeout=5)
             if bulletins is not None:
-                bulletins.wait(timeout=5)
+                bulletins.close(timeout=5)
             if owned:
                 app_ledger.close()
 

@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
                 stop.set()
             finally:
                 if idle is not None:
-                    idle.wait()  # a report being folded is kept, not cut off
+                    idle.close()  # a report being folded is kept, not cut off
         except Exception as error:  # any failure is reported as one line, never a traceback
             raise _fail(error) from None
 

@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     bulletins = issuer(url, names or None)
     run(url, names or None, stop=stop, poll_interval=0.05, batch_size=batch_size, idle=bulletins)
     if bulletins is not None:
-        bulletins.wait()  # a report being folded is kept, not cut off
+        bulletins.close()  # a report being folded is kept, not cut off
     return 0
 
 

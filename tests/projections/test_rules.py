@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -250,7 +253,7 @@ def test_the_worker_issues_the_reports_of_the_periods_just_ended(world: World) -
     finally:
         stop.set()
         worker.join()
-        bulletins.wait()
+        bulletins.close()
     db = Db(w.url)
     rows = db.query(f"SELECT kind, label, body FROM {ISSUED}")
     kept = {(kind, label): orjson.loads(body) for kind, label, body in rows}
@@ -286,11 +289,15 @@ def test_an_idle_worker_back_issues_every_earlier_period_monthly_first(world: Wo
     def kept() -> set[tuple[str, str]]:
         return {(kind, label) for kind, label in db.query(f"SELECT kind, label FROM {ISSUED}")}
 
-    bulletins.issue()
+    def idle() -> None:  # the worker's idle call, then the step it started, in the steps' own process
+        bulletins()
+        bulletins.wait()
+
+    idle()
     assert kept() == {("daily", "2024-06-17"), ("weekly", "2024-W24"), ("monthly", "2024-05")}
     issued = [kept()]  # what each idle call kept
     while bulletins.pending or len(issued) == 1:
-        bulletins.issue()
+        idle()
         issued.append(kept() - set().union(*issued))
     days = [(at("2024-05-30") + timedelta(days=n)).date().isoformat() for n in range(18)]  # to 2024-06-16
     sundays = [{("daily", "2024-06-09"), ("weekly", "2024-W23")}, {("daily", "2024-06-02"), ("weekly", "2024-W22")}]
@@ -310,69 +317,85 @@ def test_an_idle_worker_back_issues_every_earlier_period_monthly_first(world: Wo
     assert q.daily("2024-06-12") == bodies[("daily", "2024-06-12")]
     q.close()
 
-    bulletins.issue()  # nothing left: nothing folded or kept again
+    idle()  # nothing left: nothing folded or kept again
     assert kept() == set(bodies)
     petition(w, "x0", "yl", "2024-05-27")  # an earlier day, loaded now
     w.queries().close()
-    bulletins()  # the idle hook lists the periods again only once RELIST_SECONDS have passed
-    bulletins.wait()
+    idle()  # the periods are listed again only once RELIST_SECONDS have passed
     assert kept() == set(bodies)
     bulletins.listed -= reports.RELIST_SECONDS
     later: list[set[tuple[str, str]]] = []
     while bulletins.pending or not later:
-        bulletins()
-        bulletins.wait()
+        idle()
         later.append(kept() - set(bodies) - set().union(*later))
     assert later == [{("daily", "2024-05-29")}, {("daily", "2024-05-28")}, {("daily", "2024-05-27")}]
+    bulletins.close()
     db.close()
 
 
-def test_the_worker_follows_the_log_while_a_report_folds(world: World) -> None:
-    """A report's fold (seconds at a million events) runs beside the worker, not in its loop: a command recorded
-    meanwhile is applied, so read-your-writes waits for the log, not for the report."""
+def _held_step(url: str, now: datetime, due: list[Any], pending: list[Any]) -> tuple[list[Any], list[Any]]:
+    """An issuing step that holds its process until the test lets it go, as a long fold would."""
+    signals = Path(os.environ["LEDGER_TEST_SIGNALS"])
+    (signals / "started").touch()
+    deadline = time.monotonic() + 30
+    while not (signals / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (signals / "done").touch()
+    return [], []
+
+
+def _failing_step(url: str, now: datetime, due: list[Any], pending: list[Any]) -> tuple[list[Any], list[Any]]:
+    with (Path(os.environ["LEDGER_TEST_SIGNALS"]) / "attempts").open("a") as attempts:
+        attempts.write("x")
+    raise RuntimeError("connection refused")
+
+
+def test_the_worker_follows_the_log_while_a_report_folds(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report's fold (seconds at a million events) runs in a process of its own, not in the worker's loop: a
+    command recorded meanwhile is applied, so read-your-writes waits for the log, not for the report."""
     w = world
+    monkeypatch.setenv("LEDGER_TEST_SIGNALS", str(tmp_path))  # the steps' process inherits it
     petition(w, "x1", "kz", "2024-05-30")
-    folding, release = threading.Event(), threading.Event()
-
-    class Slow(reports.Bulletins):
-        def issue(self) -> None:
-            folding.set()
-            release.wait(30)  # a fold that takes as long as the test needs
-
-    bulletins = Slow(w.url)
+    bulletins = reports.Bulletins(w.url, steps=_held_step)
     stop = threading.Event()
     worker = threading.Thread(target=engine.run, args=(w.url,), kwargs={"stop": stop, "idle": bulletins})
     worker.start()
     try:
-        assert folding.wait(10)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
         recorded = petition(w, "x2", "kz", "2024-06-01")
         assert engine.wait_for(w.url, recorded.position, timeout=10)
-        assert bulletins._step is not None and bulletins._step.is_alive()  # the fold was still underway
+        assert (tmp_path / "started").exists() and not (tmp_path / "done").exists()  # the step was still underway
     finally:
-        release.set()
+        (tmp_path / "release").touch()
         stop.set()
         worker.join()
-        bulletins.wait()
+        bulletins.close()
+    assert (tmp_path / "done").exists()  # closing let it finish
 
 
-def test_a_failed_issuing_step_pauses_instead_of_retrying_at_every_poll(world: World) -> None:
+def test_a_failed_issuing_step_pauses_instead_of_retrying_at_every_poll(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A store gone away makes a step fail: logged, then no step for ``RELIST_SECONDS``, however often idle."""
-    attempts = []
-
-    class Failing(reports.Bulletins):
-        def issue(self) -> None:
-            attempts.append(time.monotonic())
-            raise RuntimeError("connection refused")
-
-    bulletins = Failing(world.url)
-    for _ in range(5):
+    monkeypatch.setenv("LEDGER_TEST_SIGNALS", str(tmp_path))
+    bulletins = reports.Bulletins(world.url, steps=_failing_step)
+    try:
+        began = time.monotonic()
+        for _ in range(5):
+            bulletins()
+            bulletins.wait()
+        assert (tmp_path / "attempts").read_text() == "x"
+        assert bulletins.paused_until >= began + reports.RELIST_SECONDS
+        bulletins.paused_until = 0.0  # the pause is over
         bulletins()
         bulletins.wait()
-    assert len(attempts) == 1 and bulletins.paused_until >= attempts[0] + reports.RELIST_SECONDS
-    bulletins.paused_until = 0.0  # the pause is over
-    bulletins()
-    bulletins.wait()
-    assert len(attempts) == 2
+        assert (tmp_path / "attempts").read_text() == "xx"
+    finally:
+        bulletins.close()
 
 
 @given(st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)))
