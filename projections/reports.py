@@ -119,10 +119,11 @@ RANK = {"monthly": 0, "weekly": 1, "daily": 2}
 #: step failed (a store gone away).
 RELIST_SECONDS = 60.0
 
-Moment = tuple[date, list[tuple[str, str]]]
+Period = tuple[str, str]  # (kind, label)
+Moment = tuple[date, list[Period]]
 
 
-def ending_after(day: date) -> list[tuple[str, str]]:
+def ending_after(day: date) -> list[Period]:
     """The periods that end at the midnight after ``day`` (kind, label): its daily report, the weekly one on a
     Sunday, the monthly bulletin on a month's last day."""
     ends = [("daily", day.isoformat())]
@@ -158,7 +159,7 @@ def backlog(db: Db, now: datetime) -> list[Moment]:
     return moments
 
 
-def issue_at(queries: Queries, day: date, due: list[tuple[str, str]]) -> None:
+def issue_at(queries: Queries, day: date, due: list[Period]) -> None:
     """Fold the city once as known at the midnight after ``day`` and keep each of these reports ending there,
     unless another process has kept it meanwhile."""
     db = queries.db
@@ -172,7 +173,6 @@ def issue_at(queries: Queries, day: date, due: list[tuple[str, str]]) -> None:
         keep(db, kind, label, head, report(k, kind, label))
 
 
-Period = tuple[str, str]
 Step = Callable[[str, datetime, list[Period], list[Moment]], tuple[list[Period], list[Moment]]]
 
 
@@ -232,14 +232,17 @@ class Bulletins:
         due = self._due()
         if not due and not self.pending:  # this step lists the backlog
             self.listed = time.monotonic()
-        if self._pool is None:  # spawned, not forked: the worker's process has threads and open connections
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_end_with,
-                initargs=(os.getpid(),),
-            )
-        self._step = self._pool.submit(self.steps, self.url, self.clock(), due, self.pending)
+        try:
+            if self._pool is None:  # spawned, not forked: the worker's process has threads and open connections
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_end_with,
+                    initargs=(os.getpid(),),
+                )
+            self._step = self._pool.submit(self.steps, self.url, self.clock(), due, self.pending)
+        except Exception as error:  # no process to run it (out of memory, say): as a failed step
+            self._failed(error)
 
     def issue(self) -> None:
         """One step in this process (a benchmark, a test)."""
@@ -279,9 +282,16 @@ class Bulletins:
         self._step = None
         try:
             self._apply(*finished.result())
-        except Exception as error:  # a store gone away: tried again after a pause, the worker goes on
-            log.warning("issuing reports failed, trying again in %.0f s: %s", RELIST_SECONDS, error)
-            self.paused_until = time.monotonic() + RELIST_SECONDS
+        except Exception as error:  # a store gone away, the steps' process killed: the worker goes on
+            self._failed(error)
+
+    def _failed(self, error: Exception) -> None:
+        """Try again after a pause, in a process spawned afresh (a killed one leaves its pool broken)."""
+        log.warning("issuing reports failed, trying again in %.0f s: %s", RELIST_SECONDS, error)
+        self.paused_until = time.monotonic() + RELIST_SECONDS
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 def _end_with(parent: int) -> None:

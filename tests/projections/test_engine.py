@@ -17,7 +17,7 @@ from projections import current, engine
 from projections.catalog import NAMES, PROJECTIONS
 from projections.db import Db
 from projections.queries import Queries
-from tests.projections.conftest import World, at
+from tests.projections.conftest import World, alive, at, children
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = list(PROJECTIONS)
@@ -232,27 +232,6 @@ def test_a_worker_killed_mid_batch_restarts_to_the_same_views_as_a_rebuild(world
     assert dump(world.url) == dump(offline_copy(world, tmp_path))
 
 
-def _children(pid: int) -> set[int]:
-    """The processes whose parent is ``pid`` (from /proc)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_a_killed_worker_leaves_no_issuing_process_behind(world: World) -> None:
     """The worker folds reports in a process of its own (``reports.Bulletins``); killed with SIGKILL, the worker
     never shuts it down, so that process ends by itself instead of waiting for a next step for ever."""
@@ -261,13 +240,13 @@ def test_a_killed_worker_leaves_no_issuing_process_behind(world: World) -> None:
     worker = subprocess.Popen([sys.executable, "-m", "projections.worker"], env=env, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
-        while not (steps := _children(worker.pid)) and time.monotonic() < deadline:
+        while not (steps := children(worker.pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert steps, "the worker started no issuing process"
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in steps) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in steps) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in steps)
+    assert not any(alive(pid) for pid in steps)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -30,7 +31,7 @@ from domain.vocabulary import (
 from projections import engine, reports
 from projections.db import Db
 from projections.queries import Queries
-from tests.projections.conftest import World, at
+from tests.projections.conftest import World, alive, at, children
 
 
 def by_unit(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -395,6 +396,40 @@ def test_a_failed_issuing_step_pauses_instead_of_retrying_at_every_poll(
         bulletins.wait()
         assert (tmp_path / "attempts").read_text() == "xx"
     finally:
+        bulletins.close()
+
+
+def steps_processes() -> list[int]:
+    """The live processes this one spawned to run issuing steps."""
+    mine = [pid for pid in children(os.getpid()) if alive(pid)]
+    return [pid for pid in mine if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_an_issuing_process_killed_mid_step_is_replaced_after_the_pause(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The steps' process killed (out of memory, say) leaves its pool broken: the worker goes on, pauses, and
+    spawns a fresh process for the next step."""
+    monkeypatch.setenv("LEDGER_TEST_SIGNALS", str(tmp_path))
+    bulletins = reports.Bulletins(world.url, steps=_held_step)
+    try:
+        bulletins()
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (held,) = steps_processes()
+        os.kill(held, signal.SIGKILL)
+        bulletins.wait(10)
+        assert bulletins.paused_until > time.monotonic()
+        bulletins()  # paused: no process spawned, no step started
+        assert steps_processes() == []
+        bulletins.paused_until = 0.0
+        (tmp_path / "release").touch()
+        bulletins()
+        bulletins.wait(30)
+        assert (tmp_path / "done").exists()  # a fresh process ran the step
+    finally:
+        (tmp_path / "release").touch()
         bulletins.close()
 
 
