@@ -12,6 +12,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import Counter, defaultdict
@@ -237,7 +238,7 @@ class Bulletins:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_end_with,
+                    initializer=_steps_process,
                     initargs=(os.getpid(),),
                 )
             self._step = self._pool.submit(self.steps, self.url, self.clock(), due, self.pending)
@@ -294,9 +295,11 @@ class Bulletins:
             self._pool = None
 
 
-def _end_with(parent: int) -> None:
-    """In the steps' process: end once the worker's process is gone (killed, it never shuts the pool down, and
-    this process would wait for its next step for ever)."""
+def _steps_process(parent: int) -> None:
+    """Set up the steps' process: Ctrl-C (sent to the whole process group) is the worker's to handle, which lets a
+    fold underway finish; and end once the worker's process is gone (killed, it never shuts the pool down, and this
+    process would wait for its next step for ever)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:

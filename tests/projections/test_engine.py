@@ -17,7 +17,7 @@ from projections import current, engine
 from projections.catalog import NAMES, PROJECTIONS
 from projections.db import Db
 from projections.queries import Queries
-from tests.projections.conftest import World, alive, at, children
+from tests.projections.conftest import World, at, children, ended
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = list(PROJECTIONS)
@@ -246,7 +246,26 @@ def test_a_killed_worker_leaves_no_issuing_process_behind(world: World) -> None:
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in steps) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in steps)
+    assert ended(steps)
+
+
+def test_ctrl_c_stops_the_worker_and_its_issuing_process_quietly(world: World) -> None:
+    """Ctrl-C reaches the whole process group: the worker stops (exit 0) and closes the issuing process, which
+    ignores it rather than dying with a traceback mid-fold."""
+    populate(world, 2)
+    env = {**os.environ, "LEDGER_DATABASE_URL": world.url, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "projections.worker"]
+    worker = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (steps := children(worker.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the issuing process is up and has taken its first step
+        os.killpg(worker.pid, signal.SIGINT)
+        _, err = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+    assert steps and ended(steps)
