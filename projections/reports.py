@@ -97,7 +97,10 @@ def keep(db: Db, kind: str, label: str, head: int, body: dict[str, Any]) -> None
         )
 
 
-def last_ended(now: datetime) -> list[tuple[str, str]]:
+Period = tuple[str, str]  # (kind, label)
+
+
+def last_ended(now: datetime) -> list[Period]:
     """The daily, weekly and monthly periods that ended last before ``now`` (kind, label)."""
     today = now.astimezone(BUREAU_TZ).date()
     yesterday = today - timedelta(days=1)
@@ -120,7 +123,6 @@ RANK = {"monthly": 0, "weekly": 1, "daily": 2}
 #: step failed (a store gone away).
 RELIST_SECONDS = 60.0
 
-Period = tuple[str, str]  # (kind, label)
 Moment = tuple[date, list[Period]]
 
 
@@ -230,9 +232,7 @@ class Bulletins:
             self._collect(self._step)
         if not self._work():
             return
-        due = self._due()
-        if not due and not self.pending:  # this step lists the backlog
-            self.listed = time.monotonic()
+        due = self._begin()
         try:
             if self._pool is None:  # spawned, not forked: the worker's process has threads and open connections
                 self._pool = ProcessPoolExecutor(
@@ -247,9 +247,7 @@ class Bulletins:
 
     def issue(self) -> None:
         """One step in this process (a benchmark, a test)."""
-        due = self._due()
-        if not due and not self.pending:  # this step lists the backlog
-            self.listed = time.monotonic()
+        due = self._begin()
         self._apply(*self.steps(self.url, self.clock(), due, self.pending))
 
     def wait(self, timeout: float | None = None) -> None:
@@ -270,6 +268,13 @@ class Bulletins:
 
     def _due(self) -> list[Period]:
         return [period for period in last_ended(self.clock()) if period not in self.done]
+
+    def _begin(self) -> list[Period]:
+        """The periods just ended, for the next step; with none and no backlog left, that step lists the backlog."""
+        due = self._due()
+        if not due and not self.pending:
+            self.listed = time.monotonic()
+        return due
 
     def _work(self) -> bool:
         now = time.monotonic()
