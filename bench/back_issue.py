@@ -1,11 +1,12 @@
 """Back-issuing speed (补发性能): how long the worker takes to keep the reports of a history loaded in bulk.
 
-On a store ``bench.generate`` made and the projections caught up with, the kept reports are emptied, then
-the worker's issuing steps (``projections.reports.Bulletins.issue``, each one fold of the city at one moment)
-run until every monthly bulletin is kept, or the time budget is spent. Printed: the steps and their seconds by
-the largest kind they issued, the moments still to issue (weekly and daily reports) and the time they would
-take at the mean of the steps measured, and, as the baseline measured in the same run, a first ask of the
-newest bulletin (a fold as ``Queries.monthly`` makes it) against the same ask once it is kept (a read).
+On a store ``bench.generate`` made (the projections are caught up first), the kept reports are emptied, then
+the worker's issuing steps (``projections.reports.Bulletins.issue``, each one fold of the city at one moment,
+run here in this process) go on until the time budget is spent or nothing is left: month ends first, so a
+budget of a few minutes at 1M keeps every monthly bulletin. Printed: the steps and their seconds by the largest
+kind of period they ended, the moments still to issue and the time they would take at the mean step, and, as
+the baseline measured in the same run, a first ask of the newest bulletin (a fold as ``Queries.monthly`` makes
+it) against the same ask once it is kept (a read).
 
 Usage: PYTHONPATH=. python -m bench.back_issue --url URL [--budget SECONDS] [--json FILE]
 """
