@@ -33,6 +33,9 @@ DIVERTED_INDEX = "proj_petitions_events_diverted"
 #: Reports as issued (已发布的报告, ``projections.reports.issued``), kept once final; emptied whenever any
 #: projection is dropped, since they were built from its tables.
 ISSUED = "proj_reports_issued"
+#: The last fold of each report whose period is in progress (进行中的报告, ``projections.reports.running``), with the
+#: log position and the moment it stands until; emptied with the issued reports.
+RUNNING = "proj_reports_running"
 
 
 def micros(moment: datetime) -> int:

@@ -17,7 +17,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from projections import current, late
-from projections.catalog import CURRENT, DIVERTED_INDEX, ISSUED, NAMES, PROJECTIONS, Projection, select, with_current
+from projections.catalog import (
+    CURRENT,
+    DIVERTED_INDEX,
+    ISSUED,
+    NAMES,
+    PROJECTIONS,
+    RUNNING,
+    Projection,
+    select,
+    with_current,
+)
 from projections.db import Db
 from projections.source import open_log
 from store.config import log_table
@@ -58,6 +68,10 @@ def ensure_schema(
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {ISSUED} (kind TEXT, label TEXT, head BIGINT NOT NULL, body TEXT NOT NULL,"
             " PRIMARY KEY (kind, label))"
+        )
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {RUNNING} (kind TEXT, label TEXT, head BIGINT NOT NULL, as_of BIGINT NOT NULL,"
+            " until BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, label))"
         )
         for p in chosen:
             for statement in p.tables("BIGINT"):
@@ -356,6 +370,7 @@ def drop(db: Db, projections: Sequence[Projection], *, view: bool = True) -> Non
     with db.transaction():
         db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
         db.execute(f"DROP TABLE IF EXISTS {ISSUED}")  # built from the tables dropped here
+        db.execute(f"DROP TABLE IF EXISTS {RUNNING}")
         for p in projections:
             db.execute(f"DROP TABLE IF EXISTS {p.records_table}")
             db.execute(f"DROP TABLE IF EXISTS {p.events_table}")

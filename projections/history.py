@@ -94,6 +94,8 @@ class Case:
     major_evidence: list[int] = field(default_factory=list)
     major_policy: PolicyVersion | None = None
     unfiled_at: int | None = None
+    filing_deadline: int = 0
+    filed_in_time: bool = False
 
 
 @dataclass
@@ -655,6 +657,7 @@ class Known:
                 case.major_policy = self.policy.at(case.major_at)
             deadline = rec.occurred_at + filing_days(policy) * DAY
             filed_in_time = any(e.type == "filed" and e.occurred_at <= deadline for e in case.events)
+            case.filing_deadline, case.filed_in_time = deadline, filed_in_time
             if deadline < self.as_of and not filed_in_time:
                 case.unfiled_at = deadline
             cases.append(case)

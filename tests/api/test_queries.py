@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -101,3 +102,38 @@ def test_a_position_past_the_head_does_not_make_a_query_wait(
         r = client.get("/v1/petitions", headers=headers)
         assert r.status_code == 200, r.text
         assert r.json()["position"] == ledger.recorder.max_notification_id()
+
+
+def test_a_report_is_sent_as_kept_and_still_filtered_for_a_unit_bound_token(
+    store_url: str, ledger: Ledger, tokens: dict[str, str]
+) -> None:
+    """A report goes out as the projections keep it, with position, lag and next_after added (no parsing): today's
+    daily scheduling is folded on the first ask and read back on the next (stamped with its own moment), the same
+    answer a token bound to the whole city gets through the filtering path; a district's token gets its own rows
+    only."""
+    now = datetime.now(BUREAU_TZ)
+    stamps = {"as_of", "known_at"}
+    city = auth(issue_token(ledger, "sup-city", Role.SUPERVISOR, ["laiwu"], actor="setup"))
+    d1 = auth(issue_token(ledger, "sup-d1", Role.SUPERVISOR, ["d1"], actor="setup"))
+
+    def unstamped(answer: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in answer.items() if key not in stamps}
+
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
+        clerk = auth(tokens["clerk"])
+        body = petition_body(id="x1", skip_level=True, occurred_at=now.isoformat())
+        client.post("/v1/petitions", json=body, headers=clerk)
+        body = petition_body(id="x2", unit_id="d2", occurred_at=now.isoformat())
+        last = client.post("/v1/petitions", json=body, headers=clerk).json()
+        seen = {"X-Ledger-Position": str(last["position"])}
+        path = f"/v1/reports/daily?date={now.date().isoformat()}"
+        first = client.get(path, headers={**auth(tokens["auditor"]), **seen})  # folded and kept
+        again = client.get(path, headers=auth(tokens["auditor"]))  # read back
+        assert first.status_code == again.status_code == 200 and again.headers["content-type"] == "application/json"
+        assert unstamped(first.json()) == unstamped(again.json())
+        assert again.json()["petitions"]["registered"] == 2 and again.json()["next_after"] is None
+        assert {"items", "position", "lag", *stamps} <= set(again.json())
+        assert unstamped(client.get(path, headers=city).json()) == unstamped(again.json())
+        rows = client.get(path, headers=d1).json()["by_unit"]
+        assert [row["unit_id"] for row in rows] == ["d1"]
+        assert {row["unit_id"] for row in again.json()["by_unit"]} == {"d1", "d2"}

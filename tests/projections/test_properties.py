@@ -6,6 +6,7 @@ the events so restricted. SQLite only, to keep each example fast; the engine tes
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
 from collections.abc import Callable
 from datetime import timedelta
@@ -373,4 +374,72 @@ def test_the_current_view_answers_questions_as_known_at_a_past_moment_as_the_fol
             as_of = START + timedelta(days=steps[n][3] if n < len(steps) else 366 + n)
             known_at = as_of + timedelta(minutes=minutes)
             assert _answers_past(url, as_of, known_at, fold=False) == _answers_past(url, as_of, known_at, fold=True)
+        ledger.close()
+
+
+#: A petition registered 4 minutes ahead of the recording clock (within the writers' skew), when the clock allows.
+ahead = st.tuples(st.just("petition"), st.integers(0, 2), st.integers(0, 2), st.integers(0, 200), st.just(-4))
+
+
+def _moments(url: str) -> dict[str, list[int]]:
+    """The moments a fold moves at, from a fold after the whole history: handling and filing deadlines, and the
+    facts' business and recording times."""
+    from projections.catalog import PROJECTIONS
+    from projections.db import Db
+    from projections.queries import Queries
+
+    q = Queries(url)
+    k = q.known(START + timedelta(days=900), START + timedelta(days=900))
+    found = {"deadline": [p.deadline for p in k.petitions], "filing": [c.filing_deadline for c in k.cases]}
+    q.close()
+    db = Db(url)
+    tables = [t for p in PROJECTIONS.values() for t in (p.records_table, p.events_table)]
+    for column in ("occurred_at", "recorded_at"):
+        found[column] = [int(r[0]) for t in tables for r in db.query(f"SELECT {column} FROM {t}")]
+    db.close()
+    return found
+
+
+@settings(PROPERTY, max_examples=100)
+@given(
+    steps=st.lists(step | ahead, min_size=10, max_size=40),
+    anchor=st.sampled_from(["deadline", "filing", "occurred_at", "recorded_at"]),
+    pick=st.integers(0, 1000),
+    before=st.integers(0, 120) | st.integers(0, 3 * 1440),
+    share=st.sampled_from([1.0]) | st.floats(0, 1),
+    hour=st.integers(0, 23),
+)
+@example(steps=[("clue", 0, 0, 5, 0)] * 10, anchor="filing", pick=0, before=10, share=1.0, hour=13)  # 有案不查
+def test_a_running_report_stands_until_its_steady_moment(
+    steps: list[Any], anchor: str, pick: int, before: int, share: float, hour: int
+) -> None:
+    """进行中的报告: the reports of the periods in progress, folded at a moment as known then, are the fold at any
+    later moment up to ``steady_until`` (as known then), but for those two stamps: what lets an ask read the kept
+    fold. The moment lies shortly before a handling or filing deadline, a fact's business time (some dated ahead
+    of the recording clock) or its recording time, so each of them falls inside the span checked. The history's
+    business times are moved to ``hour`` past midnight, or every deadline would fall on one."""
+    from projections import reports
+    from projections.catalog import from_micros, micros
+    from projections.history import REPORT_TYPES
+    from projections.queries import Queries
+
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys.modules[__name__], "START", START + timedelta(hours=hour))
+        url, ledger = history(Path(tmp), steps)
+        engine.catch_up(url)
+        candidates = _moments(url)[anchor] or [micros(START)]
+        moment = from_micros(candidates[pick % len(candidates)]) - timedelta(minutes=before)
+        q = Queries(url)
+        k = q.known(moment, moment, lean=True, only=REPORT_TYPES)
+        until = reports.steady_until(k)
+        assert k.as_of <= until
+        later = from_micros(k.as_of + int((until - k.as_of) * share))
+        again = q.known(later, later, lean=True, only=REPORT_TYPES)
+        for kind, label in reports.in_progress(moment):
+            stamps = {"as_of", "known_at"}
+            then, now = reports.report(k, kind, label), reports.report(again, kind, label)
+            assert {key: v for key, v in then.items() if key not in stamps} == {
+                key: v for key, v in now.items() if key not in stamps
+            }, (kind, label, micros(later))
+        q.close()
         ledger.close()

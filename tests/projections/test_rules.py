@@ -230,6 +230,50 @@ def test_an_issued_report_is_kept_and_folded_again_when_a_fact_known_by_its_issu
     q.close()
 
 
+def test_a_report_of_a_period_in_progress_is_read_back_until_a_fact_or_a_deadline_moves_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """进行中的报告: today's daily scheduling is folded once as of now and kept; the next asks read it back, stamped
+    with their own moment, until a fact is applied (a petition registered) or a deadline passes with the clock
+    alone (x1 falls overdue); each answer is the fold as of its moment."""
+    from projections.catalog import RUNNING
+
+    w = world
+    petition(w, "x1", "kz", "2024-05-02T15:00")
+    q = w.queries()
+    deadline = datetime.fromisoformat(q.petitions()[0]["deadline"])
+    clock = {"now": deadline - timedelta(hours=2)}
+    monkeypatch.setattr(reports, "utc_now", lambda: clock["now"])
+    folds = []
+    fold = reports.fold_running
+    monkeypatch.setattr(reports, "fold_running", lambda *args: folds.append(args[1]) or fold(*args))
+    today = deadline.date().isoformat()
+
+    def ask() -> dict[str, Any]:
+        answer = q.daily(today)
+        assert answer == reports.build(q, "daily", today, clock["now"], clock["now"])
+        assert answer["as_of"] == answer["known_at"] == clock["now"].isoformat()
+        return answer
+
+    first = ask()
+    assert len(folds) == 1  # and this week's and this month's reports kept from the same fold:
+    assert set(q.db.query(f"SELECT kind, label FROM {RUNNING}")) == set(reports.in_progress(clock["now"]))
+    assert q.monthly(today[:7]) == reports.build(q, "monthly", today[:7], clock["now"], clock["now"])
+    assert len(folds) == 1
+    clock["now"] += timedelta(minutes=90)  # still before the deadline
+    assert {**ask(), "as_of": None, "known_at": None} == {**first, "as_of": None, "known_at": None}
+    assert len(folds) == 1  # read back
+    w.clock.set(clock["now"].isoformat())
+    petition(w, "x2", "yl", clock["now"].isoformat())
+    w.queries().close()
+    assert ask()["petitions"]["registered"] == 1 and len(folds) == 2
+    ask()
+    assert len(folds) == 2
+    clock["now"] = deadline + timedelta(minutes=1)  # no new fact: the clock passes x1's deadline
+    assert ask()["petitions"]["overdue_open"] == 1 and len(folds) == 3
+    q.close()
+
+
 def test_the_worker_issues_the_reports_of_the_periods_just_ended(world: World) -> None:
     """签发: the worker that keeps the current view, idle at the head of the log, issues yesterday's daily report,
     last week's and last month's (each as known at its issue date), so the first ask reads them back."""
@@ -271,11 +315,12 @@ def test_the_worker_issues_the_reports_of_the_periods_just_ended(world: World) -
 
 
 def test_an_idle_worker_back_issues_every_earlier_period_monthly_first(world: World) -> None:
-    """补发: once the periods just ended are issued, each idle call folds the city once at one earlier moment and
-    keeps every report ending there: the month ends newest first, then the week ends, then the other days, back
-    to the first reported record's day. Each kept report is the fold's answer as known at its issue date, and
-    a history loaded later, dated earlier, is back-issued on the next listing."""
-    from projections.catalog import ISSUED
+    """补发: once the periods just ended are issued and the periods in progress folded as of now, each idle call
+    folds the city once at one earlier moment and keeps every report ending there: the month ends newest first,
+    then the week ends, then the other days, back to the first reported record's day. Each kept report is the
+    fold's answer as known at its issue date, and a history loaded later, dated earlier, is back-issued on the
+    next listing."""
+    from projections.catalog import ISSUED, RUNNING
 
     w = world
     petition(w, "x1", "kz", "2024-05-30", skip_level=True)
@@ -296,6 +341,9 @@ def test_an_idle_worker_back_issues_every_earlier_period_monthly_first(world: Wo
 
     idle()
     assert kept() == {("daily", "2024-06-17"), ("weekly", "2024-W24"), ("monthly", "2024-05")}
+    idle()  # the periods in progress, kept as running reports (not issued)
+    assert kept() == {("daily", "2024-06-17"), ("weekly", "2024-W24"), ("monthly", "2024-05")}
+    assert set(db.query(f"SELECT kind, label FROM {RUNNING}")) == set(reports.in_progress(now))
     issued = [kept()]  # what each idle call kept
     while bulletins.pending or len(issued) == 1:
         idle()
@@ -322,14 +370,19 @@ def test_an_idle_worker_back_issues_every_earlier_period_monthly_first(world: Wo
     assert kept() == set(bodies)
     petition(w, "x0", "yl", "2024-05-27")  # an earlier day, loaded now
     w.queries().close()
+    bulletins.checked = time.monotonic()  # nor is it time to check the running reports (REFRESH_SECONDS)
     idle()  # the periods are listed again only once RELIST_SECONDS have passed
     assert kept() == set(bodies)
     bulletins.listed -= reports.RELIST_SECONDS
+    bulletins.checked -= reports.REFRESH_SECONDS
+    heads = set(db.query(f"SELECT head FROM {RUNNING}"))
     later: list[set[tuple[str, str]]] = []
     while bulletins.pending or not later:
         idle()
         later.append(kept() - set(bodies) - set().union(*later))
-    assert later == [{("daily", "2024-05-29")}, {("daily", "2024-05-28")}, {("daily", "2024-05-27")}]
+    # x0 made the running reports stale: they are folded again first, then the three days back-issued
+    assert heads != set(db.query(f"SELECT head FROM {RUNNING}"))
+    assert later == [set(), {("daily", "2024-05-29")}, {("daily", "2024-05-28")}, {("daily", "2024-05-27")}]
     bulletins.close()
     db.close()
 
