@@ -2,11 +2,12 @@
 
 On a store ``bench.generate`` made (the projections are caught up first), the kept reports are emptied, then
 the worker's issuing steps (``projections.reports.Bulletins.issue``, each one fold of the city at one moment,
-run here in this process) go on until the time budget is spent or nothing is left: month ends first, so a
-budget of a few minutes at 1M keeps every monthly bulletin. Printed: the steps and their seconds by the largest
-kind of period they ended, the moments still to issue and the time they would take at the mean step, and, as
-the baseline measured in the same run, a first ask of the newest bulletin (a fold as ``Queries.monthly`` makes
-it) against the same ask once it is kept (a read).
+run here in this process; the first after the periods just ended folds the periods in progress) go on until
+the time budget is spent or nothing is left: month ends first, so a budget of a few minutes at 1M keeps every
+monthly bulletin. Printed: the steps and their seconds by the largest kind of period they ended, the moments
+still to issue and the time they would take at the mean step, and, as the baseline measured in the same run, a
+first ask of the newest bulletin (a fold as ``Queries.monthly`` makes it) against the same ask once it is kept
+(a read).
 
 Usage: PYTHONPATH=. python -m bench.back_issue --url URL [--budget SECONDS] [--json FILE]
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from projections import engine, reports
-from projections.catalog import ISSUED
+from projections.catalog import ISSUED, RUNNING
 from projections.queries import Queries
 
 PERIOD = {"monthly": "month", "weekly": "week", "daily": "day only"}
@@ -36,6 +37,7 @@ def measure(url: str, budget: float) -> dict[str, Any]:
     queries = Queries(url)
     try:
         queries.db.execute(f"DELETE FROM {ISSUED}")  # a reused store: every report is issued again
+        queries.db.execute(f"DELETE FROM {RUNNING}")
         bulletins = reports.Bulletins(url)
         newest = reports.last_ended(bulletins.clock())[2][1]
         began = time.perf_counter()
@@ -47,6 +49,9 @@ def measure(url: str, budget: float) -> dict[str, Any]:
             queries.monthly(newest)
             reads.append(time.perf_counter() - began)
         bulletins.issue()  # the periods just ended (the newest bulletin is read back, the others folded)
+        began = time.perf_counter()
+        bulletins.issue()  # the periods in progress, folded as of now (kept as running reports)
+        running = time.perf_counter() - began
         steps: dict[str, list[float]] = {"monthly": [], "weekly": [], "daily": []}
         spent = 0.0
         while spent < budget:
@@ -67,6 +72,7 @@ def measure(url: str, budget: float) -> dict[str, Any]:
         "first_ask_fold_s": round(fold, 2),
         "kept_read_ms_p50": round(statistics.median(reads) * 1000, 2),
         "fold_over_read": round(fold / statistics.median(reads)),
+        "running_fold_s": round(running, 2),
         "steps": {kind: _summary(taken) for kind, taken in steps.items()},
         "moments_left": pending,
         "left_estimate_s": round(pending * mean),
@@ -86,6 +92,7 @@ def main() -> None:
     result = measure(args.url, args.budget)
     print(f"first ask of the newest bulletin: fold {result['first_ask_fold_s']} s, kept read "
           f"{result['kept_read_ms_p50']} ms p50 ({result['fold_over_read']}x)")  # fmt: skip
+    print(f"the periods in progress, folded as of now: {result['running_fold_s']} s")
     for kind, step in result["steps"].items():
         print(f"back-issued, moments ending a {PERIOD[kind]}: {step['n']} in {step['s']} s ({step['mean_s']} s each)")
     print(f"moments left: {result['moments_left']} (about {result['left_estimate_s']} s at the mean step)")

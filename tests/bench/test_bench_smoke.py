@@ -96,3 +96,16 @@ def test_back_issue_prints_the_steps_and_keeps_every_bulletin(tmp_path: Path) ->
     finally:
         db.close()
     assert len(months) == result["steps"]["monthly"]["n"] + 1  # and the newest, issued as the periods just ended
+
+
+def test_reports_read_times_running_and_kept_reports_in_process_and_over_http(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    assert run("bench.generate", "--url", url, "--events", "1500", "--years", "2025").returncode == 0
+    out = tmp_path / "reads.json"
+    done = run("bench.reports_read", "--url", url, "--issue", "2025-03", "--rounds", "3", "--http", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert [r["kind"] for r in result["running"]] == ["daily", "weekly", "monthly"]
+    assert [k["label"] for k in result["kept"]] == ["2025-03"]
+    assert len(result["http"]) == 4 and all(h["unbound"]["p50_ms"] > 0 for h in result["http"])
+    assert "kept monthly 2025-03" in done.stdout and "http daily" in done.stdout

@@ -1,0 +1,156 @@
+"""Report reads (报告读取): how fast a supervisor's ask of an R13 report is answered once the report is kept.
+
+On a store ``bench.generate`` made (the projections are caught up first):
+
+- the periods in progress (today's daily scheduling, this week's report, this month's bulletin): the first ask
+  folds the city as of now and keeps the fold (``projections.reports.running``); the next asks read it back;
+- the bulletins of ``--issue`` months (folded and kept first if they are not) and every other one already kept:
+  each read back as JSON (``Queries.report_json``, what the HTTP API sends) and parsed (``Queries.monthly``, what
+  a Python caller gets);
+- with ``--http``, the same asks over HTTP on a uvicorn server (``bench.http_load.server``): with an unbound token
+  (the report sent as kept) and with a token bound to the whole city (filtered row by row, as before).
+
+The baseline, measured in the same run, is the raw read of the same kept row (one ``SELECT`` of its JSON).
+
+Usage: PYTHONPATH=. python -m bench.reports_read --url URL [--issue 2025-01,2025-10] [--rounds 50] [--http]
+    [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from bench.http_load import server
+from bench.stats import percentile
+from domain.application import utc_now
+from domain.vocabulary import Role
+from projections import engine, reports
+from projections.catalog import ISSUED, RUNNING
+from projections.queries import Queries
+
+ROUTE = {"daily": ("daily", "date"), "weekly": ("weekly", "week"), "monthly": ("monthly", "month")}
+
+
+def timed(call: Callable[[], Any], rounds: int) -> dict[str, float]:
+    took = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        call()
+        took.append(time.perf_counter() - began)
+    return {"p50_ms": round(statistics.median(took) * 1000, 2), "p99_ms": round(percentile(took, 99) * 1000, 2)}
+
+
+def measure(url: str, issue: list[str], rounds: int, http: bool) -> dict[str, Any]:
+    engine.catch_up(url)
+    queries = Queries(url)
+    db = queries.db
+    try:
+        db.execute(f"DELETE FROM {RUNNING}")  # a reused store: the first ask folds
+        running: list[dict[str, Any]] = []
+        for kind, label in reports.in_progress(utc_now()):
+            began = time.perf_counter()
+            body = queries.report_json(kind, label)
+            first = time.perf_counter() - began
+            sql = f"SELECT body FROM {RUNNING} WHERE kind = ? AND label = ?"
+            running.append(
+                {
+                    "kind": kind,
+                    "label": label,
+                    "kb": round(len(body) / 1024),
+                    "first_ask_s": round(first, 2),
+                    "raw_select": timed(partial(db.query, sql, (kind, label)), rounds),
+                    "ask": timed(partial(queries.report_json, kind, label), rounds),
+                }
+            )
+        for month in issue:
+            queries.report_json("monthly", month)  # folded and kept unless it was
+        kept: list[dict[str, Any]] = []
+        for label, size in db.query(f"SELECT label, LENGTH(body) FROM {ISSUED} WHERE kind = 'monthly' ORDER BY label"):
+            sql = f"SELECT body FROM {ISSUED} WHERE kind = 'monthly' AND label = ?"
+            kept.append(
+                {
+                    "label": label,
+                    "kb": round(int(size) / 1024),
+                    "raw_select": timed(partial(db.query, sql, (label,)), rounds),
+                    "ask": timed(partial(queries.report_json, "monthly", label), rounds),
+                    "parsed": timed(partial(queries.monthly, label), rounds),
+                }
+            )
+        root = next(u for u, rec in queries.known().units.items() if rec.data["parent_id"] is None)
+    finally:
+        queries.close()
+    result: dict[str, Any] = {"rounds": rounds, "running": running, "kept": kept}
+    if http:
+        asked = [("monthly", k["label"]) for k in kept] + [(r["kind"], r["label"]) for r in running]
+        result["http"] = _over_http(url, root, asked, rounds)
+    return result
+
+
+def _over_http(url: str, root: str, asked: list[tuple[str, str]], rounds: int) -> list[dict[str, Any]]:
+    from api.auth import issue_token
+    from store.ledger import open_ledger
+
+    ledger = open_ledger(url)
+    try:
+        tokens = {
+            "unbound": issue_token(ledger, "bench-auditor", Role.AUDITOR, actor="bench"),
+            "city-bound": issue_token(ledger, "bench-city", Role.SUPERVISOR, [root], actor="bench"),
+        }
+    finally:
+        ledger.close()
+    found = []
+    with server(url) as base, httpx.Client(base_url=base, timeout=120) as client:
+        for kind, label in asked:
+            route, param = ROUTE[kind]
+            row: dict[str, Any] = {"kind": kind, "label": label}
+            for name, token in tokens.items():
+                headers = {"Authorization": f"Bearer {token}"}
+
+                def ask(h: dict[str, str] = headers, r: str = route, p: str = param, lb: str = label) -> None:
+                    response = client.get(f"/v1/reports/{r}", params={p: lb}, headers=h)
+                    response.raise_for_status()
+                    orjson.loads(response.content)
+
+                ask()  # a running report may have gone stale since: fold it once, outside the timing
+                row[name] = timed(ask, rounds)
+            found.append(row)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="a store made by bench.generate")
+    parser.add_argument("--issue", default="", help="months (YYYY-MM, comma-separated) to fold and keep first")
+    parser.add_argument("--rounds", type=int, default=50, help="asks per report")
+    parser.add_argument("--http", action="store_true", help="also ask over HTTP (a uvicorn server)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    result = measure(args.url, [m for m in args.issue.split(",") if m], args.rounds, args.http)
+    print(f"{result['rounds']} asks each; ms p50 / p99; raw = one SELECT of the kept JSON")
+    for r in result["running"]:
+        print(f"running {r['kind']} {r['label']} ({r['kb']} KB): first ask (fold) {r['first_ask_s']} s; "
+              f"ask {r['ask']['p50_ms']} / {r['ask']['p99_ms']}; raw {r['raw_select']['p50_ms']} / "
+              f"{r['raw_select']['p99_ms']}")  # fmt: skip
+    for k in result["kept"]:
+        print(f"kept monthly {k['label']} ({k['kb']} KB): ask {k['ask']['p50_ms']} / {k['ask']['p99_ms']}; "
+              f"parsed {k['parsed']['p50_ms']} / {k['parsed']['p99_ms']}; "
+              f"raw {k['raw_select']['p50_ms']} / {k['raw_select']['p99_ms']}")  # fmt: skip
+    for h in result.get("http", []):
+        print(f"http {h['kind']} {h['label']}: unbound {h['unbound']['p50_ms']} / {h['unbound']['p99_ms']}; "
+              f"city-bound {h['city-bound']['p50_ms']} / {h['city-bound']['p99_ms']}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
