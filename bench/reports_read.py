@@ -5,10 +5,10 @@ On a store ``bench.generate`` made (the projections are caught up first):
 - the periods in progress (today's daily scheduling, this week's report, this month's bulletin): the first ask
   folds the city as of now and keeps the fold (``projections.reports.running``); the next asks read it back;
 - the bulletins of ``--issue`` months (folded and kept first if they are not) and every other one already kept:
-  each read back as JSON (``Queries.report_json``, what the HTTP API sends) and parsed (``Queries.monthly``, what
-  a Python caller gets);
+  each read back as the JSON it was kept as (``Queries.report_json``) and parsed (``Queries.monthly``, what a
+  Python caller and the HTTP route get);
 - with ``--http``, the same asks over HTTP on a uvicorn server (``bench.http_load.server``): with an unbound token
-  (the report sent as kept) and with a token bound to the whole city (filtered row by row, as before).
+  and with a token bound to the whole city (every row of the answer checked against the territory).
 
 The baseline, measured in the same run, is the raw read of the same kept row (one ``SELECT`` of its JSON).
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-import orjson
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request
 
 from api import projections_link
 from api.auth import Principal
@@ -65,8 +64,15 @@ def _within(value: Any, ledger: Ledger, principal: Principal) -> Any:
     return value
 
 
-def _read(request: Request, ledger: Ledger, seen: int | None, name: str, *args: Any, **options: Any) -> Any:
-    """Ask the projections (``Queries.<name>``), once they have read what this client wrote (``seen``)."""
+def _ask(
+    request: Request,
+    ledger: Ledger,
+    principal: Principal,
+    seen: int | None,
+    name: str,
+    *args: Any,
+    **options: Any,
+) -> QueryAnswer:
     for key in ("as_of", "known_at"):
         moment = options.get(key)
         if moment is not None and moment.utcoffset() is None:
@@ -78,51 +84,15 @@ def _read(request: Request, ledger: Ledger, seen: int | None, name: str, *args: 
     projections_link.wait_for(url, seen)
     with projections_link.queries(url) as reader:
         try:
-            return getattr(reader, name)(*args, **options)
+            result = getattr(reader, name)(*args, **options)
         except ValueError as exc:  # the projections refuse an argument (e.g. a period) they cannot read
-            raise InvalidValue(str(exc), args[0] if name == "report_json" else name) from None
-
-
-def _answer(request: Request, ledger: Ledger, principal: Principal, result: Any) -> QueryAnswer:
-    position, lag = projections_link.progress(request.app.state.query_url)
+            raise InvalidValue(str(exc), name) from None
+    position, lag = projections_link.progress(url)
     if principal.bound:
         result = _within(result, ledger, principal)
     if isinstance(result, dict):
         return QueryAnswer(**{"items": [], **result, "position": position, "lag": lag})
     return QueryAnswer(items=list(result or []), position=position, lag=lag)
-
-
-def _ask(
-    request: Request,
-    ledger: Ledger,
-    principal: Principal,
-    seen: int | None,
-    name: str,
-    *args: Any,
-    **options: Any,
-) -> QueryAnswer:
-    return _answer(request, ledger, principal, _read(request, ledger, seen, name, *args, **options))
-
-
-def _report(
-    request: Request,
-    ledger: Ledger,
-    principal: Principal,
-    seen: int | None,
-    kind: str,
-    label: str,
-    as_of: datetime | None,
-    known_at: datetime | None,
-) -> QueryAnswer | Response:
-    """A report as the projections keep it (JSON, 1.7 MB for a city's busiest month at a million events): sent as
-    is with the answer's position and lag added, unless a unit-bound token needs rows outside its territory
-    dropped. Parsing and re-serialising the largest took longer than the rest of the read."""
-    body: bytes = _read(request, ledger, seen, "report_json", kind, label, as_of=as_of, known_at=known_at)
-    if principal.bound:
-        return _answer(request, ledger, principal, orjson.loads(body))
-    position, lag = projections_link.progress(request.app.state.query_url)
-    tail = orjson.dumps({"position": position, "lag": lag, "next_after": None})
-    return Response(b'{"items":[],' + body[1:-1] + b"," + tail[1:], media_type="application/json")
 
 
 @router.get("/scores", response_model=QueryAnswer)
@@ -231,9 +201,9 @@ def daily_report(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seen: SeenPosition = None,
-) -> QueryAnswer | Response:
+) -> QueryAnswer:
     """Daily scheduling (日调度)."""
-    return _report(request, ledger, principal, seen, "daily", date.isoformat(), as_of, known_at)
+    return _ask(request, ledger, principal, seen, "daily", date.isoformat(), as_of=as_of, known_at=known_at)
 
 
 @router.get("/reports/weekly", response_model=QueryAnswer)
@@ -245,9 +215,9 @@ def weekly_report(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seen: SeenPosition = None,
-) -> QueryAnswer | Response:
+) -> QueryAnswer:
     """Weekly report (周汇报)."""
-    return _report(request, ledger, principal, seen, "weekly", week, as_of, known_at)
+    return _ask(request, ledger, principal, seen, "weekly", week, as_of=as_of, known_at=known_at)
 
 
 @router.get("/reports/monthly", response_model=QueryAnswer)
@@ -259,9 +229,9 @@ def monthly_report(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seen: SeenPosition = None,
-) -> QueryAnswer | Response:
+) -> QueryAnswer:
     """Monthly bulletin (月通报)."""
-    return _report(request, ledger, principal, seen, "monthly", month, as_of, known_at)
+    return _ask(request, ledger, principal, seen, "monthly", month, as_of=as_of, known_at=known_at)
 
 
 @router.get("/projections/status", response_model=QueryAnswer)

@@ -104,13 +104,11 @@ def test_a_position_past_the_head_does_not_make_a_query_wait(
         assert r.json()["position"] == ledger.recorder.max_notification_id()
 
 
-def test_a_report_is_sent_as_kept_and_still_filtered_for_a_unit_bound_token(
+def test_a_report_in_progress_is_read_back_and_filtered_for_a_unit_bound_token(
     store_url: str, ledger: Ledger, tokens: dict[str, str]
 ) -> None:
-    """A report goes out as the projections keep it, with position, lag and next_after added (no parsing): today's
-    daily scheduling is folded on the first ask and read back on the next (stamped with its own moment), the same
-    answer a token bound to the whole city gets through the filtering path; a district's token gets its own rows
-    only."""
+    """Today's daily scheduling is folded on the first ask and read back on the next (stamped with its own moment);
+    a token bound to the whole city gets the same answer, a district's token its own rows only."""
     now = datetime.now(BUREAU_TZ)
     stamps = {"as_of", "known_at"}
     city = auth(issue_token(ledger, "sup-city", Role.SUPERVISOR, ["laiwu"], actor="setup"))
