@@ -87,7 +87,7 @@ class Principal:
             return False
         if unit_id not in self._covered:
             try:
-                chain = {u.record_id for u in ledger.ancestors(unit_id)}
+                chain = set(ledger.lineage(unit_id))
             except DomainError:
                 chain = set()
             self._covered[unit_id] = bool(chain & set(self.unit_ids))

@@ -126,6 +126,7 @@ class Ledger(Application[UUID]):
         self._refs: dict[UUID, Record] = {}
         self._refs_lock = threading.Lock()
         self._reading = threading.local()  # .seen: the reference versions the running command read
+        self._lineages: dict[str, tuple[str, ...]] = {}  # unit id -> its ancestors' ids (see lineage)
         super().__init__(env)
         self._checks_references = bool(getattr(self.recorder, "checks_reference_versions", False))
 
@@ -476,6 +477,16 @@ class Ledger(Application[UUID]):
             chain.append(unit)
             current = unit.parent_id
         return chain
+
+    def lineage(self, unit_id: str) -> tuple[str, ...]:
+        """The ids of the unit and every unit above it, nearest first (属地管理), for territory checks. A unit's
+        parent is fixed when it is registered, so the answer is kept for the life of this ledger: filtering a
+        city-wide report for a district's token asked for each of ~500 units' aggregates on every request (up to
+        1.3 s on PostgreSQL). An unknown unit raises and is not kept (it may be registered later)."""
+        found = self._lineages.get(unit_id)
+        if found is None:
+            found = self._lineages[unit_id] = tuple(u.record_id for u in self.ancestors(unit_id))
+        return found
 
     # --- people and conduct -----------------------------------------------------------------
 

@@ -103,6 +103,25 @@ def test_units_read_for_commands_follow_another_ledgers_writes(ledger: Ledger, o
     assert ledger.ancestors("kouzhen")[0].version == 2
 
 
+def test_a_units_lineage_is_read_once_and_an_unknown_unit_is_not_kept(
+    ledger: Ledger, other: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """属地管理: territory checks read a unit's ancestors once per ledger (a parent never changes); a unit not yet
+    registered raises each time, and is found once another ledger registers it."""
+    build(ledger)
+    reads: list[str] = []
+    ancestors = ledger.ancestors
+    monkeypatch.setattr(ledger, "ancestors", lambda unit_id: reads.append(unit_id) or ancestors(unit_id))
+    assert ledger.lineage("kouzhen") == tuple(u.record_id for u in ancestors("kouzhen"))
+    assert len(ledger.lineage("kouzhen")) > 1 and reads == ["kouzhen"]
+    with pytest.raises(RecordNotFound):
+        ledger.lineage("dawangzhuang")
+    other.register_unit(
+        "dawangzhuang", "大王庄土管所", UnitKind.LAND_STATION, "kouzhen", actor="admin", occurred_at=day(2)
+    )
+    assert ledger.lineage("dawangzhuang") == ("dawangzhuang", *ledger.lineage("kouzhen"))
+
+
 def test_a_record_another_ledger_creates_is_found_after_it_was_missing(ledger: Ledger, other: Ledger) -> None:
     build(ledger)
     assert not ledger.exists(Unit, "dawangzhuang")
