@@ -71,8 +71,9 @@ def issued(queries: Queries, kind: str, label: str) -> bytes:
     the last one. A store that cannot keep it (a read replica) folds every time. The kept JSON is handed back
     as stored: parsing the largest bulletins (1.7 MB at a million events) took longer than the rest of the read."""
     _, end = period(kind, label)
-    if utc_now() <= end:
-        return running(queries, kind, label)
+    now = utc_now()
+    if now <= end:
+        return running(queries, kind, label, now)
     db, known_at = queries.db, micros(end)
     head = min(positions(db, list(PROJECTIONS)).values())
     try:
@@ -106,8 +107,8 @@ def _stored(body: str | bytes) -> bytes:
 # --- a period in progress -----------------------------------------------------------------------
 
 
-def running(queries: Queries, kind: str, label: str) -> bytes:
-    """The report of a period not yet over, as JSON, as of now and as known now (进行中的报告).
+def running(queries: Queries, kind: str, label: str, now: datetime) -> bytes:
+    """The report of a period not yet over at ``now``, as JSON, as of now and as known now (进行中的报告).
 
     It changes with every fact recorded and every deadline that passes, so it is not issued; but between those
     moments it stands still. The last fold is kept (``RUNNING``) with the log position its facts were read at and
@@ -115,7 +116,7 @@ def running(queries: Queries, kind: str, label: str) -> bytes:
     reads it back stamped with its own ``as_of`` and ``known_at``; any other ask folds the city as of now (seconds
     at a million events) and keeps that fold. The worker refreshes the kept folds whenever they go stale
     (:func:`refresh`), so most asks read."""
-    db, now = queries.db, utc_now()
+    db = queries.db
     try:
         rows = db.query(f"SELECT head, as_of, until, body FROM {RUNNING} WHERE kind = ? AND label = ?", (kind, label))
     except db.errors:  # a store made before running reports were kept
