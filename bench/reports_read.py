@@ -5,7 +5,7 @@ On a store ``bench.generate`` made (the projections are caught up first):
 - the periods in progress (today's daily scheduling, this week's report, this month's bulletin): the first ask
   folds the city as of now and keeps the fold (``projections.reports.running``); the next asks read it back;
 - the bulletins of ``--issue`` months (folded and kept first if they are not) and every other one already kept:
-  each read back as the JSON it was kept as (``Queries.report_json``) and parsed (``Queries.monthly``, what a
+  each read back as the JSON it was kept as (``reports.issued``) and parsed (``Queries.monthly``, what a
   Python caller and the HTTP route get);
 - with ``--http``, the same asks over HTTP on a uvicorn server (``bench.http_load.server``): with an unbound token
   and with a token bound to the whole city (every row of the answer checked against the territory).
@@ -38,7 +38,7 @@ from projections import engine, reports
 from projections.catalog import ISSUED, RUNNING
 from projections.queries import Queries
 
-ROUTE = {"daily": ("daily", "date"), "weekly": ("weekly", "week"), "monthly": ("monthly", "month")}
+PARAM = {"daily": "date", "weekly": "week", "monthly": "month"}  # each report route's period parameter
 
 
 def timed(call: Callable[[], Any], rounds: int) -> dict[str, float]:
@@ -59,7 +59,7 @@ def measure(url: str, issue: list[str], rounds: int, http: bool) -> dict[str, An
         running: list[dict[str, Any]] = []
         for kind, label in reports.in_progress(utc_now()):
             began = time.perf_counter()
-            body = queries.report_json(kind, label)
+            body = reports.issued(queries, kind, label)
             first = time.perf_counter() - began
             sql = f"SELECT body FROM {RUNNING} WHERE kind = ? AND label = ?"
             running.append(
@@ -69,11 +69,11 @@ def measure(url: str, issue: list[str], rounds: int, http: bool) -> dict[str, An
                     "kb": round(len(body) / 1024),
                     "first_ask_s": round(first, 2),
                     "raw_select": timed(partial(db.query, sql, (kind, label)), rounds),
-                    "ask": timed(partial(queries.report_json, kind, label), rounds),
+                    "ask": timed(partial(reports.issued, queries, kind, label), rounds),
                 }
             )
         for month in issue:
-            queries.report_json("monthly", month)  # folded and kept unless it was
+            reports.issued(queries, "monthly", month)  # folded and kept unless it was
         kept: list[dict[str, Any]] = []
         for label, size in db.query(f"SELECT label, LENGTH(body) FROM {ISSUED} WHERE kind = 'monthly' ORDER BY label"):
             sql = f"SELECT body FROM {ISSUED} WHERE kind = 'monthly' AND label = ?"
@@ -82,7 +82,7 @@ def measure(url: str, issue: list[str], rounds: int, http: bool) -> dict[str, An
                     "label": label,
                     "kb": round(int(size) / 1024),
                     "raw_select": timed(partial(db.query, sql, (label,)), rounds),
-                    "ask": timed(partial(queries.report_json, "monthly", label), rounds),
+                    "ask": timed(partial(reports.issued, queries, "monthly", label), rounds),
                     "parsed": timed(partial(queries.monthly, label), rounds),
                 }
             )
@@ -111,13 +111,12 @@ def _over_http(url: str, root: str, asked: list[tuple[str, str]], rounds: int) -
     found = []
     with server(url) as base, httpx.Client(base_url=base, timeout=120) as client:
         for kind, label in asked:
-            route, param = ROUTE[kind]
             row: dict[str, Any] = {"kind": kind, "label": label}
             for name, token in tokens.items():
                 headers = {"Authorization": f"Bearer {token}"}
 
-                def ask(h: dict[str, str] = headers, r: str = route, p: str = param, lb: str = label) -> None:
-                    response = client.get(f"/v1/reports/{r}", params={p: lb}, headers=h)
+                def ask(h: dict[str, str] = headers, k: str = kind, lb: str = label) -> None:
+                    response = client.get(f"/v1/reports/{k}", params={PARAM[k]: lb}, headers=h)
                     response.raise_for_status()
                     orjson.loads(response.content)
 

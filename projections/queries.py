@@ -379,18 +379,11 @@ class Queries:
         """月通报 for ``YYYY-MM``, as known at its issue date (the first moment after the month) by default."""
         return self._report("monthly", month, as_of, known_at)
 
-    def report_json(
-        self, kind: str, label: str, *, as_of: datetime | None = None, known_at: datetime | None = None
-    ) -> bytes:
-        """A report (``daily``, ``weekly``, ``monthly``) as JSON: as issued (or, for a period in progress, as of
-        now) when neither moment is given, handed back as kept without parsing; else folded."""
-        if as_of is None and known_at is None:
-            return reports.issued(self, kind, label)
-        return orjson.dumps(reports.build(self, kind, label, as_of, known_at))
-
     def _report(self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None) -> dict[str, Any]:
-        answer: dict[str, Any] = orjson.loads(self.report_json(kind, label, as_of=as_of, known_at=known_at))
-        return answer
+        if as_of is None and known_at is None:
+            answer: dict[str, Any] = orjson.loads(reports.issued(self, kind, label))  # kept as JSON
+            return answer
+        return reports.build(self, kind, label, as_of, known_at)
 
     # --- status -------------------------------------------------------------------------------
 
