@@ -198,15 +198,24 @@ def steady_until(k: Known) -> int:
 Period = tuple[str, str]  # (kind, label)
 
 
+#: The kinds of report (R13), shortest period first.
+KINDS = ("daily", "weekly", "monthly")
+
+
+def label(kind: str, day: date) -> str:
+    """The label of the ``kind`` period that contains ``day`` (what :func:`period` reads back)."""
+    if kind == "daily":
+        return day.isoformat()
+    if kind == "weekly":
+        week = day.isocalendar()
+        return f"{week.year}-W{week.week:02d}"
+    return f"{day.year}-{day.month:02d}"
+
+
 def in_progress(now: datetime) -> list[Period]:
     """The daily, weekly and monthly periods ``now`` lies in (kind, label)."""
     today = now.astimezone(BUREAU_TZ).date()
-    week = today.isocalendar()
-    return [
-        ("daily", today.isoformat()),
-        ("weekly", f"{week.year}-W{week.week:02d}"),
-        ("monthly", f"{today.year}-{today.month:02d}"),
-    ]
+    return [(kind, label(kind, today)) for kind in KINDS]
 
 
 def refresh(queries: Queries, now: datetime) -> bool:
@@ -227,14 +236,12 @@ def refresh(queries: Queries, now: datetime) -> bool:
 def last_ended(now: datetime) -> list[Period]:
     """The daily, weekly and monthly periods that ended last before ``now`` (kind, label)."""
     today = now.astimezone(BUREAU_TZ).date()
-    yesterday = today - timedelta(days=1)
-    last_week = (today - timedelta(days=today.isoweekday())).isocalendar()  # the Sunday before this week
-    last_month = today.replace(day=1) - timedelta(days=1)
-    return [
-        ("daily", yesterday.isoformat()),
-        ("weekly", f"{last_week.year}-W{last_week.week:02d}"),
-        ("monthly", f"{last_month.year}-{last_month.month:02d}"),
-    ]
+    last_days = {
+        "daily": today - timedelta(days=1),
+        "weekly": today - timedelta(days=today.isoweekday()),  # the Sunday before this week
+        "monthly": today.replace(day=1) - timedelta(days=1),
+    }
+    return [(kind, label(kind, last_days[kind])) for kind in KINDS]
 
 
 #: The fact projections whose records put anything in a report: back-issuing starts at the first of them (the
@@ -256,13 +263,8 @@ Moment = tuple[date, list[Period]]
 def ending_after(day: date) -> list[Period]:
     """The periods that end at the midnight after ``day`` (kind, label): its daily report, the weekly one on a
     Sunday, the monthly bulletin on a month's last day."""
-    ends = [("daily", day.isoformat())]
-    if day.isoweekday() == 7:
-        week = day.isocalendar()
-        ends.append(("weekly", f"{week.year}-W{week.week:02d}"))
-    if (day + timedelta(days=1)).day == 1:
-        ends.append(("monthly", f"{day.year}-{day.month:02d}"))
-    return ends
+    ends = {"daily": True, "weekly": day.isoweekday() == 7, "monthly": (day + timedelta(days=1)).day == 1}
+    return [(kind, label(kind, day)) for kind in KINDS if ends[kind]]
 
 
 def backlog(db: Db, now: datetime) -> list[Moment]:
