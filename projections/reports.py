@@ -68,26 +68,52 @@ def issued(queries: Queries, kind: str, label: str) -> bytes:
     (``head``). A later ask reads it back unless a fact recorded by the issue date has been applied since
     (a writer's clock behind, a transaction that committed late, a history loaded with its own times): then
     it is folded and kept again. Each check moves ``head`` on, so it only ever reads the facts applied since
-    the last one. A store that cannot keep it (a read replica) folds every time. The kept JSON is handed back
+    the last one. Asks in one process that would fold at once fold once (:func:`folding`). A store that cannot
+    keep it (a read replica) folds every time. The kept JSON is handed back
     as stored: parsing the largest bulletins (1.7 MB at a million events) took longer than the rest of the read."""
     _, end = period(kind, label)
     now = utc_now()
     if now <= end:
         return running(queries, kind, label, now)
     db, known_at = queries.db, micros(end)
+    answer = _kept_issued(db, kind, label, known_at)
+    if answer is None:
+        with folding(db.url):  # asks of this store that need a fold wait for the one underway, then read it back
+            answer = _kept_issued(db, kind, label, known_at)
+            if answer is None:
+                head = min(positions(db, list(PROJECTIONS)).values())
+                answer = orjson.dumps(build(queries, kind, label, None, None))
+                keep(db, kind, label, head, answer)
+    return answer
+
+
+def _kept_issued(db: Db, kind: str, label: str, known_at: int) -> bytes | None:
+    """The kept report, unless a fact recorded by its issue date (``known_at``) has been applied since; each check
+    moves the kept ``head`` on to what every fact projection has applied."""
     head = min(positions(db, list(PROJECTIONS)).values())
     try:
         rows = db.query(f"SELECT head, body FROM {ISSUED} WHERE kind = ? AND label = ?", (kind, label))
     except db.errors:  # a store made before issued reports were kept
-        rows = []
-    if rows and not _arrived(db, int(rows[0][0]), known_at):
-        if head > int(rows[0][0]):
-            with contextlib.suppress(*db.errors):
-                db.execute(f"UPDATE {ISSUED} SET head = ? WHERE kind = ? AND label = ?", (head, kind, label))
-        return _stored(rows[0][1])
-    body = orjson.dumps(build(queries, kind, label, None, None))
-    keep(db, kind, label, head, body)
-    return body
+        return None
+    if not rows or _arrived(db, int(rows[0][0]), known_at):
+        return None
+    if head > int(rows[0][0]):
+        with contextlib.suppress(*db.errors):
+            db.execute(f"UPDATE {ISSUED} SET head = ? WHERE kind = ? AND label = ?", (head, kind, label))
+    return _stored(rows[0][1])
+
+
+_folds: dict[str, threading.Lock] = {}
+_folds_guard = threading.Lock()
+
+
+def folding(url: str) -> threading.Lock:
+    """The lock a report's fold on this store holds in this process (一次折叠): concurrent asks of a period not
+    kept, or of one in progress gone stale, would each fold the city for the same answer (seconds at a million
+    events, and under the interpreter lock each fold slows the others); the first folds and keeps it, the others
+    wait and read it back."""
+    with _folds_guard:
+        return _folds.setdefault(url, threading.Lock())
 
 
 def keep(db: Db, kind: str, label: str, head: int, body: bytes) -> None:
@@ -117,16 +143,23 @@ def running(queries: Queries, kind: str, label: str, now: datetime) -> bytes:
     at a million events) and keeps that fold. The worker refreshes the kept folds whenever they go stale
     (:func:`refresh`), so most asks read."""
     db = queries.db
+    body = _kept_running(db, kind, label, now)
+    if body is None:
+        with folding(db.url):  # concurrent asks fold once
+            body = _kept_running(db, kind, label, now)
+            if body is None:
+                wanted = in_progress(now)  # one fold answers all three (a period not begun yet is asked alone)
+                body = fold_running(queries, now, wanted if (kind, label) in wanted else [(kind, label)])[kind, label]
+    return _stamped(body, now)
+
+
+def _kept_running(db: Db, kind: str, label: str, now: datetime) -> bytes | None:
+    """The kept fold of a period in progress (its JSON, unstamped), if it still stands at ``now``."""
     try:
         rows = db.query(f"SELECT head, as_of, until, body FROM {RUNNING} WHERE kind = ? AND label = ?", (kind, label))
     except db.errors:  # a store made before running reports were kept
-        rows = []
-    if rows and _standing(db, rows[0], micros(now)):
-        return _stamped(_stored(rows[0][3]), now)
-    wanted = in_progress(now)  # one fold answers all three (a period not begun yet is asked alone)
-    return _stamped(
-        fold_running(queries, now, wanted if (kind, label) in wanted else [(kind, label)])[kind, label], now
-    )
+        return None
+    return _stored(rows[0][3]) if rows and _standing(db, rows[0], micros(now)) else None
 
 
 def _standing(db: Db, row: Sequence[Any], now: int) -> bool:

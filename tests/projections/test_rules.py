@@ -274,6 +274,60 @@ def test_a_report_of_a_period_in_progress_is_read_back_until_a_fact_or_a_deadlin
     q.close()
 
 
+@pytest.mark.parametrize("asked", ["daily", "monthly"])
+def test_concurrent_asks_that_need_a_fold_fold_once_and_answer_alike(
+    world: World, monkeypatch: pytest.MonkeyPatch, asked: str
+) -> None:
+    """一次折叠: three supervisors ask at once for a report not kept — today's, in progress, or last month's
+    bulletin before it is issued. The first ask folds the city; the others wait for that fold and read it back,
+    rather than each folding for the same answer."""
+    w = world
+    petition(w, "x1", "kz", "2024-05-02T15:00")
+    now = at("2024-06-03T10:00")
+    monkeypatch.setattr(reports, "utc_now", lambda: now)
+    label = "2024-06-03" if asked == "daily" else "2024-05"
+    folds: list[str] = []
+    underway, release = threading.Event(), threading.Event()
+    fold_running, build = reports.fold_running, reports.build
+
+    def held(fold: Any) -> Any:
+        def counted(*args: Any) -> Any:
+            folds.append(threading.current_thread().name)
+            underway.set()
+            release.wait(10)
+            return fold(*args)
+
+        return counted
+
+    monkeypatch.setattr(reports, "fold_running", held(fold_running))
+    monkeypatch.setattr(reports, "build", held(build))
+    answers: dict[str, dict[str, Any]] = {}
+
+    def ask(name: str) -> None:
+        q = w.queries()
+        try:
+            answers[name] = getattr(q, asked)(label)
+        finally:
+            q.close()
+
+    askers = [threading.Thread(target=ask, args=(f"asker-{i}",), name=f"asker-{i}") for i in range(3)]
+    askers[0].start()
+    assert underway.wait(10)
+    for asker in askers[1:]:
+        asker.start()
+    deadline = time.monotonic() + 0.5  # long enough for the other two to reach a fold of their own, if they could
+    while len(folds) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for asker in askers:
+        asker.join(10)
+    assert folds == ["asker-0"]
+    assert len(answers) == 3 and all(answer == answers["asker-0"] for answer in answers.values())
+    q = w.queries()
+    assert answers["asker-0"] == build(q, asked, label, None, None)  # the fold as of now, or of the issue date
+    q.close()
+
+
 def test_the_worker_issues_the_reports_of_the_periods_just_ended(world: World) -> None:
     """签发: the worker that keeps the current view, idle at the head of the log, issues yesterday's daily report,
     last week's and last month's (each as known at its issue date), so the first ask reads them back."""
