@@ -36,6 +36,8 @@ ISSUED = "proj_reports_issued"
 #: The last fold of each report whose period is in progress (进行中的报告, ``projections.reports.running``), with the
 #: log position and the moment it stands until; emptied with the issued reports.
 RUNNING = "proj_reports_running"
+#: The issuing lease (签发权, ``projections.lease``): which issuer folds reports now, and until when.
+ISSUER = "proj_reports_issuer"
 
 
 def micros(moment: datetime) -> int:

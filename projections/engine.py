@@ -21,6 +21,7 @@ from projections.catalog import (
     CURRENT,
     DIVERTED_INDEX,
     ISSUED,
+    ISSUER,
     NAMES,
     PROJECTIONS,
     RUNNING,
@@ -72,6 +73,9 @@ def ensure_schema(
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {RUNNING} (kind TEXT, label TEXT, head BIGINT NOT NULL, as_of BIGINT NOT NULL,"
             " until BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, label))"
+        )
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {ISSUER} (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until BIGINT NOT NULL)"
         )
         for p in chosen:
             for statement in p.tables("BIGINT"):

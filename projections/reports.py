@@ -32,6 +32,7 @@ from projections.catalog import ISSUED, PROJECTIONS, RUNNING, from_micros, micro
 from projections.db import Db
 from projections.engine import positions
 from projections.history import REPORT_TYPES, Known, iso
+from projections.lease import claim, holder_name, release
 
 if TYPE_CHECKING:
     from projections.queries import Queries
@@ -379,7 +380,10 @@ class Bulletins:
     ask of today's report reads too. Then, one moment per step, it back-issues (补发) every earlier period whose
     report is not kept (:func:`backlog`): a history loaded in bulk, periods that ended while no worker ran, the
     reports a rebuild dropped. A fact recorded before an issue date that arrives after (a late commit) is caught
-    by :func:`issued` on the next ask, which folds and keeps the report again."""
+    by :func:`issued` on the next ask, which folds and keeps the report again. Before each step it claims or renews
+    the issuing lease (:mod:`projections.lease`): of several issuers on one store (a worker per host, each process
+    of ``ledger serve --workers N``) one steps at a time, and the others wait until its lease is released or runs
+    out."""
 
     def __init__(self, url: str, clock: Callable[[], datetime] = utc_now, *, steps: Step = step) -> None:
         self.url = url
@@ -389,7 +393,8 @@ class Bulletins:
         self.pending: list[Moment] = []  # the backlog, the next moment to issue last
         self.listed = -RELIST_SECONDS  # when the backlog was last listed (time.monotonic)
         self.checked = -REFRESH_SECONDS  # when a step last checked the reports of the periods in progress
-        self.paused_until = 0.0  # after a step failed (time.monotonic)
+        self.paused_until = 0.0  # after a step failed, or while another issuer holds the lease (time.monotonic)
+        self.holder = holder_name()  # this issuer's name in the issuing lease
         self._pool: ProcessPoolExecutor | None = None
         self._step: Future[tuple[list[Period], list[Moment]]] | None = None
 
@@ -398,7 +403,7 @@ class Bulletins:
             if not self._step.done():
                 return
             self._collect(self._step)
-        if not self._work():
+        if not self._work() or not self._hold():
             return
         due, pending = self._begin()
         try:
@@ -432,6 +437,13 @@ class Bulletins:
         if self._pool is not None:
             self._pool.shutdown(wait=self._step is None, cancel_futures=True)
             self._pool = None
+        if self._step is None:  # a fold still underway keeps the lease until it runs out
+            with contextlib.suppress(Exception):  # a store gone away: the lease runs out by itself
+                db = Db(self.url)
+                try:
+                    release(db, self.holder)
+                finally:
+                    db.close()
 
     def _due(self) -> list[Period]:
         return [period for period in last_ended(self.clock()) if period not in self.done]
@@ -453,6 +465,22 @@ class Bulletins:
             or now - self.listed >= RELIST_SECONDS
             or now - self.checked >= REFRESH_SECONDS
         )
+
+    def _hold(self) -> bool:
+        """Claim or renew the issuing lease (:mod:`projections.lease`) before a step; while another issuer holds it,
+        pause until it would run out."""
+        try:
+            db = Db(self.url)
+            try:
+                left = claim(db, self.holder)
+            finally:
+                db.close()
+        except Exception as error:  # a store gone away, or one whose projections have not made their tables yet
+            self._failed(error)
+            return False
+        if left:
+            self.paused_until = time.monotonic() + max(left, 1.0)
+        return not left
 
     def _apply(self, done: list[Period], pending: list[Moment]) -> None:
         self.done.update(done)
@@ -489,8 +517,8 @@ def _steps_process(parent: int) -> None:
 
 
 def issuer(url: str, names: list[str] | None) -> Bulletins | None:
-    """The issuing for a worker of these projections (all when ``None``): only the one that keeps the current
-    view issues, so several workers on several hosts fold each report once."""
+    """The issuing for a worker of these projections (all when ``None``): only a worker that keeps the current
+    view issues, and of several such workers the holder of the issuing lease, so each report is folded once."""
     return Bulletins(url) if with_current(names) else None
 
 

@@ -441,6 +441,52 @@ def test_an_idle_worker_back_issues_every_earlier_period_monthly_first(world: Wo
     db.close()
 
 
+def test_one_issuer_steps_at_a_time_and_another_takes_over_once_the_lease_is_released_or_runs_out(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """签发权: two issuers on one store (two hosts' workers, two processes of ``ledger serve --workers 2``). The
+    first claims the lease and issues; the second, idle, folds nothing and waits until the lease would run out.
+    The first stopped without releasing it (killed): once it runs out the second takes over. The second stopped
+    cleanly releases it: a third takes over at once."""
+    from projections import lease
+    from projections.catalog import ISSUED
+
+    w = world
+    petition(w, "x1", "kz", "2024-05-30")
+    w.queries().close()  # caught up
+    now = at("2024-06-18T09:00")
+    monkeypatch.setattr(lease, "LEASE_SECONDS", 0.5)
+    first, second, third = (reports.Bulletins(w.url, clock=lambda: now) for _ in range(3))
+    db = Db(w.url)
+
+    def kept() -> set[tuple[str, str]]:
+        return set(db.query(f"SELECT kind, label FROM {ISSUED}"))
+
+    def idle(issuer: reports.Bulletins) -> None:
+        issuer()
+        issuer.wait()
+
+    try:
+        idle(first)
+        assert kept() == set(reports.last_ended(now)) == first.done
+        idle(second)
+        assert second.done == set() and second.paused_until > time.monotonic()  # no step: the lease is held
+        first._pool, first._step = None, None  # killed: no release
+        assert lease.claim(db, "someone else") > 0  # still held, until it runs out
+        time.sleep(0.6)
+        second.paused_until = 0.0
+        idle(second)
+        assert second.done == set(reports.last_ended(now))  # it stepped (read back what the first kept)
+        assert lease.claim(db, "someone else") > 0
+        second.close()
+        idle(third)
+        assert third.done == set(reports.last_ended(now))  # no wait: the second released the lease
+    finally:
+        for issuer in (first, second, third):
+            issuer.close()
+        db.close()
+
+
 def _held_step(url: str, now: datetime, due: list[Any], pending: list[Any]) -> tuple[list[Any], list[Any]]:
     """An issuing step that holds its process until the test lets it go, as a long fold would."""
     signals = Path(os.environ["LEDGER_TEST_SIGNALS"])
