@@ -21,13 +21,13 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import problems
+from api import problems, projections_link
 from api.deps import authorize
 from api.problems import MAX_BODY_BYTES, problem_response
 from api.routers import agreements, audit, cases, people, petitions, policy, queries, tokens, triggers, units
 from audit.checkpoints import run_checkpoints, signing_key_path
 from domain.application import Ledger
-from store.config import database_url
+from store.config import database_url, timeout
 from store.ledger import open_ledger
 
 JSON_TYPES = ("application/json", "application/problem+json", "application/merge-patch+json")
@@ -221,6 +221,8 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
             for worker in workers:
                 worker.daemon = True
                 worker.start()
+        # The queries' connections, kept open between requests (PostgreSQL: ~3 ms to open one).
+        app.state.reads = projections_link.reads(app.state.query_url, timeout("POSTGRES_POOL_TIMEOUT"))
         try:
             yield
         finally:
@@ -229,6 +231,8 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
                 worker.join(timeout=5)
             if bulletins is not None:
                 bulletins.close(timeout=5)
+            if app.state.reads is not None:
+                app.state.reads.close()
             if owned:
                 app_ledger.close()
 

@@ -43,17 +43,31 @@ def _ensure_tables(url: str) -> None:
             _ready.add(url)
 
 
+def reads(url: str, timeout: float) -> Any:
+    """The connections an API server's queries borrow (``projections.db.Pool``), or ``None`` without the projections;
+    ``timeout`` bounds the wait for one (then 503)."""
+    try:
+        return _module("projections.db").Pool(url, timeout=timeout)
+    except ProblemError:
+        return None
+
+
 @contextmanager
-def queries(url: str) -> Iterator[Any]:
-    """A ``projections.queries.Queries`` on the store, closed afterwards."""
+def queries(state: Any) -> Iterator[Any]:
+    """A ``projections.queries.Queries`` on the app's query store, on a connection borrowed from its pool (``state``
+    is the app's ``state``: ``query_url``, and ``reads`` once the app has started) or opened for it alone."""
+    url: str = state.query_url
     _ensure_tables(url)
+    pool = getattr(state, "reads", None)
+    if pool is not None:
+        with pool.borrow() as db:
+            yield _module("projections.queries").Queries(db)
+        return
     reader = _module("projections.queries").Queries(url)
     try:
         yield reader
     finally:
-        close = getattr(reader, "close", None)
-        if close is not None:
-            close()
+        reader.close()
 
 
 def wait_for(url: str, position: int | None) -> None:
@@ -62,9 +76,9 @@ def wait_for(url: str, position: int | None) -> None:
         _module("projections.engine").wait_for(url, position, READ_YOUR_WRITES_TIMEOUT)
 
 
-def progress(url: str) -> tuple[int, int]:
-    """(position, lag) of the slowest projection."""
-    rows: list[dict[str, Any]] = _module("projections.engine").status(url)
+def progress(store: Any) -> tuple[int, int]:
+    """(position, lag) of the slowest projection, on a store's URL or a connection (a reader's ``db``)."""
+    rows: list[dict[str, Any]] = _module("projections.engine").status(store)
     if not rows:
         return 0, 0
     return min(int(r["position"]) for r in rows), max(int(r["lag"]) for r in rows)

@@ -443,9 +443,9 @@ def replay_into(url: str, events: Iterable[tuple[int, Any]], *, batch_size: int 
         db.close()
 
 
-def status(url: str) -> list[dict[str, Any]]:
-    """Each projection's position and lag behind the head of the log."""
-    db = Db(url)
+def status(store: str | Db) -> list[dict[str, Any]]:
+    """Each projection's position and lag behind the head of the log (of the store at a URL, or on a connection)."""
+    db = Db(store) if isinstance(store, str) else store
     try:
         head = log_head(db)
         return [
@@ -453,4 +453,5 @@ def status(url: str) -> list[dict[str, Any]]:
             for name, position in positions(db).items()
         ]
     finally:
-        db.close()
+        if db is not store:
+            db.close()

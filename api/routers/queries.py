@@ -82,12 +82,12 @@ def _ask(
         # No client wrote past the primary's head: a larger position would only make the answer wait.
         seen = min(seen, int(ledger.recorder.max_notification_id() or 0))
     projections_link.wait_for(url, seen)
-    with projections_link.queries(url) as reader:
+    with projections_link.queries(request.app.state) as reader:
         try:
             result = getattr(reader, name)(*args, **options)
         except ValueError as exc:  # the projections refuse an argument (e.g. a period) they cannot read
             raise InvalidValue(str(exc), name) from None
-    position, lag = projections_link.progress(url)
+        position, lag = projections_link.progress(reader.db)
     if principal.bound:
         result = _within(result, ledger, principal)
     if isinstance(result, dict):

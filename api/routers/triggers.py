@@ -26,8 +26,7 @@ class DecisionCreate(CommandIn):
 @router.get("/{trigger_id}")
 def read_trigger(trigger_id: str, request: Request, principal: AuthorizedDep, ledger: LedgerDep) -> dict[str, Any]:
     """One accountability trigger with its evidence and, once decided, its decision."""
-    url: str = request.app.state.query_url
-    with projections_link.queries(url) as queries:
+    with projections_link.queries(request.app.state) as queries:
         trigger = queries.trigger(trigger_id)
     if not trigger:
         raise RecordNotFound("trigger", trigger_id)
@@ -40,8 +39,7 @@ def decide_trigger(
     trigger_id: str, body: DecisionCreate, cmd: CommandDep, request: Request, response: Response
 ) -> Receipt:
     """Decide an open trigger; one decision per trigger (its id is the trigger's id)."""
-    url: str = request.app.state.query_url
-    with projections_link.queries(url) as queries:
+    with projections_link.queries(request.app.state) as queries:
         trigger = queries.trigger(trigger_id)
     if not trigger:
         raise RecordNotFound("trigger", trigger_id)
