@@ -51,17 +51,46 @@ def _unit_of(row: dict[str, Any]) -> str | None:
 
 
 def _within(value: Any, ledger: Ledger, principal: Principal) -> Any:
-    """Drop rows (at any depth) whose unit lies outside the token's territory."""
+    """Drop rows (at any depth) whose unit lies outside the token's territory. A list or dict from which nothing
+    is dropped is handed back as it is, not copied: a token covering a whole 1.6 MB bulletin had every one of its
+    rows rebuilt (24 ms of a 66 ms answer)."""
     if isinstance(value, list):
-        return [
-            _within(v, ledger, principal)
-            for v in value
-            if not (isinstance(v, dict) and (_unit_of(v) is not None or "unit_id" in v))
-            or principal.covers(ledger, _unit_of(v))
-        ]
+        kept: list[Any] | None = None  # a copy, begun at the first row dropped or changed
+        for i, row in enumerate(value):
+            if type(row) in _SCALARS:  # most of an answer's values (evidence positions): nothing to look into
+                if kept is not None:
+                    kept.append(row)
+                continue
+            if isinstance(row, dict) and _outside(row, ledger, principal):
+                inner = _DROPPED
+            else:
+                inner = _within(row, ledger, principal) if isinstance(row, list | dict) else row
+            if inner is not row and kept is None:
+                kept = value[:i]
+            if kept is not None and inner is not _DROPPED:
+                kept.append(inner)
+        return value if kept is None else kept
     if isinstance(value, dict):
-        return {k: _within(v, ledger, principal) for k, v in value.items()}
+        copy: dict[str, Any] | None = None
+        for key, item in value.items():
+            if type(item) not in _SCALARS and isinstance(item, list | dict):
+                inner = _within(item, ledger, principal)
+                if inner is not item:
+                    copy = copy if copy is not None else dict(value)
+                    copy[key] = inner
+        return value if copy is None else copy
     return value
+
+
+_DROPPED = object()
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _outside(row: dict[str, Any], ledger: Ledger, principal: Principal) -> bool:
+    """Whether a row names a unit (its own, or its subject's) outside the token's territory; a row naming none is
+    kept, but one with an empty ``unit_id`` is not."""
+    unit = _unit_of(row)
+    return (unit is not None or "unit_id" in row) and not principal.covers(ledger, unit)
 
 
 def _ask(
