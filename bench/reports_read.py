@@ -8,7 +8,12 @@ On a store ``bench.generate`` made (the projections are caught up first):
   each read back as the JSON it was kept as (``reports.issued``) and parsed (``Queries.monthly``, what a
   Python caller and the HTTP route get);
 - with ``--http``, the same asks over HTTP on a uvicorn server (``bench.http_load.server``): with an unbound token
-  and with a token bound to the whole city (every row of the answer checked against the territory).
+  and with a token bound to every top-level unit (every row of the answer checked against the territory, none
+  dropped: both answers are the same size, printed beside the figures).
+
+This process settles its heap as a server process does (``api.serve_cli.settle_heap``): the parsed figures are
+what the HTTP route meets, and the client's parse of an answer is not paced by collections over the bench's own
+objects.
 
 The baseline, measured in the same run, is the raw read of the same kept row (one ``SELECT`` of its JSON).
 
@@ -30,6 +35,7 @@ from typing import Any
 import httpx
 import orjson
 
+from api.serve_cli import settle_heap
 from bench.http_load import server
 from bench.stats import percentile
 from domain.application import utc_now
@@ -52,6 +58,7 @@ def timed(call: Callable[[], Any], rounds: int) -> dict[str, float]:
 
 def measure(url: str, issue: list[str], rounds: int, http: bool) -> dict[str, Any]:
     engine.catch_up(url)
+    settle_heap()
     queries = Queries(url)
     db = queries.db
     try:
@@ -86,17 +93,17 @@ def measure(url: str, issue: list[str], rounds: int, http: bool) -> dict[str, An
                     "parsed": timed(partial(queries.monthly, label), rounds),
                 }
             )
-        root = next(u for u, rec in queries.known().units.items() if rec.data["parent_id"] is None)
+        tops = [u for u, rec in queries.known().units.items() if rec.data["parent_id"] is None]
     finally:
         queries.close()
     result: dict[str, Any] = {"rounds": rounds, "running": running, "kept": kept}
     if http:
         asked = [("monthly", k["label"]) for k in kept] + [(r["kind"], r["label"]) for r in running]
-        result["http"] = _over_http(url, root, asked, rounds)
+        result["http"] = _over_http(url, tops, asked, rounds)
     return result
 
 
-def _over_http(url: str, root: str, asked: list[tuple[str, str]], rounds: int) -> list[dict[str, Any]]:
+def _over_http(url: str, tops: list[str], asked: list[tuple[str, str]], rounds: int) -> list[dict[str, Any]]:
     from api.auth import issue_token
     from store.ledger import open_ledger
 
@@ -104,7 +111,7 @@ def _over_http(url: str, root: str, asked: list[tuple[str, str]], rounds: int) -
     try:
         tokens = {
             "unbound": issue_token(ledger, "bench-auditor", Role.AUDITOR, actor="bench"),
-            "city-bound": issue_token(ledger, "bench-city", Role.SUPERVISOR, [root], actor="bench"),
+            "bound": issue_token(ledger, "bench-bound", Role.SUPERVISOR, tops, actor="bench"),
         }
     finally:
         ledger.close()
@@ -115,13 +122,14 @@ def _over_http(url: str, root: str, asked: list[tuple[str, str]], rounds: int) -
             for name, token in tokens.items():
                 headers = {"Authorization": f"Bearer {token}"}
 
-                def ask(h: dict[str, str] = headers, k: str = kind, lb: str = label) -> None:
+                def ask(h: dict[str, str] = headers, k: str = kind, lb: str = label) -> int:
                     response = client.get(f"/v1/reports/{k}", params={PARAM[k]: lb}, headers=h)
                     response.raise_for_status()
                     orjson.loads(response.content)
+                    return len(response.content)
 
-                ask()  # a running report may have gone stale since: fold it once, outside the timing
-                row[name] = timed(ask, rounds)
+                size = ask()  # a running report may have gone stale since: fold it once, outside the timing
+                row[name] = {**timed(ask, rounds), "bytes": size}
             found.append(row)
     return found
 
@@ -145,8 +153,9 @@ def main() -> None:
               f"parsed {k['parsed']['p50_ms']} / {k['parsed']['p99_ms']}; "
               f"raw {k['raw_select']['p50_ms']} / {k['raw_select']['p99_ms']}")  # fmt: skip
     for h in result.get("http", []):
-        print(f"http {h['kind']} {h['label']}: unbound {h['unbound']['p50_ms']} / {h['unbound']['p99_ms']}; "
-              f"city-bound {h['city-bound']['p50_ms']} / {h['city-bound']['p99_ms']}")  # fmt: skip
+        print(f"http {h['kind']} {h['label']} ({round(h['unbound']['bytes'] / 1024)} KB): unbound "
+              f"{h['unbound']['p50_ms']} / {h['unbound']['p99_ms']}; bound to every top unit "
+              f"({round(h['bound']['bytes'] / 1024)} KB) {h['bound']['p50_ms']} / {h['bound']['p99_ms']}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -108,4 +108,5 @@ def test_reports_read_times_running_and_kept_reports_in_process_and_over_http(tm
     assert [r["kind"] for r in result["running"]] == ["daily", "weekly", "monthly"]
     assert [k["label"] for k in result["kept"]] == ["2025-03"]
     assert len(result["http"]) == 4 and all(h["unbound"]["p50_ms"] > 0 for h in result["http"])
+    assert all(h["bound"]["bytes"] == h["unbound"]["bytes"] for h in result["http"])  # nothing filtered out
     assert "kept monthly 2025-03" in done.stdout and "http daily" in done.stdout
