@@ -70,8 +70,8 @@ def issued(queries: Queries, kind: str, label: str) -> bytes:
     (a writer's clock behind, a transaction that committed late, a history loaded with its own times): then
     it is folded and kept again. Each check moves ``head`` on, so it only ever reads the facts applied since
     the last one. Asks in one process that would fold at once fold once (:func:`folding`). A store that cannot
-    keep it (a read replica) folds every time. The kept JSON is handed back
-    as stored: parsing the largest bulletins (1.7 MB at a million events) took longer than the rest of the read."""
+    keep it (a read replica) folds every time. The kept JSON is handed back as stored: parsing the largest
+    bulletins (1.7 MB at a million events) took longer than the rest of the read."""
     _, end = period(kind, label)
     now = utc_now()
     if now <= end:
@@ -523,15 +523,18 @@ def issuer(url: str, names: list[str] | None) -> Bulletins | None:
 
 
 def _arrived(db: Db, head: int, known_at: int) -> bool:
-    """Whether any fact applied past ``head`` was recorded by ``known_at`` (by the position indexes)."""
-    for p in PROJECTIONS.values():
-        for table in (p.records_table, p.events_table):
-            # ORDER BY position: PostgreSQL's generic plan for a statement run many times (psycopg prepares it
-            # after five) otherwise scans the whole table, not knowing how few positions lie past ``head``.
-            sql = f"SELECT 1 FROM {table} WHERE position > ? AND recorded_at <= ? ORDER BY position LIMIT 1"
-            if db.query(sql, (head, known_at)):
-                return True
-    return False
+    """Whether any fact applied past ``head`` was recorded by ``known_at`` (by the position indexes): one statement
+    over every fact table, since on PostgreSQL each round trip cost more than the probe (twelve: 2.4 ms of a kept
+    running report's 2.5 ms read back)."""
+    return bool(db.query(_ARRIVED_SQL, (head, known_at) * len(_FACT_TABLES)))
+
+
+_FACT_TABLES = [table for p in PROJECTIONS.values() for table in (p.records_table, p.events_table)]
+# Each probe walks its table's position index from ``head`` and stops at the first fact recorded by then.
+_ARRIVED_SQL = " UNION ALL ".join(
+    f"SELECT 1 FROM (SELECT 1 FROM {table} WHERE position > ? AND recorded_at <= ? ORDER BY position LIMIT 1) AS p{n}"
+    for n, table in enumerate(_FACT_TABLES)
+)
 
 
 def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known_at: datetime | None) -> dict[str, Any]:
