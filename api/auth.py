@@ -90,7 +90,7 @@ class Principal:
                 chain = set(ledger.lineage(unit_id))
             except DomainError:
                 chain = set()
-            self._covered[unit_id] = bool(chain & set(self.unit_ids))
+            self._covered[unit_id] = not chain.isdisjoint(self.unit_ids)
         return self._covered[unit_id]
 
 
