@@ -20,6 +20,7 @@ from projections import current, late
 from projections.catalog import (
     CURRENT,
     DIVERTED_INDEX,
+    FORMER_REPORTS,
     ISSUED,
     ISSUER,
     NAMES,
@@ -66,6 +67,8 @@ def ensure_schema(
     with db.transaction():
         _serialise_ddl(db)
         db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
+        for former in FORMER_REPORTS:
+            db.execute(f"DROP TABLE IF EXISTS {former}")
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {ISSUED} (kind TEXT, label TEXT, head BIGINT NOT NULL, body TEXT NOT NULL,"
             " PRIMARY KEY (kind, label))"

@@ -50,6 +50,10 @@ class Past(NamedTuple):
     stale: set[int]
 
 
+#: Whether a unit lies inside the asker's territory; ``None`` for the whole city.
+Covers = Callable[[str], bool] | None
+
+
 class Queries:
     """Read-only answers from the projection tables of one database."""
 
@@ -367,23 +371,35 @@ class Queries:
 
     # --- reports (R13) ------------------------------------------------------------------------
 
-    def daily(self, date: str, *, as_of: datetime | None = None, known_at: datetime | None = None) -> dict[str, Any]:
+    # A report's totals count the whole city unless ``covers`` names a territory (属地管理: the units a token may see):
+    # then they are the sums over the units inside it. Its rows are the caller's to filter.
+
+    def daily(
+        self, date: str, *, as_of: datetime | None = None, known_at: datetime | None = None, covers: Covers = None
+    ) -> dict[str, Any]:
         """日调度 for a date ``YYYY-MM-DD``, as known at the end of that day by default."""
-        return self._report("daily", date, as_of, known_at)
+        return self._report("daily", date, as_of, known_at, covers)
 
-    def weekly(self, week: str, *, as_of: datetime | None = None, known_at: datetime | None = None) -> dict[str, Any]:
+    def weekly(
+        self, week: str, *, as_of: datetime | None = None, known_at: datetime | None = None, covers: Covers = None
+    ) -> dict[str, Any]:
         """周汇报 for an ISO week ``YYYY-Www``, as known when the week ends by default."""
-        return self._report("weekly", week, as_of, known_at)
+        return self._report("weekly", week, as_of, known_at, covers)
 
-    def monthly(self, month: str, *, as_of: datetime | None = None, known_at: datetime | None = None) -> dict[str, Any]:
+    def monthly(
+        self, month: str, *, as_of: datetime | None = None, known_at: datetime | None = None, covers: Covers = None
+    ) -> dict[str, Any]:
         """月通报 for ``YYYY-MM``, as known at its issue date (the first moment after the month) by default."""
-        return self._report("monthly", month, as_of, known_at)
+        return self._report("monthly", month, as_of, known_at, covers)
 
-    def _report(self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None) -> dict[str, Any]:
+    def _report(
+        self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None, covers: Covers
+    ) -> dict[str, Any]:
         if as_of is None and known_at is None:
             answer: dict[str, Any] = orjson.loads(reports.issued(self, kind, label))  # kept as JSON
-            return answer
-        return reports.build(self, kind, label, as_of, known_at)
+        else:
+            answer = reports.folded(self, kind, label, as_of, known_at)
+        return reports.within(answer, covers)
 
     # --- status -------------------------------------------------------------------------------
 

@@ -83,7 +83,7 @@ def issued(queries: Queries, kind: str, label: str) -> bytes:
             answer = _kept_issued(db, kind, label, known_at)
             if answer is None:
                 head = min(positions(db, list(PROJECTIONS)).values())
-                answer = orjson.dumps(build(queries, kind, label, None, None))
+                answer = orjson.dumps(folded(queries, kind, label, None, None))
                 keep(db, kind, label, head, answer)
     return answer
 
@@ -538,8 +538,15 @@ _ARRIVED_SQL = " UNION ALL ".join(
 
 
 def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known_at: datetime | None) -> dict[str, Any]:
-    """The report folded from the facts: as of ``as_of`` and as known at ``known_at``, each by default its issue
-    date (the period's end, or now if it has not ended)."""
+    """The report folded from the facts, as answered: as of ``as_of`` and as known at ``known_at``, each by default
+    its issue date (the period's end, or now if it has not ended)."""
+    return within(folded(queries, kind, label, as_of, known_at), None)
+
+
+def folded(
+    queries: Queries, kind: str, label: str, as_of: datetime | None, known_at: datetime | None
+) -> dict[str, Any]:
+    """The report folded from the facts, with its tallies (:data:`TALLIES`), as :func:`build` answers it."""
     _, end = period(kind, label)
     issue_date = min(end, utc_now())
     return report(queries.known(as_of or issue_date, known_at or issue_date, lean=True, only=REPORT_TYPES), kind, label)
@@ -558,41 +565,47 @@ def report(k: Known, kind: str, label: str) -> dict[str, Any]:
         return (k.district_of(unit) if unit else None) or unit or ""
 
     by_unit: dict[str, Counter[str]] = defaultdict(Counter)
-    petitions: Counter[str] = Counter()
+    tallies: dict[str, Counter[str]] = defaultdict(Counter)  # every total's count by the unit it is counted for
+
+    def count(unit: str | None, key: str) -> None:
+        tallies[unit or ""][key] += 1
+
     for p in k.petitions:
         if inside(p.rec.occurred_at):
-            petitions["registered"] += 1
+            count(p.rec.unit_id, "petitions.registered")
             by_unit[district(p.rec.unit_id)]["petitions_registered"] += 1
         if inside(p.closed_at):
-            petitions["closed"] += 1
+            count(p.unit_id, "petitions.closed")
         for e in p.events:
             if e.type == "escalated" and inside(e.occurred_at):
-                petitions["escalations"] += 1
+                count(p.unit_at(e.occurred_at), "petitions.escalations")
                 by_unit[district(p.unit_at(e.occurred_at))]["escalations"] += 1
         if p.status == "overdue":
-            petitions["overdue_open"] += 1
+            count(p.unit_id, "petitions.overdue_open")
             by_unit[district(p.unit_id)]["overdue_open"] += 1
         if p.status != "closed" and "nail_case" in p.flags:
-            petitions["nail_cases_open"] += 1
-    cases: Counter[str] = Counter()
-    by_resource: Counter[str] = Counter({"land": 0, "minerals": 0})  # R1 counts land and minerals apart
+            count(p.unit_id, "petitions.nail_cases_open")
     for c in k.cases:
+        unit = c.rec.unit_id
         if inside(c.rec.occurred_at):
-            cases["reported"] += 1
-            by_resource[Violation(c.rec.data["violation"]).resource] += 1
-            by_unit[district(c.rec.unit_id)]["cases_reported"] += 1
+            count(unit, "cases.reported")
+            count(unit, f"cases.by_resource.{Violation(c.rec.data['violation']).resource}")
+            by_unit[district(unit)]["cases_reported"] += 1
         if inside(c.major_at):
-            cases["major"] += 1
-            by_unit[district(c.rec.unit_id)]["major_cases"] += 1
+            count(unit, "cases.major")
+            by_unit[district(unit)]["major_cases"] += 1
         if inside(c.unfiled_at):
-            cases["not_investigated"] += 1
+            count(unit, "cases.not_investigated")
         for e in c.events:
             if e.type in ("filed", "closed") and inside(e.occurred_at):
-                cases[e.type] += 1
+                count(unit, f"cases.{e.type}")
     deductions = [o for o in k.occurrences if inside(o.at)]
     for o in deductions:
         by_unit[district(o.unit_id)]["points_deducted"] += o.points
     opened = [t for t in k.triggers if lo <= micros(datetime.fromisoformat(t["opened_at"])) < hi]
+    for t in k.triggers:
+        if t["status"] == "open":
+            count(t["subject"].get("unit_id"), "open_triggers")
     return {
         "report": kind,
         "period": label,
@@ -600,21 +613,49 @@ def report(k: Known, kind: str, label: str) -> dict[str, Any]:
         "to": end.isoformat(),
         "as_of": iso(k.as_of),
         "known_at": iso(k.known_at),
-        "petitions": {
-            key: petitions[key] for key in ("registered", "closed", "escalations", "overdue_open", "nail_cases_open")
-        },
-        "cases": {
-            **{key: cases[key] for key in ("reported", "filed", "major", "not_investigated", "closed")},
-            "by_resource": dict(by_resource),
-        },
+        **totals(sum(tallies.values(), Counter())),
         "deductions": [o.as_dict() for o in deductions],
         "triggers_opened": opened,
-        "open_triggers": sum(1 for t in k.triggers if t["status"] == "open"),
         "by_unit": [
             {"unit_id": unit, "name": k.units[unit].data["name"] if unit in k.units else None, **dict(counts)}
             for unit, counts in sorted(by_unit.items())
         ],
+        TALLIES: {unit: dict(counts) for unit, counts in sorted(tallies.items())},
     }
 
 
-__all__ = ["Known", "backlog", "build", "issued", "period", "report"]
+#: The key of a report's counts by the unit each is counted for (a petition's registering or responsible unit, a
+#: case's unit, a trigger's subject): kept with the report, so a unit-bound token's totals are the sums over its
+#: territory (:func:`within`), not the city's. Taken out of every answer.
+TALLIES = "tallies"
+PETITION_TOTALS = ("registered", "closed", "escalations", "overdue_open", "nail_cases_open")
+CASE_TOTALS = ("reported", "filed", "major", "not_investigated", "closed")
+
+
+def totals(summed: Counter[str]) -> dict[str, Any]:
+    """A report's totals (petitions, cases, open triggers) from the sum of its tallies."""
+    return {
+        "petitions": {key: summed[f"petitions.{key}"] for key in PETITION_TOTALS},
+        "cases": {
+            **{key: summed[f"cases.{key}"] for key in CASE_TOTALS},
+            # R1 counts land and minerals apart
+            "by_resource": {r: summed[f"cases.by_resource.{r}"] for r in ("land", "minerals")},
+        },
+        "open_triggers": summed["open_triggers"],
+    }
+
+
+def within(answer: dict[str, Any], covers: Callable[[str], bool] | None) -> dict[str, Any]:
+    """A report as answered (its tallies taken out): for a territory (属地管理, ``covers`` a unit id), with its totals
+    summed over the units inside it; the rows (deductions, triggers, ``by_unit``) are the caller's to filter."""
+    tallies: dict[str, dict[str, int]] = answer.pop(TALLIES, {})
+    if covers is None:
+        return answer
+    summed: Counter[str] = Counter()
+    for unit, counts in tallies.items():
+        if unit and covers(unit):
+            summed.update(counts)
+    return {**answer, **totals(summed)}
+
+
+__all__ = ["Known", "backlog", "build", "folded", "issued", "period", "report", "within"]

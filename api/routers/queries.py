@@ -221,6 +221,21 @@ def officer_registry(
     return _ask(request, ledger, principal, seen, "officers", status, unit_id, as_of=as_of, known_at=known_at)
 
 
+def _report(
+    request: Request,
+    ledger: Ledger,
+    principal: Principal,
+    seen: int | None,
+    kind: str,
+    label: str,
+    as_of: datetime | None,
+    known_at: datetime | None,
+) -> QueryAnswer:
+    """A report: for a unit-bound token its totals are summed over the token's territory, and its rows filtered."""
+    covers = (lambda unit: principal.covers(ledger, unit)) if principal.bound else None
+    return _ask(request, ledger, principal, seen, kind, label, as_of=as_of, known_at=known_at, covers=covers)
+
+
 @router.get("/reports/daily", response_model=QueryAnswer)
 def daily_report(
     request: Request,
@@ -232,7 +247,7 @@ def daily_report(
     seen: SeenPosition = None,
 ) -> QueryAnswer:
     """Daily scheduling (日调度)."""
-    return _ask(request, ledger, principal, seen, "daily", date.isoformat(), as_of=as_of, known_at=known_at)
+    return _report(request, ledger, principal, seen, "daily", date.isoformat(), as_of, known_at)
 
 
 @router.get("/reports/weekly", response_model=QueryAnswer)
@@ -246,7 +261,7 @@ def weekly_report(
     seen: SeenPosition = None,
 ) -> QueryAnswer:
     """Weekly report (周汇报)."""
-    return _ask(request, ledger, principal, seen, "weekly", week, as_of=as_of, known_at=known_at)
+    return _report(request, ledger, principal, seen, "weekly", week, as_of, known_at)
 
 
 @router.get("/reports/monthly", response_model=QueryAnswer)
@@ -260,7 +275,7 @@ def monthly_report(
     seen: SeenPosition = None,
 ) -> QueryAnswer:
     """Monthly bulletin (月通报)."""
-    return _ask(request, ledger, principal, seen, "monthly", month, as_of=as_of, known_at=known_at)
+    return _report(request, ledger, principal, seen, "monthly", month, as_of, known_at)
 
 
 @router.get("/projections/status", response_model=QueryAnswer)

@@ -136,3 +136,49 @@ def test_a_report_in_progress_answers_alike_and_is_filtered_for_a_unit_bound_tok
         rows = client.get(path, headers=d1).json()["by_unit"]
         assert [row["unit_id"] for row in rows] == ["d1"]
         assert {row["unit_id"] for row in again.json()["by_unit"]} == {"d1", "d2"}
+
+
+def test_a_unit_bound_tokens_report_totals_count_its_territory_only(
+    store_url: str, ledger: Ledger, tokens: dict[str, str]
+) -> None:
+    """属地管理 for reports: a token bound to a district sees the bulletin's totals (petitions, cases, open
+    triggers) summed over its district's units, not the city's; the two districts' totals add up to the city's,
+    whether the month's bulletin is read back as kept or folded at an asked moment. No answer carries the per-unit
+    tallies."""
+    now = datetime.now(BUREAU_TZ)
+    month, moment = now.strftime("%Y-%m"), now.isoformat()
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
+        clerk, officer = auth(tokens["clerk"]), auth(tokens["officer"])
+        for pid, unit in (("x1", "t1"), ("x2", "t1"), ("x3", "d2")):
+            assert client.post(
+                "/v1/petitions", json=petition_body(id=pid, unit_id=unit, occurred_at=moment), headers=clerk
+            ).is_success
+        case = {
+            "id": "c1",
+            "unit_id": "d2",
+            "violation": "unlicensed_mining",
+            "source": "patrol",
+            "occurred_at": moment,
+        }
+        last = client.post("/v1/cases", json=case, headers=officer).json()
+        seen = {"X-Ledger-Position": str(last["position"])}
+        bound = {
+            unit: auth(issue_token(ledger, f"sup-{unit}", Role.SUPERVISOR, [unit], actor="setup"), **seen)
+            for unit in ("d1", "d2", "t1")
+        }
+        for params in ({"month": month}, {"month": month, "as_of": datetime.now(BUREAU_TZ).isoformat()}):
+            whole = client.get("/v1/reports/monthly", params=params, headers={**auth(tokens["supervisor"]), **seen})
+            answers = {unit: client.get("/v1/reports/monthly", params=params, headers=h) for unit, h in bound.items()}
+            assert whole.status_code == 200 and all(a.status_code == 200 for a in answers.values())
+            city, mine = whole.json(), {unit: a.json() for unit, a in answers.items()}
+            assert "tallies" not in city and all("tallies" not in a for a in mine.values())
+            assert city["petitions"]["registered"] == 3 and city["cases"]["reported"] == 1
+            assert mine["d1"]["petitions"]["registered"] == mine["t1"]["petitions"]["registered"] == 2
+            assert mine["d1"]["cases"] == {**city["cases"], "reported": 0, "by_resource": {"land": 0, "minerals": 0}}
+            assert mine["d2"]["petitions"]["registered"] == 1
+            assert mine["d2"]["cases"]["reported"] == mine["d2"]["cases"]["by_resource"]["minerals"] == 1
+            for section in ("petitions", "cases"):
+                for key, value in city[section].items():
+                    if key != "by_resource":
+                        assert mine["d1"][section][key] + mine["d2"][section][key] == value, (section, key)
+            assert mine["d1"]["open_triggers"] + mine["d2"]["open_triggers"] == city["open_triggers"]
