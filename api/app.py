@@ -27,7 +27,7 @@ from api.problems import MAX_BODY_BYTES, problem_response
 from api.routers import agreements, audit, cases, people, petitions, policy, queries, tokens, triggers, units
 from audit.checkpoints import run_checkpoints, signing_key_path
 from domain.application import Ledger
-from store.config import database_url, timeout
+from store.config import database_url
 from store.ledger import open_ledger
 
 JSON_TYPES = ("application/json", "application/problem+json", "application/merge-patch+json")
@@ -196,6 +196,8 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The queries' connections, kept open between requests (PostgreSQL: ~3 ms to open one).
+        app.state.reads = projections_link.reads(app.state.query_url)
         stop = threading.Event()
         workers: list[threading.Thread] = []
         bulletins = None
@@ -221,8 +223,6 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
             for worker in workers:
                 worker.daemon = True
                 worker.start()
-        # The queries' connections, kept open between requests (PostgreSQL: ~3 ms to open one).
-        app.state.reads = projections_link.reads(app.state.query_url, timeout("POSTGRES_POOL_TIMEOUT"))
         try:
             yield
         finally:

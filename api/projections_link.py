@@ -43,11 +43,11 @@ def _ensure_tables(url: str) -> None:
             _ready.add(url)
 
 
-def reads(url: str, timeout: float) -> Any:
-    """The connections an API server's queries borrow (``projections.db.Pool``), or ``None`` without the projections;
-    ``timeout`` bounds the wait for one (then 503)."""
+def reads(url: str) -> Any:
+    """The connections an API server's queries borrow (``projections.db.Pool``), or ``None`` without the
+    projections."""
     try:
-        return _module("projections.db").Pool(url, timeout=timeout)
+        return _module("projections.db").Pool(url)
     except ProblemError:
         return None
 

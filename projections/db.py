@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -28,11 +29,8 @@ def _numbered(sql: str) -> str:
 class Db:
     """One connection, autocommit outside :meth:`transaction`."""
 
-    def __init__(self, url: str, connection: Any = None) -> None:
-        """Open a connection to ``url``, or on PostgreSQL use ``connection`` (one of a :class:`Pool`'s, which
-        :meth:`close` leaves open: the pool owns it)."""
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.borrowed = connection is not None
         self.in_transaction = False
         if url.startswith("sqlite:///"):
             self.dialect = "sqlite"
@@ -48,12 +46,15 @@ class Db:
             import psycopg
 
             self.dialect = "postgres"
-            if connection is None:
-                conninfo, schema = split_schema(url)
-                connection = psycopg.connect(conninfo, **PG_OPTIONS)
-                _in_schema(connection, schema)
-            self._pg = connection
+            conninfo, schema = split_schema(url)
+            # No server-side prepared statements: after five runs of one statement PostgreSQL may switch to a
+            # generic plan, which cannot see how few rows a territory's ids or a position range select and
+            # scans whole tables (a district's open triggers: 13 -> 50 ms when asked again and again).
+            self._pg = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
             self._raw = psycopg.RawCursor
+            if schema:
+                self._pg.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                self._pg.execute(f'SET search_path TO "{schema}"')
         else:
             raise ValueError(f"unsupported database URL {url!r} (sqlite:///… or postgresql://…)")
 
@@ -127,66 +128,77 @@ class Db:
     def close(self) -> None:
         if self.dialect == "sqlite":
             self._sqlite.close()
-        elif not self.borrowed:
+        else:
             self._pg.close()
 
+    def idle(self) -> bool:
+        """Whether the connection is open and outside any transaction (fit to be reused)."""
+        if self.dialect == "sqlite":
+            return False  # never kept: opening one costs microseconds
+        from psycopg.pq import TransactionStatus
 
-#: Every projections connection to PostgreSQL. No server-side prepared statements: after five runs of one statement
-#: PostgreSQL may switch to a generic plan, which cannot see how few rows a territory's ids or a position range
-#: select and scans whole tables (a district's open triggers: 13 -> 50 ms when asked again and again).
-PG_OPTIONS: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+        return not self._pg.closed and self._pg.info.transaction_status == TransactionStatus.IDLE
 
-
-def _in_schema(connection: Any, schema: str | None) -> None:
-    if schema:
-        connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        connection.execute(f'SET search_path TO "{schema}"')
+    def alive(self) -> bool:
+        """Whether the server still answers on this connection (one round trip)."""
+        try:
+            self.query("SELECT 1")
+        except self.errors:
+            return False
+        return self.idle()
 
 
 class Pool:
     """Connections kept open between short reads (连接池, an API server's queries). Opening a PostgreSQL
-    connection took about 3 ms, most of a small answer read back; a pooled one is checked before it is handed
-    out, so one left dead by an outage is replaced rather than failing a request. SQLite opens in microseconds:
-    each borrow opens a connection of its own."""
+    connection took about 3 ms, most of a small answer read back. An idle connection is checked with a round trip
+    before it is handed out (one an outage or a restart dropped is closed, not handed out), and when none is idle a
+    borrow connects then and there, as every read did before: a store back from an outage answers at once, where a
+    pool connecting in the background (psycopg_pool, tried) kept failing borrows until its next retry, seconds to
+    minutes later. SQLite opens in microseconds: each borrow opens a connection of its own."""
 
-    #: At most as many as requests run at once (the server's thread pool runs 40 sync endpoints): a request never
-    #: waits for another's connection; more are opened only under load, and closed after ten idle minutes.
-    SIZE = 40
+    #: Idle connections kept, at most. A burst beyond it connects per request, as before, and closes afterwards: a
+    #: server process keeping one for each of its 40 request threads, times several processes and hosts, would
+    #: hold PostgreSQL's 100 connections (its default limit) idle.
+    SIZE = 8
 
-    def __init__(self, url: str, *, size: int = SIZE, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, size: int = SIZE) -> None:
         self.url = url
-        self._pool: Any = None
-        if url.startswith(("postgresql://", "postgres://")):
-            from psycopg_pool import ConnectionPool
-
-            conninfo, schema = split_schema(url)
-            self._pool = ConnectionPool(
-                conninfo,
-                min_size=1,
-                max_size=size,
-                kwargs=PG_OPTIONS,
-                configure=functools.partial(_in_schema, schema=schema),
-                check=ConnectionPool.check_connection,
-                timeout=timeout,  # waiting for a connection: then PoolTimeout, an OperationalError (503)
-                open=True,
-            )
+        self.size = size if url.startswith(("postgresql://", "postgres://")) else 0
+        self._idle: list[Db] = []
+        self._lock = threading.Lock()
 
     @contextmanager
     def borrow(self) -> Iterator[Db]:
         """A connection for one request's reads (and the reports it keeps), given back afterwards."""
-        if self._pool is None:
-            db = Db(self.url)
-            try:
-                yield db
-            finally:
-                db.close()
-        else:
-            with self._pool.connection() as connection:
-                yield Db(self.url, connection)
+        db = self._take() or Db(self.url)
+        try:
+            yield db
+        finally:
+            self._give(db)
+
+    def _take(self) -> Db | None:
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
+                db = self._idle.pop()  # the most recently used: the likeliest to be alive
+            if db.alive():
+                return db
+            db.close()
+
+    def _give(self, db: Db) -> None:
+        if self.size and db.idle():
+            with self._lock:
+                if len(self._idle) < self.size:
+                    self._idle.append(db)
+                    return
+        db.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
