@@ -30,11 +30,13 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def claim(db: Db, holder: str) -> float:
-    """Claim the lease for ``holder`` for ``LEASE_SECONDS``, or renew it: 0 when ``holder`` holds it now, else the
-    seconds until the other holder's lease runs out."""
+def claim(db: Db, holder: str) -> float | None:
+    """Claim the lease for ``holder`` for ``LEASE_SECONDS``, or renew it: ``None`` when ``holder`` holds it now,
+    else the seconds until the other holder's lease runs out."""
     now = _micros()
     with db.transaction():
+        if db.dialect == "postgres":  # a server whose default is stricter would fail concurrent claims instead
+            db.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         db.execute(
             f"INSERT INTO {ISSUER} (name, holder, until) VALUES ('issuer', ?, ?) ON CONFLICT (name) DO UPDATE"
             f" SET holder = excluded.holder, until = excluded.until"
@@ -42,7 +44,7 @@ def claim(db: Db, holder: str) -> float:
             (holder, now + round(LEASE_SECONDS * 1_000_000), now),
         )
         ((held_by, until),) = db.query(f"SELECT holder, until FROM {ISSUER} WHERE name = 'issuer'")
-    return 0.0 if held_by == holder else max((int(until) - now) / 1_000_000, 0.0)
+    return None if held_by == holder else max((int(until) - now) / 1_000_000, 0.0)
 
 
 def release(db: Db, holder: str) -> None:

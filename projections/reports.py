@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date, datetime, timedelta
@@ -79,7 +79,7 @@ def issued(queries: Queries, kind: str, label: str) -> bytes:
     db, known_at = queries.db, micros(end)
     answer = _kept_issued(db, kind, label, known_at)
     if answer is None:
-        with folding(db.url):  # asks of this store that need a fold wait for the one underway, then read it back
+        with folding(db.url, (kind, label)):  # asks of this report wait for the fold underway, then read it back
             answer = _kept_issued(db, kind, label, known_at)
             if answer is None:
                 head = min(positions(db, list(PROJECTIONS)).values())
@@ -104,17 +104,28 @@ def _kept_issued(db: Db, kind: str, label: str, known_at: int) -> bytes | None:
     return _stored(rows[0][1])
 
 
-_folds: dict[str, threading.Lock] = {}
+_folds: dict[tuple[str, object], threading.Lock] = {}
 _folds_guard = threading.Lock()
+#: The longest an ask waits for another's fold of the same report before it folds on its own (a fold stuck on a
+#: lock, say): a few folds' time at a million events.
+FOLD_WAIT_SECONDS = 30.0
 
 
-def folding(url: str) -> threading.Lock:
-    """The lock a report's fold on this store holds in this process (一次折叠): concurrent asks of a period not
-    kept, or of one in progress gone stale, would each fold the city for the same answer (seconds at a million
-    events, and under the interpreter lock each fold slows the others); the first folds and keeps it, the others
-    wait and read it back."""
+@contextlib.contextmanager
+def folding(url: str, report: object) -> Iterator[None]:
+    """One fold at a time of one report on one store, in this process (一次折叠): concurrent asks of a period not
+    kept, or of the periods in progress gone stale, would each fold the city for the same answer (seconds at a
+    million events, and under the interpreter lock each fold slows the others). The first folds and keeps it; the
+    others wait, then read it back (or, after ``FOLD_WAIT_SECONDS``, fold anyway). Folds of other reports do not
+    wait."""
     with _folds_guard:
-        return _folds.setdefault(url, threading.Lock())
+        lock = _folds.setdefault((url, report), threading.Lock())
+    held = lock.acquire(timeout=FOLD_WAIT_SECONDS)
+    try:
+        yield
+    finally:
+        if held:
+            lock.release()
 
 
 def keep(db: Db, kind: str, label: str, head: int, body: bytes) -> None:
@@ -146,7 +157,9 @@ def running(queries: Queries, kind: str, label: str, now: datetime) -> bytes:
     db = queries.db
     body = _kept_running(db, kind, label, now)
     if body is None:
-        with folding(db.url):  # concurrent asks fold once
+        with folding(db.url, RUNNING):  # one fold keeps the three periods in progress
+            # The clock again: a fold kept while this ask waited stands from its own moment, later than ``now``.
+            now = max(now, min(utc_now(), period(kind, label)[1]))
             body = _kept_running(db, kind, label, now)
             if body is None:
                 wanted = in_progress(now)  # one fold answers all three (a period not begun yet is asked alone)
@@ -414,7 +427,13 @@ class Bulletins:
                     initializer=_steps_process,
                     initargs=(os.getpid(),),
                 )
-            self._step = self._pool.submit(self.steps, self.url, self.clock(), due, pending)
+            # The process is spawned here, and takes seconds to import before its initializer runs: it is born with
+            # Ctrl-C blocked (a thread's signal mask is inherited), so one sent meanwhile is not a traceback in it.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                self._step = self._pool.submit(self.steps, self.url, self.clock(), due, pending)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         except Exception as error:  # no process to run it (out of memory, say): as a failed step
             self._failed(error)
 
@@ -468,7 +487,8 @@ class Bulletins:
 
     def _hold(self) -> bool:
         """Claim or renew the issuing lease (:mod:`projections.lease`) before a step; while another issuer holds it,
-        pause until it would run out."""
+        pause, and claim again every ``REFRESH_SECONDS`` (a holder that stopped cleanly released it: no need to
+        wait for it to run out)."""
         try:
             db = Db(self.url)
             try:
@@ -478,9 +498,9 @@ class Bulletins:
         except Exception as error:  # a store gone away, or one whose projections have not made their tables yet
             self._failed(error)
             return False
-        if left:
-            self.paused_until = time.monotonic() + max(left, 1.0)
-        return not left
+        if left is not None:
+            self.paused_until = time.monotonic() + min(max(left, 1.0), REFRESH_SECONDS)
+        return left is None
 
     def _apply(self, done: list[Period], pending: list[Moment]) -> None:
         self.done.update(done)
@@ -507,6 +527,7 @@ def _steps_process(parent: int) -> None:
     fold underway finish; and end once the worker's process is gone (killed, it never shuts the pool down, and this
     process would wait for its next step for ever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked from birth (Bulletins.__call__)
 
     def watch() -> None:
         while os.getppid() == parent:
