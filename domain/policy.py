@@ -69,18 +69,18 @@ def check_params(changes: dict[str, Any]) -> dict[str, Number]:
     checked: dict[str, Number] = {}
     for name, value in changes.items():
         if name not in PARAMETERS:
-            raise InvalidValue(f"unknown policy parameter {name!r}", f"params.{name}")
+            raise InvalidValue(f"unknown policy parameter {name!r}", ("params", name))
         if isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
-            raise InvalidValue(f"{name} must be a number", f"params.{name}")
+            raise InvalidValue(f"{name} must be a number", ("params", name))
         try:
             number = Decimal(str(value))
         except ArithmeticError:
-            raise InvalidValue(f"{name} must be a number", f"params.{name}") from None
+            raise InvalidValue(f"{name} must be a number", ("params", name)) from None
         if not number.is_finite() or number < 0 or number > Decimal(10) ** 12:
-            raise InvalidValue(f"{name} must be between 0 and 10^12", f"params.{name}")
+            raise InvalidValue(f"{name} must be between 0 and 10^12", ("params", name))
         if PARAMETERS[name].kind is int:
             if number != number.to_integral_value():
-                raise InvalidValue(f"{name} must be a whole number", f"params.{name}")
+                raise InvalidValue(f"{name} must be a whole number", ("params", name))
             checked[name] = int(number)
         else:
             checked[name] = number

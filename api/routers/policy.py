@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer
 from api.models import Amount, CommandIn, Receipt
-from domain.errors import InvalidValue
+from api.problems import InvalidParameter
 from domain.policy import Amendment, Policy, in_force
 
 router = APIRouter(prefix="/policy", tags=["policy"])
@@ -70,7 +70,7 @@ def read_policy(
 ) -> PolicyPublic:
     """The policy in force at `at` (or `as_of`), as known at `known_at`, with its version."""
     if at is not None and at.utcoffset() is None:
-        raise InvalidValue("at must carry a UTC offset", "at")
+        raise InvalidParameter("at must carry a UTC offset", "query", "at")
     moment = at or read_at.as_of or ledger.clock()
     policy, amendments = _amendments(ledger, read_at)
     version = in_force(amendments, moment, read_at.known_at)
