@@ -137,17 +137,19 @@ AuthorizedDep = Annotated[Principal, Depends(authorize)]
 
 @dataclass(frozen=True)
 class ReadAt:
-    """Which state of a record to read: current, at a version, or as of a business time."""
+    """Which state of a record to read: current, at a version, or as of a business time (业务时间) as known at
+    a recording time (登记时间); either moment alone leaves the other at now."""
 
     version: int | None
     as_of: datetime | None
     known_at: datetime | None
 
     def load(self, ledger: Ledger, cls: type[R], record_id: str) -> R:
-        if self.version is not None and self.as_of is not None:
-            raise InvalidParameter("give version or as_of, not both", "query", "version")
+        if self.version is not None and (self.as_of is not None or self.known_at is not None):
+            # A version is one recorded state; as_of and known_at choose a state, so together they'd disagree.
+            raise InvalidParameter("give version, or as_of and/or known_at, not both", "query", "version")
         with located(id="path", version="query"):
-            if self.as_of is not None:
+            if self.as_of is not None or self.known_at is not None:
                 return ledger.as_of(cls, record_id, self.as_of, self.known_at)
             return ledger.get(cls, record_id, version=self.version)
 

@@ -106,7 +106,7 @@ def list_units(
 ) -> UnitList:
     """The units within the token's territory (filtered, not refused), current or as of a time."""
     if read_at.version is not None:
-        raise InvalidParameter("a list has no single version; use as_of (and known_at)", "query", "version")
+        raise InvalidParameter("a list has no single version; use as_of and/or known_at", "query", "version")
     topic = get_topic(Unit.Registered)
     items: list[UnitPublic] = []
     position = after
