@@ -40,7 +40,11 @@ class AmendmentPublic(BaseModel):
     version: int
     effective_from: datetime
     changes: dict[str, Amount | int]
-    recorded_at: datetime
+    recorded_at: datetime = Field(description="when the event that made this version was recorded")
+    known_from: datetime = Field(
+        description="from when answers as known at a time count it: its recording, but the ledger's epoch for "
+        "version 1 (the documented defaults)"
+    )
 
 
 class AmendmentList(BaseModel):
@@ -85,14 +89,18 @@ def read_policy(
 
 @router.get("/versions", response_model=AmendmentList)
 def policy_versions(ledger: LedgerDep, _: AuthorizedDep, read_at: ReadAtDep) -> AmendmentList:
-    """Every version of the policy; `as_of` keeps those effective by then, `known_at` those recorded by then."""
+    """Every version of the policy; `as_of` keeps those effective by then, `known_at` those known by then."""
     _policy, amendments = _amendments(ledger, read_at)
     items = [
         AmendmentPublic(
-            version=a.version, effective_from=a.effective_from, changes=dict(a.changes), recorded_at=a.recorded_at
+            version=a.version,
+            effective_from=a.effective_from,
+            changes=dict(a.changes),
+            recorded_at=a.recorded_at,
+            known_from=a.known_from,
         )
         for a in amendments
         if (read_at.as_of is None or a.effective_from <= read_at.as_of)
-        and (read_at.known_at is None or a.recorded_at <= read_at.known_at)
+        and (read_at.known_at is None or a.known_from <= read_at.known_at)
     ]
     return AmendmentList(items=items)

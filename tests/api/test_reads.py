@@ -1,4 +1,4 @@
-"""Record reads as known at a recording time (按登记时间回看).
+"""Record reads as known at a recording time (按登记时间回看), and the policy's recording times.
 
 The history below is recorded on a clock the test moves, so every recording time (登记时间) is known
 exactly; several entries are back-dated (迟录), so a business time (业务时间) alone cannot tell what
@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.auth import issue_token
 from domain.application import Ledger
-from domain.base import BUREAU_TZ
+from domain.base import BUREAU_TZ, LEDGER_EPOCH
 from domain.vocabulary import Channel, ClueSource, Meeting, PetitionCategory, Post, Role, UnitKind, Violation
 from tests.api.conftest import auth
 
@@ -112,3 +112,25 @@ def test_the_unit_list_as_known_at_shows_each_row_as_then_known(
     assert [(u["id"], u["version"], u["allocated"]) for u in then] == [("laiwu", 1, {}), ("gangcheng", 1, {})]
     now = read(client, auditor, "/v1/units").json()["items"]
     assert [(u["id"], u["version"]) for u in now] == [("laiwu", 2), ("gangcheng", 1), ("aud-town", 1)]
+
+
+def test_each_policy_version_shows_when_its_event_was_recorded(
+    client: TestClient, ledger: Ledger, history: Clock
+) -> None:
+    admin, auditor = (issue_token(ledger, f"{r.value}-1", r, actor="setup") for r in (Role.ADMIN, Role.AUDITOR))
+    amendment = {"effective_from": at("2025-03-01").isoformat(), "params": {"handling_days": 50}}
+    assert client.post("/v1/policy/amendments", json=amendment, headers=auth(admin)).status_code == 200
+
+    events = read(client, auditor, "/v1/audit/events", kind="policy", id="bureau").json()["items"]
+    versions = read(client, auditor, "/v1/policy/versions").json()["items"]
+    recorded = [datetime.fromisoformat(e["recorded_at"]) for e in events]
+    assert [datetime.fromisoformat(v["recorded_at"]) for v in versions] == recorded
+    assert datetime.fromisoformat(versions[0]["recorded_at"]) != LEDGER_EPOCH  # set up with the store, not in 2000
+    assert datetime.fromisoformat(versions[1]["recorded_at"]) == history.now
+    # The documented defaults still count as known from the ledger's epoch: an answer as known at any time has a
+    # policy, though the store (and its version 1) was set up later.
+    assert datetime.fromisoformat(versions[0]["known_from"]) == LEDGER_EPOCH
+    before = read(client, auditor, "/v1/policy/versions", known_at=JAN_3).json()["items"]
+    assert [v["version"] for v in before] == [1]
+    assert read(client, auditor, "/v1/policy", at=JULY, known_at=JAN_3).json()["version"] == 1
+    assert read(client, auditor, "/v1/policy", at=JULY).json()["version"] == 2
