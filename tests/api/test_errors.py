@@ -108,6 +108,7 @@ def test_a_field_problem_names_where_the_value_was(client: TestClient, tokens: d
         ("GET", "/v1/audit/events?kind=nope&id=d1"): ["query", "kind"],
         ("GET", "/v1/audit/events?kind=unit&id=%2e%2e"): ["query", "id"],
         ("GET", "/v1/units/%2e%2e"): ["path", "id"],
+        ("GET", "/v1/agreements/%2e%2e"): ["path", "id"],
         ("POST", "/v1/units/%2e%2e/quota-allocations"): ["path", "id"],
         ("POST", "/v1/tokens/%2e%2e/revocation"): ["path", "id"],
         ("POST", "/v1/policy/amendments"): ["body", "params", "no_such_param"],

@@ -1,4 +1,4 @@
-"""Record reads as known at a recording time (按登记时间回看), and the policy's recording times.
+"""Record reads as known at a recording time (按登记时间回看), the policy's recording times, agreement reads.
 
 The history below is recorded on a clock the test moves, so every recording time (登记时间) is known
 exactly; several entries are back-dated (迟录), so a business time (业务时间) alone cannot tell what
@@ -134,3 +134,38 @@ def test_each_policy_version_shows_when_its_event_was_recorded(
     assert [v["version"] for v in before] == [1]
     assert read(client, auditor, "/v1/policy", at=JULY, known_at=JAN_3).json()["version"] == 1
     assert read(client, auditor, "/v1/policy", at=JULY).json()["version"] == 2
+
+
+def test_an_agreements_location_reads_it_back_within_the_territory(
+    client: TestClient, ledger: Ledger, history: Clock
+) -> None:
+    admin = issue_token(ledger, "admin-1", Role.ADMIN, actor="setup")
+    body = {"year": 2026, "issuer_unit_id": "gangcheng", "responsible_unit_id": "aud-town", "targets": ["零违法"]}
+    signed = client.post("/v1/agreements", json=body, headers=auth(admin))
+    assert signed.status_code == 201
+    location = signed.headers["location"]
+    assert location == "/v1/agreements/2026.gangcheng.aud-town"
+
+    for role in Role:  # a record read, open to every role
+        answer = client.get(location, headers=auth(issue_token(ledger, f"{role.value}-x", role, actor="setup")))
+        assert answer.status_code == 200, (role, answer.text)
+    agreement = answer.json()
+    assert agreement["issuer_unit_id"] == "gangcheng" and agreement["responsible_unit_id"] == "aud-town"
+    assert agreement["unit_id"] == "aud-town" and agreement["year"] == 2026 and agreement["targets"] == ["零违法"]
+    assert agreement["version"] == 1
+
+    earlier = "/v1/agreements/2025.gangcheng.aud-town"  # recorded 1 June, dated 2 January
+    assert read(client, admin, earlier, known_at=JAN_3).status_code == 404
+    assert read(client, admin, earlier, as_of=JAN_3).status_code == 200
+    assert read(client, admin, earlier, known_at=JULY).json()["version"] == 1
+    assert read(client, admin, earlier, version="1").json()["year"] == 2025
+    assert read(client, admin, earlier, version="2").status_code == 404
+    assert read(client, admin, "/v1/agreements/2025.laiwu.nowhere").status_code == 404
+
+    town = issue_token(ledger, "clerk-town", Role.CLERK, ["aud-town"], actor="setup")
+    assert read(client, town, location).status_code == 200  # the responsible unit's own token
+    district = issue_token(ledger, "clerk-gc", Role.CLERK, ["gangcheng"], actor="setup")
+    assert read(client, district, location).status_code == 200  # the issuer's token
+    ledger.register_unit("laicheng", "莱城区", UnitKind.DISTRICT, "laiwu", actor="setup")
+    elsewhere = issue_token(ledger, "clerk-lc", Role.CLERK, ["laicheng"], actor="setup")
+    assert read(client, elsewhere, location).status_code == 403
