@@ -14,11 +14,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.auth import CHALLENGE, Principal, authenticate
 from api.models import CommandIn, Receipt
 from api.permissions import API_PREFIX, allowed
-from api.problems import ProblemError
+from api.problems import InvalidParameter, ProblemError, located
 from domain.application import Ledger
 from domain.application import Receipt as DomainReceipt
 from domain.base import Record
-from domain.errors import InvalidValue
 
 R = TypeVar("R", bound=Record)
 _bearer = HTTPBearer(auto_error=False, description="`<grant_id>.<secret>` from `ledger token create`")
@@ -97,7 +96,8 @@ class Command:
 
     def guard(self, cls: type[R], record_id: str) -> R:
         """Load the record and refuse it if it lies outside the token's territory."""
-        record = self.ledger.get(cls, record_id)
+        with located(id="path"):
+            record = self.ledger.get(cls, record_id)
         require_territory(self.ledger, self.principal, unit_of(record), f"{cls.KIND} {record_id}")
         return record
 
@@ -120,7 +120,7 @@ def get_command(
     if if_match is not None:
         match = _IF_MATCH.match(if_match)
         if match is None:
-            raise InvalidValue('If-Match must be a version in quotes, e.g. "3"', "If-Match")
+            raise InvalidParameter('If-Match must be a version in quotes, e.g. "3"', "header", "If-Match")
         expected = int(match.group(1))
     key: str | None = None
     if idempotency_key:
@@ -137,18 +137,21 @@ AuthorizedDep = Annotated[Principal, Depends(authorize)]
 
 @dataclass(frozen=True)
 class ReadAt:
-    """Which state of a record to read: current, at a version, or as of a business time."""
+    """Which state of a record to read: current, at a version, or as of a business time (业务时间) as known at
+    a recording time (登记时间); either moment alone leaves the other at now."""
 
     version: int | None
     as_of: datetime | None
     known_at: datetime | None
 
     def load(self, ledger: Ledger, cls: type[R], record_id: str) -> R:
-        if self.version is not None and self.as_of is not None:
-            raise InvalidValue("give version or as_of, not both", "version")
-        if self.as_of is not None:
-            return ledger.as_of(cls, record_id, self.as_of, self.known_at)
-        return ledger.get(cls, record_id, version=self.version)
+        if self.version is not None and (self.as_of is not None or self.known_at is not None):
+            # A version is one recorded state; as_of and known_at choose a state, so together they'd disagree.
+            raise InvalidParameter("give version, or as_of and/or known_at, not both", "query", "version")
+        with located(id="path", version="query"):
+            if self.as_of is not None or self.known_at is not None:
+                return ledger.as_of(cls, record_id, self.as_of, self.known_at)
+            return ledger.get(cls, record_id, version=self.version)
 
 
 def get_read_at(
@@ -158,7 +161,7 @@ def get_read_at(
 ) -> ReadAt:
     for name, moment in (("as_of", as_of), ("known_at", known_at)):
         if moment is not None and moment.utcoffset() is None:
-            raise InvalidValue(f"{name} must carry a UTC offset", name)
+            raise InvalidParameter(f"{name} must carry a UTC offset", "query", name)
     return ReadAt(version, as_of, known_at)
 
 

@@ -8,7 +8,7 @@ Decisions:
   queries the projections, decides triggers, supervises cases, finds them wrongful and records
   the conduct steps (reports, findings, sanctions, commendations, trainings); ``auditor`` reads
   everything, including the audit endpoints, and records nothing.
-- Record reads (units, people, cases, petitions, policy) are open to every role; what a role sees
+- Record reads (units, people, cases, petitions, agreements, policy) are open to every role; what a role sees
   of personal data is decided by ``PERSONAL_DATA`` below.
 - ``GET /healthz`` needs no token and is not in the matrix.
 """
@@ -93,6 +93,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/people/{person_id}"): EVERYONE,
     ("GET", "/v1/cases/{case_id}"): EVERYONE,
     ("GET", "/v1/petitions/{petition_id}"): EVERYONE,
+    ("GET", "/v1/agreements/{agreement_id}"): EVERYONE,
     ("GET", "/v1/policy"): EVERYONE,
     ("GET", "/v1/policy/versions"): EVERYONE,
     # projections: supervisors and auditors; the petition board is also the clerks' work list

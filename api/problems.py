@@ -7,10 +7,12 @@ Every refusal â€” a domain rule, a bad field, a missing token, a stale version â
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sqlite3
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
@@ -96,6 +98,34 @@ class ProblemError(Exception):
         self.rule = rule
 
 
+#: Where a request carries a value besides its body (FastAPI's ``loc`` names them so).
+Where = Literal["query", "header", "path"]
+
+
+class InvalidParameter(InvalidValue):
+    """An invalid value the request carried outside its body: in the query string, a header or the path."""
+
+    def __init__(self, message: str, where: Where, name: str | tuple[str, ...]) -> None:
+        super().__init__(message, name)
+        self.where = where
+
+
+@contextlib.contextmanager
+def located(**where: Where) -> Iterator[None]:
+    """Report a value the domain refuses under one of these names as the request's query, header or path
+    value (``located(id="path")``), not the body's: the domain names a value, only the API knows where
+    it came from."""
+    try:
+        yield
+    except InvalidParameter:
+        raise
+    except InvalidValue as exc:
+        place = where.get(exc.field or "")
+        if place is None:
+            raise
+        raise InvalidParameter(exc.message, place, exc.field_path) from exc
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -132,8 +162,8 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = domain_status(exc)
     if isinstance(exc, InvalidValue):
-        field = exc.field or "body"
-        errors = [{"loc": ["body", field], "msg": exc.message, "type": "invalid_value"}]
+        where = exc.where if isinstance(exc, InvalidParameter) else "body"
+        errors = [{"loc": [where, *exc.field_path], "msg": exc.message, "type": "invalid_value"}]
         return problem_response(422, exc.message, errors=errors)
     if isinstance(exc, (RuleViolation, RecordExists)) or status == 409:
         rule = exc.rule or "rule"

@@ -315,20 +315,25 @@ class Ledger(Application[UUID]):
             raise RecordNotFound(kind, record_id)
         return events
 
-    def as_of(self, cls: type[R], record_id: str, as_of: datetime, known_at: datetime | None = None) -> R:
-        """The record as it stood at business time ``as_of`` (as known at ``known_at``).
+    def as_of(self, cls: type[R], record_id: str, as_of: datetime | None = None, known_at: datetime | None = None) -> R:
+        """The record as it stood at business time ``as_of`` (业务时间) as known at recording time ``known_at``
+        (登记时间); either left out is now (a business time runs at most a clock skew ahead of its recording).
 
-        Events apply in their recorded order, up to the first that happened after ``as_of``;
-        ``known_at`` drops those recorded after it.
+        Events apply in their recorded order, up to the first that happened after ``as_of`` or was
+        recorded after ``known_at``: what was entered later, back-dated or not, was not known then.
+        A record with no event left was not yet registered (or not yet known): RecordNotFound.
         """
         self._require(cls, record_id)
         version = 0
         for event in self.events_of(cls.KIND, record_id):
-            if getattr(event, "occurred_at", as_of) > as_of or (known_at and event.timestamp > known_at):  # type: ignore[attr-defined]
+            if as_of is not None and getattr(event, "occurred_at", as_of) > as_of:
+                break
+            if known_at is not None and event.timestamp > known_at:  # type: ignore[attr-defined]
                 break
             version = event.originator_version
         if version == 0:
-            raise RecordNotFound(cls.KIND, f"{record_id} as of {as_of.isoformat()}")
+            asked = ((" as of", as_of), (" as known at", known_at))
+            raise RecordNotFound(cls.KIND, record_id + "".join(f"{w} {t.isoformat()}" for w, t in asked if t))
         return self.get(cls, record_id, version=version)
 
     def _save(

@@ -20,11 +20,20 @@ class RuleViolation(DomainError):
 
 
 class InvalidValue(DomainError):
-    """A value is out of range or of the wrong kind — HTTP 422."""
+    """A value is out of range or of the wrong kind — HTTP 422.
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    ``field`` names the value: a name, or the parts of the path to it (``("params", "handling_days")``).
+    Where the value came from (a request's body, its query string, …) is for the caller to say.
+    """
+
+    def __init__(self, message: str, field: str | tuple[str, ...] | None = None) -> None:
         super().__init__(message)
-        self.field = field
+        self.field_path: tuple[str, ...] = (field,) if isinstance(field, str) else tuple(field or ())
+
+    @property
+    def field(self) -> str | None:
+        """The value's name, its path's parts joined by dots (for messages and lookups)."""
+        return ".".join(self.field_path) or None
 
 
 class RecordNotFound(DomainError):

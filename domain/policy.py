@@ -69,18 +69,18 @@ def check_params(changes: dict[str, Any]) -> dict[str, Number]:
     checked: dict[str, Number] = {}
     for name, value in changes.items():
         if name not in PARAMETERS:
-            raise InvalidValue(f"unknown policy parameter {name!r}", f"params.{name}")
+            raise InvalidValue(f"unknown policy parameter {name!r}", ("params", name))
         if isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
-            raise InvalidValue(f"{name} must be a number", f"params.{name}")
+            raise InvalidValue(f"{name} must be a number", ("params", name))
         try:
             number = Decimal(str(value))
         except ArithmeticError:
-            raise InvalidValue(f"{name} must be a number", f"params.{name}") from None
+            raise InvalidValue(f"{name} must be a number", ("params", name)) from None
         if not number.is_finite() or number < 0 or number > Decimal(10) ** 12:
-            raise InvalidValue(f"{name} must be between 0 and 10^12", f"params.{name}")
+            raise InvalidValue(f"{name} must be between 0 and 10^12", ("params", name))
         if PARAMETERS[name].kind is int:
             if number != number.to_integral_value():
-                raise InvalidValue(f"{name} must be a whole number", f"params.{name}")
+                raise InvalidValue(f"{name} must be a whole number", ("params", name))
             checked[name] = int(number)
         else:
             checked[name] = number
@@ -114,12 +114,19 @@ class PolicyVersion:
 
 @dataclass(frozen=True)
 class Amendment:
-    """One version of the policy as recorded: effective date, changes, when it became known."""
+    """One version of the policy as recorded: effective date, changes, when it was recorded (登记时间)."""
 
     version: int
     effective_from: datetime
     changes: dict[str, Number]
     recorded_at: datetime
+
+    @property
+    def known_from(self) -> datetime:
+        """From when the version counts as known, for answers as known at a time: an amendment from its
+        recording; the defaults (version 1) from the ledger's epoch, since they are documented and were in
+        force before any store was set up — else nothing recorded before set-up would have a policy."""
+        return LEDGER_EPOCH if self.version == 1 else self.recorded_at
 
 
 def in_force(amendments: list[Amendment], at: datetime, known_at: datetime | None = None) -> PolicyVersion:
@@ -127,7 +134,7 @@ def in_force(amendments: list[Amendment], at: datetime, known_at: datetime | Non
 
     Amendments apply in order of effective date (ties by version), each over the ones before it.
     """
-    known = [a for a in amendments if a.effective_from <= at and (known_at is None or a.recorded_at <= known_at)]
+    known = [a for a in amendments if a.effective_from <= at and (known_at is None or a.known_from <= known_at)]
     if not known:
         raise RuleViolation(f"no policy was in force at {at.isoformat()}", rule="policy")
     known.sort(key=lambda a: (a.effective_from, a.version))
@@ -155,8 +162,8 @@ class Policy(Record):
 
         def apply(self, policy: Any) -> None:
             super().apply(policy)
-            # The defaults are documented, so they count as known from the ledger's epoch.
-            policy.amendments = [Amendment(1, self.effective_from, dict(self.params), LEDGER_EPOCH)]
+            # Recorded when the store was set up; known from the ledger's epoch (Amendment.known_from).
+            policy.amendments = [Amendment(1, self.effective_from, dict(self.params), self.timestamp)]
 
     class Amended(Record.Event):
         """An amendment (政策修订): the parameters that change from ``effective_from``."""

@@ -372,9 +372,11 @@ def structure(db: Db, known_at: int) -> Structure:
 def _policy_book(records: list[Rec], events: list[Ev]) -> PolicyBook:
     amendments: list[Amendment] = []
     for rec in records:
-        # The documented defaults count as known from the ledger's epoch (as in domain.policy).
+        # Known from the ledger's epoch whenever recorded (domain.policy.Amendment.known_from).
         amendments.append(
-            Amendment(1, from_micros(rec.data["effective_from"]), _params(rec.data["params"]), LEDGER_EPOCH)
+            Amendment(
+                1, from_micros(rec.data["effective_from"]), _params(rec.data["params"]), from_micros(rec.recorded_at)
+            )
         )
     if not amendments:
         amendments.append(Amendment(1, LEDGER_EPOCH, dict(DEFAULTS), LEDGER_EPOCH))

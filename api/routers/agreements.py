@@ -1,4 +1,4 @@
-"""Target-responsibility agreements (目标考核责任书, R5, R6)."""
+"""Target-responsibility agreements (目标考核责任书, R5, R6): signing, and their reads."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 from pydantic import Field
 
-from api.deps import CommandDep, answer
-from api.models import CommandIn, Receipt, RecordId
+from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
+from api.models import CommandIn, Receipt, RecordId, RecordMeta
+from domain.agreements import TargetAgreement
 
 router = APIRouter(prefix="/agreements", tags=["agreements"])
 
@@ -24,6 +25,16 @@ class AgreementCreate(CommandIn):
     ]
 
 
+class AgreementPublic(RecordMeta):
+    """An agreement as it stands (or stood)."""
+
+    year: int
+    issuer_unit_id: str
+    responsible_unit_id: str
+    unit_id: str = Field(description="the responsible unit, whose year's score judges the agreement (R6)")
+    targets: list[str]
+
+
 @router.post("", status_code=201, response_model=Receipt)
 def sign_agreement(body: AgreementCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Sign a target-responsibility agreement; its id is `<year>.<issuer>.<responsible>`."""
@@ -32,3 +43,26 @@ def sign_agreement(body: AgreementCreate, cmd: CommandDep, response: Response) -
         body.year, body.issuer_unit_id, body.responsible_unit_id, body.targets, **cmd.create(body)
     )
     return answer(receipt, response, "/v1/agreements")
+
+
+@router.get("/{agreement_id}", response_model=AgreementPublic)
+def read_agreement(
+    agreement_id: str, ledger: LedgerDep, principal: AuthorizedDep, read_at: ReadAtDep
+) -> AgreementPublic:
+    """An agreement, current, at `version` or as of a business time (as known at a recording time)."""
+    agreement = read_at.load(ledger, TargetAgreement, agreement_id)
+    # Either party's token may read it: signing was checked against the issuer's territory, so the token
+    # that signed it (and got its Location) reads it even where the responsible unit lies outside.
+    if not principal.covers(ledger, agreement.issuer_unit_id):
+        require_territory(ledger, principal, agreement.responsible_unit_id, f"agreement {agreement_id}")
+    return AgreementPublic(
+        id=agreement.record_id,
+        version=agreement.version,
+        opened_at=agreement.opened_at,
+        closed=agreement.closed,
+        year=agreement.year,
+        issuer_unit_id=agreement.issuer_unit_id,
+        responsible_unit_id=agreement.responsible_unit_id,
+        unit_id=agreement.responsible_unit_id,
+        targets=list(agreement.targets),
+    )

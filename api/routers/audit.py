@@ -14,11 +14,12 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api.deps import AuthorizedDep, LedgerDep
+from api.problems import InvalidParameter, located
 from audit import service
 from audit.history import history
 from domain.access import AccessLog
 from domain.base import record_uuid
-from domain.errors import InvalidValue, RecordNotFound
+from domain.errors import RecordNotFound
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Position = Annotated[int, Query(ge=1, le=10**12)]
@@ -84,7 +85,9 @@ def record_events(
     id: Annotated[str, Query(max_length=64)],
 ) -> AuditEvents:
     """A record's events in order, each with its log position and chain hash; personal fields stay sealed."""
-    return AuditEvents(items=[AuditEvent.model_validate(e) for e in history(ledger, kind, id)])
+    with located(kind="query", id="query"):
+        events = history(ledger, kind, id)
+    return AuditEvents(items=[AuditEvent.model_validate(e) for e in events])
 
 
 @router.get("/verify")
@@ -139,7 +142,7 @@ def late_entries(
 ) -> LateEntries:
     """Events recorded at least `min_gap` after they occurred (back-dating, 倒签), in log order."""
     if min_gap < timedelta(0):
-        raise InvalidValue("min_gap must not be negative", "min_gap")
+        raise InvalidParameter("min_gap must not be negative", "query", "min_gap")
     items = service.late_entries(request.app.state.url, min_gap, after + 1, limit)
     next_after = items[-1]["position"] if len(items) == limit else None
     return LateEntries(items=[LateEntry.model_validate(i) for i in items], next_after=next_after)

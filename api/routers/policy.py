@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer
 from api.models import Amount, CommandIn, Receipt
-from domain.errors import InvalidValue
+from api.problems import InvalidParameter
 from domain.policy import Amendment, Policy, in_force
 
 router = APIRouter(prefix="/policy", tags=["policy"])
@@ -40,7 +40,11 @@ class AmendmentPublic(BaseModel):
     version: int
     effective_from: datetime
     changes: dict[str, Amount | int]
-    recorded_at: datetime
+    recorded_at: datetime = Field(description="when the event that made this version was recorded")
+    known_from: datetime = Field(
+        description="from when answers as known at a time count it: its recording, but the ledger's epoch for "
+        "version 1 (the documented defaults)"
+    )
 
 
 class AmendmentList(BaseModel):
@@ -70,7 +74,7 @@ def read_policy(
 ) -> PolicyPublic:
     """The policy in force at `at` (or `as_of`), as known at `known_at`, with its version."""
     if at is not None and at.utcoffset() is None:
-        raise InvalidValue("at must carry a UTC offset", "at")
+        raise InvalidParameter("at must carry a UTC offset", "query", "at")
     moment = at or read_at.as_of or ledger.clock()
     policy, amendments = _amendments(ledger, read_at)
     version = in_force(amendments, moment, read_at.known_at)
@@ -85,14 +89,18 @@ def read_policy(
 
 @router.get("/versions", response_model=AmendmentList)
 def policy_versions(ledger: LedgerDep, _: AuthorizedDep, read_at: ReadAtDep) -> AmendmentList:
-    """Every version of the policy; `as_of` keeps those effective by then, `known_at` those recorded by then."""
+    """Every version of the policy; `as_of` keeps those effective by then, `known_at` those known by then."""
     _policy, amendments = _amendments(ledger, read_at)
     items = [
         AmendmentPublic(
-            version=a.version, effective_from=a.effective_from, changes=dict(a.changes), recorded_at=a.recorded_at
+            version=a.version,
+            effective_from=a.effective_from,
+            changes=dict(a.changes),
+            recorded_at=a.recorded_at,
+            known_from=a.known_from,
         )
         for a in amendments
         if (read_at.as_of is None or a.effective_from <= read_at.as_of)
-        and (read_at.known_at is None or a.recorded_at <= read_at.known_at)
+        and (read_at.known_at is None or a.known_from <= read_at.known_at)
     ]
     return AmendmentList(items=items)

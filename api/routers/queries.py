@@ -14,8 +14,8 @@ from api import projections_link
 from api.auth import Principal
 from api.deps import AuthorizedDep, LedgerDep
 from api.models import QueryAnswer
+from api.problems import InvalidParameter
 from domain.application import Ledger
-from domain.errors import InvalidValue
 
 router = APIRouter(tags=["queries"])
 Year = Annotated[int, Query(ge=2000, le=2100)]
@@ -31,6 +31,9 @@ SeenPosition = Annotated[
 ]
 
 
+#: The query parameter whose value a projection may refuse (ValueError) once FastAPI has let it through
+#: (an ISO week 53 in a year of 52, month 0000-01), by the projection's method; others name no one parameter.
+REFUSABLE: dict[str, str | tuple[str, ...]] = {"daily": "date", "weekly": "week", "monthly": "month"}
 PageLimit = Annotated[int | None, Query(ge=1, le=1000, description="at most this many districts per page")]
 PageAfter = Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN, description="the last page's next_after")]
 
@@ -105,7 +108,7 @@ def _ask(
     for key in ("as_of", "known_at"):
         moment = options.get(key)
         if moment is not None and moment.utcoffset() is None:
-            raise InvalidValue(f"{key} must carry a UTC offset", key)
+            raise InvalidParameter(f"{key} must carry a UTC offset", "query", key)
     url: str = request.app.state.query_url
     if seen:
         # No client wrote past the primary's head: a larger position would only make the answer wait.
@@ -115,7 +118,7 @@ def _ask(
         try:
             result = getattr(reader, name)(*args, **options)
         except ValueError as exc:  # the projections refuse an argument (e.g. a period) they cannot read
-            raise InvalidValue(str(exc), name) from None
+            raise InvalidParameter(str(exc), "query", REFUSABLE.get(name, ())) from None
         position, lag = projections_link.progress(reader.db)
     if principal.bound:
         result = _within(result, ledger, principal)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import grant_token
 from api.deps import CommandDep, answer
 from api.models import CommandIn, Receipt, RecordId
-from api.problems import ProblemError
+from api.problems import ProblemError, located
 from domain.access import AccessGrant
 from domain.errors import InvalidValue
 from domain.vocabulary import Role
@@ -62,7 +62,8 @@ def revoke_token(
     grant_id: str, cmd: CommandDep, response: Response, body: Annotated[CommandIn | None, Body()] = None
 ) -> Receipt:
     """Revoke a token (撤销授权); it stops working at once on every server."""
-    grant = cmd.ledger.get(AccessGrant, grant_id)
+    with located(id="path"):
+        grant = cmd.ledger.get(AccessGrant, grant_id)
     if cmd.principal.bound and not grant.unit_ids:
         raise ProblemError(403, "a unit-bound token cannot revoke a city-wide token")
     for unit_id in grant.unit_ids:

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
 from api.models import Amount, CommandIn, Name, Receipt, RecordId, RecordMeta
-from domain.errors import InvalidValue, RecordNotFound
+from api.problems import InvalidParameter
+from domain.errors import RecordNotFound
 from domain.units import Unit
 from domain.vocabulary import UnitKind
 
@@ -105,7 +106,7 @@ def list_units(
 ) -> UnitList:
     """The units within the token's territory (filtered, not refused), current or as of a time."""
     if read_at.version is not None:
-        raise InvalidValue("a list has no single version; use as_of (and known_at)", "version")
+        raise InvalidParameter("a list has no single version; use as_of and/or known_at", "query", "version")
     topic = get_topic(Unit.Registered)
     items: list[UnitPublic] = []
     position = after

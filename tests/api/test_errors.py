@@ -85,3 +85,42 @@ def test_healthz_needs_no_token_and_says_why_the_store_is_unreachable(
     r = client.get("/healthz")
     assert_problem(r, 503)
     assert "connection refused" in r.json()["detail"]
+
+
+def test_a_field_problem_names_where_the_value_was(client: TestClient, tokens: dict[str, str]) -> None:
+    """Query values as ``["query", name]``, headers as ``["header", name]``, path ids as ``["path", "id"]``,
+    and a value inside the body by the parts of its path."""
+    admin = auth(tokens["admin"])
+    naive = "2025-06-30T00:00:00"
+    amendment = {"effective_from": "2025-01-01T00:00:00+08:00", "params": {"no_such_param": 1}}
+    allocation = {"year": 2024, "mu": 1}
+    asked = {
+        ("GET", f"/v1/units/d1?as_of={naive}"): ["query", "as_of"],
+        ("GET", f"/v1/units/d1?known_at={naive}"): ["query", "known_at"],
+        ("GET", f"/v1/units?known_at={naive}"): ["query", "known_at"],
+        ("GET", f"/v1/policy?at={naive}"): ["query", "at"],
+        ("GET", "/v1/units?version=1"): ["query", "version"],
+        ("GET", "/v1/units/d1?version=1&as_of=2025-06-30T00:00:00%2B08:00"): ["query", "version"],
+        ("GET", f"/v1/scores?year=2025&as_of={naive}"): ["query", "as_of"],
+        ("GET", "/v1/reports/weekly?week=2025-W53"): ["query", "week"],
+        ("GET", "/v1/reports/monthly?month=0000-01"): ["query", "month"],
+        ("GET", "/v1/audit/late-entries?min_gap=-P7D"): ["query", "min_gap"],
+        ("GET", "/v1/audit/events?kind=nope&id=d1"): ["query", "kind"],
+        ("GET", "/v1/audit/events?kind=unit&id=%2e%2e"): ["query", "id"],
+        ("GET", "/v1/units/%2e%2e"): ["path", "id"],
+        ("GET", "/v1/agreements/%2e%2e"): ["path", "id"],
+        ("POST", "/v1/units/%2e%2e/quota-allocations"): ["path", "id"],
+        ("POST", "/v1/tokens/%2e%2e/revocation"): ["path", "id"],
+        ("POST", "/v1/policy/amendments"): ["body", "params", "no_such_param"],
+    }
+    for (method, path), loc in asked.items():
+        body = {"/v1/policy/amendments": amendment, "/v1/units/%2e%2e/quota-allocations": allocation}.get(path)
+        problem = assert_problem(client.request(method, path, json=body, headers=admin), 422)
+        assert [e["loc"] for e in problem["errors"]] == [loc], (method, path, problem)
+
+    stale = {**admin, "If-Match": '"abc"'}
+    problem = assert_problem(client.post("/v1/units/d1/quota-allocations", json=allocation, headers=stale), 422)
+    assert problem["errors"][0]["loc"] == ["header", "If-Match"]
+    future = {**allocation, "occurred_at": "2999-01-01T00:00:00+08:00"}
+    problem = assert_problem(client.post("/v1/units/d1/quota-allocations", json=future, headers=admin), 422)
+    assert problem["errors"][0]["loc"] == ["body", "occurred_at"]  # a body value stays the body's
