@@ -98,9 +98,11 @@ def create_token(
 ) -> None:
     """Print a new bearer token (the grant is itself an event)."""
     from api.auth import issue_token
+    from store.config import database_url
+    from store.db import require_store
     from store.ledger import open_ledger
 
-    ledger = open_ledger()
+    ledger = open_ledger(require_store(database_url()))
     try:  # a refusal (say, an unknown unit) becomes the CLI's one-line error in api.cli.main
         ttl = timedelta(days=ttl_days) if ttl_days else None
         token = issue_token(ledger, actor, role, unit or [], actor="ledger-cli", ttl=ttl)

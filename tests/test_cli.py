@@ -1,4 +1,8 @@
-"""The ``ledger`` command line as a user runs it: init, demo, history — on both stores."""
+"""The ``ledger`` command line as a user runs it: init, demo, history — on both stores.
+
+Every refusal is one line on stderr, on a terminal 40 columns wide or none at all (stderr is a pipe
+here), with exit 1 when the command refuses or finds a fault and 2 when it cannot run.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,55 @@ import os
 import stat
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from api.demo import DemoRefused, Step, demo_plan, load_demo
 from store.ledger import open_ledger
-from tests.conftest import fresh_store_url
+from tests.conftest import PG_URL, fresh_store_url
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A PostgreSQL nothing listens on, and short waits for it (the CLI gives up within seconds).
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/test"
+SHORT_WAITS = {"POSTGRES_CONNECT_TIMEOUT": "2", "POSTGRES_POOL_TIMEOUT": "1", "LEDGER_STORE_RETRY_SECONDS": "1"}
+#: Commands that read a store that must exist, each with what it needs besides.
+STORE_COMMANDS = [
+    ("verify",),
+    ("history", "unit", "x"),
+    ("export", "--out", "bundle.jsonl"),
+    ("token", "create", "--actor", "a", "--role", "clerk"),
+    ("checkpoint",),
+    ("projections", "status"),
+]
 
 
-def ledger_cli(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "LEDGER_DATABASE_URL": url, "PYTHONPATH": str(ROOT), **(env or {})}
+def ledger_cli(
+    url: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    # A narrow terminal: a message that wraps shows as more than one line.
+    full_env = {**os.environ, "COLUMNS": "40", "LEDGER_DATABASE_URL": url, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-c", "from api.cli import main; main()", *args],
         capture_output=True,
         text=True,
         env=full_env,
+        cwd=cwd,
         timeout=300,
         check=False,
     )
+
+
+def refused(result: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    """Assert a one-line ``ledger:`` error with exit ``code`` naming ``words``; answer the line."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("ledger: ") and len(result.stderr.splitlines()) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+    return result.stderr
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -108,3 +140,40 @@ def test_no_update_or_delete_on_event_tables_in_the_code() -> None:
         if ("UPDATE" in line or "DELETE FROM" in line) and "_events" in line and "TRIGGER" not in line.upper()
     ]
     assert offending == []
+
+
+def test_errors_are_one_line_however_narrow_the_terminal(empty_url: str, tmp_path: Path) -> None:
+    refused(ledger_cli(empty_url, "history", "bogus", "x"), 1, "unknown record kind 'bogus'", "grant)")
+    assert ledger_cli(empty_url, "checkpoint").returncode == 0
+    refused(ledger_cli(empty_url, "export", "--out", "x", "--from", "999999", cwd=tmp_path), 1, "nothing to export")
+    refused(ledger_cli("mysql://x/y", "verify"), 2, "unsupported database URL", "[?schema=NAME]")
+
+
+def test_projection_commands_use_the_ledger_prefix(empty_url: str) -> None:
+    for command in ("run", "rebuild"):
+        refused(ledger_cli(empty_url, "projections", command, "nosuch"), 1, "unknown projection 'nosuch'")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_store_never_initialised_is_named_and_not_created(kind: str, tmp_path: Path) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = f"sqlite:///{tmp_path / 'never.db'}" if kind == "sqlite" else f"{PG_URL}?schema={schema}"
+    for command in STORE_COMMANDS:
+        refused(ledger_cli(url, *command, cwd=tmp_path), 2, "run `ledger init` first")
+    assert not (tmp_path / "never.db").exists() and not (tmp_path / "bundle.jsonl").exists()
+    if kind == "postgres":
+        with psycopg.connect(PG_URL) as conn:
+            assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None
+
+
+@pytest.mark.parametrize("command", [("init",), ("demo",), *STORE_COMMANDS], ids=lambda c: " ".join(c[:2]))
+def test_an_unreachable_postgresql_is_named_in_one_line(command: tuple[str, ...], tmp_path: Path) -> None:
+    result = ledger_cli(UNREACHABLE, *command, env=SHORT_WAITS, cwd=tmp_path)
+    refused(result, 2, "the store postgresql://postgres@127.0.0.1:1/test is unreachable")
+
+
+def test_a_missing_directory_is_refused_not_created(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'ledger.db'}"
+    refused(ledger_cli(url, "init"), 2, f"directory {tmp_path / 'no' / 'such'} does not exist")
+    refused(ledger_cli(url, "verify"), 2, "run `ledger init` first")
+    assert not (tmp_path / "no").exists()
