@@ -6,6 +6,8 @@ here), with exit 1 when the command refuses or finds a fault and 2 when it canno
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import stat
 import subprocess
@@ -17,8 +19,10 @@ import psycopg
 import pytest
 
 from api.demo import DemoRefused, Step, demo_plan, load_demo
-from store.ledger import open_ledger
+from audit.db import AuditDB
+from store.ledger import init_store, open_ledger
 from tests.conftest import PG_URL, fresh_store_url
+from tests.faults.conftest import seed
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A PostgreSQL nothing listens on, and short waits for it (the CLI gives up within seconds).
@@ -146,6 +150,7 @@ def test_errors_are_one_line_however_narrow_the_terminal(empty_url: str, tmp_pat
     refused(ledger_cli(empty_url, "history", "bogus", "x"), 1, "unknown record kind 'bogus'", "grant)")
     assert ledger_cli(empty_url, "checkpoint").returncode == 0
     refused(ledger_cli(empty_url, "export", "--out", "x", "--from", "999999", cwd=tmp_path), 1, "nothing to export")
+    assert not (tmp_path / "x").exists()  # a refused export leaves no file behind, not even an empty one
     refused(ledger_cli("mysql://x/y", "verify"), 2, "unsupported database URL", "[?schema=NAME]")
 
 
@@ -177,3 +182,50 @@ def test_a_missing_directory_is_refused_not_created(tmp_path: Path) -> None:
     refused(ledger_cli(url, "init"), 2, f"directory {tmp_path / 'no' / 'such'} does not exist")
     refused(ledger_cli(url, "verify"), 2, "run `ledger init` first")
     assert not (tmp_path / "no").exists()
+
+
+def tamper_state(url: str, position: int) -> None:
+    """Edit an event's stored bytes as an intruder with database access would, triggers out of the way."""
+    with AuditDB(url) as db:
+        if db.engine == "sqlite":
+            db.execute("DROP TRIGGER stored_events_no_update")
+        else:
+            db.execute("SET session_replication_role = replica")  # the test user is a superuser
+        state = next(db.events(position, position)).state + b" "
+        db.execute(f"UPDATE {db.events_table} SET state = ? WHERE {db.position_column} = ?", (state, position))
+
+
+def forge_event(bundle: Path, position: int) -> None:
+    """Change the stored bytes of one event line of a bundle."""
+    lines = [json.loads(line) for line in bundle.read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "event" and line["position"] == position:
+            line["state"] = base64.b64encode(base64.b64decode(line["state"]) + b" ").decode()
+    bundle.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_a_tampered_store_is_named_in_one_line_and_exports_nothing(empty_url: str, tmp_path: Path) -> None:
+    seed(empty_url)
+    assert ledger_cli(empty_url, "checkpoint").returncode == 0
+    assert ledger_cli(empty_url, "export", "--out", "good.jsonl", cwd=tmp_path).returncode == 0
+    tamper_state(empty_url, 3)
+    refused(ledger_cli(empty_url, "verify"), 1, "first bad position 3")
+    bad = ledger_cli(empty_url, "export", "--out", "bad.jsonl", cwd=tmp_path)
+    refused(bad, 1, "first bad position 3", "no bundle written")
+    assert [p.name for p in tmp_path.iterdir() if "bad" in p.name] == []
+    # The positions before the damage are still evidence: their bundle checks.
+    assert ledger_cli(empty_url, "export", "--out", "before.jsonl", "--to", "2", cwd=tmp_path).returncode == 0
+    assert ledger_cli(empty_url, "verify-bundle", str(tmp_path / "before.jsonl")).returncode == 0
+    forge_event(tmp_path / "good.jsonl", 4)
+    refused(ledger_cli(empty_url, "verify-bundle", str(tmp_path / "good.jsonl")), 1, "bundle check failed: position 4")
+
+
+def test_an_event_edited_into_text_is_named_not_a_crash(tmp_path: Path) -> None:
+    # SQLite stores what it is given: `state || 'x'` turns the event's bytes into text.
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    init_store(url)
+    seed(url)
+    with AuditDB(url) as db:
+        db.execute("DROP TRIGGER stored_events_no_update")
+        db.execute("UPDATE stored_events SET state = state || 'x' WHERE rowid = 3")
+    refused(ledger_cli(url, "verify"), 1, "first bad position 3", "differs")
