@@ -28,6 +28,7 @@ def serve(
     os.environ["LEDGER_DATABASE_URL"] = database_url()
     os.environ["LEDGER_SERVE_PROJECTIONS"] = "0" if no_projections else "1"
     bound_connections()
+    check_store(os.environ["LEDGER_DATABASE_URL"])
     uvicorn.run("api.serve_cli:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
@@ -67,6 +68,19 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION, *gc.get_threshold()[1:])
+
+
+def check_store(url: str) -> None:
+    """Refuse to serve a store that is not there (no file, or ``ledger init`` never ran); start on one
+    that is unreachable now, answering 503 until it is back, as a running server does through an outage."""
+    from store.db import require_store, unavailable
+
+    try:
+        require_store(url)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise  # StoreMissing and the like: the CLI's one-line error
+        # Not initialised cannot be told from unreachable yet; the app logs the outage and serves 503.
 
 
 def bound_connections() -> None:

@@ -12,9 +12,13 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psycopg
 import pytest
 
@@ -22,7 +26,7 @@ from api.demo import DemoRefused, Step, demo_plan, load_demo
 from audit.db import AuditDB
 from store.ledger import init_store, open_ledger
 from tests.conftest import PG_URL, fresh_store_url
-from tests.faults.conftest import seed
+from tests.faults.conftest import Proxy, auth, free_port, seed
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A PostgreSQL nothing listens on, and short waits for it (the CLI gives up within seconds).
@@ -163,7 +167,7 @@ def test_projection_commands_use_the_ledger_prefix(empty_url: str) -> None:
 def test_a_store_never_initialised_is_named_and_not_created(kind: str, tmp_path: Path) -> None:
     schema = f"t_{uuid.uuid4().hex[:12]}"
     url = f"sqlite:///{tmp_path / 'never.db'}" if kind == "sqlite" else f"{PG_URL}?schema={schema}"
-    for command in STORE_COMMANDS:
+    for command in [*STORE_COMMANDS, ("serve", "--port", str(free_port()))]:
         refused(ledger_cli(url, *command, cwd=tmp_path), 2, "run `ledger init` first")
     assert not (tmp_path / "never.db").exists() and not (tmp_path / "bundle.jsonl").exists()
     if kind == "postgres":
@@ -229,3 +233,53 @@ def test_an_event_edited_into_text_is_named_not_a_crash(tmp_path: Path) -> None:
         db.execute("DROP TRIGGER stored_events_no_update")
         db.execute("UPDATE stored_events SET state = state || 'x' WHERE rowid = 3")
     refused(ledger_cli(url, "verify"), 1, "first bad position 3", "differs")
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Any:
+    yield from fresh_store_url("postgres", tmp_path)
+
+
+def test_serve_started_while_postgresql_is_down_answers_503_then_recovers(pg_url: str, tmp_path: Path) -> None:
+    tokens = seed(pg_url)
+    parts = urlsplit(pg_url)
+    proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    proxy.cut()  # the store is away before the server starts
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, **SHORT_WAITS, "LEDGER_DATABASE_URL": proxied, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", str(port)]
+    with log.open("wb") as out:
+        server = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    supervisor = auth(tokens["supervisor"])
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            down = answer_when_up(http, "/healthz", server)
+            assert down.status_code == 503 and down.headers["content-type"] == "application/problem+json"
+            assert "unreachable" in down.json()["detail"]
+            assert http.get("/v1/units/laiwu", headers=supervisor).status_code == 503
+            proxy.restore()
+            deadline = time.monotonic() + 60
+            while http.get("/healthz").status_code != 200:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+            unit = http.get("/v1/units/laiwu", headers=supervisor)
+            assert unit.status_code == 200, unit.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        proxy.close()
+    assert "Traceback" not in log.read_text()
+
+
+def answer_when_up(http: httpx.Client, path: str, server: subprocess.Popen[bytes]) -> httpx.Response:
+    """The first answer of a server still starting (bounded: 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.poll() is None, "the server exited"
+        try:
+            return http.get(path)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
