@@ -22,13 +22,13 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems, projections_link
-from api.deps import authorize
+from api.deps import authorize, ledger_of, open_when_reachable
 from api.problems import MAX_BODY_BYTES, problem_response
 from api.routers import agreements, audit, cases, people, petitions, policy, queries, tokens, triggers, units
 from audit.checkpoints import run_checkpoints, signing_key_path
 from domain.application import Ledger
 from store.config import database_url
-from store.ledger import open_ledger
+from store.db import unavailable
 
 JSON_TYPES = ("application/json", "application/problem+json", "application/merge-patch+json")
 
@@ -188,11 +188,27 @@ def supervised(work: Callable[[], None], stop: threading.Event) -> None:
             pause = min(pause * 2, RESTART_SECONDS[1])
 
 
+def _open_unless_down(url: str) -> Ledger | None:
+    """The ledger on ``url``, or None while the store is unreachable (requests open it once it is back).
+
+    A server started during an outage then answers 503 from /healthz and every route, as one that
+    was running when the store went away does, rather than never starting.
+    """
+    try:
+        return open_when_reachable(url)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        reason = " ".join(str(exc).split())
+        log.warning("the store is unreachable, answering 503 until it is back: %s: %s", type(exc).__name__, reason)
+        return None
+
+
 def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_projections: bool = False) -> FastAPI:
     """The API on the store at ``url`` (default LEDGER_DATABASE_URL), or on a given ledger."""
     url = url or database_url()
     owned = ledger is None
-    app_ledger = ledger if ledger is not None else open_ledger(url)
+    app_ledger = ledger if ledger is not None else _open_unless_down(url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -233,8 +249,8 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
                 bulletins.close(timeout=5)
             if app.state.reads is not None:
                 app.state.reads.close()
-            if owned:
-                app_ledger.close()
+            if owned and app.state.ledger is not None:
+                app.state.ledger.close()  # opened here, or by the first request after an outage at start
 
     app = FastAPI(
         title="Accountability Ledger (责任追究台账)",
@@ -264,7 +280,7 @@ def create_app(url: str | None = None, *, ledger: Ledger | None = None, run_proj
     def healthz(request: Request) -> Any:
         """200 when the store is reachable, else 503 saying why."""
         try:
-            head = request.app.state.ledger.recorder.max_notification_id() or 0
+            head = ledger_of(request.app).recorder.max_notification_id() or 0
         except Exception as exc:  # whatever it is, the store cannot answer: say why
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
             return problem_response(

@@ -2,7 +2,10 @@
 rest of the code and it brings help, completion and rich errors without a framework of our own.
 
 Each area adds its own commands: projections (run, rebuild, status), audit (verify, export,
-verify-bundle, checkpoint), serving (serve, token). Errors are one line on stderr and exit 1-2.
+verify-bundle, checkpoint), serving (serve, token). Errors are one line on stderr, however narrow
+the terminal and whether or not stderr is one: exit 1 when the command refuses or finds a fault (a
+domain rule, a tampered store), 2 when it cannot run (usage, configuration, a store that is missing,
+not initialised or unreachable).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from api import serve_cli
 from api.auth import issue_admin_token_for_cli
@@ -21,6 +23,7 @@ from audit.history import history as record_history
 from domain.errors import DomainError
 from projections import cli as projections_cli
 from store.config import database_url, redact
+from store.db import StoreMissing, require_store, unavailable
 from store.ledger import init_store, open_ledger
 
 app = typer.Typer(
@@ -29,13 +32,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="The accountability ledger (问责台账).",
 )
-err = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a one-line error and return the exit to raise."""
-    err.print(f"ledger: {message}", markup=False, soft_wrap=True)
+    say(message)
     return typer.Exit(code)
+
+
+def say(message: str) -> None:
+    """``ledger: message`` as one line on stderr: typer.echo never wraps (a rich console wraps at its
+    width, 80 columns when stderr is not a terminal), and a driver's multi-line message is joined."""
+    typer.echo(f"ledger: {' '.join(message.split())}", err=True)
 
 
 @app.command()
@@ -75,7 +83,7 @@ def history(
     record_id: Annotated[str, typer.Argument(metavar="ID")],
 ) -> None:
     """Print a record's events in order: position, type, actor, business and recording time, hash."""
-    ledger = open_ledger()
+    ledger = open_ledger(require_store(database_url()))
     try:
         for row in record_history(ledger, kind, record_id):
             data = " ".join(f"{k}={v}" for k, v in row["data"].items())
@@ -101,13 +109,28 @@ def main() -> None:
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except DomainError as e:
-        err.print(f"ledger: {e}", markup=False)
+        say(str(e))
         sys.exit(1)
+    except StoreMissing as e:
+        say(str(e))
+        sys.exit(2)
     except typer.Abort:
         sys.exit(130)
     except typer.TyperException as e:  # usage errors: bad options and arguments, shown as click does
         e.show()  # type: ignore[attr-defined]
         sys.exit(getattr(e, "exit_code", 2))
     except (ValueError, FileNotFoundError, OSError) as e:
-        err.print(f"ledger: {e}", markup=False)
+        say(str(e))
         sys.exit(2)
+    except Exception as e:
+        if not unavailable(e):
+            raise  # a bug: its traceback is what a report of it needs
+        say(f"the store {_store_name()} is unreachable: {type(e).__name__}: {e}")
+        sys.exit(2)
+
+
+def _store_name() -> str:
+    try:
+        return redact(database_url())
+    except ValueError:
+        return "(no valid LEDGER_DATABASE_URL)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -18,6 +19,8 @@ from api.problems import InvalidParameter, ProblemError, located
 from domain.application import Ledger
 from domain.application import Receipt as DomainReceipt
 from domain.base import Record
+from store.db import connect
+from store.ledger import open_ledger
 
 R = TypeVar("R", bound=Record)
 _bearer = HTTPBearer(auto_error=False, description="`<grant_id>.<secret>` from `ledger token create`")
@@ -25,8 +28,39 @@ _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d{1,12})"?\s*$')
 
 
 def get_ledger(request: Request) -> Ledger:
-    ledger: Ledger = request.app.state.ledger
-    return ledger
+    return ledger_of(request.app)
+
+
+_opening = threading.Lock()
+
+
+def ledger_of(app: Any) -> Ledger:
+    """The app's ledger, opened now if the store was unreachable when the server started.
+
+    While the store is still away this raises its driver's error, which the problem handlers answer
+    with a 503; the first request after it is back opens the ledger for every later one.
+    """
+    ledger: Ledger | None = app.state.ledger
+    if ledger is not None:
+        return ledger
+    opened = open_when_reachable(app.state.url)
+    with _opening:  # two requests may have opened one each: keep the first, close the other
+        if app.state.ledger is None:
+            app.state.ledger = opened
+            return opened
+    opened.close()
+    kept: Ledger = app.state.ledger
+    return kept
+
+
+def open_when_reachable(url: str) -> Ledger:
+    """The ledger on ``url``, after a plain connection has shown the store answers.
+
+    Opening the ledger on an unreachable PostgreSQL starts a connection pool whose threads keep
+    trying; the probe fails first, within the connect timeout, and leaves nothing running.
+    """
+    connect(url).close()
+    return open_ledger(url)
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]

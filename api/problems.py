@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from audit.bundle import BundleError
 from audit.service import ProofUnavailable
 from domain.errors import DomainError, InvalidValue, RecordExists, RecordNotFound, RuleViolation, StaleVersion
+from store.db import unavailable
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://ledger.example/problems/"
@@ -32,8 +33,6 @@ TYPE_BASE = "https://ledger.example/problems/"
 MAX_BODY_BYTES = 64 * 1024
 #: Seconds a client is told to wait (Retry-After) when the store is unavailable.
 RETRY_AFTER_SECONDS = 5
-#: SQLite's operational errors that mean "unavailable now", not a bug in a statement.
-_SQLITE_UNAVAILABLE = ("locked", "busy", "readonly", "read-only", "unable to open", "disk i/o", "disk is full")
 log = logging.getLogger("ledger.api")
 
 TITLES: dict[int, str] = {
@@ -225,22 +224,6 @@ def _bundle_refused(_: Request, exc: Exception) -> JSONResponse:
 def _problem_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     return problem_response(exc.status, exc.detail, headers=exc.headers, rule=exc.rule)
-
-
-def unavailable(exc: BaseException) -> bool:
-    """Whether an error means the store is unreachable, locked or read-only (503), not a bug (500)."""
-    if isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)):
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, sqlite3.Error):
-            return _sqlite_unavailable(str(exc))
-        return True
-    if isinstance(exc, sqlite3.OperationalError):
-        return _sqlite_unavailable(str(exc))
-    return False
-
-
-def _sqlite_unavailable(message: str) -> bool:
-    return any(part in message.lower() for part in _SQLITE_UNAVAILABLE)
 
 
 def store_unavailable(exc: BaseException) -> JSONResponse:

@@ -28,6 +28,7 @@ def serve(
     os.environ["LEDGER_DATABASE_URL"] = database_url()
     os.environ["LEDGER_SERVE_PROJECTIONS"] = "0" if no_projections else "1"
     bound_connections()
+    check_store(os.environ["LEDGER_DATABASE_URL"])
     uvicorn.run("api.serve_cli:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
@@ -69,6 +70,19 @@ def settle_heap() -> None:
     gc.set_threshold(YOUNG_COLLECTION, *gc.get_threshold()[1:])
 
 
+def check_store(url: str) -> None:
+    """Refuse to serve a store that is not there (no file, or ``ledger init`` never ran); start on one
+    that is unreachable now, answering 503 until it is back, as a running server does through an outage."""
+    from store.db import require_store, unavailable
+
+    try:
+        require_store(url)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise  # StoreMissing and the like: the CLI's one-line error
+        # Not initialised cannot be told from unreachable yet; the app logs the outage and serves 503.
+
+
 def bound_connections() -> None:
     """Give every libpq connection of this process a connect timeout (PGCONNECT_TIMEOUT).
 
@@ -98,9 +112,11 @@ def create_token(
 ) -> None:
     """Print a new bearer token (the grant is itself an event)."""
     from api.auth import issue_token
+    from store.config import database_url
+    from store.db import require_store
     from store.ledger import open_ledger
 
-    ledger = open_ledger()
+    ledger = open_ledger(require_store(database_url()))
     try:  # a refusal (say, an unknown unit) becomes the CLI's one-line error in api.cli.main
         ttl = timedelta(days=ttl_days) if ttl_days else None
         token = issue_token(ledger, actor, role, unit or [], actor="ledger-cli", ttl=ttl)

@@ -88,9 +88,28 @@ def _stored(line: dict[str, Any]) -> StoredEvent:
 
 
 def export(url: str, out_path: Path | str, start: int | None = None, stop: int | None = None) -> dict[str, Any]:
-    """Write the bundle for positions ``start..stop`` (default: the whole log) and return its header."""
-    with Path(out_path).open("wb") as out:
-        return write_bundle(url, out, start, stop)
+    """Write the bundle for positions ``start..stop`` (default: the whole log) and return its header.
+
+    The bundle is written beside ``out_path`` and checked as ``verify-bundle`` checks it before it
+    takes that name: evidence from a store altered since it was recorded must not leave as a bundle
+    its recipient rejects, so the exporter is told the first bad position instead (and no file, not
+    even an empty one, is left behind by any refusal).
+    """
+    out = Path(out_path)
+    if not out.parent.is_dir():
+        raise BundleError(f"directory {out.parent} does not exist")
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with partial.open("wb") as f:
+            header = write_bundle(url, f, start, stop)
+        result = verify_bundle(partial)
+        if not result.ok:
+            where = f"first bad position {result.first_bad_position}: " if result.first_bad_position else ""
+            raise BundleError(f"the store fails its check, no bundle written: {where}{result.reason}")
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return header
 
 
 def write_bundle(url: str, out: IO[bytes], start: int | None = None, stop: int | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from audit.db import AuditDB, as_bytes
 from audit.schema import CHECKPOINTS, KEYS, ensure_tables
 from audit.tree import StoredTree
+from store.db import unavailable
 
 KEY_FILE_VARIABLE = "LEDGER_SIGNING_KEY_FILE"
 DEFAULT_KEY_FILE = "ledger-signing.key"
@@ -223,7 +224,11 @@ def run_checkpoints(url: str, every_seconds: float, stop: threading.Event, key_p
             take_checkpoint(url, key_path)
         except CheckpointRefused:
             log.exception("checkpoint refused: the store needs `ledger verify`")
-        except Exception:
-            # A database hiccup must not end the schedule; the next round tries again.
-            log.exception("checkpoint failed")
+        except Exception as exc:
+            # A database hiccup must not end the schedule; the next round tries again. An outage is
+            # one line in the log (it says nothing a traceback would add); anything else is a bug.
+            if not unavailable(exc):
+                log.exception("checkpoint failed")
+            else:
+                log.warning("checkpoint failed, the store is unavailable: %s", " ".join(str(exc).split()))
         stop.wait(every_seconds)

@@ -13,8 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from audit import bundle, checkpoints
 from audit import verify as verify_module
 from store.config import database_url
+from store.db import require_store
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False)  # the progress bar's; errors go through _fail, which never wraps
+
+
+def _fail(message: str) -> typer.Exit:
+    """``ledger: message`` as one line on stderr, whatever the terminal's width, and exit 1."""
+    typer.echo(f"ledger: {' '.join(message.split())}", err=True)
+    return typer.Exit(1)
 
 
 def _trusted(key: Path | None) -> Ed25519PublicKey | None:
@@ -28,7 +35,7 @@ def verify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Check the whole store's integrity; exit 0 if intact, 1 naming the first bad position."""
-    url = database_url()
+    url = require_store(database_url())
     keys = None if key is None else [k for k in [_trusted(key)] if k is not None]
     with Progress(
         TextColumn("verifying"),
@@ -36,7 +43,7 @@ def verify(
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err,
-        disable=quiet,
+        disable=quiet or not err.is_terminal,  # a bar in a log is noise (and rich ends it with a blank line)
         transient=True,
     ) as bar:
         task = bar.add_task("verify", total=None)
@@ -44,8 +51,7 @@ def verify(
     if result.ok:
         typer.echo(f"intact: {result.checked} events, head {result.head}")
         return
-    err.print(f"ledger: first bad position {result.first_bad_position}: {result.reason}", markup=False)
-    raise typer.Exit(1)
+    raise _fail(f"first bad position {result.first_bad_position}: {result.reason}")
 
 
 def export(
@@ -55,10 +61,9 @@ def export(
 ) -> None:
     """Write a self-contained audit bundle."""
     try:
-        header = bundle.export(database_url(), out, start, stop)
+        header = bundle.export(require_store(database_url()), out, start, stop)
     except bundle.BundleError as e:
-        err.print(f"ledger: {e}", markup=False)
-        raise typer.Exit(1) from None
+        raise _fail(str(e)) from None
     typer.echo(
         f"wrote {out}: positions {header['from']}..{header['to']}, "
         f"proved against checkpoint {header['proof_checkpoint']['size']}"
@@ -82,17 +87,15 @@ def verify_bundle(
         typer.echo(f"bundle intact: {result.events} events{extra}")
         return
     where = f"position {result.first_bad_position}: " if result.first_bad_position else ""
-    err.print(f"ledger: bundle check failed: {where}{result.reason}", markup=False)
-    raise typer.Exit(1)
+    raise _fail(f"bundle check failed: {where}{result.reason}")
 
 
 def checkpoint() -> None:
     """Sign the log's current Merkle root now (a signed tree head)."""
     try:
-        cp = checkpoints.take_checkpoint(database_url())
+        cp = checkpoints.take_checkpoint(require_store(database_url()))
     except checkpoints.CheckpointRefused as e:
-        err.print(f"ledger: checkpoint refused: {e}", markup=False)
-        raise typer.Exit(1) from None
+        raise _fail(f"checkpoint refused: {e}") from None
     typer.echo(f"checkpoint size {cp.size} root {cp.root} key {cp.key_id}")
 
 

@@ -47,6 +47,11 @@ class AuditDB:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def _state(self, alias: str = "") -> str:
+        """The events' state column, read as bytes. SQLite keeps whatever type is written: an intruder's
+        ``SET state = state || 'x'`` leaves text, which must fail its leaf hash, not crash the check."""
+        return f"CAST({alias}state AS BLOB)" if self.engine == "sqlite" else f"{alias}state"
+
     def _sql(self, sql: str) -> str:
         return sql if self.engine == "sqlite" else sql.replace("?", "%s")
 
@@ -81,7 +86,8 @@ class AuditDB:
     def events(self, start: int = 1, stop: int | None = None, batch: int = 2000) -> Iterator[StoredRow]:
         """Stored events with ``start <= position <= stop``, in position order."""
         pos = self.position_column
-        sql = f"SELECT {pos}, originator_id, originator_version, topic, state FROM {self.events_table} WHERE {pos} >= ?"
+        sql = f"SELECT {pos}, originator_id, originator_version, topic, {self._state()} FROM {self.events_table}"
+        sql += f" WHERE {pos} >= ?"
         if stop is not None:
             sql += f" AND {pos} <= {int(stop)}"
         sql += f" ORDER BY {pos} LIMIT {int(batch)}"
@@ -124,7 +130,7 @@ class AuditDB:
         # No upper bound in the SQL: with one, PostgreSQL may plan a hash join and a sort of the whole
         # range instead of walking both primary keys; a LIMIT of at most the positions left does as well.
         sql = (
-            f"SELECT e.{pos}, e.originator_id, e.originator_version, e.topic, e.state, h.hash, h.leaf "
+            f"SELECT e.{pos}, e.originator_id, e.originator_version, e.topic, {self._state('e.')}, h.hash, h.leaf "
             f"FROM {self.events_table} e LEFT JOIN {self.hashes_table} h ON h.position = e.{pos} "
             f"WHERE e.{pos} >= ? ORDER BY e.{pos} LIMIT "
         )

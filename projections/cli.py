@@ -15,13 +15,17 @@ from projections import engine
 from projections.catalog import NAMES, select
 from projections.reports import issuer
 from store.config import database_url
+from store.db import require_store, unavailable
 
 Names = Annotated[list[str] | None, typer.Argument(help=f"projections ({', '.join(NAMES)}); all if none")]
 
 
 def _fail(error: Exception) -> typer.Exit:
-    """One line on stderr, non-zero exit."""
-    typer.echo(f"error: {' '.join(str(error).split())}", err=True)
+    """One line on stderr with the prefix of every ``ledger`` error; exit 2 if the store went away, else 1."""
+    if unavailable(error):
+        typer.echo(f"ledger: the store is unreachable: {' '.join(str(error).split())}", err=True)
+        return typer.Exit(2)
+    typer.echo(f"ledger: {' '.join(str(error).split())}", err=True)
     return typer.Exit(1)
 
 
@@ -52,8 +56,8 @@ def register(app: typer.Typer) -> None:
     def run_(names: Names = None, batch_size: int = engine.DEFAULT_BATCH, poll_interval: float = 0.2) -> None:
         """Catch up with a progress bar, then follow the log until interrupted (and, with the current view, issue
         each report once its period ends)."""
+        url = require_store(database_url())  # a missing or unreachable store is the CLI's one-line error
         try:
-            url = database_url()
             select(names)
             with _bar() as progress:
                 engine.catch_up(url, names, _reporter(progress, "catching up"), batch_size=batch_size)
@@ -72,8 +76,8 @@ def register(app: typer.Typer) -> None:
     @sub.command()
     def rebuild(names: Names = None, batch_size: int = engine.REBUILD_BATCH) -> None:
         """Drop the views, reset tracking and process the whole log again."""
+        url = require_store(database_url())
         try:
-            url = database_url()
             select(names)
             with _bar() as progress:
                 position = engine.rebuild(url, names, _reporter(progress, "rebuilding"), batch_size=batch_size)
@@ -84,8 +88,9 @@ def register(app: typer.Typer) -> None:
     @sub.command()
     def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Each projection's position and lag behind the log."""
+        url = require_store(database_url())
         try:
-            rows: list[dict[str, Any]] = engine.status(database_url())
+            rows: list[dict[str, Any]] = engine.status(url)
         except Exception as error:  # any failure is reported as one line, never a traceback
             raise _fail(error) from None
         if json_output:

@@ -237,7 +237,7 @@ def create_schema(url: str, app_name: str = APPLICATION_NAME) -> None:
     """Create the store's tables (events, chain, idempotency keys, snapshots), idempotently."""
     parsed = parse(url)
     if isinstance(parsed, SQLiteURL):
-        Path(parsed.path).parent.mkdir(parents=True, exist_ok=True)
+        _require_directory(parsed.path)
     elif parsed.schema:
         _create_postgres_schema(url, parsed.schema)
     factory = _factory(url, app_name, create_table=True)
@@ -246,6 +246,15 @@ def create_schema(url: str, app_name: str = APPLICATION_NAME) -> None:
         factory.aggregate_recorder("snapshots")
     finally:
         factory.close()
+
+
+def _require_directory(path: str) -> None:
+    # A mistyped path would otherwise grow a tree of directories and put the ledger where no
+    # backup looks for it: the file is created, its directory must already be there.
+    directory = Path(path).parent
+    if not directory.is_dir():
+        msg = f"directory {directory} does not exist: create it first, or name a file in an existing one"
+        raise FileNotFoundError(msg)
 
 
 def _create_postgres_schema(url: str, schema: str) -> None:

@@ -1,32 +1,72 @@
-"""The ``ledger`` command line as a user runs it: init, demo, history — on both stores."""
+"""The ``ledger`` command line as a user runs it: init, demo, history — on both stores.
+
+Every refusal is one line on stderr, on a terminal 40 columns wide or none at all (stderr is a pipe
+here), with exit 1 when the command refuses or finds a fault and 2 when it cannot run.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import stat
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+import psycopg
 import pytest
 
 from api.demo import DemoRefused, Step, demo_plan, load_demo
-from store.ledger import open_ledger
-from tests.conftest import fresh_store_url
+from audit.db import AuditDB
+from store.ledger import init_store, open_ledger
+from tests.conftest import PG_URL, fresh_store_url
+from tests.faults.conftest import Proxy, auth, free_port, seed
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A PostgreSQL nothing listens on, and short waits for it (the CLI gives up within seconds).
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/test"
+SHORT_WAITS = {"POSTGRES_CONNECT_TIMEOUT": "2", "POSTGRES_POOL_TIMEOUT": "1", "LEDGER_STORE_RETRY_SECONDS": "1"}
+#: Commands that read a store that must exist, each with what it needs besides.
+STORE_COMMANDS = [
+    ("verify",),
+    ("history", "unit", "x"),
+    ("export", "--out", "bundle.jsonl"),
+    ("token", "create", "--actor", "a", "--role", "clerk"),
+    ("checkpoint",),
+    ("projections", "status"),
+]
 
 
-def ledger_cli(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "LEDGER_DATABASE_URL": url, "PYTHONPATH": str(ROOT), **(env or {})}
+def ledger_cli(
+    url: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    # A narrow terminal: a message that wraps shows as more than one line.
+    full_env = {**os.environ, "COLUMNS": "40", "LEDGER_DATABASE_URL": url, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-c", "from api.cli import main; main()", *args],
         capture_output=True,
         text=True,
         env=full_env,
+        cwd=cwd,
         timeout=300,
         check=False,
     )
+
+
+def refused(result: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    """Assert a one-line ``ledger:`` error with exit ``code`` naming ``words``; answer the line."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("ledger: ") and len(result.stderr.splitlines()) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+    return result.stderr
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -108,3 +148,138 @@ def test_no_update_or_delete_on_event_tables_in_the_code() -> None:
         if ("UPDATE" in line or "DELETE FROM" in line) and "_events" in line and "TRIGGER" not in line.upper()
     ]
     assert offending == []
+
+
+def test_errors_are_one_line_however_narrow_the_terminal(empty_url: str, tmp_path: Path) -> None:
+    refused(ledger_cli(empty_url, "history", "bogus", "x"), 1, "unknown record kind 'bogus'", "grant)")
+    assert ledger_cli(empty_url, "checkpoint").returncode == 0
+    refused(ledger_cli(empty_url, "export", "--out", "x", "--from", "999999", cwd=tmp_path), 1, "nothing to export")
+    assert not (tmp_path / "x").exists()  # a refused export leaves no file behind, not even an empty one
+    refused(ledger_cli("mysql://x/y", "verify"), 2, "unsupported database URL", "[?schema=NAME]")
+
+
+def test_projection_commands_use_the_ledger_prefix(empty_url: str) -> None:
+    for command in ("run", "rebuild"):
+        refused(ledger_cli(empty_url, "projections", command, "nosuch"), 1, "unknown projection 'nosuch'")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_store_never_initialised_is_named_and_not_created(kind: str, tmp_path: Path) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = f"sqlite:///{tmp_path / 'never.db'}" if kind == "sqlite" else f"{PG_URL}?schema={schema}"
+    for command in [*STORE_COMMANDS, ("serve", "--port", str(free_port()))]:
+        refused(ledger_cli(url, *command, cwd=tmp_path), 2, "run `ledger init` first")
+    assert not (tmp_path / "never.db").exists() and not (tmp_path / "bundle.jsonl").exists()
+    if kind == "postgres":
+        with psycopg.connect(PG_URL) as conn:
+            assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None
+
+
+@pytest.mark.parametrize("command", [("init",), ("demo",), *STORE_COMMANDS], ids=lambda c: " ".join(c[:2]))
+def test_an_unreachable_postgresql_is_named_in_one_line(command: tuple[str, ...], tmp_path: Path) -> None:
+    result = ledger_cli(UNREACHABLE, *command, env=SHORT_WAITS, cwd=tmp_path)
+    refused(result, 2, "the store postgresql://postgres@127.0.0.1:1/test is unreachable")
+
+
+def test_a_missing_directory_is_refused_not_created(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'ledger.db'}"
+    refused(ledger_cli(url, "init"), 2, f"directory {tmp_path / 'no' / 'such'} does not exist")
+    refused(ledger_cli(url, "verify"), 2, "run `ledger init` first")
+    assert not (tmp_path / "no").exists()
+
+
+def tamper_state(url: str, position: int) -> None:
+    """Edit an event's stored bytes as an intruder with database access would, triggers out of the way."""
+    with AuditDB(url) as db:
+        if db.engine == "sqlite":
+            db.execute("DROP TRIGGER stored_events_no_update")
+        else:
+            db.execute("SET session_replication_role = replica")  # the test user is a superuser
+        state = next(db.events(position, position)).state + b" "
+        db.execute(f"UPDATE {db.events_table} SET state = ? WHERE {db.position_column} = ?", (state, position))
+
+
+def forge_event(bundle: Path, position: int) -> None:
+    """Change the stored bytes of one event line of a bundle."""
+    lines = [json.loads(line) for line in bundle.read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "event" and line["position"] == position:
+            line["state"] = base64.b64encode(base64.b64decode(line["state"]) + b" ").decode()
+    bundle.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_a_tampered_store_is_named_in_one_line_and_exports_nothing(empty_url: str, tmp_path: Path) -> None:
+    seed(empty_url)
+    assert ledger_cli(empty_url, "checkpoint").returncode == 0
+    assert ledger_cli(empty_url, "export", "--out", "good.jsonl", cwd=tmp_path).returncode == 0
+    tamper_state(empty_url, 3)
+    refused(ledger_cli(empty_url, "verify"), 1, "first bad position 3")
+    bad = ledger_cli(empty_url, "export", "--out", "bad.jsonl", cwd=tmp_path)
+    refused(bad, 1, "first bad position 3", "no bundle written")
+    assert [p.name for p in tmp_path.iterdir() if "bad" in p.name] == []
+    # The positions before the damage are still evidence: their bundle checks.
+    assert ledger_cli(empty_url, "export", "--out", "before.jsonl", "--to", "2", cwd=tmp_path).returncode == 0
+    assert ledger_cli(empty_url, "verify-bundle", str(tmp_path / "before.jsonl")).returncode == 0
+    forge_event(tmp_path / "good.jsonl", 4)
+    refused(ledger_cli(empty_url, "verify-bundle", str(tmp_path / "good.jsonl")), 1, "bundle check failed: position 4")
+
+
+def test_an_event_edited_into_text_is_named_not_a_crash(tmp_path: Path) -> None:
+    # SQLite stores what it is given: `state || 'x'` turns the event's bytes into text.
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    init_store(url)
+    seed(url)
+    with AuditDB(url) as db:
+        db.execute("DROP TRIGGER stored_events_no_update")
+        db.execute("UPDATE stored_events SET state = state || 'x' WHERE rowid = 3")
+    refused(ledger_cli(url, "verify"), 1, "first bad position 3", "differs")
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Any:
+    yield from fresh_store_url("postgres", tmp_path)
+
+
+def test_serve_started_while_postgresql_is_down_answers_503_then_recovers(pg_url: str, tmp_path: Path) -> None:
+    tokens = seed(pg_url)
+    parts = urlsplit(pg_url)
+    proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    proxy.cut()  # the store is away before the server starts
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, **SHORT_WAITS, "LEDGER_DATABASE_URL": proxied, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", str(port)]
+    with log.open("wb") as out:
+        server = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    supervisor = auth(tokens["supervisor"])
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            down = answer_when_up(http, "/healthz", server)
+            assert down.status_code == 503 and down.headers["content-type"] == "application/problem+json"
+            assert "unreachable" in down.json()["detail"]
+            assert http.get("/v1/units/laiwu", headers=supervisor).status_code == 503
+            proxy.restore()
+            deadline = time.monotonic() + 60
+            while http.get("/healthz").status_code != 200:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+            unit = http.get("/v1/units/laiwu", headers=supervisor)
+            assert unit.status_code == 200, unit.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        proxy.close()
+    assert "Traceback" not in log.read_text()
+
+
+def answer_when_up(http: httpx.Client, path: str, server: subprocess.Popen[bytes]) -> httpx.Response:
+    """The first answer of a server still starting (bounded: 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.poll() is None, "the server exited"
+        try:
+            return http.get(path)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)

@@ -37,7 +37,7 @@ class Ledger(Application[UUID]):
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL of a not yet initialised store (own file, or own PostgreSQL schema)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/data/ledger.db"
+        yield f"sqlite:///{tmp_path}/ledger.db"
         return
     schema = f"ledger_test_{uuid4().hex[:16]}"
     yield f"{PG_URL}?schema={schema}"
@@ -207,3 +207,10 @@ def test_sqlite_file_uses_wal(tmp_path: Path) -> None:
     config.create_schema(f"sqlite:///{path}")
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_create_schema_refuses_a_missing_directory(tmp_path: Path) -> None:
+    # A mistyped path must be an error, not a new tree of directories holding the ledger.
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        config.create_schema(f"sqlite:///{tmp_path}/no/such/ledger.db")
+    assert not (tmp_path / "no").exists()
