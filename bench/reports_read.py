@@ -15,7 +15,7 @@ This process settles its heap as a server process does (``api.serve_cli.settle_h
 what the HTTP route meets, and the client's parse of an answer is not paced by collections over the bench's own
 objects.
 
-The baseline, measured in the same run, is the raw read of the same kept row (one ``SELECT`` of its JSON).
+The baseline, measured in the same run, is the raw read of the same kept row (one ``SELECT`` of its JSON, as bytes).
 
 Usage: PYTHONPATH=. python -m bench.reports_read --url URL [--issue 2025-01,2025-10] [--rounds 50] [--http]
     [--json FILE]
@@ -66,9 +66,9 @@ def measure(url: str, issue: list[str], rounds: int, http: bool) -> dict[str, An
         running: list[dict[str, Any]] = []
         for kind, label in reports.in_progress(utc_now()):
             began = time.perf_counter()
-            body = reports.issued(queries, kind, label)
+            body = reports.issued(queries, kind, label).body
             first = time.perf_counter() - began
-            sql = f"SELECT body FROM {RUNNING} WHERE kind = ? AND label = ?"
+            sql = f"SELECT {db.as_bytes('body')} FROM {RUNNING} WHERE kind = ? AND label = ?"
             running.append(
                 {
                     "kind": kind,
@@ -82,8 +82,10 @@ def measure(url: str, issue: list[str], rounds: int, http: bool) -> dict[str, An
         for month in issue:
             reports.issued(queries, "monthly", month)  # folded and kept unless it was
         kept: list[dict[str, Any]] = []
-        for label, size in db.query(f"SELECT label, LENGTH(body) FROM {ISSUED} WHERE kind = 'monthly' ORDER BY label"):
-            sql = f"SELECT body FROM {ISSUED} WHERE kind = 'monthly' AND label = ?"
+        for label, size in db.query(
+            f"SELECT label, LENGTH({db.as_bytes('body')}) FROM {ISSUED} WHERE kind = 'monthly' ORDER BY label"
+        ):
+            sql = f"SELECT {db.as_bytes('body')} FROM {ISSUED} WHERE kind = 'monthly' AND label = ?"
             kept.append(
                 {
                     "label": label,

@@ -32,13 +32,13 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DIVERTED_INDEX = "proj_petitions_events_diverted"
 #: Reports as issued (已发布的报告, ``projections.reports.issued``), kept once final; emptied whenever any
 #: projection is dropped, since they were built from its tables.
-ISSUED = "proj_issued_reports"
+ISSUED = "proj_reports_kept"
 #: The last fold of each report whose period is in progress (进行中的报告, ``projections.reports.running``), with the
 #: log position and the moment it stands until; emptied with the issued reports.
-RUNNING = "proj_running_reports"
-#: Where reports were kept before they carried their tallies (counts by unit, for a territory's totals): dropped by
-#: ``engine.ensure_schema``, so every report is issued again with them.
-FORMER_REPORTS = ("proj_reports_issued", "proj_reports_running")
+RUNNING = "proj_reports_in_progress"
+#: Where reports were kept before they kept their tallies apart (counts by unit, for a territory's totals; for two
+#: commits inside the reports' JSON): dropped by ``engine.ensure_schema``, so every report is issued again.
+FORMER_REPORTS = ("proj_reports_issued", "proj_reports_running", "proj_issued_reports", "proj_running_reports")
 #: The issuing lease (签发权, ``projections.lease``): which issuer folds reports now, and until when.
 ISSUER = "proj_reports_issuer"
 

@@ -111,6 +111,13 @@ class Db:
             return f"json_extract({column}, '$.{key}')"
         return f"({column}::jsonb ->> '{key}')"
 
+    def as_bytes(self, column: str) -> str:
+        """SQL for a text column read as its UTF-8 bytes: a kept report's JSON, handed on as is without being
+        decoded into a string and encoded back."""
+        if self.dialect == "sqlite":
+            return f"CAST({column} AS BLOB)"
+        return f"convert_to({column}, 'UTF8')"
+
     @property
     def errors(self) -> tuple[type[Exception], ...]:
         """The driver's database errors (a missing table, a read-only replica refusing a write, ...)."""

@@ -71,11 +71,11 @@ def ensure_schema(
             db.execute(f"DROP TABLE IF EXISTS {former}")
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {ISSUED} (kind TEXT, label TEXT, head BIGINT NOT NULL, body TEXT NOT NULL,"
-            " PRIMARY KEY (kind, label))"
+            " tallies TEXT NOT NULL, PRIMARY KEY (kind, label))"
         )
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {RUNNING} (kind TEXT, label TEXT, head BIGINT NOT NULL, as_of BIGINT NOT NULL,"
-            " until BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, label))"
+            " until BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL, PRIMARY KEY (kind, label))"
         )
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {ISSUER} (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until BIGINT NOT NULL)"

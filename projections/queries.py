@@ -396,10 +396,13 @@ class Queries:
         self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None, covers: Covers
     ) -> dict[str, Any]:
         if as_of is None and known_at is None:
-            answer: dict[str, Any] = orjson.loads(reports.issued(self, kind, label))  # kept as JSON
+            kept = reports.issued(self, kind, label, tallies=covers is not None)
+            answer: dict[str, Any] = orjson.loads(kept.body)
+            tallies = orjson.loads(kept.tallies) if kept.tallies is not None else {}
         else:
             answer = reports.folded(self, kind, label, as_of, known_at)
-        return reports.within(answer, covers)
+            tallies = answer.pop(reports.TALLIES)
+        return reports.within(answer, tallies, covers)
 
     # --- status -------------------------------------------------------------------------------
 

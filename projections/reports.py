@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -60,40 +60,56 @@ def period(kind: str, label: str) -> tuple[datetime, datetime]:
         raise ValueError(f"{kind} report period must look like {shapes[kind]}, not {label!r}") from None
 
 
-def issued(queries: Queries, kind: str, label: str) -> bytes:
-    """The report as issued, as JSON: as of its period's end, as known at its issue date (a bulletin folds the
-    whole city's history, seconds at a million events). A period not yet over is answered as of now
-    (:func:`running`).
+class Kept(NamedTuple):
+    """A report as kept: its answer's JSON and, when asked for, its tallies' JSON (:data:`TALLIES`, kept apart so
+    an answer for the whole city never reads them)."""
+
+    body: bytes
+    tallies: bytes | None = None
+
+
+def split(answer: dict[str, Any]) -> Kept:
+    """A folded report (:func:`report`) as kept: its tallies taken out of its answer."""
+    tallies = answer.pop(TALLIES)
+    return Kept(orjson.dumps(answer), orjson.dumps(tallies))
+
+
+def issued(queries: Queries, kind: str, label: str, *, tallies: bool = False) -> Kept:
+    """The report as issued, as JSON (and its tallies', with ``tallies``): as of its period's end, as known at its
+    issue date (a bulletin folds the whole city's history, seconds at a million events). A period not yet over is
+    answered as of now (:func:`running`).
 
     Once the period is over the first answer is kept with the log position every fact projection had applied
     (``head``). A later ask reads it back unless a fact recorded by the issue date has been applied since
     (a writer's clock behind, a transaction that committed late, a history loaded with its own times): then
     it is folded and kept again. Each check moves ``head`` on, so it only ever reads the facts applied since
     the last one. Asks in one process that would fold at once fold once (:func:`folding`). A store that cannot
-    keep it (a read replica) folds every time. The kept JSON is handed back as stored: parsing the largest
-    bulletins (1.7 MB at a million events) took longer than the rest of the read."""
+    keep it (a read replica) folds every time. The kept JSON is handed back as stored, read as bytes: parsing
+    the largest bulletins (1.8 MB at a million events) took longer than the rest of the read, and reading it as
+    text decoded it only to be encoded again (2.8 ms against 0.2)."""
     _, end = period(kind, label)
     now = utc_now()
     if now <= end:
-        return running(queries, kind, label, now)
+        return running(queries, kind, label, now, tallies=tallies)
     db, known_at = queries.db, micros(end)
-    answer = _kept_issued(db, kind, label, known_at)
-    if answer is None:
+    kept = _kept_issued(db, kind, label, known_at, tallies)
+    if kept is None:
         with folding(db.url, (kind, label)):  # asks of this report wait for the fold underway, then read it back
-            answer = _kept_issued(db, kind, label, known_at)
-            if answer is None:
+            kept = _kept_issued(db, kind, label, known_at, tallies)
+            if kept is None:
                 head = min(positions(db, list(PROJECTIONS)).values())
-                answer = orjson.dumps(folded(queries, kind, label, None, None))
-                keep(db, kind, label, head, answer)
-    return answer
+                kept = split(folded(queries, kind, label, None, None))
+                keep(db, kind, label, head, kept)
+    return kept
 
 
-def _kept_issued(db: Db, kind: str, label: str, known_at: int) -> bytes | None:
+def _kept_issued(db: Db, kind: str, label: str, known_at: int, tallies: bool) -> Kept | None:
     """The kept report, unless a fact recorded by its issue date (``known_at``) has been applied since; each check
     moves the kept ``head`` on to what every fact projection has applied."""
     head = min(positions(db, list(PROJECTIONS)).values())
+    columns = f"head, {db.as_bytes('body')}" + (f", {db.as_bytes('tallies')}" if tallies else "")
     try:
-        rows = db.query(f"SELECT head, body FROM {ISSUED} WHERE kind = ? AND label = ?", (kind, label))
+        rows = db.query(f"SELECT {columns} FROM {ISSUED} WHERE kind = ? AND label = ?", (kind, label))
     except db.errors:  # a store made before issued reports were kept
         return None
     if not rows or _arrived(db, int(rows[0][0]), known_at):
@@ -101,7 +117,7 @@ def _kept_issued(db: Db, kind: str, label: str, known_at: int) -> bytes | None:
     if head > int(rows[0][0]):
         with contextlib.suppress(*db.errors):
             db.execute(f"UPDATE {ISSUED} SET head = ? WHERE kind = ? AND label = ?", (head, kind, label))
-    return _stored(rows[0][1])
+    return Kept(*map(bytes, rows[0][1:]))
 
 
 _folds: dict[tuple[str, object], threading.Lock] = {}
@@ -128,24 +144,23 @@ def folding(url: str, report: object) -> Iterator[None]:
             lock.release()
 
 
-def keep(db: Db, kind: str, label: str, head: int, body: bytes) -> None:
-    """Keep a report as issued (its JSON), folded from the facts every fact projection had applied by ``head``."""
+def keep(db: Db, kind: str, label: str, head: int, kept: Kept) -> None:
+    """Keep a report as issued (its JSON and its tallies'), folded from the facts every fact projection had applied
+    by ``head``."""
+    assert kept.tallies is not None
     # A read replica, or a store without the table, refuses: the answer stands, it is only not kept.
     with contextlib.suppress(*db.errors), db.transaction():
         db.execute(f"DELETE FROM {ISSUED} WHERE kind = ? AND label = ?", (kind, label))
         db.execute(
-            f"INSERT INTO {ISSUED} (kind, label, head, body) VALUES (?, ?, ?, ?)", (kind, label, head, body.decode())
+            f"INSERT INTO {ISSUED} (kind, label, head, body, tallies) VALUES (?, ?, ?, ?, ?)",
+            (kind, label, head, kept.body.decode(), kept.tallies.decode()),
         )
-
-
-def _stored(body: str | bytes) -> bytes:
-    return body.encode() if isinstance(body, str) else bytes(body)
 
 
 # --- a period in progress -----------------------------------------------------------------------
 
 
-def running(queries: Queries, kind: str, label: str, now: datetime) -> bytes:
+def running(queries: Queries, kind: str, label: str, now: datetime, *, tallies: bool = False) -> Kept:
     """The report of a period not yet over at ``now``, as JSON, as of now and as known now (进行中的报告).
 
     It changes with every fact recorded and every deadline that passes, so it is not issued; but between those
@@ -155,25 +170,26 @@ def running(queries: Queries, kind: str, label: str, now: datetime) -> bytes:
     at a million events) and keeps that fold. The worker refreshes the kept folds whenever they go stale
     (:func:`refresh`), so most asks read."""
     db = queries.db
-    body = _kept_running(db, kind, label, now)
-    if body is None:
+    kept = _kept_running(db, kind, label, now, tallies)
+    if kept is None:
         with folding(db.url, RUNNING):  # one fold keeps the three periods in progress
             # The clock again: a fold kept while this ask waited stands from its own moment, later than ``now``.
             now = max(now, min(utc_now(), period(kind, label)[1]))
-            body = _kept_running(db, kind, label, now)
-            if body is None:
+            kept = _kept_running(db, kind, label, now, tallies)
+            if kept is None:
                 wanted = in_progress(now)  # one fold answers all three (a period not begun yet is asked alone)
-                body = fold_running(queries, now, wanted if (kind, label) in wanted else [(kind, label)])[kind, label]
-    return _stamped(body, now)
+                kept = fold_running(queries, now, wanted if (kind, label) in wanted else [(kind, label)])[kind, label]
+    return Kept(_stamped(kept.body, now), kept.tallies if tallies else None)
 
 
-def _kept_running(db: Db, kind: str, label: str, now: datetime) -> bytes | None:
-    """The kept fold of a period in progress (its JSON, unstamped), if it still stands at ``now``."""
+def _kept_running(db: Db, kind: str, label: str, now: datetime, tallies: bool) -> Kept | None:
+    """The kept fold of a period in progress (its JSON, unstamped, and its tallies'), if it still stands at ``now``."""
+    columns = f"head, as_of, until, {db.as_bytes('body')}" + (f", {db.as_bytes('tallies')}" if tallies else "")
     try:
-        rows = db.query(f"SELECT head, as_of, until, body FROM {RUNNING} WHERE kind = ? AND label = ?", (kind, label))
+        rows = db.query(f"SELECT {columns} FROM {RUNNING} WHERE kind = ? AND label = ?", (kind, label))
     except db.errors:  # a store made before running reports were kept
         return None
-    return _stored(rows[0][3]) if rows and _standing(db, rows[0], micros(now)) else None
+    return Kept(*map(bytes, rows[0][3:])) if rows and _standing(db, rows[0], micros(now)) else None
 
 
 def _standing(db: Db, row: Sequence[Any], now: int) -> bool:
@@ -182,27 +198,28 @@ def _standing(db: Db, row: Sequence[Any], now: int) -> bool:
     return as_of <= now <= until and not _arrived(db, head, now)
 
 
-def fold_running(queries: Queries, now: datetime, wanted: list[Period]) -> dict[Period, bytes]:
+def fold_running(queries: Queries, now: datetime, wanted: list[Period]) -> dict[Period, Kept]:
     """Fold the city once as of ``now``, as known then, and keep these periods' reports as running (their JSON
-    without ``as_of`` and ``known_at``, which an answer stamps)."""
+    without ``as_of`` and ``known_at``, which an answer stamps, and their tallies')."""
     db = queries.db
     head = min(positions(db, list(PROJECTIONS)).values())  # before the fold: a fact applied during it makes it stale
     k = queries.known(now, now, lean=True, only=REPORT_TYPES)
     until = steady_until(k)
-    bodies = {}
+    kept = {}
     for kind, label in wanted:
         answer = report(k, kind, label)
         del answer["as_of"], answer["known_at"]
-        bodies[kind, label] = orjson.dumps(answer)
+        kept[kind, label] = split(answer)
     with contextlib.suppress(*db.errors), db.transaction():  # a read replica answers without keeping
         db.execute(f"DELETE FROM {RUNNING} WHERE until < ?", (k.as_of,))  # periods over, or folds gone stale
-        for (kind, label), body in bodies.items():
+        for (kind, label), fold in kept.items():
+            assert fold.tallies is not None
             db.execute(f"DELETE FROM {RUNNING} WHERE kind = ? AND label = ?", (kind, label))
             db.execute(
-                f"INSERT INTO {RUNNING} (kind, label, head, as_of, until, body) VALUES (?, ?, ?, ?, ?, ?)",
-                (kind, label, head, k.as_of, until, body.decode()),
+                f"INSERT INTO {RUNNING} (kind, label, head, as_of, until, body, tallies) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, label, head, k.as_of, until, fold.body.decode(), fold.tallies.decode()),
             )
-    return bodies
+    return kept
 
 
 def _stamped(body: bytes, now: datetime) -> bytes:
@@ -349,7 +366,7 @@ def issue_at(queries: Queries, day: date, due: list[Period]) -> None:
     head = min(positions(db, list(PROJECTIONS)).values())  # before the fold, as in issued()
     k = queries.known(end, end, lean=True, only=REPORT_TYPES)
     for kind, label in wanted:
-        keep(db, kind, label, head, orjson.dumps(report(k, kind, label)))
+        keep(db, kind, label, head, split(report(k, kind, label)))
 
 
 Step = Callable[[str, datetime, list[Period], list[Moment] | None], tuple[list[Period], list[Moment]]]
@@ -561,7 +578,9 @@ _ARRIVED_SQL = " UNION ALL ".join(
 def build(queries: Queries, kind: str, label: str, as_of: datetime | None, known_at: datetime | None) -> dict[str, Any]:
     """The report folded from the facts, as answered: as of ``as_of`` and as known at ``known_at``, each by default
     its issue date (the period's end, or now if it has not ended)."""
-    return within(folded(queries, kind, label, as_of, known_at), None)
+    answer = folded(queries, kind, label, as_of, known_at)
+    del answer[TALLIES]
+    return answer
 
 
 def folded(
@@ -666,10 +685,12 @@ def totals(summed: Counter[str]) -> dict[str, Any]:
     }
 
 
-def within(answer: dict[str, Any], covers: Callable[[str], bool] | None) -> dict[str, Any]:
-    """A report as answered (its tallies taken out): for a territory (属地管理, ``covers`` a unit id), with its totals
-    summed over the units inside it; the rows (deductions, triggers, ``by_unit``) are the caller's to filter."""
-    tallies: dict[str, dict[str, int]] = answer.pop(TALLIES, {})
+def within(
+    answer: dict[str, Any], tallies: dict[str, dict[str, int]], covers: Callable[[str], bool] | None
+) -> dict[str, Any]:
+    """A report as answered for a territory (属地管理, ``covers`` a unit id; the whole city when None): its totals
+    summed over the units inside it (``tallies``); the rows (deductions, triggers, ``by_unit``) are the caller's
+    to filter."""
     if covers is None:
         return answer
     summed: Counter[str] = Counter()
@@ -679,4 +700,4 @@ def within(answer: dict[str, Any], covers: Callable[[str], bool] | None) -> dict
     return {**answer, **totals(summed)}
 
 
-__all__ = ["Known", "backlog", "build", "folded", "issued", "period", "report", "within"]
+__all__ = ["Kept", "Known", "backlog", "build", "folded", "issued", "period", "report", "within"]
