@@ -112,11 +112,12 @@ class Db:
         return f"({column}::jsonb ->> '{key}')"
 
     def as_bytes(self, column: str) -> str:
-        """SQL for a text column read as its UTF-8 bytes: a kept report's JSON, handed on as is without being
-        decoded into a string and encoded back."""
+        """SQL for a text column to be handed on as UTF-8 (a kept report's JSON): on SQLite read as its bytes, not
+        decoded into a string to be encoded back (1.8 MB: 2.8 -> 0.2 ms); on PostgreSQL as text (the driver decodes
+        it in C; ``convert_to`` sent it as hex, 13 ms against 6). :func:`utf8` takes either."""
         if self.dialect == "sqlite":
             return f"CAST({column} AS BLOB)"
-        return f"convert_to({column}, 'UTF8')"
+        return column
 
     @property
     def errors(self) -> tuple[type[Exception], ...]:
@@ -153,6 +154,11 @@ class Db:
         except self.errors:
             return False
         return self.idle()
+
+
+def utf8(value: str | bytes | memoryview) -> bytes:
+    """A column read by :meth:`Db.as_bytes`, as UTF-8 bytes."""
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 class Pool:
