@@ -46,6 +46,7 @@ class LandApprovalCreate(CommandIn):
 class UnitPublic(RecordMeta):
     """A unit as it stands (or stood)."""
 
+    unit_id: str = Field(description="the unit itself (every row names its unit as `unit_id`)")
     name: str
     kind: UnitKind
     parent_id: str | None
@@ -66,6 +67,7 @@ def unit_public(unit: Unit) -> UnitPublic:
         version=unit.version,
         opened_at=unit.opened_at,
         closed=unit.closed,
+        unit_id=unit.record_id,
         name=unit.name,
         kind=unit.kind,
         parent_id=unit.parent_id,

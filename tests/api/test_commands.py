@@ -45,6 +45,7 @@ def test_unit_creation_answers_201_with_location_and_reads_back_at_version_and_a
 
     listed = client.get("/v1/units", headers=admin).json()["items"]
     assert [u["id"] for u in listed] == ["laiwu", "d1", "d2", "t1", "t2"]
+    assert all(u["unit_id"] == u["id"] for u in listed)  # every row names its unit as unit_id (API.md)
 
 
 def test_petition_lifecycle_and_case_commands(client: TestClient, tokens: dict[str, str]) -> None:
