@@ -16,25 +16,10 @@ from fastapi.testclient import TestClient
 
 from api.auth import issue_token
 from domain.application import Ledger
-from domain.base import BUREAU_TZ, LEDGER_EPOCH
+from domain.base import LEDGER_EPOCH
 from domain.vocabulary import Channel, ClueSource, Meeting, PetitionCategory, Post, Role, UnitKind, Violation
 from tests.api.conftest import auth
-
-
-def at(text: str) -> datetime:
-    """A time in the bureau's zone: ``at("2025-01-03")`` or ``at("2025-01-03T10:00")``."""
-    return datetime.fromisoformat(text).replace(tzinfo=BUREAU_TZ)
-
-
-class Clock:
-    """The ledger's recording clock, set by the test."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
+from tests.projections.conftest import Clock, at
 
 #: What an auditor asks: as known on 3 January, before the back-dated entries were recorded.
 JAN_3 = at("2025-01-03").isoformat()
