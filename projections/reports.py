@@ -411,8 +411,8 @@ class Bulletins:
     reports a rebuild dropped. A fact recorded before an issue date that arrives after (a late commit) is caught
     by :func:`issued` on the next ask, which folds and keeps the report again. Before each step it claims or renews
     the issuing lease (:mod:`projections.lease`): of several issuers on one store (a worker per host, each process
-    of ``ledger serve --workers N``) one steps at a time, and the others wait until its lease is released or runs
-    out."""
+    of ``ledger serve --workers N``) one steps at a time; the others claim it again every few seconds, and take it
+    once it is released or has run out."""
 
     def __init__(self, url: str, clock: Callable[[], datetime] = utc_now, *, steps: Step = step) -> None:
         self.url = url
