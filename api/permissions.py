@@ -48,6 +48,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/policy/amendments"): only(),
     ("POST", "/v1/tokens"): only(),
     ("POST", "/v1/tokens/{grant_id}/revocation"): only(),
+    ("GET", "/v1/tokens/{grant_id}"): only(AUDITOR),
     # enforcement cases: officers; supervision and wrongful findings also by supervisors
     ("POST", "/v1/cases"): only(OFFICER),
     **{

@@ -1,4 +1,4 @@
-"""Access tokens (访问令牌): granting and revoking, both recorded as events."""
+"""Access tokens (访问令牌): granting and revoking, both recorded as events, and reading a grant."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import grant_token
-from api.deps import CommandDep, answer
-from api.models import CommandIn, Receipt, RecordId
+from api.deps import AuthorizedDep, CommandDep, LedgerDep, answer, require_territory
+from api.models import CommandIn, Receipt, RecordId, RecordMeta
 from api.problems import ProblemError, located
 from domain.access import AccessGrant
 from domain.errors import InvalidValue
@@ -55,6 +55,39 @@ def create_token(body: TokenCreate, cmd: CommandDep, response: Response) -> Toke
     grant = cmd.ledger.get(AccessGrant, receipt.id)
     public = answer(receipt, response, "/v1/tokens")
     return TokenPublic(**public.model_dump(), token=token, expires_at=grant.expires_at)
+
+
+class GrantPublic(RecordMeta):
+    """A token's grant as it stands: never its secret, nor the secret's hash."""
+
+    subject: str
+    role: Role
+    unit_ids: list[str] = Field(description="the territory it acts and sees within; empty = the whole city")
+    expires_at: datetime | None
+    revoked: bool
+
+
+@router.get("/{grant_id}", response_model=GrantPublic)
+def read_grant(grant_id: str, ledger: LedgerDep, principal: AuthorizedDep) -> GrantPublic:
+    """A token's grant (授权), where the `Location` of its granting points; a unit-bound token reads only grants
+    within its units."""
+    with located(id="path"):
+        grant = ledger.get(AccessGrant, grant_id)
+    if principal.bound and not grant.unit_ids:
+        raise ProblemError(403, "a unit-bound token cannot read a city-wide token's grant")
+    for unit_id in grant.unit_ids:
+        require_territory(ledger, principal, unit_id, f"token {grant_id}")
+    return GrantPublic(
+        id=grant.record_id,
+        version=grant.version,
+        opened_at=grant.opened_at,
+        closed=grant.closed,
+        subject=grant.subject,
+        role=grant.role,
+        unit_ids=list(grant.unit_ids),
+        expires_at=grant.expires_at,
+        revoked=grant.revoked,
+    )
 
 
 @router.post("/{grant_id}/revocation", response_model=Receipt)

@@ -172,7 +172,19 @@ def test_revoked_and_expired_tokens_stop_working_at_once(
     assert made.status_code == 201 and made.headers["location"] == f"/v1/tokens/{made.json()['id']}"
     token = made.json()["token"]
     assert client.get("/v1/units/t1", headers=auth(token)).status_code == 200
+    grant = client.get(made.headers["location"], headers=admin)  # the Location resolves
+    assert grant.status_code == 200, grant.text
+    assert {k: grant.json()[k] for k in ("subject", "role", "unit_ids", "revoked")} == {
+        "subject": "clerk-9",
+        "role": "clerk",
+        "unit_ids": ["d1"],
+        "revoked": False,
+    }
+    assert token.split(".")[1] not in grant.text and "secret" not in grant.text  # never the secret, nor its hash
+    assert client.get(made.headers["location"], headers=auth(tokens["clerk"])).status_code == 403
+    assert client.get("/v1/tokens/g-nope", headers=admin).status_code == 404
     assert client.post(f"/v1/tokens/{made.json()['id']}/revocation", headers=admin).status_code == 200
+    assert client.get(made.headers["location"], headers=auth(tokens["auditor"])).json()["revoked"] is True
     gone = client.get("/v1/units/t1", headers=auth(token))
     assert gone.status_code == 401 and "revoked" in gone.json()["detail"]
     assert made.json()["token"].split(".")[1] not in str(ledger.events_of("grant", made.json()["id"])[0].__dict__)
