@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
+from domain.base import Record
+
 #: A public id (slug), as domain.base.check_id accepts.
 RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -54,6 +56,11 @@ class RecordMeta(BaseModel):
     version: int
     opened_at: datetime
     closed: bool
+
+
+def meta(record: Record) -> dict[str, Any]:
+    """A record's :class:`RecordMeta` fields, for the read models built on it."""
+    return {"id": record.record_id, "version": record.version, "opened_at": record.opened_at, "closed": record.closed}
 
 
 class QueryAnswer(BaseModel):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import Field
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
-from api.models import CommandIn, Receipt, RecordId, RecordMeta
+from api.models import CommandIn, Receipt, RecordId, RecordMeta, meta
 from domain.agreements import TargetAgreement
 
 router = APIRouter(prefix="/agreements", tags=["agreements"])
@@ -56,10 +56,7 @@ def read_agreement(
     if not principal.covers(ledger, agreement.issuer_unit_id):
         require_territory(ledger, principal, agreement.responsible_unit_id, f"agreement {agreement_id}")
     return AgreementPublic(
-        id=agreement.record_id,
-        version=agreement.version,
-        opened_at=agreement.opened_at,
-        closed=agreement.closed,
+        **meta(agreement),
         year=agreement.year,
         issuer_unit_id=agreement.issuer_unit_id,
         responsible_unit_id=agreement.responsible_unit_id,

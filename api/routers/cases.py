@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
-from api.models import Amount, AmountIn, CommandIn, Name, Receipt, RecordId, RecordMeta, Text
+from api.models import Amount, AmountIn, CommandIn, Name, Receipt, RecordId, RecordMeta, Text, meta
 from domain.cases import EnforcementCase
 from domain.vocabulary import Agency, ClueSource, Violation
 
@@ -221,10 +221,7 @@ def read_case(case_id: str, ledger: LedgerDep, principal: AuthorizedDep, read_at
     require_territory(ledger, principal, case.unit_id, f"case {case_id}")
     clue = ledger.events_of(EnforcementCase.KIND, case_id)[0]
     return CasePublic(
-        id=case.record_id,
-        version=case.version,
-        opened_at=case.opened_at,
-        closed=case.closed,
+        **meta(case),
         unit_id=case.unit_id,
         violation=case.violation,
         source=case.source,

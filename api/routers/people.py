@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
-from api.models import CommandIn, MisconductReceipt, Name, Receipt, RecordId, RecordMeta, Text
+from api.models import CommandIn, MisconductReceipt, Name, Receipt, RecordId, RecordMeta, Text, meta
 from api.privacy import log_read, may_see
 from domain.people import Person
 from domain.vocabulary import Commendation, MisconductKind, Post
@@ -170,10 +170,7 @@ def read_person(
                 reports[event.report_id].detail = event.detail
         log_read(ledger, principal, Person.KIND, person_id, ["reporter"], purpose)
     return PersonPublic(
-        id=person.record_id,
-        version=person.version,
-        opened_at=person.opened_at,
-        closed=person.closed,
+        **meta(person),
         name=person.name,
         unit_id=person.unit_id,
         post=person.post,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import Field
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
-from api.models import CommandIn, Name, Receipt, RecordId, RecordMeta, Text
+from api.models import CommandIn, Name, Receipt, RecordId, RecordMeta, Text, meta
 from api.privacy import log_read, may_see
 from domain.petitions import Petition
 from domain.vocabulary import AssignedFrom, Channel, EscalationLevel, Meeting, NailCheck, PetitionCategory
@@ -248,10 +248,7 @@ def read_petition(
         petitioner = getattr(registered, "petitioner", None)
         log_read(ledger, principal, Petition.KIND, petition_id, ["petitioner"], purpose)
     return PetitionPublic(
-        id=petition.record_id,
-        version=petition.version,
-        opened_at=petition.opened_at,
-        closed=petition.closed,
+        **meta(petition),
         unit_id=petition.unit_id,
         channel=Channel(registered.channel),
         subject=registered.subject,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import grant_token
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, answer, require_territory
-from api.models import CommandIn, Receipt, RecordId, RecordMeta
+from api.models import CommandIn, Receipt, RecordId, RecordMeta, meta
 from api.problems import ProblemError, located
 from domain.access import AccessGrant
 from domain.errors import InvalidValue
@@ -78,10 +78,7 @@ def read_grant(grant_id: str, ledger: LedgerDep, principal: AuthorizedDep) -> Gr
     for unit_id in grant.unit_ids:
         require_territory(ledger, principal, unit_id, f"token {grant_id}")
     return GrantPublic(
-        id=grant.record_id,
-        version=grant.version,
-        opened_at=grant.opened_at,
-        closed=grant.closed,
+        **meta(grant),
         subject=grant.subject,
         role=grant.role,
         unit_ids=list(grant.unit_ids),

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
-from api.models import Amount, CommandIn, Name, Receipt, RecordId, RecordMeta
+from api.models import Amount, CommandIn, Name, Receipt, RecordId, RecordMeta, meta
 from api.problems import InvalidParameter
 from domain.errors import RecordNotFound
 from domain.units import Unit
@@ -63,10 +63,7 @@ class UnitList(BaseModel):
 
 def unit_public(unit: Unit) -> UnitPublic:
     return UnitPublic(
-        id=unit.record_id,
-        version=unit.version,
-        opened_at=unit.opened_at,
-        closed=unit.closed,
+        **meta(unit),
         unit_id=unit.record_id,
         name=unit.name,
         kind=unit.kind,
