@@ -176,7 +176,7 @@ class Pool:
 
     def __init__(self, url: str, *, size: int = SIZE) -> None:
         self.url = url
-        self.size = size if url.startswith(("postgresql://", "postgres://")) else 0
+        self.size = size
         self._idle: list[Db] = []
         self._lock = threading.Lock()
 
@@ -200,7 +200,7 @@ class Pool:
             db.close()
 
     def _give(self, db: Db) -> None:
-        if self.size and db.idle():
+        if db.idle():  # never on SQLite: each borrow opens its own
             with self._lock:
                 if len(self._idle) < self.size:
                     self._idle.append(db)
