@@ -41,6 +41,9 @@ RUNNING = "proj_reports_in_progress"
 FORMER_REPORTS = ("proj_reports_issued", "proj_reports_running", "proj_issued_reports", "proj_running_reports")
 #: The issuing lease (签发权, ``projections.lease``): which issuer folds reports now, and until when.
 ISSUER = "proj_reports_issuer"
+#: The fold leases (``projections.lease.folding``): which process folds which report now, having read the facts
+#: applied by which log position, and until when; so asks in other processes wait for that fold, not fold again.
+FOLDS = "proj_reports_folds"
 
 
 def micros(moment: datetime) -> int:

@@ -20,6 +20,7 @@ from projections import current, late
 from projections.catalog import (
     CURRENT,
     DIVERTED_INDEX,
+    FOLDS,
     FORMER_REPORTS,
     ISSUED,
     ISSUER,
@@ -79,6 +80,10 @@ def ensure_schema(
         )
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {ISSUER} (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until BIGINT NOT NULL)"
+        )
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {FOLDS} (name TEXT PRIMARY KEY, holder TEXT NOT NULL, head BIGINT NOT NULL,"
+            " until BIGINT NOT NULL)"
         )
         for p in chosen:
             for statement in p.tables("BIGINT"):

@@ -28,6 +28,7 @@ import orjson
 from domain.application import utc_now
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Violation
+from projections import lease
 from projections.catalog import ISSUED, PROJECTIONS, RUNNING, from_micros, micros, with_current
 from projections.db import Db, utf8
 from projections.engine import positions
@@ -93,7 +94,10 @@ def issued(queries: Queries, kind: str, label: str, *, tallies: bool = False) ->
     db, known_at = queries.db, micros(end)
     kept = _kept_issued(db, kind, label, known_at, tallies)
     if kept is None:
-        with folding(db.url, (kind, label)):  # asks of this report wait for the fold underway, then read it back
+        head = min(positions(db, list(PROJECTIONS)).values())
+        # Asks of this report wait for a fold underway, here or in another process, then read it back; the facts
+        # applied since that fold began were recorded after the issue date, or the read-back check folds again.
+        with folding(db, fold_name(kind, label), head, wait=lambda _: True):
             kept = _kept_issued(db, kind, label, known_at, tallies)
             if kept is None:
                 head = min(positions(db, list(PROJECTIONS)).values())
@@ -119,25 +123,42 @@ def _kept_issued(db: Db, kind: str, label: str, known_at: int, tallies: bool) ->
     return Kept(*map(utf8, rows[0][1:]))
 
 
-_folds: dict[tuple[str, object], threading.Lock] = {}
+_folds: dict[tuple[str, str], threading.Lock] = {}
 _folds_guard = threading.Lock()
 #: The longest an ask waits for another's fold of the same report before it folds on its own (a fold stuck on a
 #: lock, say): a few folds' time at a million events.
 FOLD_WAIT_SECONDS = 30.0
+#: The name of the fold that keeps the three periods in progress (:func:`fold_running`), in :func:`folding`.
+RUNNING_FOLD = "in-progress"
+
+
+def fold_name(kind: str, label: str) -> str:
+    """The name of an issued report's fold, in :func:`folding`."""
+    return f"{kind}:{label}"
+
+
+def _never(_: int) -> bool:
+    """The issuer's folds do not wait for another process's fold of the same report: that one keeps it."""
+    return False
 
 
 @contextlib.contextmanager
-def folding(url: str, report: object) -> Iterator[None]:
-    """One fold at a time of one report on one store, in this process (一次折叠): concurrent asks of a period not
-    kept, or of the periods in progress gone stale, would each fold the city for the same answer (seconds at a
-    million events, and under the interpreter lock each fold slows the others). The first folds and keeps it; the
-    others wait, then read it back (or, after ``FOLD_WAIT_SECONDS``, fold anyway). Folds of other reports do not
-    wait."""
+def folding(db: Db, report: str, head: int, wait: Callable[[int], bool]) -> Iterator[bool]:
+    """One fold at a time of one report on one store (一次折叠): concurrent asks of a period not kept, or of the
+    periods in progress gone stale, would each fold the city for the same answer (seconds at a million events, and
+    each fold slows the others: under the interpreter lock in one process, on the same cores across processes). The
+    first folds and keeps it; the others wait, then read it back (or, after ``FOLD_WAIT_SECONDS``, fold anyway).
+    Within this process by a lock per report; across processes and hosts (``ledger serve --workers N``, the issuer's
+    own folds) by a fold lease (:func:`projections.lease.folding`): an ask with ``head`` (the facts it has seen)
+    waits for another process's fold when ``wait(that fold's head)`` says the fold will be the answer. Yields whether
+    this caller holds the fold's lease. Folds of other reports do not wait."""
     with _folds_guard:
-        lock = _folds.setdefault((url, report), threading.Lock())
+        lock = _folds.setdefault((db.url, report), threading.Lock())
+    deadline = time.monotonic() + FOLD_WAIT_SECONDS
     held = lock.acquire(timeout=FOLD_WAIT_SECONDS)
     try:
-        yield
+        with lease.folding(db, report, head, deadline, wait) as claimed:
+            yield claimed
     finally:
         if held:
             lock.release()
@@ -171,7 +192,10 @@ def running(queries: Queries, kind: str, label: str, now: datetime, *, tallies: 
     db = queries.db
     kept = _kept_running(db, kind, label, now, tallies)
     if kept is None:
-        with folding(db.url, RUNNING):  # one fold keeps the three periods in progress
+        head = min(positions(db, list(PROJECTIONS)).values())
+        # One fold keeps the three periods in progress: wait for one underway only if it read every fact this ask
+        # has seen (an older one would not be the answer; the issuer's, begun before the last fact, say).
+        with folding(db, RUNNING_FOLD, head, wait=lambda theirs: theirs >= head):
             # The clock again: a fold kept while this ask waited stands from its own moment, later than ``now``.
             now = max(now, min(utc_now(), period(kind, label)[1]))
             kept = _kept_running(db, kind, label, now, tallies)
@@ -292,8 +316,11 @@ def refresh(queries: Queries, now: datetime) -> bool:
     kept = {(kind, label): row for kind, label, *row in rows}
     if all(p in kept and _standing(db, kept[p], micros(now)) for p in wanted):
         return False
-    fold_running(queries, now, wanted)
-    return True
+    head = min(positions(db, list(PROJECTIONS)).values())
+    with lease.folding(db, RUNNING_FOLD, head, time.monotonic(), _never) as claimed:
+        if claimed:  # else another process (an ask) is folding them, and keeps what it folds
+            fold_running(queries, now, wanted)
+    return claimed
 
 
 def last_ended(now: datetime) -> list[Period]:
@@ -359,13 +386,17 @@ def issue_at(queries: Queries, day: date, due: list[Period]) -> None:
     unless another process has kept it meanwhile."""
     db = queries.db
     wanted = [p for p in due if not db.query(f"SELECT 1 FROM {ISSUED} WHERE kind = ? AND label = ?", p)]
-    if not wanted:
-        return
-    _, end = period("daily", day.isoformat())
     head = min(positions(db, list(PROJECTIONS)).values())  # before the fold, as in issued()
-    k = queries.known(end, end, lean=True, only=REPORT_TYPES)
-    for kind, label in wanted:
-        keep(db, kind, label, head, split(report(k, kind, label)))
+    with contextlib.ExitStack() as claims:
+        # A report another process is folding now (an ask's first) is left to it: it keeps what it folds.
+        no_wait = time.monotonic()
+        wanted = [p for p in wanted if claims.enter_context(lease.folding(db, fold_name(*p), head, no_wait, _never))]
+        if not wanted:
+            return
+        _, end = period("daily", day.isoformat())
+        k = queries.known(end, end, lean=True, only=REPORT_TYPES)
+        for kind, label in wanted:
+            keep(db, kind, label, head, split(report(k, kind, label)))
 
 
 Step = Callable[[str, datetime, list[Period], list[Moment] | None], tuple[list[Period], list[Moment]]]

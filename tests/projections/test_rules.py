@@ -343,6 +343,96 @@ def test_concurrent_asks_that_need_a_fold_fold_once_and_answer_alike(
     q.close()
 
 
+@pytest.mark.parametrize("asked", ["daily", "monthly"])
+def test_an_ask_waits_for_another_processs_fold_of_the_same_report_unless_that_fold_is_older_than_its_facts(
+    world: World, monkeypatch: pytest.MonkeyPatch, asked: str
+) -> None:
+    """一次折叠 across processes: while another server process (or the issuer) folds a report — today's, in
+    progress, or last month's bulletin not yet issued — an ask of it in this process waits for that fold and reads
+    back what it kept, rather than folding the city a second time on the same cores. A fold of the periods in
+    progress begun before a fact this ask has seen would not be its answer: then it folds at once."""
+    from projections import lease
+
+    w = world
+    petition(w, "x1", "kz", "2024-05-02T15:00")
+    now = at("2024-06-03T10:00")
+    monkeypatch.setattr(reports, "utc_now", lambda: now)
+    label = "2024-06-03" if asked == "daily" else "2024-05"
+    fold_name = reports.RUNNING_FOLD if asked == "daily" else reports.fold_name(asked, label)
+    folds: list[str] = []
+    fold_running, folded = reports.fold_running, reports.folded
+    monkeypatch.setattr(reports, "fold_running", lambda *args: folds.append("running") or fold_running(*args))
+    monkeypatch.setattr(reports, "folded", lambda *args: folds.append("issued") or folded(*args))
+    q = w.queries()
+    head = min(engine.positions(q.db, list(engine.PROJECTIONS)).values())
+    answers: list[dict[str, Any]] = []
+
+    def ask() -> None:
+        asker = w.queries()
+        try:
+            answers.append(getattr(asker, asked)(label))
+        finally:
+            asker.close()
+
+    other = Db(w.url)  # the other process's connection, holding the fold's lease
+    with lease.folding(other, fold_name, head, time.monotonic(), lambda _: False) as claimed:
+        assert claimed
+        asker = threading.Thread(target=ask)
+        asker.start()
+        time.sleep(0.5)  # long enough for the ask to reach a fold of its own, if it could
+        assert folds == [] and asker.is_alive()  # it waits
+        if asked == "daily":  # the other process's fold keeps the three periods in progress
+            fold_running(Queries(other), now, reports.in_progress(now))
+        else:
+            reports.keep(other, asked, label, head, reports.split(folded(Queries(other), asked, label, None, None)))
+    asker.join(10)
+    assert folds == []  # it read back the other process's fold
+    assert answers == [reports.build(q, asked, label, None, None)]
+    folds.clear()
+
+    if asked == "daily":  # a fact arrives: the kept fold is stale, and a fold begun before the fact is no answer
+        petition(w, "x2", "yl", "2024-06-03T09:00")
+        engine.catch_up(w.url)
+        with lease.folding(other, fold_name, head, time.monotonic(), lambda _: False):
+            asker = threading.Thread(target=ask)
+            asker.start()
+            asker.join(10)  # answered while the older fold still holds its lease: it did not wait for it
+            assert not asker.is_alive()
+        assert folds == ["running"] and answers[-1]["petitions"]["registered"] == 1
+    other.close()
+    q.close()
+
+
+def test_the_issuer_leaves_a_report_another_process_is_folding_to_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """签发: the issuer neither folds the periods in progress nor back-issues a report while an ask in another
+    process folds it (that fold keeps it), and does both once that fold is over."""
+    from projections import lease
+    from projections.catalog import ISSUED
+
+    w = world
+    petition(w, "x1", "kz", "2024-05-02T15:00")
+    now = at("2024-06-03T10:00")
+    monkeypatch.setattr(reports, "utc_now", lambda: now)
+    q = w.queries()
+    head = min(engine.positions(q.db, list(engine.PROJECTIONS)).values())
+    other = Db(w.url)
+    may = ("monthly", "2024-05")
+    with (
+        lease.folding(other, reports.RUNNING_FOLD, head, time.monotonic(), lambda _: False),
+        lease.folding(other, reports.fold_name(*may), head, time.monotonic(), lambda _: False),
+    ):
+        assert not reports.refresh(q, now)
+        reports.issue_at(q, date(2024, 5, 31), [("daily", "2024-05-31"), may])
+        assert set(q.db.query(f"SELECT kind, label FROM {ISSUED}")) == {("daily", "2024-05-31")}
+    assert reports.refresh(q, now)
+    reports.issue_at(q, date(2024, 5, 31), [("daily", "2024-05-31"), may])
+    assert set(q.db.query(f"SELECT kind, label FROM {ISSUED}")) == {("daily", "2024-05-31"), may}
+    other.close()
+    q.close()
+
+
 def test_the_worker_issues_the_reports_of_the_periods_just_ended(world: World) -> None:
     """签发: the worker that keeps the current view, idle at the head of the log, issues yesterday's daily report,
     last week's and last month's (each as known at its issue date), so the first ask reads them back."""
