@@ -174,6 +174,27 @@ def _clean(value: Any) -> str | int:
     return value if isinstance(value, int) else str(value)
 
 
+#: Pydantic's error types for a body that is JSON but not an object (a list, a string, a number, null).
+NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
+
+
+def _malformed(errors: list[dict[str, Any]]) -> str | None:
+    """Why the body as a whole is malformed (400), or None when only its fields are wrong (422).
+
+    API.md keeps 422 for an invalid field: a body that is absent where the command needs one, is not
+    JSON, or is JSON but not an object has no field to name, so it is malformed, as unparseable JSON is.
+    """
+    for error in errors:
+        whole_body = error["loc"] == ["body"]
+        if error["type"] == "json_invalid":
+            return "the body is not well-formed JSON"
+        if whole_body and error["type"] == "missing":
+            return "this command needs a JSON object body; none was sent"
+        if whole_body and error["type"] in NOT_AN_OBJECT:
+            return "the body must be a JSON object"
+    return None
+
+
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     raw = list(exc.errors())
@@ -185,8 +206,9 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         }
         for e in raw
     ]
-    if any(e["type"] == "json_invalid" for e in errors):
-        return problem_response(400, "the body is not well-formed JSON", errors=errors)
+    malformed = _malformed(errors)
+    if malformed is not None:
+        return problem_response(400, malformed, errors=errors)
     summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
     return problem_response(422, summary or "invalid request", errors=errors)
 
@@ -266,7 +288,7 @@ def _documented(status: int, description: str) -> dict[str, Any]:
 
 #: The problem answers every /v1 route documents in the OpenAPI.
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _documented(400, "Malformed JSON body"),
+    400: _documented(400, "Body absent where the command needs one, not JSON, or not a JSON object"),
     401: _documented(401, "Missing, unknown, revoked or expired bearer token"),
     403: _documented(403, "The token's role or territory does not allow this"),
     404: _documented(404, "No such record"),
