@@ -7,6 +7,7 @@ a size beyond the signed log is refused, so every proof can be checked against a
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -84,9 +85,16 @@ def export_bytes(url: str, start: int | None = None, stop: int | None = None) ->
     return out.getvalue()
 
 
-def late_entries(url: str, min_gap: timedelta, start: int = 1, limit: int = 100) -> list[dict[str, Any]]:
-    """Events recorded at least ``min_gap`` after they occurred."""
-    return history.late_entries(url, min_gap, start, limit)
+def late_entries(
+    url: str,
+    min_gap: timedelta,
+    start: int = 1,
+    limit: int = 100,
+    within: Callable[[str | None], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Events recorded at least ``min_gap`` after they occurred, each naming its record's unit; with ``within``,
+    only those whose unit it accepts."""
+    return history.late_entries(url, min_gap, start, limit, within)
 
 
 def _synced(db: AuditDB, size: int) -> StoredTree:
