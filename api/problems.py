@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from audit.bundle import BundleError
+from audit.bundle import BundleError, StoreFailsCheck
 from audit.service import ProofUnavailable
 from domain.errors import DomainError, InvalidValue, RecordExists, RecordNotFound, RuleViolation, StaleVersion
 from store.db import unavailable
@@ -47,6 +47,7 @@ TITLES: dict[int, str] = {
     415: "Unsupported media type",
     422: "Invalid field",
     429: "Too many failed attempts",
+    500: "The store fails its integrity check",
     503: "Service unavailable",
 }
 SLUGS: dict[int, str] = {
@@ -61,6 +62,7 @@ SLUGS: dict[int, str] = {
     415: "unsupported-media-type",
     422: "invalid-field",
     429: "rate-limited",
+    500: "store-integrity",
     503: "unavailable",
 }
 
@@ -82,6 +84,9 @@ class Problem(BaseModel):
     detail: str
     rule: str | None = Field(default=None, description="the rule that refused the action (409)")
     errors: list[FieldProblem] | None = Field(default=None, description="field problems (400, 422)")
+    first_bad_position: int | None = Field(
+        default=None, description="where the store first fails its integrity check (500, as /audit/verify names it)"
+    )
 
 
 class ProblemError(Exception):
@@ -132,6 +137,7 @@ def problem_response(
     rule: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    first_bad_position: int | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_BASE + SLUGS.get(status, str(status)),
@@ -143,6 +149,8 @@ def problem_response(
         body["rule"] = rule
     if errors is not None:
         body["errors"] = errors
+    if first_bad_position is not None:
+        body["first_bad_position"] = first_bad_position
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -243,6 +251,15 @@ def _bundle_refused(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(409, f"audit-bundle: {exc}", rule="audit-bundle")
 
 
+def _store_fails_check(_: Request, exc: Exception) -> JSONResponse:
+    """500 naming the first bad position: the store's own evidence fails its check, a fault on the server's side that
+    no change to the request can mend (not 409: no rule refuses the caller), so it alarms as a server fault does.
+    ``/v1/audit/verify`` reports the same finding with a 200, since there the verdict is the answer asked for."""
+    assert isinstance(exc, StoreFailsCheck)
+    log.error("audit export refused: %s", exc)
+    return problem_response(500, str(exc), first_bad_position=exc.first_bad_position)
+
+
 def _problem_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     return problem_response(exc.status, exc.detail, headers=exc.headers, rule=exc.rule)
@@ -277,6 +294,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(ProofUnavailable, _proof_unavailable)
     app.add_exception_handler(BundleError, _bundle_refused)
+    app.add_exception_handler(StoreFailsCheck, _store_fails_check)
 
 
 def _documented(status: int, description: str) -> dict[str, Any]:
@@ -285,6 +303,11 @@ def _documented(status: int, description: str) -> dict[str, Any]:
         "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
 
+
+#: The answer of a route that reads the store's evidence whole (the audit export) when the store fails its check.
+INTEGRITY_FAULT: dict[int | str, dict[str, Any]] = {
+    500: _documented(500, "The store fails its integrity check in the range (`first_bad_position` names where)")
+}
 
 #: The problem answers every /v1 route documents in the OpenAPI.
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api.deps import AuthorizedDep, LedgerDep
-from api.problems import InvalidParameter, located
+from api.problems import INTEGRITY_FAULT, InvalidParameter, located
 from audit import service
 from audit.history import history
 from domain.access import AccessLog
@@ -123,7 +123,7 @@ def consistency_proof(request: Request, _: AuthorizedDep, first: Position, secon
 @router.get(
     "/export",
     response_class=Response,
-    responses={200: {"description": "the bundle, JSON Lines", "content": {NDJSON: {}}}},
+    responses={200: {"description": "the bundle, JSON Lines", "content": {NDJSON: {}}}, **INTEGRITY_FAULT},
 )
 def export(
     request: Request,
@@ -131,7 +131,8 @@ def export(
     start: Annotated[int | None, Query(alias="from", ge=1, le=10**12)] = None,
     stop: Annotated[int | None, Query(alias="to", ge=1, le=10**12)] = None,
 ) -> Response:
-    """The same self-contained audit bundle as `ledger export` (JSON Lines)."""
+    """The same self-contained audit bundle as `ledger export` (JSON Lines), refused as it refuses: nothing is sent
+    from a store that fails its check in the range (500, naming the first bad position)."""
     return Response(service.export_bytes(request.app.state.url, start, stop), media_type=NDJSON)
 
 
