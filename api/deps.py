@@ -18,7 +18,7 @@ from api.permissions import API_PREFIX, allowed
 from api.problems import InvalidParameter, ProblemError, located
 from domain.application import Ledger
 from domain.application import Receipt as DomainReceipt
-from domain.base import Record
+from domain.base import Record, unit_of
 from store.db import connect
 from store.ledger import open_ledger
 
@@ -92,17 +92,6 @@ def require_territory(ledger: Ledger, principal: Principal, unit_id: str | None,
     """403 unless ``unit_id`` is within the token's territory (属地管理)."""
     if not principal.covers(ledger, unit_id):
         raise ProblemError(403, f"{what} lies outside this token's units ({', '.join(principal.unit_ids)})")
-
-
-def unit_of(record: Record) -> str | None:
-    """The unit a record belongs to: a unit itself, else its responsible unit."""
-    if record.KIND == "unit":
-        return record.record_id
-    for name in ("unit_id", "responsible_unit_id"):
-        if hasattr(record, name):
-            value: str | None = getattr(record, name)
-            return value
-    return None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from audit.bundle import BundleError
+from audit.bundle import BundleError, StoreFailsCheck
 from audit.service import ProofUnavailable
 from domain.errors import DomainError, InvalidValue, RecordExists, RecordNotFound, RuleViolation, StaleVersion
 from store.db import unavailable
@@ -47,6 +47,7 @@ TITLES: dict[int, str] = {
     415: "Unsupported media type",
     422: "Invalid field",
     429: "Too many failed attempts",
+    500: "The store fails its integrity check",
     503: "Service unavailable",
 }
 SLUGS: dict[int, str] = {
@@ -61,6 +62,7 @@ SLUGS: dict[int, str] = {
     415: "unsupported-media-type",
     422: "invalid-field",
     429: "rate-limited",
+    500: "store-integrity",
     503: "unavailable",
 }
 
@@ -82,6 +84,9 @@ class Problem(BaseModel):
     detail: str
     rule: str | None = Field(default=None, description="the rule that refused the action (409)")
     errors: list[FieldProblem] | None = Field(default=None, description="field problems (400, 422)")
+    first_bad_position: int | None = Field(
+        default=None, description="where the store first fails its integrity check (500, as /audit/verify names it)"
+    )
 
 
 class ProblemError(Exception):
@@ -132,6 +137,7 @@ def problem_response(
     rule: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    first_bad_position: int | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_BASE + SLUGS.get(status, str(status)),
@@ -143,6 +149,8 @@ def problem_response(
         body["rule"] = rule
     if errors is not None:
         body["errors"] = errors
+    if first_bad_position is not None:
+        body["first_bad_position"] = first_bad_position
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -174,6 +182,27 @@ def _clean(value: Any) -> str | int:
     return value if isinstance(value, int) else str(value)
 
 
+#: Pydantic's error types for a body that is JSON but not an object (a list, a string, a number, null).
+NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
+
+
+def _malformed(errors: list[dict[str, Any]]) -> str | None:
+    """Why the body as a whole is malformed (400), or None when only its fields are wrong (422).
+
+    API.md keeps 422 for an invalid field: a body that is absent where the command needs one, is not
+    JSON, or is JSON but not an object has no field to name, so it is malformed, as unparseable JSON is.
+    """
+    for error in errors:
+        whole_body = error["loc"] == ["body"]
+        if error["type"] == "json_invalid":
+            return "the body is not well-formed JSON"
+        if whole_body and error["type"] == "missing":
+            return "this command needs a JSON object body; none was sent"
+        if whole_body and error["type"] in NOT_AN_OBJECT:
+            return "the body must be a JSON object"
+    return None
+
+
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     raw = list(exc.errors())
@@ -185,8 +214,9 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         }
         for e in raw
     ]
-    if any(e["type"] == "json_invalid" for e in errors):
-        return problem_response(400, "the body is not well-formed JSON", errors=errors)
+    malformed = _malformed(errors)
+    if malformed is not None:
+        return problem_response(400, malformed, errors=errors)
     summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
     return problem_response(422, summary or "invalid request", errors=errors)
 
@@ -219,6 +249,15 @@ def _proof_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 def _bundle_refused(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(409, f"audit-bundle: {exc}", rule="audit-bundle")
+
+
+def _store_fails_check(_: Request, exc: Exception) -> JSONResponse:
+    """500 naming the first bad position: the store's own evidence fails its check, a fault on the server's side that
+    no change to the request can mend (not 409: no rule refuses the caller), so it alarms as a server fault does.
+    ``/v1/audit/verify`` reports the same finding with a 200, since there the verdict is the answer asked for."""
+    assert isinstance(exc, StoreFailsCheck)
+    log.error("audit export refused: %s", exc)
+    return problem_response(500, str(exc), first_bad_position=exc.first_bad_position)
 
 
 def _problem_error(_: Request, exc: Exception) -> JSONResponse:
@@ -255,6 +294,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(ProofUnavailable, _proof_unavailable)
     app.add_exception_handler(BundleError, _bundle_refused)
+    app.add_exception_handler(StoreFailsCheck, _store_fails_check)
 
 
 def _documented(status: int, description: str) -> dict[str, Any]:
@@ -264,9 +304,14 @@ def _documented(status: int, description: str) -> dict[str, Any]:
     }
 
 
+#: The answer of a route that reads the store's evidence whole (the audit export) when the store fails its check.
+INTEGRITY_FAULT: dict[int | str, dict[str, Any]] = {
+    500: _documented(500, "The store fails its integrity check in the range (`first_bad_position` names where)")
+}
+
 #: The problem answers every /v1 route documents in the OpenAPI.
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _documented(400, "Malformed JSON body"),
+    400: _documented(400, "Body absent where the command needs one, not JSON, or not a JSON object"),
     401: _documented(401, "Missing, unknown, revoked or expired bearer token"),
     403: _documented(403, "The token's role or territory does not allow this"),
     404: _documented(404, "No such record"),

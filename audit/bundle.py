@@ -55,6 +55,16 @@ class BundleError(ValueError):
     """The bundle cannot be made or read (not a verdict on its contents)."""
 
 
+class StoreFailsCheck(BundleError):
+    """The store's events in the range asked for fail their check, so no bundle leaves it: the store is at fault,
+    not the request (``ledger verify`` names the same first bad position)."""
+
+    def __init__(self, first_bad_position: int | None, reason: str) -> None:
+        where = f"first bad position {first_bad_position}: " if first_bad_position else ""
+        super().__init__(f"the store fails its check, no bundle written: {where}{reason}")
+        self.first_bad_position = first_bad_position
+
+
 @dataclass(frozen=True)
 class BundleResult:
     """Outcome of checking a bundle: ``ok``, or the first bad position (if any) and why."""
@@ -104,8 +114,7 @@ def export(url: str, out_path: Path | str, start: int | None = None, stop: int |
             header = write_bundle(url, f, start, stop)
         result = verify_bundle(partial)
         if not result.ok:
-            where = f"first bad position {result.first_bad_position}: " if result.first_bad_position else ""
-            raise BundleError(f"the store fails its check, no bundle written: {where}{result.reason}")
+            raise StoreFailsCheck(result.first_bad_position, result.reason)
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
@@ -172,7 +181,7 @@ def write_bundle(url: str, out: IO[bytes], start: int | None = None, stop: int |
             index: int | None = None
             for e, (hpos, chain_hash, leaf) in zip(db.events(first, stop), db.hashes(first, stop), strict=True):
                 if hpos != e.position:
-                    raise BundleError(f"the store is damaged at position {min(hpos, e.position)}: run `ledger verify`")
+                    raise StoreFailsCheck(min(hpos, e.position), "an event and its chain row are out of step")
                 index = tree.index_of(e.position) if index is None else index + 1
                 writer.write(
                     {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
+from uuid import UUID
 
 from audit.chain import originator_id_text
 from store.config import SQLiteURL, log_table, parse
@@ -102,6 +103,14 @@ class AuditDB:
             if len(rows) < batch:
                 return
             position = rows[-1][0] + 1
+
+    def record_events(self, originator_id: str) -> list[StoredRow]:
+        """One record's stored events in version order, found by its originator id (the store's key, indexed)."""
+        pos = self.position_column
+        sql = f"SELECT {pos}, originator_version, topic, {self._state()} FROM {self.events_table}"
+        sql += " WHERE originator_id = ? ORDER BY originator_version"
+        key: Any = originator_id if self.engine == "sqlite" else UUID(originator_id)
+        return [StoredRow(p, originator_id, v, topic, bytes(state)) for p, v, topic, state in self.query(sql, (key,))]
 
     def hashes(self, start: int = 1, stop: int | None = None, batch: int = 5000) -> Iterator[tuple[int, bytes, bytes]]:
         """``(position, chain hash, leaf hash)`` rows in position order."""

@@ -6,18 +6,20 @@ that the bytes are intact, never who it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
 from eventsourcing.persistence import StoredEvent
 
 from audit.bundle import offline_decoder
 from audit.db import AuditDB, as_bytes
 from domain.application import Ledger, record_class
-from domain.base import check_id, record_uuid
+from domain.base import check_id, record_uuid, unit_of
 from domain.errors import RecordNotFound
 
 #: Fields every event carries, shown beside ``data`` rather than in it.
@@ -58,21 +60,35 @@ def describe(event: Any) -> dict[str, Any]:
     }
 
 
-def late_entries(url: str, min_gap: timedelta, start: int = 1, limit: int = 100) -> list[dict[str, Any]]:
-    """Events from ``start`` recorded at least ``min_gap`` after they occurred (补录/倒签), oldest first."""
+def late_entries(
+    url: str,
+    min_gap: timedelta,
+    start: int = 1,
+    limit: int = 100,
+    within: Callable[[str | None], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Events from ``start`` recorded at least ``min_gap`` after they occurred (补录/倒签), oldest first, each naming
+    its record's kind, id and unit (``unit_id``, None for a record of no one unit). With ``within``, only the
+    entries whose unit it accepts (a unit-bound token's territory, 属地管理) count towards ``limit``."""
     decode = offline_decoder()
     found: list[dict[str, Any]] = []
     with AuditDB(url) as db:
+        records = _Records(db, decode)
         for row in db.events(start=start):
             event = decode(StoredEvent(UUID(row.originator_id), row.originator_version, row.topic, row.state))
             occurred = getattr(event, "occurred_at", None)
             if occurred is None or event.timestamp - occurred < min_gap:
                 continue
+            kind, record_id, unit_id = records.at(row.originator_id, row.originator_version)
+            if within is not None and not within(unit_id):
+                continue
             gap = event.timestamp - occurred
             found.append(
                 {
                     "position": row.position,
-                    "record_id": getattr(event, "record_id", None),
+                    "kind": kind,
+                    "record_id": record_id or getattr(event, "record_id", None),
+                    "unit_id": unit_id,
                     "originator_id": row.originator_id,
                     **{k: v for k, v in describe(event).items() if k != "data"},
                     "gap": iso_duration(gap),
@@ -82,6 +98,41 @@ def late_entries(url: str, min_gap: timedelta, start: int = 1, limit: int = 100)
             if len(found) >= limit:
                 break
     return found
+
+
+#: What a late entry names of its record: kind, public id and unit (each None where unknown).
+Owner = tuple[str | None, str | None, str | None]
+
+
+class _Records:
+    """The record each late event belongs to, as it stood once that event happened: kind, id and unit (属地).
+
+    Only a creation event carries the record's id, and a petition changes unit when diverted, so each record's
+    events are read once by its originator id (the store's key: no scan of the log) and folded as the ledger folds
+    them. A record whose stored events no longer fold (verification names where) names what its event itself says.
+    """
+
+    def __init__(self, db: AuditDB, decode: Callable[[StoredEvent], Any]) -> None:
+        self._db = db
+        self._decode = decode
+        self._owners: dict[str, dict[int, Owner]] = {}
+
+    def at(self, originator_id: str, version: int) -> Owner:
+        if originator_id not in self._owners:
+            self._owners[originator_id] = self._fold(originator_id)
+        return self._owners[originator_id].get(version, (None, None, None))
+
+    def _fold(self, originator_id: str) -> dict[int, Owner]:
+        owners: dict[int, Owner] = {}
+        record: Any = None
+        for row in self._db.record_events(originator_id):
+            event = self._decode(StoredEvent(UUID(originator_id), row.originator_version, row.topic, row.state))
+            try:
+                record = event.mutate(record)
+            except (OriginatorIDError, OriginatorVersionError):
+                break
+            owners[row.originator_version] = (record.KIND, record.record_id, unit_of(record))
+        return owners
 
 
 def iso_duration(delta: timedelta) -> str:

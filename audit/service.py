@@ -6,8 +6,10 @@ a size beyond the signed log is refused, so every proof can be checked against a
 
 from __future__ import annotations
 
-import io
+import tempfile
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from audit import bundle, checkpoints, history
@@ -78,15 +80,25 @@ def consistency_proof(url: str, first: int, second: int) -> dict[str, Any]:
 
 
 def export_bytes(url: str, start: int | None = None, stop: int | None = None) -> bytes:
-    """The same bundle as ``ledger export`` (JSON Lines, media type application/x-ndjson)."""
-    out = io.BytesIO()
-    bundle.write_bundle(url, out, start, stop)
-    return out.getvalue()
+    """The same bundle as ``ledger export`` (JSON Lines, media type application/x-ndjson), made the same way: checked
+    as its recipient will check it before a byte of it is answered, so a store that fails its check in the range
+    raises :class:`~audit.bundle.StoreFailsCheck` (naming the first bad position) instead."""
+    with tempfile.TemporaryDirectory(prefix="ledger-export-") as tmp:
+        out = Path(tmp) / "bundle.jsonl"
+        bundle.export(url, out, start, stop)
+        return out.read_bytes()
 
 
-def late_entries(url: str, min_gap: timedelta, start: int = 1, limit: int = 100) -> list[dict[str, Any]]:
-    """Events recorded at least ``min_gap`` after they occurred."""
-    return history.late_entries(url, min_gap, start, limit)
+def late_entries(
+    url: str,
+    min_gap: timedelta,
+    start: int = 1,
+    limit: int = 100,
+    within: Callable[[str | None], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Events recorded at least ``min_gap`` after they occurred, each naming its record's unit; with ``within``,
+    only those whose unit it accepts."""
+    return history.late_entries(url, min_gap, start, limit, within)
 
 
 def _synced(db: AuditDB, size: int) -> StoredTree:

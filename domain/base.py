@@ -150,3 +150,15 @@ class Record(Aggregate):
     def _check_open(self, action: str) -> None:
         if self.closed:
             raise RuleViolation(f"{self.KIND} {self.record_id} is closed; cannot {action}", rule="closed-record")
+
+
+def unit_of(record: Record) -> str | None:
+    """The unit a record belongs to (属地): a unit itself, else its responsible unit; None for a record of no one
+    unit (the policy, a token's grant, a decision on a trigger)."""
+    if record.KIND == "unit":
+        return record.record_id
+    for name in ("unit_id", "responsible_unit_id"):
+        if hasattr(record, name):
+            value: str | None = getattr(record, name)
+            return value
+    return None

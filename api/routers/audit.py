@@ -6,6 +6,7 @@ Thin routes over ``audit.service`` and ``audit.history``; their refusals map to 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api.deps import AuthorizedDep, LedgerDep
-from api.problems import InvalidParameter, located
+from api.problems import INTEGRITY_FAULT, InvalidParameter, located
 from audit import service
 from audit.history import history
 from domain.access import AccessLog
@@ -47,7 +48,9 @@ class LateEntry(BaseModel):
     """An event recorded long after it happened (补录/倒签)."""
 
     position: int
+    kind: str | None = Field(description="the record's kind (unit, person, case, petition, agreement, policy, …)")
     record_id: str | None
+    unit_id: str | None = Field(description="the record's unit once this event happened (属地); null for none")
     type: str
     actor: str | None
     occurred_at: datetime | None
@@ -120,7 +123,7 @@ def consistency_proof(request: Request, _: AuthorizedDep, first: Position, secon
 @router.get(
     "/export",
     response_class=Response,
-    responses={200: {"description": "the bundle, JSON Lines", "content": {NDJSON: {}}}},
+    responses={200: {"description": "the bundle, JSON Lines", "content": {NDJSON: {}}}, **INTEGRITY_FAULT},
 )
 def export(
     request: Request,
@@ -128,22 +131,26 @@ def export(
     start: Annotated[int | None, Query(alias="from", ge=1, le=10**12)] = None,
     stop: Annotated[int | None, Query(alias="to", ge=1, le=10**12)] = None,
 ) -> Response:
-    """The same self-contained audit bundle as `ledger export` (JSON Lines)."""
+    """The same self-contained audit bundle as `ledger export` (JSON Lines), refused as it refuses: nothing is sent
+    from a store that fails its check in the range (500, naming the first bad position)."""
     return Response(service.export_bytes(request.app.state.url, start, stop), media_type=NDJSON)
 
 
 @router.get("/late-entries", response_model=LateEntries)
 def late_entries(
     request: Request,
-    _: AuthorizedDep,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
     min_gap: Annotated[timedelta, Query(description="ISO 8601 duration, e.g. P7D")] = timedelta(days=7),
     after: Annotated[int, Query(ge=0, le=10**12, description="log position to continue after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LateEntries:
-    """Events recorded at least `min_gap` after they occurred (back-dating, 倒签), in log order."""
+    """Events recorded at least `min_gap` after they occurred (back-dating, 倒签), in log order; a unit-bound
+    token sees only those of records in its units (属地管理)."""
     if min_gap < timedelta(0):
         raise InvalidParameter("min_gap must not be negative", "query", "min_gap")
-    items = service.late_entries(request.app.state.url, min_gap, after + 1, limit)
+    within = partial(principal.covers, ledger) if principal.bound else None
+    items = service.late_entries(request.app.state.url, min_gap, after + 1, limit, within)
     next_after = items[-1]["position"] if len(items) == limit else None
     return LateEntries(items=[LateEntry.model_validate(i) for i in items], next_after=next_after)
 

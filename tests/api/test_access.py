@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -101,6 +102,48 @@ def test_audit_events_carry_positions_and_chain_hashes(client: TestClient, token
     assert events[0]["type"] == "Petition.Registered" and events[0]["actor"] == "clerk-1"
     late = client.get("/v1/audit/late-entries?min_gap=P7D", headers=auth(tokens["auditor"])).json()["items"]
     assert any(e["record_id"] == "x1" for e in late)  # registered today, occurred in March 2024
+
+
+def late_rows(client: TestClient, token: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """Every late entry (gap of at least 7 days) the token sees, page by page."""
+    rows: list[dict[str, Any]] = []
+    after: int | None = 0
+    while after is not None:
+        params = {"min_gap": "P7D", "after": after, "limit": limit}
+        page = client.get("/v1/audit/late-entries", params=params, headers=auth(token)).json()
+        rows += page["items"]
+        after = page["next_after"]
+    return rows
+
+
+def test_late_entries_name_their_unit_and_a_bound_auditor_sees_only_its_territorys(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    """Every row names its record's unit as it stood once the event happened (null for none); a unit-bound auditor
+    sees only rows within its units (属地管理), page by page alike."""
+    clerk = auth(tokens["clerk"])
+    client.post("/v1/petitions", json=petition_body(id="x1"), headers=clerk)  # in t1, occurred in March 2024
+    client.post(
+        "/v1/petitions/x1/extension", json={"days": 10, "occurred_at": "2024-03-05T09:00:00+08:00"}, headers=clerk
+    )
+    moved = {"to_unit_id": "d2", "occurred_at": "2024-03-06T09:00:00+08:00"}
+    client.post("/v1/petitions/x1/diversion", json=moved, headers=clerk)
+
+    rows = late_rows(client, tokens["auditor"])
+    owners = {(r["kind"], r["record_id"], r["type"]): r["unit_id"] for r in rows}
+    assert owners[("petition", "x1", "Petition.Registered")] == "t1"
+    assert owners[("petition", "x1", "Petition.Extended")] == "t1"  # only a creation event carries the record's id
+    assert owners[("petition", "x1", "Petition.Diverted")] == "d2"
+    assert owners[("unit", "d2", "Unit.Registered")] == "d2"
+    assert owners[("person", "officer1", "Person.Registered")] == "t1"
+    assert owners[("policy", "bureau", "Policy.Established")] is None
+
+    d2_auditor = issue_token(ledger, "auditor-d2", Role.AUDITOR, ["d2"], actor="setup")
+    seen = late_rows(client, d2_auditor)
+    assert {r["unit_id"] for r in seen} == {"d2"}
+    assert {(r["kind"], r["record_id"]) for r in seen} == {("unit", "d2"), ("person", "officer2"), ("petition", "x1")}
+    assert [r["position"] for r in seen] == [r["position"] for r in rows if r["unit_id"] == "d2"]
+    assert late_rows(client, d2_auditor, limit=1) == seen
 
 
 def test_a_token_lifetime_is_bounded(ledger: Ledger, client: TestClient, tokens: dict[str, str]) -> None:

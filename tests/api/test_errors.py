@@ -124,3 +124,24 @@ def test_a_field_problem_names_where_the_value_was(client: TestClient, tokens: d
     future = {**allocation, "occurred_at": "2999-01-01T00:00:00+08:00"}
     problem = assert_problem(client.post("/v1/units/d1/quota-allocations", json=future, headers=admin), 422)
     assert problem["errors"][0]["loc"] == ["body", "occurred_at"]  # a body value stays the body's
+
+
+def test_a_body_that_is_absent_or_not_an_object_is_malformed(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    """400, not 422: an absent body, one that is not JSON, or JSON that is not an object names no field."""
+    json_type = {"Content-Type": "application/json"}
+    clerk, admin = auth(tokens["clerk"]), auth(tokens["admin"])
+    client.post("/v1/petitions", json=petition_body(id="p1"), headers=clerk)
+    before = ledger.recorder.max_notification_id()
+    for path, headers in [("/v1/petitions", clerk), ("/v1/units/d1/quota-allocations", admin)]:
+        assert_problem(client.post(path, headers=headers), 400)
+        for raw in (b"", b"  ", b"not json", b"null", b"[]", b'"a string"', b"1"):
+            body = assert_problem(client.post(path, content=raw, headers={**headers, **json_type}), 400)
+            assert body["errors"][0]["loc"][0] == "body", (path, raw)
+        fields = assert_problem(client.post(path, json={}, headers=headers), 422)  # an object: its fields are named
+        assert all(len(e["loc"]) == 2 for e in fields["errors"])
+    # A command whose body is optional takes none, but not one that is there and is not an object.
+    assert_problem(client.post("/v1/petitions/p1/cessation", content=b"[]", headers={**clerk, **json_type}), 400)
+    assert ledger.recorder.max_notification_id() == before
+    assert client.post("/v1/petitions/p1/cessation", headers=clerk).status_code == 200
