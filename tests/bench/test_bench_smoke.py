@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from projections.db import Db
 from store.ledger import open_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,3 +111,19 @@ def test_reports_read_times_running_and_kept_reports_in_process_and_over_http(tm
     assert len(result["http"]) == 4 and all(h["unbound"]["p50_ms"] > 0 for h in result["http"])
     assert all(h["bound"]["bytes"] == h["unbound"]["bytes"] for h in result["http"])  # nothing filtered out
     assert "kept monthly 2025-03" in done.stdout and "http daily" in done.stdout
+
+
+def test_concurrent_asks_times_one_ask_alone_and_several_processes_asking_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    assert run("bench.generate", "--url", url, "--events", "1500", "--years", "2025").returncode == 0
+    out = tmp_path / "asks.json"
+    done = run("bench.concurrent_asks", "--url", url, "--month", "2025-03", "--processes", "2", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["alone"]["wall_s"] >= 0 and len(result["together"]) == 2
+    assert "one ask alone (raw baseline)" in done.stdout and "asker 2 of 2 at once" in done.stdout
+    db = Db(url)
+    try:  # the bulletin the askers asked for is kept again
+        assert db.query("SELECT 1 FROM proj_reports_kept WHERE kind = 'monthly' AND label = '2025-03'")
+    finally:
+        db.close()
