@@ -7,7 +7,10 @@ the time budget is spent or nothing is left: month ends first, so a budget of a 
 monthly bulletin. Printed: the steps and their seconds by the largest kind of period they ended, the moments
 still to issue and the time they would take at the mean step, and, as the baseline measured in the same run, a
 first ask of the newest bulletin (a fold as ``Queries.monthly`` makes it) against the same ask once it is kept
-(a read).
+(a read). The issuing steps fold the city's facts kept in memory (``projections.facts``, as the worker's steps
+process does); beside them, the newest month ends are each folded twice more, once reading the tables (the
+baseline, as every fold did before) and once from the facts in memory, and the facts' first read (seconds, rows,
+and what it added to this process's resident memory) is printed.
 
 Usage: PYTHONPATH=. python -m bench.back_issue --url URL [--budget SECONDS] [--json FILE]
 """
@@ -16,13 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from projections import engine, reports
+from domain.application import utc_now
+from projections import engine, facts, reports
 from projections.catalog import ISSUED, RUNNING
+from projections.history import REPORT_TYPES
 from projections.queries import Queries
 
 PERIOD = {"monthly": "month", "weekly": "week", "daily": "day only"}
@@ -32,8 +39,51 @@ def kept(queries: Queries) -> set[tuple[str, str]]:
     return {(kind, label) for kind, label in queries.db.query(f"SELECT kind, label FROM {ISSUED}")}
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux), in MB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 1e6
+
+
+def newest_months(count: int) -> list[str]:
+    """The labels of the ``count`` months that ended last, newest first."""
+    labels = [reports.last_ended(utc_now())[2][1]]
+    while len(labels) < count:
+        start, _ = reports.period("monthly", labels[-1])
+        labels.append(reports.label("monthly", start.date() - timedelta(days=1)))
+    return labels
+
+
+def in_memory(url: str, months: int = 4) -> dict[str, Any]:
+    """The newest ``months`` bulletins, each folded as issued from the tables and from the facts in memory."""
+    queries = Queries(url)
+    try:
+        rss, began = _rss_mb(), time.perf_counter()
+        found = facts.kept(queries.db)
+        load, added = time.perf_counter() - began, _rss_mb() - rss
+        took: dict[bool, list[float]] = {False: [], True: []}
+        for label in newest_months(months):
+            _, end = reports.period("monthly", label)
+            for memory in (False, True):
+                queries.memory = memory
+                began = time.perf_counter()
+                reports.report(queries.known(end, end, lean=True, only=REPORT_TYPES), "monthly", label)
+                took[memory].append(time.perf_counter() - began)
+    finally:
+        queries.close()
+    return {
+        "load_s": round(load, 2),
+        "rows": found.size() if found else 0,
+        "rss_added_mb": round(added),
+        "tables_s": [round(t, 2) for t in took[False]],
+        "memory_s": [round(t, 2) for t in took[True]],
+        "memory_over_tables": round(sum(took[True]) / sum(took[False]), 2),
+    }
+
+
 def measure(url: str, budget: float) -> dict[str, Any]:
     engine.catch_up(url)
+    memory = in_memory(url)
     queries = Queries(url)
     try:
         queries.db.execute(f"DELETE FROM {ISSUED}")  # a reused store: every report is issued again
@@ -76,6 +126,7 @@ def measure(url: str, budget: float) -> dict[str, Any]:
         "steps": {kind: _summary(taken) for kind, taken in steps.items()},
         "moments_left": pending,
         "left_estimate_s": round(pending * mean),
+        "in_memory": memory,
     }
 
 
@@ -92,6 +143,10 @@ def main() -> None:
     result = measure(args.url, args.budget)
     print(f"first ask of the newest bulletin: fold {result['first_ask_fold_s']} s, kept read "
           f"{result['kept_read_ms_p50']} ms p50 ({result['fold_over_read']}x)")  # fmt: skip
+    m = result["in_memory"]
+    print(f"facts read into memory: {m['rows']:,} rows in {m['load_s']} s, {m['rss_added_mb']} MB resident")
+    print(f"bulletins folded from the tables (baseline): {m['tables_s']} s; from memory: {m['memory_s']} s"
+          f" ({m['memory_over_tables']}x)")  # fmt: skip
     print(f"the periods in progress, folded as of now: {result['running_fold_s']} s")
     for kind, step in result["steps"].items():
         print(f"back-issued, moments ending a {PERIOD[kind]}: {step['n']} in {step['s']} s ({step['mean_s']} s each)")

@@ -14,11 +14,12 @@ import bisect
 import hashlib
 import threading
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import cached_property, lru_cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -28,6 +29,9 @@ from domain.rules import filing_days, handling_days, is_collective, is_major_by_
 from domain.vocabulary import LEADER_POSTS, Post
 from projections.catalog import DIVERTED_INDEX, from_micros, micros
 from projections.db import Db, Row
+
+if TYPE_CHECKING:
+    from projections.facts import Facts
 
 DAY = 86_400_000_000
 #: Ids bound in one ``IN (…)`` list (well under every engine's limit on bound parameters).
@@ -208,6 +212,14 @@ class PolicyBook:
         if segment not in self._memo:
             self._memo[segment] = in_force(self.amendments, from_micros(moment))
         return self._memo[segment]
+
+
+def grouped(events: Iterable[Ev]) -> dict[str, list[Ev]]:
+    """Events by record, each record's in the order given (position order, as read)."""
+    found: dict[str, list[Ev]] = defaultdict(list)
+    for e in events:
+        found[e.uuid].append(e)
+    return found
 
 
 def _rec(r: Row) -> Rec:
@@ -409,6 +421,7 @@ class Known:
         only: dict[str, tuple[str, ...]] | None = None,
         window: tuple[int, int] | None = None,
         uuids: list[str] | None = None,
+        facts: Facts | None = None,
     ) -> None:
         self.db = db
         self.as_of = micros(as_of)
@@ -419,6 +432,9 @@ class Known:
         self.window = window
         #: Only these records (by uuid, at most :data:`IN_LIST`): the current view derives records in chunks.
         self.uuids = uuids
+        #: The city's facts already in memory (``projections.facts``): a lean city-wide fold filters them instead of
+        #: reading the tables.
+        self.facts = facts
         self.structure = structure(db, self.known_at)
         self.units = self.structure.units
         self.policy = self.structure.policy
@@ -517,12 +533,29 @@ class Known:
             sql = "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ?"
         return bool(self.db.query(sql, (DIVERTED_INDEX,)))
 
+    def _in_memory(self, projection: str, scoped: bool = True, *, events: bool = False) -> Facts | None:
+        """The facts in memory, if this read may filter them: a city-wide fold (no territory, chunk or window), and
+        for events a lean one (the facts keep only the data a lean fold reads)."""
+        facts = self.facts
+        if facts is None or projection not in facts.records or self.uuids is not None or self.window is not None:
+            return None
+        if (scoped and self.scope is not None) or (events and not self.lean):
+            return None
+        return facts
+
     def records(self, projection: str, type_: str | None = None, *, scoped: bool = True) -> list[Rec]:
+        facts = self._in_memory(projection, scoped)
+        if facts is not None:
+            return facts.cut_records(projection, self.as_of, self.known_at, type_)
         where, params = self._where(projection, type_, scoped)
         rows = self.db.query(f"SELECT {REC_COLUMNS} FROM proj_{projection}_records{where} ORDER BY position", params)
         return [_rec(r) for r in rows]
 
     def events(self, projection: str) -> dict[str, list[Ev]]:
+        facts = self._in_memory(projection, events=True)
+        if facts is not None:
+            types = (self.only or {}).get(projection) or None
+            return grouped(facts.cut_events(projection, self.as_of, self.known_at, types))
         columns = EV_COLUMNS
         if self.lean:
             columns = EV_COLUMNS.replace("data", f"CASE WHEN type IN ({', '.join('?' * len(READ_DATA))}) THEN data END")
@@ -547,10 +580,7 @@ class Known:
                 some = uuids[chunk : chunk + IN_LIST]
                 rows += self.db.query(sql + f" AND uuid IN ({', '.join('?' * len(some))})", [*params, *some])
             rows.sort(key=lambda r: int(r[0]))
-        grouped: dict[str, list[Ev]] = defaultdict(list)
-        for r in rows:
-            grouped[r[1]].append(_ev(r))
-        return grouped
+        return grouped(map(_ev, rows))
 
     # --- units: quota events ----------------------------------------------------------------------
 
@@ -698,6 +728,12 @@ class Known:
         if not types:
             return
         by_uuid = {p.rec.uuid: p for p in petitions}
+        facts = self._in_memory("petitions", events=True)
+        if facts is not None:
+            for e in facts.cut_events("petitions", self.as_of, self.known_at, types, besides=True):
+                if e.uuid in by_uuid:
+                    by_uuid[e.uuid].unread.append((e.position, e.occurred_at))
+            return
         uuids = sorted(by_uuid)
         for chunk in range(0, len(uuids), IN_LIST):
             some = uuids[chunk : chunk + IN_LIST]

@@ -20,6 +20,7 @@ from projections import current, late, quota, reports
 from projections.catalog import CURRENT
 from projections.db import Db
 from projections.engine import positions
+from projections.facts import kept
 from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, MajorCase, iso, year_bounds
 from projections.quota import deduction_rows, districts, quota_rows
 from projections.source import open_log
@@ -63,6 +64,9 @@ class Queries:
         #: Whether answers may come from the current view; without it every answer folds the facts (the reference
         #: the view's answers are checked against).
         self.view = view
+        #: Whether a lean city-wide fold filters the city's facts kept in this process (``projections.facts``) rather
+        #: than reading the tables: the report issuer's, which folds the same facts again and again.
+        self.memory = False
 
     def close(self) -> None:
         self.db.close()
@@ -77,7 +81,10 @@ class Queries:
         window: tuple[int, int] | None = None,
     ) -> Known:
         now = utc_now()
-        return Known(self.db, moment(as_of, now), moment(known_at, now), lean=lean, only=only, window=window)
+        facts = kept(self.db) if self.memory and lean and window is None else None
+        return Known(
+            self.db, moment(as_of, now), moment(known_at, now), lean=lean, only=only, window=window, facts=facts
+        )
 
     def _now(self, as_of: datetime | None, known_at: datetime | None) -> bool:
         """Whether to answer from the current view: a question about now, and the view is up to its facts."""

@@ -410,6 +410,7 @@ def step(url: str, now: datetime, due: list[Period], pending: list[Moment] | Non
     from projections.queries import Queries  # queries imports this module
 
     queries = Queries(url)
+    queries.memory = True  # this process folds the city again and again: it keeps the facts (projections.facts)
     try:
         for kind, label in due:
             issued(queries, kind, label)

@@ -88,6 +88,9 @@ def test_back_issue_prints_the_steps_and_keeps_every_bulletin(tmp_path: Path) ->
     result = json.loads(out.read_text())
     assert result["steps"]["monthly"]["n"] >= 20  # every month end since the history's first, after the newest
     assert result["fold_over_read"] > 0
+    memory = result["in_memory"]
+    assert memory["rows"] > 0 and len(memory["tables_s"]) == len(memory["memory_s"]) == 4
+    assert "facts read into memory" in done.stdout and "from memory" in done.stdout
     from projections.catalog import ISSUED
     from projections.db import Db
 

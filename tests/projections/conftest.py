@@ -67,6 +67,15 @@ class World:
 
 @pytest.fixture
 def world(store_url: str) -> Iterator[World]:
+    w = city(store_url)
+    try:
+        yield w
+    finally:
+        w.ledger.close()
+
+
+def city(store_url: str) -> World:
+    """The world's ledger on the store at ``store_url``, its units registered (the caller closes its ledger)."""
     clock = Clock(at("2024-01-01"))
     ledger = open_ledger(store_url, clock=clock)
     w = World(store_url, ledger, clock)
@@ -76,10 +85,7 @@ def world(store_url: str) -> Iterator[World]:
     w.do("register_unit", "kz", "口镇", UnitKind.TOWNSHIP, "lc", when="2024-01-01")
     w.do("register_unit", "yl", "羊里镇", UnitKind.TOWNSHIP, "lc", when="2024-01-01")
     w.do("register_unit", "ys", "艾山街道", UnitKind.TOWNSHIP, "gc", when="2024-01-01")
-    try:
-        yield w
-    finally:
-        ledger.close()
+    return w
 
 
 def end_of(day: str) -> datetime:

@@ -443,3 +443,42 @@ def test_a_running_report_stands_until_its_steady_moment(
             }, (kind, label, micros(later))
         q.close()
         ledger.close()
+
+
+@settings(PROPERTY, max_examples=40)
+@given(
+    steps=st.lists(step | ahead, min_size=10, max_size=40),
+    share=st.floats(0, 1),
+    moments=st.lists(st.tuples(st.integers(0, 420), st.integers(0, 420)), min_size=1, max_size=3),
+)
+def test_folds_of_the_facts_kept_in_memory_equal_folds_of_the_tables(
+    steps: list[Any], share: float, moments: list[tuple[int, int]]
+) -> None:
+    """事实缓存: the issuer folds the city's facts kept in memory (``projections.facts``), read once and caught up
+    with the rows applied since, instead of reading the tables every fold. Its reports — and every trigger and
+    deduction they count — are those of the folds that read the tables, at any moment as known at any other."""
+    from projections import reports
+    from projections.db import Db
+    from projections.history import REPORT_TYPES
+    from projections.queries import Queries
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url, ledger = history(Path(tmp), steps)
+        # The facts are first read part of the way through the log.
+        head = engine.log_head(Db(url))
+        follower = engine.Follower(url, batch_size=max(1, int(head * share)))
+        follower.step()
+        follower.close()
+        kept, tables = Queries(url), Queries(url)
+        kept.memory = True
+        kept.known(START, START, lean=True, only=REPORT_TYPES)
+        engine.catch_up(url)  # then caught up with the rest
+        for as_of_day, known_day in moments:
+            as_of, known_at = START + timedelta(days=as_of_day), START + timedelta(days=known_day)
+            folds = [q.known(as_of, known_at, lean=True, only=REPORT_TYPES) for q in (kept, tables)]
+            assert folds[0].facts is not None and folds[1].facts is None
+            for kind, label in [("monthly", f"2024-{m:02d}") for m in (1, 4, 7)] + [("weekly", "2024-W20")]:
+                assert reports.report(folds[0], kind, label) == reports.report(folds[1], kind, label), (kind, label)
+        kept.close()
+        tables.close()
+        ledger.close()
