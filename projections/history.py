@@ -259,6 +259,7 @@ class Structure:
         self._ancestors: dict[str, list[str]] = {}
         self._subtrees: dict[str, set[str]] | None = None
         self._districts: dict[str, str | None] = {}
+        self._governments: dict[str, str | None] = {}
 
     def ancestors(self, unit_id: str) -> list[str]:
         """The unit and every unit above it, nearest first (属地管理)."""
@@ -295,6 +296,20 @@ class Structure:
                     break
             self._districts[unit_id] = found
         return self._districts[unit_id]
+
+    def government_of(self, unit_id: str) -> str | None:
+        """The nearest government (乡镇、区、市) at or above the unit: a case filed with a land station or a branch
+        bureau happened in the township or district that contains it, whose government answers for it (R4)."""
+        if unit_id not in self._governments:
+            chain = self.ancestors(unit_id)
+            self._governments[unit_id] = next(
+                (u for u in chain if u in self.units and self.units[u].data["kind"] in GOVERNMENTS), None
+            )
+        return self._governments[unit_id]
+
+
+#: The kinds of unit that are governments (政府): R4 holds their principal leaders (主要负责人) to account.
+GOVERNMENTS = ("township", "district", "city")
 
 
 _STRUCTURE_TABLES = ("proj_units_records", "proj_policy_records", "proj_policy_events")
@@ -1021,7 +1036,9 @@ class Known:
         return found, majors
 
     def leader_triggers(self, majors: list[MajorCase]) -> list[dict[str, Any]]:
-        """R4 for the principal leaders (主要领导) of each major case's unit registered before it became major."""
+        """R4 for the principal leaders (主要领导) registered before each major case became major: those of the case's
+        unit and, when that unit is a bureau office (土管所, 分局), those of the government it lies in (政府主要负责人).
+        Each trigger's subject is the leader's own unit."""
         leaders = defaultdict(list)
         for leader in self.leaders:
             if leader.post == Post.PRINCIPAL_LEADER:
@@ -1029,13 +1046,15 @@ class Known:
         found = []
         for m in majors:
             last = max(m.evidence)
-            for leader in leaders.get(m.unit_id, []):
+            government = self.structure.government_of(m.unit_id)
+            units = [m.unit_id] if government in (None, m.unit_id) else [m.unit_id, government]
+            for leader in [leader for unit in units for leader in leaders.get(unit, [])]:
                 if leader.position < last:
                     found.append(
                         _trigger(
                             "R4",
                             ["case", m.case_id, leader.record_id],
-                            m.unit_id,
+                            leader.unit_id,
                             leader.record_id,
                             m.reason,
                             [*m.evidence, leader.position],

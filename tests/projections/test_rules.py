@@ -27,6 +27,7 @@ from domain.vocabulary import (
     MisconductKind,
     PetitionCategory,
     Post,
+    UnitKind,
     Violation,
 )
 from projections import engine, reports
@@ -991,3 +992,22 @@ def test_commendations_keep_the_folds_order_when_officers_were_registered_one_af
     assert [c["record_id"] for c in row["commendations"]] == ["a", "a", "b"]
     assert q.scores(2024, "yl") == folds.scores(2024, "yl")
     assert q.scores(2024, "yl", as_of=at("2024-05-01")) == folds.scores(2024, "yl", as_of=at("2024-05-01"))
+
+
+def test_a_major_case_at_a_land_station_holds_its_townships_principal_leader_to_account(world: World) -> None:
+    # R4 追究政府主要负责人: a case filed with a land station (土管所) happened in its township; its head answers.
+    w = world
+    w.do("register_unit", "kz-station", "口镇国土资源所", UnitKind.LAND_STATION, "kz", when="2024-01-01")
+    w.do("register_person", "口镇镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-head", when="2024-01-01")
+    w.do("register_person", "所长", "kz-station", Post.PRINCIPAL_LEADER, person_id="st-head", when="2024-01-01")
+    major_case(w, "c1", "kz-station", "2024-03-01")
+    q = w.queries()
+    leaders = {t["id"]: t for t in q.triggers() if t["rule"] == "R4" and "person_id" in t["subject"]}
+    assert set(leaders) == {"R4.case.c1.kz-head", "R4.case.c1.st-head"}
+    assert leaders["R4.case.c1.kz-head"]["subject"] == {"unit_id": "kz", "person_id": "kz-head"}
+    assert leaders == {t["id"]: t for t in w.folds().triggers() if t["id"] in leaders}
+    assert q.trigger("R4.case.c1.kz-head") == leaders["R4.case.c1.kz-head"]
+    assert [t["id"] for t in q.triggers(unit_id="kz") if t["id"] in leaders] == sorted(leaders)
+    assert "R4.case.c1.kz-head" not in {t["id"] for t in q.triggers(unit_id="kz-station")}
+    w.do("decide_trigger", "R4.case.c1.kz-head", "R4", DecisionOutcome.WARNING, "重大案件", when="2024-03-10")
+    assert w.queries().trigger("R4.case.c1.kz-head")["status"] == "decided"  # type: ignore[index]
