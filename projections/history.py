@@ -1114,14 +1114,17 @@ class Known:
         return found
 
     def person_triggers(self, person: Rec, evs: list[Ev]) -> list[dict[str, Any]]:
-        """R7: each substantiated misconduct report, open until the removal from post is recorded."""
+        """R7: each substantiated misconduct report, open until the removal from post is recorded. A person is removed
+        once (the ledger refuses a second removal): a finding substantiated after it finds them off the post already,
+        so that removal answers it too, as the officer registry's ``removal_due`` has it."""
         found = []
         reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
+        removals = [r for r in evs if r.type == "removed"]
         for e in evs:
             if e.type != "finding" or not e.data["substantiated"]:
                 continue
             rid = e.data["report_id"]
-            removal = next((r for r in evs if r.type == "removed" and rid in r.data["report_ids"]), None)
+            removal = next((r for r in removals if rid in r.data["report_ids"]), removals[0] if removals else None)
             report = reports.get(rid)
             evidence = [report.position, e.position] if report else [e.position]
             found.append(

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.base import BUREAU_TZ
+from domain.errors import RuleViolation
 from domain.vocabulary import (
     Channel,
     ClueSource,
@@ -1011,3 +1012,24 @@ def test_a_major_case_at_a_land_station_holds_its_townships_principal_leader_to_
     assert "R4.case.c1.kz-head" not in {t["id"] for t in q.triggers(unit_id="kz-station")}
     w.do("decide_trigger", "R4.case.c1.kz-head", "R4", DecisionOutcome.WARNING, "重大案件", when="2024-03-10")
     assert w.queries().trigger("R4.case.c1.kz-head")["status"] == "decided"  # type: ignore[index]
+
+
+def test_a_finding_substantiated_after_the_removal_is_answered_by_it(world: World) -> None:
+    # R7: a person is removed from the enforcement post once; a later substantiated report finds them removed already,
+    # so its trigger is not left open for a removal the ledger would refuse to record.
+    w = world
+    w.do("register_person", "执法员", "yl", Post.ENFORCEMENT_OFFICER, person_id="o1", when="2024-01-01")
+    w.do("report_misconduct", "o1", MisconductKind.TAKING, "李四", "收受礼品", when="2024-02-01")
+    w.do("report_misconduct", "o1", MisconductKind.EATING, "李五", "吃请", when="2024-02-02")
+    w.do("record_finding", "o1", "r1", True, when="2024-02-10")
+    removed = w.do("remove_from_post", "o1", when="2024-02-15")
+    w.do("record_finding", "o1", "r2", True, when="2024-03-10")
+    with pytest.raises(RuleViolation):
+        w.do("remove_from_post", "o1", when="2024-03-11")
+    q = w.queries()
+    later = q.trigger("R7.person.o1.r2")
+    assert later is not None and later["status"] == "decided" and later["removal_due"] is False
+    assert later["decision"]["evidence"] == [removed.position]
+    assert [t["id"] for t in q.triggers(status="open") if t["rule"] == "R7"] == []
+    assert q.triggers() == w.folds().triggers()
+    assert [o["id"] for o in q.officers(status="removal_due")] == []
