@@ -1015,12 +1015,14 @@ class Known:
                             f"case {cid} found wrongly handled (错案): {e.data['reason']}",
                             [case.rec.position, e.position],
                             e.occurred_at,
+                            self.policy.at(e.occurred_at).version,
                         )
                     )
         if case.major_at is not None:
             reason = f"major case {cid} (重大案件) in {unit}"
             majors.append(MajorCase(cid, unit, reason, case.major_evidence, case.major_at))
-            found.append(_trigger("R4", ["case", cid], unit, None, reason, case.major_evidence, case.major_at))
+            version = (case.major_policy or self.policy.at(case.major_at)).version
+            found.append(_trigger("R4", ["case", cid], unit, None, reason, case.major_evidence, case.major_at, version))
         if case.unfiled_at is not None:
             found.append(
                 _trigger(
@@ -1031,6 +1033,7 @@ class Known:
                     f"clue {cid} not filed in time (有案不查)",
                     [case.rec.position],
                     case.unfiled_at,
+                    self.policy.at(case.rec.occurred_at).version,  # the version that set the filing deadline
                 )
             )
         return found, majors
@@ -1059,6 +1062,7 @@ class Known:
                             m.reason,
                             [*m.evidence, leader.position],
                             m.at,
+                            self.policy.at(m.at).version,
                         )
                     )
         return found
@@ -1085,6 +1089,7 @@ class Known:
                     reason,
                     [p.rec.position, *owned, e.position],
                     e.occurred_at,
+                    self.policy.at(e.occurred_at).version,
                 )
             )
             found.append(
@@ -1096,6 +1101,7 @@ class Known:
                     reason,
                     [p.rec.position, e.position],
                     e.occurred_at,
+                    self.policy.at(e.occurred_at).version,
                 )
             )
         if p.overdue:
@@ -1109,6 +1115,7 @@ class Known:
                     f"petition {pid} still open past its deadline {iso(p.deadline)}",
                     [p.rec.position],
                     p.deadline,
+                    p.policy_version,  # the version that set the deadline
                 )
             )
         return found
@@ -1137,6 +1144,7 @@ class Known:
                     "removal from the enforcement post is due (调离执法岗位)",
                     evidence,
                     e.occurred_at,
+                    self.policy.at(e.occurred_at).version,
                     removal_due=removal is None,
                     removal=_removal(removal),
                 )
@@ -1153,7 +1161,8 @@ class Known:
                 continue
             unit = agreement.unit_id or ""
             deductions, _, score = self._tally(unit, year)
-            pass_score = int(self.policy.at(end - 1)["pass_score"])
+            closing = self.policy.at(end - 1)
+            pass_score = int(closing["pass_score"])
             if score < pass_score:
                 evidence = [agreement.position] + [p for d in deductions for p in d.evidence]
                 found.append(
@@ -1165,6 +1174,7 @@ class Known:
                         f"{year} closed with score {score} below {pass_score} (通报批评)",
                         evidence,
                         end,
+                        closing.version,
                     )
                 )
         return found
@@ -1229,8 +1239,9 @@ class MajorCase(NamedTuple):
 
 def _trigger(
     rule: str, parts: list[str], unit_id: str, person_id: str | None, reason: str, evidence: list[int], at: int,
-    **extra: Any,
+    policy_version: int, **extra: Any,
 ) -> dict[str, Any]:  # fmt: skip
+    """A trigger (问责线索): its rule, subject and reason, the events and the policy version that opened it (R20)."""
     subject: dict[str, Any] = {"unit_id": unit_id}
     if person_id:
         subject["person_id"] = person_id
@@ -1240,6 +1251,7 @@ def _trigger(
         "subject": subject,
         "reason": reason,
         "evidence": sorted(set(evidence)),
+        "policy_version": policy_version,
         "opened_at": at,
         **extra,
     }

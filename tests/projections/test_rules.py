@@ -1033,3 +1033,28 @@ def test_a_finding_substantiated_after_the_removal_is_answered_by_it(world: Worl
     assert [t["id"] for t in q.triggers(status="open") if t["rule"] == "R7"] == []
     assert q.triggers() == w.folds().triggers()
     assert [o["id"] for o in q.officers(status="removal_due")] == []
+
+
+def test_every_trigger_names_the_policy_version_that_opened_it(world: World) -> None:
+    # R20: a trigger names its policy version as a deduction does: the one in force when the event that set its
+    # deadline or opened it happened (an overdue petition's: its registration's, which set the deadline).
+    w = world
+    w.do("amend_policy", at("2024-07-01"), {"handling_days": 30}, when="2024-01-02")
+    w.do("register_person", "分管领导", "kz", Post.LEADER_IN_CHARGE, person_id="kz-lead", when="2024-01-01")
+    petition(w, "x1", "kz", "2024-06-01")
+    petition(w, "x2", "kz", "2024-07-05")
+    w.do("take_ownership", "x2", "kz-lead", when="2024-07-06")
+    w.do("escalate", "x2", EscalationLevel.PROVINCE, False, when="2024-07-10")
+    w.do("report_clue", "kz", Violation.INDISCRIMINATE_DIGGING, ClueSource.PATROL, case_id="c1", when="2024-06-20")
+    w.clock.set("2024-09-01")
+    q = w.queries()
+    found = {t["id"]: t["policy_version"] for t in q.triggers()}
+    escalation = next(t for t in found if t.startswith("R14.") and not t.endswith(".unit"))
+    assert found == {
+        "R18.petition.x1.overdue": 1,
+        "R18.petition.x2.overdue": 2,
+        escalation: 2,
+        f"{escalation}.unit": 2,
+        "R7.case.c1.unfiled": 1,
+    }
+    assert q.triggers() == w.folds().triggers()
