@@ -1039,7 +1039,7 @@ class Known:
         return found, majors
 
     def leader_triggers(self, majors: list[MajorCase]) -> list[dict[str, Any]]:
-        """R4 for the principal leaders (主要领导) registered before each major case became major: those of the case's
+        """R4 for the principal leaders (主要领导) in post when each major case became major: those of the case's
         unit and, when that unit is a bureau office (土管所, 分局), those of the government it lies in (政府主要负责人).
         Each trigger's subject is the leader's own unit."""
         leaders = defaultdict(list)
@@ -1052,7 +1052,9 @@ class Known:
             government = self.structure.government_of(m.unit_id)
             units = [m.unit_id] if government in (None, m.unit_id) else [m.unit_id, government]
             for leader in [leader for unit in units for leader in leaders.get(unit, [])]:
-                if leader.position < last:
+                # In post when the case became major: registered before it, not removed from post by then (the
+                # ledger treats a removed leader as out of post: no petition ownership, no reception owed).
+                if leader.position < last and (leader.removed is None or leader.removed > m.at):
                     found.append(
                         _trigger(
                             "R4",

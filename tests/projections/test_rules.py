@@ -1058,3 +1058,27 @@ def test_every_trigger_names_the_policy_version_that_opened_it(world: World) -> 
         "R7.case.c1.unfiled": 1,
     }
     assert q.triggers() == w.folds().triggers()
+
+
+def test_a_principal_leader_removed_from_post_before_a_case_became_major_is_not_held_to_account_for_it(
+    world: World,
+) -> None:
+    # R4 holds the principal leader in post to account; one removed from post before (调离) is out of post, as the
+    # ledger has it elsewhere (no petition ownership, no monthly reception owed).
+    w = world
+    w.do("register_person", "旧镇长", "kz", Post.PRINCIPAL_LEADER, person_id="old-head", when="2024-01-01")
+    w.do("report_misconduct", "old-head", MisconductKind.DERELICTION, "群众", "失职", when="2024-01-10")
+    w.do("record_finding", "old-head", "r1", True, when="2024-01-20")
+    w.do("register_person", "新镇长", "kz", Post.PRINCIPAL_LEADER, person_id="new-head", when="2024-02-01")
+    major_case(w, "c1", "kz", "2024-03-01")
+    major_case(w, "c2", "kz", "2024-04-01")
+    w.do("remove_from_post", "old-head", when="2024-03-15")
+    q = w.queries()
+    ids = {t["id"] for t in q.triggers() if t["rule"] == "R4" and "person_id" in t["subject"]}
+    assert ids == {"R4.case.c1.old-head", "R4.case.c1.new-head", "R4.case.c2.new-head"}
+    assert q.triggers() == w.folds().triggers()
+    past = at("2024-03-10")
+    assert [t["id"] for t in q.triggers(as_of=past) if t["id"].startswith("R4.case.c1.")] == [
+        "R4.case.c1.new-head",
+        "R4.case.c1.old-head",
+    ]
