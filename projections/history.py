@@ -920,7 +920,7 @@ class Known:
                 year, month = (year, month + 1) if month < 12 else (year + 1, 1)
             while month_start(year, month + 1) <= self.as_of:
                 start = month_start(year, month)
-                if leader.removed is not None and leader.removed < start:
+                if leader.removed is not None and leader.removed <= start:  # out of post for the whole month
                     break
                 if (year, month) not in held:
                     missed.append(

@@ -1082,3 +1082,17 @@ def test_a_principal_leader_removed_from_post_before_a_case_became_major_is_not_
         "R4.case.c1.new-head",
         "R4.case.c1.old-head",
     ]
+
+
+def test_a_leader_removed_at_the_very_start_of_a_month_owes_no_reception_for_it(world: World) -> None:
+    # R17: a month counts while the leader is in post in it; removed at its first instant, they never were.
+    w = world
+    w.do("register_person", "镇长", "ys", Post.PRINCIPAL_LEADER, person_id="ys-head", when="2024-01-01")
+    w.do("report_misconduct", "ys-head", MisconductKind.DERELICTION, "群众", "失职", when="2024-01-10")
+    w.do("record_finding", "ys-head", "r1", True, when="2024-01-20")
+    w.do("hold_reception", "ys-head", "村委会", when="2024-01-15")
+    w.do("remove_from_post", "ys-head", when="2024-02-01")
+    q = w.queries()
+    row = by_unit(q.scores(2024, as_of=at("2024-06-01")))["ys"]
+    assert indicators(row, "missed_reception") == []
+    assert row == by_unit(w.folds().scores(2024, as_of=at("2024-06-01")))["ys"]
