@@ -271,6 +271,7 @@ class Structure:
         self._ancestors: dict[str, list[str]] = {}
         self._subtrees: dict[str, set[str]] | None = None
         self._districts: dict[str, str | None] = {}
+        self._governments: dict[str, str | None] = {}
 
     def ancestors(self, unit_id: str) -> list[str]:
         """The unit and every unit above it, nearest first (属地管理)."""
@@ -307,6 +308,20 @@ class Structure:
                     break
             self._districts[unit_id] = found
         return self._districts[unit_id]
+
+    def government_of(self, unit_id: str) -> str | None:
+        """The nearest government (乡镇、区、市) at or above the unit: a case filed with a land station or a branch
+        bureau happened in the township or district that contains it, whose government answers for it (R4)."""
+        if unit_id not in self._governments:
+            chain = self.ancestors(unit_id)
+            self._governments[unit_id] = next(
+                (u for u in chain if u in self.units and self.units[u].data["kind"] in GOVERNMENTS), None
+            )
+        return self._governments[unit_id]
+
+
+#: The kinds of unit that are governments (政府): R4 holds their principal leaders (主要负责人) to account.
+GOVERNMENTS = ("township", "district", "city")
 
 
 _STRUCTURE_TABLES = ("proj_units_records", "proj_policy_records", "proj_policy_events")
@@ -941,7 +956,7 @@ class Known:
                 year, month = (year, month + 1) if month < 12 else (year + 1, 1)
             while month_start(year, month + 1) <= self.as_of:
                 start = month_start(year, month)
-                if leader.removed is not None and leader.removed < start:
+                if leader.removed is not None and leader.removed <= start:  # out of post for the whole month
                     break
                 if (year, month) not in held:
                     missed.append(
@@ -1036,12 +1051,14 @@ class Known:
                             f"case {cid} found wrongly handled (错案): {e.data['reason']}",
                             [case.rec.position, e.position],
                             e.occurred_at,
+                            self.policy.at(e.occurred_at).version,
                         )
                     )
         if case.major_at is not None:
             reason = f"major case {cid} (重大案件) in {unit}"
             majors.append(MajorCase(cid, unit, reason, case.major_evidence, case.major_at))
-            found.append(_trigger("R4", ["case", cid], unit, None, reason, case.major_evidence, case.major_at))
+            version = (case.major_policy or self.policy.at(case.major_at)).version
+            found.append(_trigger("R4", ["case", cid], unit, None, reason, case.major_evidence, case.major_at, version))
         if case.unfiled_at is not None:
             found.append(
                 _trigger(
@@ -1052,12 +1069,15 @@ class Known:
                     f"clue {cid} not filed in time (有案不查)",
                     [case.rec.position],
                     case.unfiled_at,
+                    self.policy.at(case.rec.occurred_at).version,  # the version that set the filing deadline
                 )
             )
         return found, majors
 
     def leader_triggers(self, majors: list[MajorCase]) -> list[dict[str, Any]]:
-        """R4 for the principal leaders (主要领导) of each major case's unit registered before it became major."""
+        """R4 for the principal leaders (主要领导) in post when each major case became major: those of the case's
+        unit and, when that unit is a bureau office (土管所, 分局), those of the government it lies in (政府主要负责人).
+        Each trigger's subject is the leader's own unit."""
         leaders = defaultdict(list)
         for leader in self.leaders:
             if leader.post == Post.PRINCIPAL_LEADER:
@@ -1065,17 +1085,22 @@ class Known:
         found = []
         for m in majors:
             last = max(m.evidence)
-            for leader in leaders.get(m.unit_id, []):
-                if leader.position < last:
+            government = self.structure.government_of(m.unit_id)
+            units = [m.unit_id] if government in (None, m.unit_id) else [m.unit_id, government]
+            for leader in [leader for unit in units for leader in leaders.get(unit, [])]:
+                # In post when the case became major: registered before it, not removed from post by then (the
+                # ledger treats a removed leader as out of post: no petition ownership, no reception owed).
+                if leader.position < last and (leader.removed is None or leader.removed > m.at):
                     found.append(
                         _trigger(
                             "R4",
                             ["case", m.case_id, leader.record_id],
-                            m.unit_id,
+                            leader.unit_id,
                             leader.record_id,
                             m.reason,
                             [*m.evidence, leader.position],
                             m.at,
+                            self.policy.at(m.at).version,
                         )
                     )
         return found
@@ -1102,6 +1127,7 @@ class Known:
                     reason,
                     [p.rec.position, *owned, e.position],
                     e.occurred_at,
+                    self.policy.at(e.occurred_at).version,
                 )
             )
             found.append(
@@ -1113,6 +1139,7 @@ class Known:
                     reason,
                     [p.rec.position, e.position],
                     e.occurred_at,
+                    self.policy.at(e.occurred_at).version,
                 )
             )
         if p.overdue:
@@ -1126,19 +1153,23 @@ class Known:
                     f"petition {pid} still open past its deadline {iso(p.deadline)}",
                     [p.rec.position],
                     p.deadline,
+                    p.policy_version,  # the version that set the deadline
                 )
             )
         return found
 
     def person_triggers(self, person: Rec, evs: list[Ev]) -> list[dict[str, Any]]:
-        """R7: each substantiated misconduct report, open until the removal from post is recorded."""
+        """R7: each substantiated misconduct report, open until the removal from post is recorded. A person is removed
+        once (the ledger refuses a second removal): a finding substantiated after it finds them off the post already,
+        so that removal answers it too, as the officer registry's ``removal_due`` has it."""
         found = []
         reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
+        removals = [r for r in evs if r.type == "removed"]
         for e in evs:
             if e.type != "finding" or not e.data["substantiated"]:
                 continue
             rid = e.data["report_id"]
-            removal = next((r for r in evs if r.type == "removed" and rid in r.data["report_ids"]), None)
+            removal = next((r for r in removals if rid in r.data["report_ids"]), removals[0] if removals else None)
             report = reports.get(rid)
             evidence = [report.position, e.position] if report else [e.position]
             found.append(
@@ -1151,6 +1182,7 @@ class Known:
                     "removal from the enforcement post is due (调离执法岗位)",
                     evidence,
                     e.occurred_at,
+                    self.policy.at(e.occurred_at).version,
                     removal_due=removal is None,
                     removal=_removal(removal),
                 )
@@ -1167,7 +1199,8 @@ class Known:
                 continue
             unit = agreement.unit_id or ""
             deductions, _, score = self._tally(unit, year)
-            pass_score = int(self.policy.at(end - 1)["pass_score"])
+            closing = self.policy.at(end - 1)
+            pass_score = int(closing["pass_score"])
             if score < pass_score:
                 evidence = [agreement.position] + [p for d in deductions for p in d.evidence]
                 found.append(
@@ -1179,6 +1212,7 @@ class Known:
                         f"{year} closed with score {score} below {pass_score} (通报批评)",
                         evidence,
                         end,
+                        closing.version,
                     )
                 )
         return found
@@ -1243,8 +1277,9 @@ class MajorCase(NamedTuple):
 
 def _trigger(
     rule: str, parts: list[str], unit_id: str, person_id: str | None, reason: str, evidence: list[int], at: int,
-    **extra: Any,
+    policy_version: int, **extra: Any,
 ) -> dict[str, Any]:  # fmt: skip
+    """A trigger (问责线索): its rule, subject and reason, the events and the policy version that opened it (R20)."""
     subject: dict[str, Any] = {"unit_id": unit_id}
     if person_id:
         subject["person_id"] = person_id
@@ -1254,6 +1289,7 @@ def _trigger(
         "subject": subject,
         "reason": reason,
         "evidence": sorted(set(evidence)),
+        "policy_version": policy_version,
         "opened_at": at,
         **extra,
     }

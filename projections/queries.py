@@ -199,7 +199,10 @@ class Queries:
         units = self._trigger_units(trigger_id)
         if units is not None:
             # Only the territories of the records the id can name: a trigger is derived from its record,
-            # the leaders of the record's unit and (R6) the score of the agreement's territory, all inside.
+            # the leaders of the record's unit and (R6) the score of the agreement's territory, all inside; and
+            # R4's leaders of the government a bureau office lies in (Structure.government_of), inside its own.
+            if trigger_id.startswith("R4."):
+                units |= {g for u in units if (g := k.structure.government_of(u)) is not None}
             k.scope = set().union(*(k.subtree(u) | {u} for u in units))
         return next((t for t in k.triggers if t["id"] == trigger_id), None)
 

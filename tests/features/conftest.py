@@ -377,6 +377,11 @@ def trigger_evidence(ctx: World, case: str) -> None:
     assert ctx.created_at[ctx.known("case", case)] in ctx.found["trigger"]["evidence"], ctx.found["trigger"]
 
 
+@then(parsers.parse("该问责线索依据政策第 {version:d} 版"))
+def trigger_policy_version(ctx: World, version: int) -> None:
+    assert ctx.found["trigger"].get("policy_version") == version, ctx.found["trigger"]
+
+
 # --- scores (目标考核) -----------------------------------------------------------------------------
 
 

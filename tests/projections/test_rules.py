@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.base import BUREAU_TZ
+from domain.errors import RuleViolation
 from domain.vocabulary import (
     Channel,
     ClueSource,
@@ -27,6 +28,7 @@ from domain.vocabulary import (
     MisconductKind,
     PetitionCategory,
     Post,
+    UnitKind,
     Violation,
 )
 from projections import engine, reports
@@ -1081,3 +1083,106 @@ def test_commendations_keep_the_folds_order_when_officers_were_registered_one_af
     assert [c["record_id"] for c in row["commendations"]] == ["a", "a", "b"]
     assert q.scores(2024, "yl") == folds.scores(2024, "yl")
     assert q.scores(2024, "yl", as_of=at("2024-05-01")) == folds.scores(2024, "yl", as_of=at("2024-05-01"))
+
+
+def test_a_major_case_at_a_land_station_holds_its_townships_principal_leader_to_account(world: World) -> None:
+    # R4 追究政府主要负责人: a case filed with a land station (土管所) happened in its township; its head answers.
+    w = world
+    w.do("register_unit", "kz-station", "口镇国土资源所", UnitKind.LAND_STATION, "kz", when="2024-01-01")
+    w.do("register_person", "口镇镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-head", when="2024-01-01")
+    w.do("register_person", "所长", "kz-station", Post.PRINCIPAL_LEADER, person_id="st-head", when="2024-01-01")
+    major_case(w, "c1", "kz-station", "2024-03-01")
+    q = w.queries()
+    leaders = {t["id"]: t for t in q.triggers() if t["rule"] == "R4" and "person_id" in t["subject"]}
+    assert set(leaders) == {"R4.case.c1.kz-head", "R4.case.c1.st-head"}
+    assert leaders["R4.case.c1.kz-head"]["subject"] == {"unit_id": "kz", "person_id": "kz-head"}
+    assert leaders == {t["id"]: t for t in w.folds().triggers() if t["id"] in leaders}
+    assert q.trigger("R4.case.c1.kz-head") == leaders["R4.case.c1.kz-head"]
+    assert [t["id"] for t in q.triggers(unit_id="kz") if t["id"] in leaders] == sorted(leaders)
+    assert "R4.case.c1.kz-head" not in {t["id"] for t in q.triggers(unit_id="kz-station")}
+    w.do("decide_trigger", "R4.case.c1.kz-head", "R4", DecisionOutcome.WARNING, "重大案件", when="2024-03-10")
+    assert w.queries().trigger("R4.case.c1.kz-head")["status"] == "decided"  # type: ignore[index]
+
+
+def test_a_finding_substantiated_after_the_removal_is_answered_by_it(world: World) -> None:
+    # R7: a person is removed from the enforcement post once; a later substantiated report finds them removed already,
+    # so its trigger is not left open for a removal the ledger would refuse to record.
+    w = world
+    w.do("register_person", "执法员", "yl", Post.ENFORCEMENT_OFFICER, person_id="o1", when="2024-01-01")
+    w.do("report_misconduct", "o1", MisconductKind.TAKING, "李四", "收受礼品", when="2024-02-01")
+    w.do("report_misconduct", "o1", MisconductKind.EATING, "李五", "吃请", when="2024-02-02")
+    w.do("record_finding", "o1", "r1", True, when="2024-02-10")
+    removed = w.do("remove_from_post", "o1", when="2024-02-15")
+    w.do("record_finding", "o1", "r2", True, when="2024-03-10")
+    with pytest.raises(RuleViolation):
+        w.do("remove_from_post", "o1", when="2024-03-11")
+    q = w.queries()
+    later = q.trigger("R7.person.o1.r2")
+    assert later is not None and later["status"] == "decided" and later["removal_due"] is False
+    assert later["decision"]["evidence"] == [removed.position]
+    assert [t["id"] for t in q.triggers(status="open") if t["rule"] == "R7"] == []
+    assert q.triggers() == w.folds().triggers()
+    assert [o["id"] for o in q.officers(status="removal_due")] == []
+
+
+def test_every_trigger_names_the_policy_version_that_opened_it(world: World) -> None:
+    # R20: a trigger names its policy version as a deduction does: the one in force when the event that set its
+    # deadline or opened it happened (an overdue petition's: its registration's, which set the deadline).
+    w = world
+    w.do("amend_policy", at("2024-07-01"), {"handling_days": 30}, when="2024-01-02")
+    w.do("register_person", "分管领导", "kz", Post.LEADER_IN_CHARGE, person_id="kz-lead", when="2024-01-01")
+    petition(w, "x1", "kz", "2024-06-01")
+    petition(w, "x2", "kz", "2024-07-05")
+    w.do("take_ownership", "x2", "kz-lead", when="2024-07-06")
+    w.do("escalate", "x2", EscalationLevel.PROVINCE, False, when="2024-07-10")
+    w.do("report_clue", "kz", Violation.INDISCRIMINATE_DIGGING, ClueSource.PATROL, case_id="c1", when="2024-06-20")
+    w.clock.set("2024-09-01")
+    q = w.queries()
+    found = {t["id"]: t["policy_version"] for t in q.triggers()}
+    escalation = next(t for t in found if t.startswith("R14.") and not t.endswith(".unit"))
+    assert found == {
+        "R18.petition.x1.overdue": 1,
+        "R18.petition.x2.overdue": 2,
+        escalation: 2,
+        f"{escalation}.unit": 2,
+        "R7.case.c1.unfiled": 1,
+    }
+    assert q.triggers() == w.folds().triggers()
+
+
+def test_a_principal_leader_removed_from_post_before_a_case_became_major_is_not_held_to_account_for_it(
+    world: World,
+) -> None:
+    # R4 holds the principal leader in post to account; one removed from post before (调离) is out of post, as the
+    # ledger has it elsewhere (no petition ownership, no monthly reception owed).
+    w = world
+    w.do("register_person", "旧镇长", "kz", Post.PRINCIPAL_LEADER, person_id="old-head", when="2024-01-01")
+    w.do("report_misconduct", "old-head", MisconductKind.DERELICTION, "群众", "失职", when="2024-01-10")
+    w.do("record_finding", "old-head", "r1", True, when="2024-01-20")
+    w.do("register_person", "新镇长", "kz", Post.PRINCIPAL_LEADER, person_id="new-head", when="2024-02-01")
+    major_case(w, "c1", "kz", "2024-03-01")
+    major_case(w, "c2", "kz", "2024-04-01")
+    w.do("remove_from_post", "old-head", when="2024-03-15")
+    q = w.queries()
+    ids = {t["id"] for t in q.triggers() if t["rule"] == "R4" and "person_id" in t["subject"]}
+    assert ids == {"R4.case.c1.old-head", "R4.case.c1.new-head", "R4.case.c2.new-head"}
+    assert q.triggers() == w.folds().triggers()
+    past = at("2024-03-10")
+    assert [t["id"] for t in q.triggers(as_of=past) if t["id"].startswith("R4.case.c1.")] == [
+        "R4.case.c1.new-head",
+        "R4.case.c1.old-head",
+    ]
+
+
+def test_a_leader_removed_at_the_very_start_of_a_month_owes_no_reception_for_it(world: World) -> None:
+    # R17: a month counts while the leader is in post in it; removed at its first instant, they never were.
+    w = world
+    w.do("register_person", "镇长", "ys", Post.PRINCIPAL_LEADER, person_id="ys-head", when="2024-01-01")
+    w.do("report_misconduct", "ys-head", MisconductKind.DERELICTION, "群众", "失职", when="2024-01-10")
+    w.do("record_finding", "ys-head", "r1", True, when="2024-01-20")
+    w.do("hold_reception", "ys-head", "村委会", when="2024-01-15")
+    w.do("remove_from_post", "ys-head", when="2024-02-01")
+    q = w.queries()
+    row = by_unit(q.scores(2024, as_of=at("2024-06-01")))["ys"]
+    assert indicators(row, "missed_reception") == []
+    assert row == by_unit(w.folds().scores(2024, as_of=at("2024-06-01")))["ys"]
