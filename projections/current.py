@@ -81,8 +81,10 @@ SELF_DATED = {
 #: The rows' format: a view without this marker, or with another number (derived by an older engine), is derived
 #: afresh once, and past questions fold until it is. Stored as the ``at`` of the row ``FORMAT_ROW``. 3: span rows,
 #: and an officer's commendations ranked by the officer's position alone; 4: a petition's span ends at its last event;
-#: 5: a case's span is a kind apart, and beside each quota and R4 row what dates its figures (:data:`DATED`).
-FORMAT = 5
+#: 5: a case's span is a kind apart, and beside each quota and R4 row what dates its figures (:data:`DATED`); 6: every
+#: trigger names its policy version (R20), and R7 is answered by a removal before the finding. A new number also
+#: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
+FORMAT = 6
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.

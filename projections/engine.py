@@ -232,6 +232,10 @@ def derive_current(db: Db) -> int:
         db.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?", (target, CURRENT))
         if touched is None:
             current.mark_formatted(db)
+            # The reports kept were folded by the engine that derived the view before (or by none, after a rebuild):
+            # an older engine's rules may have counted otherwise, so each is issued again.
+            db.execute(f"DELETE FROM {ISSUED}")
+            db.execute(f"DELETE FROM {RUNNING}")
             # Again, under the lock: a second worker that began this range late may have dropped them meanwhile.
             for statement in current.lookups():
                 db.execute(statement)

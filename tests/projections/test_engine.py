@@ -168,19 +168,27 @@ def test_a_view_derived_by_an_older_engine_is_derived_afresh_by_the_next_worker_
     world: World,
 ) -> None:
     """现状视图 in an older format (an upgrade): the next catch-up derives it afresh, new facts or none, so past
-    questions read it again rather than folding until the next command."""
+    questions read it again rather than folding until the next command; and the reports kept, folded by the older
+    engine, are issued again."""
+    from projections import reports
+    from projections.catalog import ISSUED
+
     populate(world, 4)
     engine.catch_up(world.url)
     rows = dump(world.url)[current.TABLE]
     db = Db(world.url)
     try:
+        reports.keep(db, "monthly", "2024-01", 1, reports.Kept(b'{"old": "engine"}', b"{}"))
         db.execute(f"UPDATE {current.TABLE} SET at = ? WHERE uuid = ?", (current.FORMAT - 1, current.FORMAT_ROW))
         db.execute(f"DELETE FROM {current.TABLE} WHERE kind = 'quota'")  # rows an older engine kept otherwise
         assert not current.formatted(db)
         engine.catch_up(world.url)
         assert current.formatted(db)
         assert dump(world.url)[current.TABLE] == rows
+        assert db.query(f"SELECT * FROM {ISSUED}") == []
+        reports.keep(db, "monthly", "2024-01", 1, reports.Kept(b'{"this": "engine"}', b"{}"))
         assert engine.derive_current(db) == 0  # once
+        assert len(db.query(f"SELECT * FROM {ISSUED}")) == 1  # and reports kept since stay
     finally:
         db.close()
 
