@@ -14,13 +14,18 @@ from eventsourcing.utils import get_topic
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from api import projections_link
+from api.auth import Principal
 from api.deps import AuthorizedDep, LedgerDep
-from api.problems import INTEGRITY_FAULT, InvalidParameter, located
+from api.problems import INTEGRITY_FAULT, InvalidParameter, ProblemError, located
 from audit import service
 from audit.history import history
-from domain.access import AccessLog
-from domain.base import record_uuid
+from domain.access import AccessGrant, AccessLog
+from domain.agreements import AccountabilityDecision, TargetAgreement
+from domain.application import Ledger, record_class
+from domain.base import Record, record_uuid, unit_of
 from domain.errors import RecordNotFound
+from domain.policy import Policy
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Position = Annotated[int, Query(ge=1, le=10**12)]
@@ -80,14 +85,52 @@ class AccessLogList(BaseModel):
     items: list[PersonalDataReadPublic]
 
 
+def within_territory(request: Request, ledger: Ledger, principal: Principal, kind: str, record_id: str) -> bool:
+    """Whether the token may see this record's audit trail: exactly when it may read the record itself (属地管理).
+
+    Each kind answers as its own read route does (``GET /v1/{kind}s/{id}``): a unit, person, case or petition by its
+    unit; an agreement by either party; the city-wide policy to every token; a token's grant only if all its units
+    are covered; a decision by its trigger's subject. An unknown kind is 422, a record never recorded 404."""
+    if not principal.bound:
+        return True
+    with located(kind="query", id="query"):
+        record = ledger.get(record_class(kind), record_id)
+    return _covers_record(request, ledger, principal, record)
+
+
+def _covers_record(request: Request, ledger: Ledger, principal: Principal, record: Record) -> bool:
+    if isinstance(record, Policy):
+        return True
+    if isinstance(record, TargetAgreement):
+        parties = (record.issuer_unit_id, record.responsible_unit_id)
+        return any(principal.covers(ledger, unit_id) for unit_id in parties)
+    if isinstance(record, AccessGrant):
+        return bool(record.unit_ids) and all(principal.covers(ledger, unit_id) for unit_id in record.unit_ids)
+    if isinstance(record, AccountabilityDecision):
+        with projections_link.queries(request.app.state) as queries:
+            trigger = queries.trigger(record.trigger_id) or {}
+        return principal.covers(ledger, (trigger.get("subject") or {}).get("unit_id"))
+    return principal.covers(ledger, unit_of(record))
+
+
+def require_record_territory(request: Request, ledger: Ledger, principal: Principal, kind: str, record_id: str) -> None:
+    """403 unless the token may read this record (:func:`within_territory`); 404 if there is none."""
+    if not within_territory(request, ledger, principal, kind, record_id):
+        units = ", ".join(principal.unit_ids)
+        raise ProblemError(403, f"{kind} {record_id} lies outside this token's units ({units})")
+
+
 @router.get("/events", response_model=AuditEvents)
 def record_events(
+    request: Request,
     ledger: LedgerDep,
-    _: AuthorizedDep,
+    principal: AuthorizedDep,
     kind: Annotated[str, Query(max_length=32)],
     id: Annotated[str, Query(max_length=64)],
 ) -> AuditEvents:
-    """A record's events in order, each with its log position and chain hash; personal fields stay sealed."""
+    """A record's events in order, each with its log position and chain hash; personal fields stay sealed. A
+    unit-bound token sees only the events of records it may read (属地管理): 403 for another territory's."""
+    require_record_territory(request, ledger, principal, kind, id)
     with located(kind="query", id="query"):
         events = history(ledger, kind, id)
     return AuditEvents(items=[AuditEvent.model_validate(e) for e in events])
