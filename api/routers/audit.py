@@ -8,9 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Annotated, Any
-from uuid import UUID
 
-from eventsourcing.utils import get_topic
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -18,12 +16,11 @@ from api import projections_link
 from api.auth import Principal
 from api.deps import AuthorizedDep, LedgerDep
 from api.problems import INTEGRITY_FAULT, InvalidParameter, ProblemError, located
-from audit import service
-from audit.history import history
-from domain.access import AccessGrant, AccessLog
+from audit import history, service
+from domain.access import AccessGrant
 from domain.agreements import AccountabilityDecision, TargetAgreement
 from domain.application import Ledger, record_class
-from domain.base import Record, record_uuid, unit_of
+from domain.base import Record, unit_of
 from domain.errors import RecordNotFound
 from domain.policy import Policy
 
@@ -83,6 +80,9 @@ class PersonalDataReadPublic(BaseModel):
 
 class AccessLogList(BaseModel):
     items: list[PersonalDataReadPublic]
+    next_before: int | None = Field(
+        default=None, description="the oldest position on this full page: pass it as `before` for the page before"
+    )
 
 
 def within_territory(request: Request, ledger: Ledger, principal: Principal, kind: str, record_id: str) -> bool:
@@ -132,7 +132,7 @@ def record_events(
     unit-bound token sees only the events of records it may read (属地管理): 403 for another territory's."""
     require_record_territory(request, ledger, principal, kind, id)
     with located(kind="query", id="query"):
-        events = history(ledger, kind, id)
+        events = history.history(ledger, kind, id)
     return AuditEvents(items=[AuditEvent.model_validate(e) for e in events])
 
 
@@ -200,41 +200,22 @@ def late_entries(
 
 @router.get("/access-log", response_model=AccessLogList)
 def access_log(
+    request: Request,
     ledger: LedgerDep,
-    _: AuthorizedDep,
+    principal: AuthorizedDep,
     kind: Annotated[str | None, Query(max_length=32)] = None,
     id: Annotated[str | None, Query(max_length=64)] = None,
+    before: Annotated[int | None, Query(ge=1, le=10**12, description="log position to continue before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> AccessLogList:
-    """Who read whose personal data, when and why (个人信息查阅记录); one record's, or the latest."""
-    events: list[tuple[int | None, Any]]
+    """Who read whose personal data, when and why (个人信息查阅记录); one record's, or the latest before `before`,
+    oldest first. A unit-bound token sees only reads of records it may read (属地管理): one record's outside its
+    territory is 403, as its events are; the latest are those within it, a page still filled up to `limit`."""
     if kind and id:
-        record_events = ledger.events.get(record_uuid(AccessLog.KIND, f"{kind}.{id}"))
-        events = [(None, e) for e in record_events if isinstance(e, AccessLog.PersonalDataRead)]
-    else:
-        topic = get_topic(AccessLog.PersonalDataRead)
-        head = ledger.recorder.max_notification_id() or 0
-        notifications = ledger.recorder.select_notifications(
-            start=max(head - 50 * limit, 1), limit=50 * limit, topics=[topic]
-        )
-        events = [(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
-    owners: dict[UUID, tuple[str, str]] = {}
-    items: list[PersonalDataReadPublic] = []
-    for position, event in events[-limit:]:
-        if event.originator_id not in owners:
-            log_id: str = ledger.repository.get(event.originator_id).record_id
-            owner_kind, _dot, owner_id = log_id.partition(".")
-            owners[event.originator_id] = (owner_kind, owner_id)
-        owner_kind, owner_id = owners[event.originator_id]
-        items.append(
-            PersonalDataReadPublic(
-                position=position,
-                kind=owner_kind,
-                id=owner_id,
-                fields=list(getattr(event, "fields", [])),
-                purpose=str(getattr(event, "purpose", "")),
-                actor=str(getattr(event, "actor", "")),
-                read_at=event.timestamp,
-            )
-        )
-    return AccessLogList(items=items)
+        require_record_territory(request, ledger, principal, kind, id)
+        reads = history.personal_data_reads_of(ledger, kind, id, limit)
+        return AccessLogList(items=[PersonalDataReadPublic.model_validate(r) for r in reads], next_before=None)
+    within = partial(within_territory, request, ledger, principal) if principal.bound else None
+    reads = history.personal_data_reads(ledger, limit, before, within)
+    next_before = reads[0]["position"] if len(reads) == limit else None
+    return AccessLogList(items=[PersonalDataReadPublic.model_validate(r) for r in reads], next_before=next_before)

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.auth import issue_token
 from api.permissions import MATRIX
+from audit import history
 from domain.application import Ledger
 from domain.vocabulary import DecisionOutcome, MisconductKind, Role
 from projections.engine import catch_up
@@ -187,6 +188,53 @@ def test_a_bound_auditor_reads_a_decisions_events_only_within_its_triggers_terri
     d2_auditor = issue_token(ledger, "auditor-d2", Role.AUDITOR, ["d2"], actor="setup")
     assert events_status(client, d1_auditor, "decision", trigger_id) == 200  # officer1 serves in t1, under d1
     assert events_status(client, d2_auditor, "decision", trigger_id) == 403
+
+
+def access_rows(client: TestClient, token: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """Every read of personal data the token sees, page by page from the newest, in log order."""
+    rows: list[dict[str, Any]] = []
+    before: int | None = None
+    while True:
+        params = {"limit": limit} if before is None else {"limit": limit, "before": before}
+        page = client.get("/v1/audit/access-log", params=params, headers=auth(token)).json()
+        rows = page["items"] + rows
+        before = page["next_before"]
+        if before is None:
+            return rows
+
+
+def test_a_bound_auditor_sees_only_reads_of_its_territorys_records_page_by_page(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Who read whose personal data (个人信息查阅记录) names the records read, so a unit-bound auditor sees only reads
+    of records it may read (属地管理), and one record's outside its territory is refused as its events are (403). A
+    page still fills up to its limit however many other reads lie between (the scan's first window is cut to one
+    position per read here, so it has to reach further back)."""
+    monkeypatch.setattr(history, "READS_WINDOW_PER_READ", 1)
+    clerk = auth(tokens["clerk"])
+    for petition_id, unit_id in (("x1", "t1"), ("x2", "d2"), ("x3", "t1")):
+        client.post("/v1/petitions", json=petition_body(id=petition_id, unit_id=unit_id), headers=clerk)
+    order = ["x1", "x3", "x2", "x2", "x2", "x1", "x2", "x2"]
+    for petition_id in order:
+        client.get(f"/v1/petitions/{petition_id}", params={"purpose": "回访联系"}, headers=clerk)
+    supervisor = auth(tokens["supervisor"])
+    reported = {"kind": "taking", "reporter": "举报人甲", "detail": "收受礼金"}
+    client.post("/v1/people/officer2/misconduct-reports", json=reported, headers=supervisor)
+    client.get("/v1/people/officer2", headers=supervisor)  # a reporter's name read, in d2
+
+    everything = access_rows(client, tokens["auditor"])
+    assert [(r["kind"], r["id"]) for r in everything] == [("petition", p) for p in order] + [("person", "officer2")]
+    assert access_rows(client, tokens["auditor"], limit=2) == everything
+    d1_auditor = issue_token(ledger, "auditor-d1", Role.AUDITOR, ["d1"], actor="setup")
+    seen = access_rows(client, d1_auditor)
+    assert [r["position"] for r in seen] == [r["position"] for r in everything if r["id"] in ("x1", "x3")]
+    assert access_rows(client, d1_auditor, limit=1) == seen == access_rows(client, d1_auditor, limit=2)
+
+    one = {"kind": "petition", "id": "x2"}
+    assert client.get("/v1/audit/access-log", params=one, headers=auth(d1_auditor)).status_code == 403
+    one = {"kind": "petition", "id": "x1"}
+    reads = client.get("/v1/audit/access-log", params=one, headers=auth(d1_auditor)).json()["items"]
+    assert [(r["actor"], r["purpose"]) for r in reads] == [("clerk-1", "回访联系")] * 2
 
 
 def test_a_token_lifetime_is_bounded(ledger: Ledger, client: TestClient, tokens: dict[str, str]) -> None:
