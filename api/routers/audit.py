@@ -163,6 +163,21 @@ def consistency_proof(request: Request, _: AuthorizedDep, first: Position, secon
     return service.consistency_proof(request.app.state.url, first, second)
 
 
+def refuse_bundle_to_bound(principal: Principal) -> None:
+    """403 for a unit-bound token (属地管理): a bundle is checked offline only whole — every event of the range in
+    the hash chain and the Merkle tree its checkpoints sign, and the city's stated figures recomputed from those
+    events — so it holds every territory's records, and one cut to a territory would no longer verify. A bound
+    auditor checks its own records' events (`/events`, each with its chain hash) against a signed checkpoint
+    (`/checkpoints/latest`, `/proofs/inclusion`) instead."""
+    if principal.bound:
+        raise ProblemError(
+            403,
+            "an audit bundle holds every territory's events (it verifies only whole), so a token bound to units "
+            f"({', '.join(principal.unit_ids)}) cannot export one: read your records' events at /v1/audit/events and "
+            "check them against /v1/audit/checkpoints/latest with /v1/audit/proofs/inclusion",
+        )
+
+
 @router.get(
     "/export",
     response_class=Response,
@@ -170,12 +185,14 @@ def consistency_proof(request: Request, _: AuthorizedDep, first: Position, secon
 )
 def export(
     request: Request,
-    _: AuthorizedDep,
+    principal: AuthorizedDep,
     start: Annotated[int | None, Query(alias="from", ge=1, le=10**12)] = None,
     stop: Annotated[int | None, Query(alias="to", ge=1, le=10**12)] = None,
 ) -> Response:
     """The same self-contained audit bundle as `ledger export` (JSON Lines), refused as it refuses: nothing is sent
-    from a store that fails its check in the range (500, naming the first bad position)."""
+    from a store that fails its check in the range (500, naming the first bad position). A city-wide token's only:
+    see :func:`refuse_bundle_to_bound`."""
+    refuse_bundle_to_bound(principal)
     return Response(service.export_bytes(request.app.state.url, start, stop), media_type=NDJSON)
 
 
