@@ -15,9 +15,11 @@ from uuid import UUID
 
 from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from audit.bundle import offline_decoder
 from audit.db import AuditDB, as_bytes
+from domain.access import AccessLog
 from domain.application import Ledger, record_class
 from domain.base import check_id, record_uuid, unit_of
 from domain.errors import RecordNotFound
@@ -135,6 +137,79 @@ class _Records:
         return owners
 
 
+#: Log positions a scan for personal-data reads covers at first, per read asked for; the window doubles, up to
+#: ``READS_WINDOW_MAX``, while reads are sparse.
+READS_WINDOW_PER_READ = 50
+READS_WINDOW_MAX = 100_000
+
+
+def personal_data_reads(
+    ledger: Ledger,
+    limit: int = 200,
+    before: int | None = None,
+    within: Callable[[str, str], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """The latest ``limit`` reads of personal data (个人信息查阅记录) before log position ``before``, oldest first, each
+    naming the record read (``kind``, ``id``). With ``within``, only reads of records it accepts (by kind and id: a
+    unit-bound token's territory, 属地管理) count towards ``limit``.
+
+    Reads are one topic among every event, so the log is read backwards in windows of positions, widening while they
+    are sparse, until ``limit`` reads are found or the log's start is reached: a page holds the latest reads however
+    far back they lie, not only those among the newest positions."""
+    topic = get_topic(AccessLog.PersonalDataRead)
+    stop = before - 1 if before is not None else ledger.recorder.max_notification_id() or 0
+    window = READS_WINDOW_PER_READ * limit
+    owners = _ReadRecords(ledger, within)
+    found: list[dict[str, Any]] = []
+    while stop >= 1 and len(found) < limit:
+        start = max(stop - window + 1, 1)
+        rows = ledger.recorder.select_notifications(start=start, limit=window, stop=stop, topics=[topic])
+        kept = [(n, owner) for n in rows if (owner := owners.of(n.originator_id)) is not None]
+        newest = kept[-(limit - len(found)) :]
+        found = [_read(n.id, owner, ledger.mapper.to_domain_event(n)) for n, owner in newest] + found
+        stop, window = start - 1, min(2 * window, READS_WINDOW_MAX)
+    return found
+
+
+def personal_data_reads_of(ledger: Ledger, kind: str, record_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The latest ``limit`` reads of one record's personal data, oldest first (its access log's own events)."""
+    events = ledger.events.get(record_uuid(AccessLog.KIND, f"{kind}.{record_id}"))
+    reads = [e for e in events if isinstance(e, AccessLog.PersonalDataRead)]
+    return [_read(None, (kind, record_id), e) for e in reads[-limit:]]
+
+
+def _read(position: int | None, record: tuple[str, str], event: Any) -> dict[str, Any]:
+    """One read of personal data as the access log shows it: where, whose, which fields, why, who, when."""
+    kind, record_id = record
+    return {
+        "position": position,
+        "kind": kind,
+        "id": record_id,
+        "fields": list(getattr(event, "fields", [])),
+        "purpose": str(getattr(event, "purpose", "")),
+        "actor": str(getattr(event, "actor", "")),
+        "read_at": event.timestamp,
+    }
+
+
+class _ReadRecords:
+    """The record each access log is about (kind, id), or None where ``within`` refuses it; each found once."""
+
+    def __init__(self, ledger: Ledger, within: Callable[[str, str], bool] | None) -> None:
+        self._ledger = ledger
+        self._within = within
+        self._records: dict[UUID, tuple[str, str] | None] = {}
+
+    def of(self, stored_id: UUID | str) -> tuple[str, str] | None:
+        originator_id = stored_id if isinstance(stored_id, UUID) else UUID(stored_id)
+        if originator_id not in self._records:
+            log_id: str = self._ledger.repository.get(originator_id).record_id
+            kind, _dot, record_id = log_id.partition(".")
+            accepted = self._within is None or self._within(kind, record_id)
+            self._records[originator_id] = (kind, record_id) if accepted else None
+        return self._records[originator_id]
+
+
 def iso_duration(delta: timedelta) -> str:
     """ISO 8601 duration, days and time (``P7DT3H``); whole seconds."""
     seconds = int(delta.total_seconds())
@@ -190,4 +265,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["describe", "history", "iso_duration", "late_entries"]
+__all__ = ["describe", "history", "iso_duration", "late_entries", "personal_data_reads", "personal_data_reads_of"]

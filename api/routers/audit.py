@@ -8,19 +8,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Annotated, Any
-from uuid import UUID
 
-from eventsourcing.utils import get_topic
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from api import projections_link
+from api.auth import Principal
 from api.deps import AuthorizedDep, LedgerDep
-from api.problems import INTEGRITY_FAULT, InvalidParameter, located
-from audit import service
-from audit.history import history
-from domain.access import AccessLog
-from domain.base import record_uuid
+from api.problems import INTEGRITY_FAULT, InvalidParameter, ProblemError, located
+from audit import history, service
+from domain.access import AccessGrant
+from domain.agreements import AccountabilityDecision, TargetAgreement
+from domain.application import Ledger, record_class
+from domain.base import Record, unit_of
 from domain.errors import RecordNotFound
+from domain.policy import Policy
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Position = Annotated[int, Query(ge=1, le=10**12)]
@@ -78,18 +80,59 @@ class PersonalDataReadPublic(BaseModel):
 
 class AccessLogList(BaseModel):
     items: list[PersonalDataReadPublic]
+    next_before: int | None = Field(
+        default=None, description="the oldest position on this full page: pass it as `before` for the page before"
+    )
+
+
+def within_territory(request: Request, ledger: Ledger, principal: Principal, kind: str, record_id: str) -> bool:
+    """Whether the token may see this record's audit trail: exactly when it may read the record itself (属地管理).
+
+    Each kind answers as its own read route does (``GET /v1/{kind}s/{id}``): a unit, person, case or petition by its
+    unit; an agreement by either party; the city-wide policy to every token; a token's grant only if all its units
+    are covered; a decision by its trigger's subject. An unknown kind is 422, a record never recorded 404."""
+    if not principal.bound:
+        return True
+    with located(kind="query", id="query"):
+        record = ledger.get(record_class(kind), record_id)
+    return _covers_record(request, ledger, principal, record)
+
+
+def _covers_record(request: Request, ledger: Ledger, principal: Principal, record: Record) -> bool:
+    if isinstance(record, Policy):
+        return True
+    if isinstance(record, TargetAgreement):
+        parties = (record.issuer_unit_id, record.responsible_unit_id)
+        return any(principal.covers(ledger, unit_id) for unit_id in parties)
+    if isinstance(record, AccessGrant):
+        return bool(record.unit_ids) and all(principal.covers(ledger, unit_id) for unit_id in record.unit_ids)
+    if isinstance(record, AccountabilityDecision):
+        with projections_link.queries(request.app.state) as queries:
+            trigger = queries.trigger(record.trigger_id) or {}
+        return principal.covers(ledger, (trigger.get("subject") or {}).get("unit_id"))
+    return principal.covers(ledger, unit_of(record))
+
+
+def require_record_territory(request: Request, ledger: Ledger, principal: Principal, kind: str, record_id: str) -> None:
+    """403 unless the token may read this record (:func:`within_territory`); 404 if there is none."""
+    if not within_territory(request, ledger, principal, kind, record_id):
+        units = ", ".join(principal.unit_ids)
+        raise ProblemError(403, f"{kind} {record_id} lies outside this token's units ({units})")
 
 
 @router.get("/events", response_model=AuditEvents)
 def record_events(
+    request: Request,
     ledger: LedgerDep,
-    _: AuthorizedDep,
+    principal: AuthorizedDep,
     kind: Annotated[str, Query(max_length=32)],
     id: Annotated[str, Query(max_length=64)],
 ) -> AuditEvents:
-    """A record's events in order, each with its log position and chain hash; personal fields stay sealed."""
+    """A record's events in order, each with its log position and chain hash; personal fields stay sealed. A
+    unit-bound token sees only the events of records it may read (属地管理): 403 for another territory's."""
+    require_record_territory(request, ledger, principal, kind, id)
     with located(kind="query", id="query"):
-        events = history(ledger, kind, id)
+        events = history.history(ledger, kind, id)
     return AuditEvents(items=[AuditEvent.model_validate(e) for e in events])
 
 
@@ -120,6 +163,21 @@ def consistency_proof(request: Request, _: AuthorizedDep, first: Position, secon
     return service.consistency_proof(request.app.state.url, first, second)
 
 
+def refuse_bundle_to_bound(principal: Principal) -> None:
+    """403 for a unit-bound token (属地管理): a bundle is checked offline only whole — every event of the range in
+    the hash chain and the Merkle tree its checkpoints sign, and the city's stated figures recomputed from those
+    events — so it holds every territory's records, and one cut to a territory would no longer verify. A bound
+    auditor checks its own records' events (`/events`, each with its chain hash) against a signed checkpoint
+    (`/checkpoints/latest`, `/proofs/inclusion`) instead."""
+    if principal.bound:
+        raise ProblemError(
+            403,
+            "an audit bundle holds every territory's events (it verifies only whole), so a token bound to units "
+            f"({', '.join(principal.unit_ids)}) cannot export one: read your records' events at /v1/audit/events and "
+            "check them against /v1/audit/checkpoints/latest with /v1/audit/proofs/inclusion",
+        )
+
+
 @router.get(
     "/export",
     response_class=Response,
@@ -127,12 +185,14 @@ def consistency_proof(request: Request, _: AuthorizedDep, first: Position, secon
 )
 def export(
     request: Request,
-    _: AuthorizedDep,
+    principal: AuthorizedDep,
     start: Annotated[int | None, Query(alias="from", ge=1, le=10**12)] = None,
     stop: Annotated[int | None, Query(alias="to", ge=1, le=10**12)] = None,
 ) -> Response:
     """The same self-contained audit bundle as `ledger export` (JSON Lines), refused as it refuses: nothing is sent
-    from a store that fails its check in the range (500, naming the first bad position)."""
+    from a store that fails its check in the range (500, naming the first bad position). A city-wide token's only:
+    see :func:`refuse_bundle_to_bound`."""
+    refuse_bundle_to_bound(principal)
     return Response(service.export_bytes(request.app.state.url, start, stop), media_type=NDJSON)
 
 
@@ -157,41 +217,22 @@ def late_entries(
 
 @router.get("/access-log", response_model=AccessLogList)
 def access_log(
+    request: Request,
     ledger: LedgerDep,
-    _: AuthorizedDep,
+    principal: AuthorizedDep,
     kind: Annotated[str | None, Query(max_length=32)] = None,
     id: Annotated[str | None, Query(max_length=64)] = None,
+    before: Annotated[int | None, Query(ge=1, le=10**12, description="log position to continue before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> AccessLogList:
-    """Who read whose personal data, when and why (个人信息查阅记录); one record's, or the latest."""
-    events: list[tuple[int | None, Any]]
+    """Who read whose personal data, when and why (个人信息查阅记录); one record's, or the latest before `before`,
+    oldest first. A unit-bound token sees only reads of records it may read (属地管理): one record's outside its
+    territory is 403, as its events are; the latest are those within it, a page still filled up to `limit`."""
     if kind and id:
-        record_events = ledger.events.get(record_uuid(AccessLog.KIND, f"{kind}.{id}"))
-        events = [(None, e) for e in record_events if isinstance(e, AccessLog.PersonalDataRead)]
-    else:
-        topic = get_topic(AccessLog.PersonalDataRead)
-        head = ledger.recorder.max_notification_id() or 0
-        notifications = ledger.recorder.select_notifications(
-            start=max(head - 50 * limit, 1), limit=50 * limit, topics=[topic]
-        )
-        events = [(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
-    owners: dict[UUID, tuple[str, str]] = {}
-    items: list[PersonalDataReadPublic] = []
-    for position, event in events[-limit:]:
-        if event.originator_id not in owners:
-            log_id: str = ledger.repository.get(event.originator_id).record_id
-            owner_kind, _dot, owner_id = log_id.partition(".")
-            owners[event.originator_id] = (owner_kind, owner_id)
-        owner_kind, owner_id = owners[event.originator_id]
-        items.append(
-            PersonalDataReadPublic(
-                position=position,
-                kind=owner_kind,
-                id=owner_id,
-                fields=list(getattr(event, "fields", [])),
-                purpose=str(getattr(event, "purpose", "")),
-                actor=str(getattr(event, "actor", "")),
-                read_at=event.timestamp,
-            )
-        )
-    return AccessLogList(items=items)
+        require_record_territory(request, ledger, principal, kind, id)
+        reads = history.personal_data_reads_of(ledger, kind, id, limit)
+        return AccessLogList(items=[PersonalDataReadPublic.model_validate(r) for r in reads], next_before=None)
+    within = partial(within_territory, request, ledger, principal) if principal.bound else None
+    reads = history.personal_data_reads(ledger, limit, before, within)
+    next_before = reads[0]["position"] if len(reads) == limit else None
+    return AccessLogList(items=[PersonalDataReadPublic.model_validate(r) for r in reads], next_before=next_before)

@@ -10,8 +10,10 @@ from fastapi.testclient import TestClient
 
 from api.auth import issue_token
 from api.permissions import MATRIX
+from audit import history
 from domain.application import Ledger
-from domain.vocabulary import Role
+from domain.vocabulary import DecisionOutcome, MisconductKind, Role
+from projections.engine import catch_up
 from tests.api.conftest import auth, petition_body
 
 
@@ -144,6 +146,95 @@ def test_late_entries_name_their_unit_and_a_bound_auditor_sees_only_its_territor
     assert {(r["kind"], r["record_id"]) for r in seen} == {("unit", "d2"), ("person", "officer2"), ("petition", "x1")}
     assert [r["position"] for r in seen] == [r["position"] for r in rows if r["unit_id"] == "d2"]
     assert late_rows(client, d2_auditor, limit=1) == seen
+
+
+def events_status(client: TestClient, token: str, kind: str, record_id: str) -> int:
+    """The status a token gets asking for a record's events (审计记录)."""
+    return client.get("/v1/audit/events", params={"kind": kind, "id": record_id}, headers=auth(token)).status_code
+
+
+def test_a_bound_auditor_reads_the_events_only_of_records_it_may_read(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    """A record's events show what it holds (who acted, what was recorded), so a unit-bound auditor is refused another
+    territory's records as GET /v1/cases/{id} refuses them: 403, and 404 for a record never recorded (属地管理)."""
+    client.post("/v1/petitions", json=petition_body(id="x1"), headers=auth(tokens["clerk"]))  # in t1, under d1
+    ledger.sign_agreement(2024, "laiwu", "d2", actor="setup")
+    d1_auditor = issue_token(ledger, "auditor-d1", Role.AUDITOR, ["d1"], actor="setup")
+    d2_grant = issue_token(ledger, "clerk-d2", Role.CLERK, ["d2"], actor="setup").partition(".")[0]
+
+    readable = [("petition", "x1"), ("person", "officer1"), ("unit", "t1"), ("policy", "bureau")]
+    refused = [("person", "officer2"), ("unit", "d2"), ("unit", "laiwu"), ("agreement", "2024.laiwu.d2")]
+    refused += [("grant", d2_grant), ("grant", tokens["clerk"].partition(".")[0])]  # d2's, and a city-wide grant
+    assert [events_status(client, d1_auditor, *r) for r in readable] == [200] * len(readable)
+    assert [events_status(client, d1_auditor, *r) for r in refused] == [403] * len(refused)
+    assert events_status(client, d1_auditor, "petition", "nope") == 404
+    everything = readable + refused
+    assert [events_status(client, tokens["auditor"], *r) for r in everything] == [200] * len(everything)  # city-wide
+    d2_auditor = issue_token(ledger, "auditor-d2", Role.AUDITOR, ["d2"], actor="setup")
+    assert events_status(client, d2_auditor, "agreement", "2024.laiwu.d2") == 200  # its responsible party
+
+
+def test_a_bound_auditor_reads_a_decisions_events_only_within_its_triggers_territory(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger, store_url: str
+) -> None:
+    """A decision (问责决定) is its trigger's, as GET /v1/triggers/{id} decides: within the subject's unit."""
+    receipt = ledger.report_misconduct("officer1", MisconductKind.TAKING, "举报人甲", "收受礼金", actor="setup")
+    ledger.record_finding("officer1", receipt.extra["report_id"], True, actor="setup")
+    trigger_id = f"R7.person.officer1.{receipt.extra['report_id']}"
+    ledger.decide_trigger(trigger_id, "R7", DecisionOutcome.WARNING, "先警告", actor="setup")
+    catch_up(store_url)
+    d1_auditor = issue_token(ledger, "auditor-d1", Role.AUDITOR, ["d1"], actor="setup")
+    d2_auditor = issue_token(ledger, "auditor-d2", Role.AUDITOR, ["d2"], actor="setup")
+    assert events_status(client, d1_auditor, "decision", trigger_id) == 200  # officer1 serves in t1, under d1
+    assert events_status(client, d2_auditor, "decision", trigger_id) == 403
+
+
+def access_rows(client: TestClient, token: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """Every read of personal data the token sees, page by page from the newest, in log order."""
+    rows: list[dict[str, Any]] = []
+    before: int | None = None
+    while True:
+        params = {"limit": limit} if before is None else {"limit": limit, "before": before}
+        page = client.get("/v1/audit/access-log", params=params, headers=auth(token)).json()
+        rows = page["items"] + rows
+        before = page["next_before"]
+        if before is None:
+            return rows
+
+
+def test_a_bound_auditor_sees_only_reads_of_its_territorys_records_page_by_page(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Who read whose personal data (个人信息查阅记录) names the records read, so a unit-bound auditor sees only reads
+    of records it may read (属地管理), and one record's outside its territory is refused as its events are (403). A
+    page still fills up to its limit however many other reads lie between (the scan's first window is cut to one
+    position per read here, so it has to reach further back)."""
+    monkeypatch.setattr(history, "READS_WINDOW_PER_READ", 1)
+    clerk = auth(tokens["clerk"])
+    for petition_id, unit_id in (("x1", "t1"), ("x2", "d2"), ("x3", "t1")):
+        client.post("/v1/petitions", json=petition_body(id=petition_id, unit_id=unit_id), headers=clerk)
+    order = ["x1", "x3", "x2", "x2", "x2", "x1", "x2", "x2"]
+    for petition_id in order:
+        client.get(f"/v1/petitions/{petition_id}", params={"purpose": "回访联系"}, headers=clerk)
+    supervisor = auth(tokens["supervisor"])
+    reported = {"kind": "taking", "reporter": "举报人甲", "detail": "收受礼金"}
+    client.post("/v1/people/officer2/misconduct-reports", json=reported, headers=supervisor)
+    client.get("/v1/people/officer2", headers=supervisor)  # a reporter's name read, in d2
+
+    everything = access_rows(client, tokens["auditor"])
+    assert [(r["kind"], r["id"]) for r in everything] == [("petition", p) for p in order] + [("person", "officer2")]
+    assert access_rows(client, tokens["auditor"], limit=2) == everything
+    d1_auditor = issue_token(ledger, "auditor-d1", Role.AUDITOR, ["d1"], actor="setup")
+    seen = access_rows(client, d1_auditor)
+    assert [r["position"] for r in seen] == [r["position"] for r in everything if r["id"] in ("x1", "x3")]
+    assert access_rows(client, d1_auditor, limit=1) == seen == access_rows(client, d1_auditor, limit=2)
+
+    one = {"kind": "petition", "id": "x2"}
+    assert client.get("/v1/audit/access-log", params=one, headers=auth(d1_auditor)).status_code == 403
+    one = {"kind": "petition", "id": "x1"}
+    reads = client.get("/v1/audit/access-log", params=one, headers=auth(d1_auditor)).json()["items"]
+    assert [(r["actor"], r["purpose"]) for r in reads] == [("clerk-1", "回访联系")] * 2
 
 
 def test_a_token_lifetime_is_bounded(ledger: Ledger, client: TestClient, tokens: dict[str, str]) -> None:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from api.auth import issue_token
 from audit.bundle import verify_bundle
 from audit.checkpoints import ensure_signing_key
 from domain.application import Ledger
+from domain.vocabulary import Role
 from tests.api.conftest import auth
 from tests.api.test_errors import assert_problem
 from tests.test_cli import tamper_state
@@ -37,3 +39,15 @@ def test_the_export_is_a_checked_bundle_and_a_tampered_store_sends_none(
     (tmp_path / "before.jsonl").write_bytes(before.content)
     assert verify_bundle(tmp_path / "before.jsonl").ok
     assert ledger.recorder.max_notification_id() == head
+
+
+def test_a_unit_bound_auditor_exports_no_bundle(client: TestClient, tokens: dict[str, str], ledger: Ledger) -> None:
+    """A bundle verifies only whole (hash chain, Merkle tree, the city's figures recomputed), so it holds every
+    territory's events: a unit-bound auditor (属地管理) is refused it with a detail naming what it can check instead;
+    a city-wide auditor still gets it."""
+    ensure_signing_key()
+    d1_auditor = auth(issue_token(ledger, "auditor-d1", Role.AUDITOR, ["d1"], actor="setup"))
+    for asked in ({}, {"from": 1, "to": 2}):
+        problem = assert_problem(client.get("/v1/audit/export", params=asked, headers=d1_auditor), 403)
+        assert "bound to units (d1)" in problem["detail"] and "/v1/audit/proofs/inclusion" in problem["detail"]
+    assert client.get("/v1/audit/export", headers=auth(tokens["auditor"])).status_code == 200

@@ -1,4 +1,4 @@
-"""Specs of audit (审计): features/audit/ — R13 as known at issue, back-dating, the trail, integrity, roles."""
+"""Specs of audit (审计): features/audit/ — R13 as issued, back-dating, the trail, integrity, roles, territory."""
 
 from __future__ import annotations
 
@@ -126,6 +126,29 @@ def trail(ctx: World, petition: str, n: int, role: str, day: str) -> None:
     recorded = datetime.fromisoformat(event["recorded_at"])
     assert abs(datetime.now(UTC) - recorded) < timedelta(hours=1), event
     assert event["hash"], f"the event carries no chain hash: {event}"
+
+
+@given(parsers.parse('信访工作人员查看信访件 "{petition}" 的信访人'))
+def read_petitioner(ctx: World, petition: str) -> None:
+    """A read of personal data, which the access log keeps (个人信息查阅留痕)."""
+    answer = ctx.get("clerk", f"/v1/petitions/{ctx.known('petition', petition)}", {"purpose": "回访联系"})
+    assert answer["petitioner"], answer
+
+
+@then(parsers.parse('审计人员查看个人信息查阅记录, 其中只有信访件 "{petition}"'))
+def access_log_holds_only(ctx: World, petition: str) -> None:
+    reads = ctx.items("auditor", "/v1/audit/access-log", {"limit": 1000})
+    assert {(r["kind"], r["id"]) for r in reads} == {("petition", ctx.known("petition", petition))}, reads
+
+
+@when(parsers.parse('审计人员查看信访件 "{petition}" 的事件'))
+def ask_events(ctx: World, petition: str) -> None:
+    ctx.read("auditor", "/v1/audit/events", {"kind": "petition", "id": ctx.known("petition", petition)})
+
+
+@when("审计人员导出审计包")
+def ask_export(ctx: World) -> None:
+    ctx.read("auditor", "/v1/audit/export")
 
 
 @when("审计人员校验台账的完整性")
