@@ -29,9 +29,9 @@ from store.config import log_table
 
 #: The fact projections a report's fold reads (the unit tree and the policy are kept by ``history.structure``).
 FOLDED = ("cases", "petitions", "people", "accountability")
-#: The most fact rows kept in memory (about 600,000 rows at a million events, some hundreds of MB as Python
-#: objects); a larger history folds from the tables.
-LIMIT = 3_000_000
+#: The most fact rows kept in memory: 687,616 at a million events took 384-449 MB (bench.back_issue), so about 1.3 GB
+#: at this limit (some three million events); a larger history folds from the tables.
+LIMIT = 2_000_000
 
 
 @dataclass
