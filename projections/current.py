@@ -69,12 +69,12 @@ FOREVER_MICROS = micros(FOREVER)
 DEADLINE_INDICATORS = frozenset({"case_not_investigated", "overdue_petition"})
 #: Per fact projection, the event types that never change an item dated before them (each adds items at its own
 #: time, or decides one dated later): a record's later events of other types make it "live" (:func:`live`).
-#: Not here: a petition's extension (its deadline) and ownership (owners are found by log position, and a late
-#: entry can sit before an earlier-dated event); an officer's report (a finding's evidence) and removal (R7).
+#: Not here: a petition's extension (its deadline); an officer's report (a finding's evidence) and removal (R7). A
+#: petition's ownership is: an owner is the one who had taken it by the business time asked about.
 SELF_DATED = {
     "cases": frozenset({"filed", "declared_major", "supervised", "closed", "wrongful"}),
     "petitions": frozenset(
-        {"replied", "return_visit", "escalated", "nail_case", "nail_check", "ceased", "diverted", "closed"}
+        {"owned", "replied", "return_visit", "escalated", "nail_case", "nail_check", "ceased", "diverted", "closed"}
     ),
     "people": frozenset({"finding", "referred", "commended", "reception"}),
 }
@@ -82,7 +82,8 @@ SELF_DATED = {
 #: afresh once, and past questions fold until it is. Stored as the ``at`` of the row ``FORMAT_ROW``. 3: span rows,
 #: and an officer's commendations ranked by the officer's position alone; 4: a petition's span ends at its last event;
 #: 5: a case's span is a kind apart, and beside each quota and R4 row what dates its figures (:data:`DATED`); 6: every
-#: trigger names its policy version (R20), and R7 is answered by a removal before the finding. A new number also
+#: trigger names its policy version (R20), R7 is answered by a removal before the finding, and a petition's owner is
+#: whoever had taken it by business time (its ownership no longer revises what came before). A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
 FORMAT = 6
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
@@ -496,7 +497,6 @@ def triggers(k: Known, folded: Known | None = None, stale: Collection[int] = ())
             some, major = folded.case_triggers(case)
             found += some
             majors += major
-        folded.unread([p for p in folded.petitions if p.overdue])
         for p in folded.petitions:
             found += folded.petition_triggers(p)
         for person in folded.people.values():

@@ -94,15 +94,13 @@ class Facts:
             if rec.recorded_at <= known_at and rec.occurred_at <= as_of and (type_ is None or kind == type_)
         ]
 
-    def cut_events(
-        self, projection: str, as_of: int, known_at: int, types: Collection[str] | None, *, besides: bool = False
-    ) -> list[Ev]:
-        """The events known at ``known_at`` that happened by ``as_of``, in position order: of ``types`` (all when
-        None), or with ``besides`` of every other type."""
+    def cut_events(self, projection: str, as_of: int, known_at: int, types: Collection[str] | None) -> list[Ev]:
+        """The events known at ``known_at`` that happened by ``as_of``, of ``types`` (all when None), in position
+        order."""
         return [
             e
             for e in self.events[projection].rows
-            if e.recorded_at <= known_at and e.occurred_at <= as_of and (types is None or (e.type in types) != besides)
+            if e.recorded_at <= known_at and e.occurred_at <= as_of and (types is None or e.type in types)
         ]
 
 

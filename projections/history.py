@@ -114,8 +114,6 @@ class PetitionState:
     closed_at: int | None
     overdue: bool
     policy_version: int
-    #: (position, business time) of the events a limited fold did not read, once :meth:`Known.unread` ran.
-    unread: list[tuple[int, int]] = field(default_factory=list)
 
     def unit_at(self, at: int) -> str:
         """The unit answering for the petition at business time ``at`` (a diversion moves it from then on)."""
@@ -125,13 +123,26 @@ class PetitionState:
                 unit = e.data["to_unit_id"]
         return unit
 
-    def owner_at(self, position: int) -> str | None:
-        """The leader owning the petition just before the event at ``position`` (领导包案)."""
-        owner = None
+    def ownership_at(self, at: int, position: int | None = None) -> Ev | None:
+        """The ownership (领导包案) in force at business time ``at``: the last taken by then, by business time as every
+        number is (an ownership recorded late still dates from when it was taken). With ``position``, just before
+        the event there, which happened at ``at``: an ownership at the same instant counts if recorded before it."""
+        found = None
         for e in self.events:
-            if e.type == "owned" and e.position < position:
-                owner = e.data["leader_id"]
-        return owner
+            if (
+                e.type != "owned"
+                or e.occurred_at > at
+                or (e.occurred_at == at and position is not None and e.position > position)
+            ):
+                continue
+            if found is None or (e.occurred_at, e.position) > (found.occurred_at, found.position):
+                found = e
+        return found
+
+    def owner_at(self, at: int, position: int | None = None) -> str | None:
+        """The leader owning the petition at business time ``at`` (:meth:`ownership_at`)."""
+        owned = self.ownership_at(at, position)
+        return owned.data["leader_id"] if owned is not None else None
 
     @cached_property
     def flags(self) -> list[str]:
@@ -172,7 +183,7 @@ class PetitionState:
             "overdue": self.overdue,
             "closed_at": iso(self.closed_at) if self.closed_at is not None else None,
             "flags": self.flags,
-            "owner_id": self.owner_at(evs[-1].position + 1 if evs else self.rec.position + 1),
+            "owner_id": self.owner_at(max((e.occurred_at for e in evs), default=self.rec.occurred_at)),
             "escalations": [e.data["level"] for e in evs if e.type == "escalated"],
             "nail_checks": sorted({e.data["check"] for e in evs if e.type == "nail_check"}),
             "policy_version": self.policy_version,
@@ -242,8 +253,7 @@ SCORE_TYPES = {
     "petitions": ("closed", "diverted", "escalated", "extended"),
     "people": ("commended", "finding", "reception", "removed", "reported"),
 }
-#: The event types the triggers read (a score's, for R6, and owners, wrongful findings). An overdue petition's
-#: owner also depends on the positions of its other events (:func:`_position_at`): those are read bare.
+#: The event types the triggers read (a score's, for R6, and owners, wrongful findings).
 TRIGGER_TYPES = {
     **SCORE_TYPES,
     "cases": ("declared_major", "filed", "wrongful"),
@@ -737,30 +747,6 @@ class Known:
             petitions.append(state)
         return petitions
 
-    def unread(self, petitions: list[PetitionState]) -> None:
-        """Fill in the positions and business times of these petitions' events that ``only`` left unread."""
-        types = (self.only or {}).get("petitions")
-        if not types:
-            return
-        by_uuid = {p.rec.uuid: p for p in petitions}
-        facts = self._in_memory("petitions", events=True)
-        if facts is not None:
-            for e in facts.cut_events("petitions", self.as_of, self.known_at, types, besides=True):
-                if e.uuid in by_uuid:
-                    by_uuid[e.uuid].unread.append((e.position, e.occurred_at))
-            return
-        uuids = sorted(by_uuid)
-        for chunk in range(0, len(uuids), IN_LIST):
-            some = uuids[chunk : chunk + IN_LIST]
-            rows = self.db.query(
-                "SELECT uuid, position, occurred_at FROM proj_petitions_events WHERE recorded_at <= ?"
-                f" AND occurred_at <= ? AND {UNINDEXED_TYPE} NOT IN ({', '.join('?' * len(types))})"
-                f" AND uuid IN ({', '.join('?' * len(some))}) ORDER BY position",
-                [self.known_at, self.as_of, *types, *some],
-            )
-            for uuid, position, occurred_at in rows:
-                by_uuid[uuid].unread.append((int(position), int(occurred_at)))
-
     # --- people -------------------------------------------------------------------------------
 
     @cached_property
@@ -1112,12 +1098,12 @@ class Known:
         for e in p.events:
             if e.type != "escalated":
                 continue
-            owner = p.owner_at(e.position)
-            if owner is None:
+            ownership = p.ownership_at(e.occurred_at, e.position)
+            if ownership is None:
                 continue
+            owner, owned = ownership.data["leader_id"], [ownership.position]
             unit = p.unit_at(e.occurred_at)
             reason = f"owned petition {pid} escalated to {e.data['level']} (R14)"
-            owned = [o.position for o in p.events if o.type == "owned" and o.position < e.position][-1:]
             found.append(
                 _trigger(
                     "R14",
@@ -1143,7 +1129,7 @@ class Known:
                 )
             )
         if p.overdue:
-            owner = p.owner_at(_position_at(p, p.deadline))
+            owner = p.owner_at(p.deadline)  # who owned it when it went overdue
             found.append(
                 _trigger(
                     "R18",
@@ -1226,7 +1212,6 @@ class Known:
             found += triggers
             majors += major
         found += self.leader_triggers(majors)
-        self.unread([p for p in self.petitions if p.overdue])
         for p in self.petitions:
             found += self.petition_triggers(p)
         for person in self.people.values():
@@ -1335,12 +1320,6 @@ def _params(raw: dict[str, Any]) -> dict[str, Any]:
 def _month_of(value: int) -> tuple[int, int]:
     local = from_micros(value)
     return local.year, local.month
-
-
-def _position_at(p: PetitionState, at: int) -> int:
-    """A position just after every event of the petition that happened by business time ``at``."""
-    before = [e.position for e in p.events if e.occurred_at <= at] + [pos for pos, when in p.unread if when <= at]
-    return max(before, default=p.rec.position) + 1
 
 
 def _decision(rec: Rec | None) -> dict[str, Any] | None:

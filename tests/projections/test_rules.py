@@ -919,20 +919,32 @@ def test_decisions_looked_up_by_trigger_id_answer_as_reading_them_all(world: Wor
     assert answers() == by_id
 
 
-def test_overdue_owner_counts_events_a_trigger_fold_does_not_read(world: World) -> None:
-    # The owner of an overdue petition is the one owning it just after its last event by the deadline, in log
-    # order: a reply recorded late (business time before the deadline) brings in an ownership recorded before it.
+def test_an_owner_answers_for_what_happened_once_they_had_taken_the_petition_by_business_time(world: World) -> None:
+    """领导包案, R14 and R18: the owner an escalation or an overdue petition holds to account is whoever had taken the
+    petition when it happened, by business time as every number is — not by the order entries were recorded in. An
+    ownership taken after the deadline (a reply recorded late, dated before it, changes nothing) answers for no
+    overdue; one taken before an escalation but recorded after it answers for that escalation."""
     w = world
     w.do("register_person", "分管领导", "kz", Post.LEADER_IN_CHARGE, person_id="kz-lead", when="2024-01-01")
+    w.do("register_person", "主要领导", "kz", Post.PRINCIPAL_LEADER, person_id="kz-head", when="2024-01-01")
+    petition(w, "x2", "yl", "2024-03-01")
+    w.do("escalate", "x2", EscalationLevel.CITY, False, when="2024-03-10")
+    w.clock.set("2024-03-12")
+    w.do("take_ownership", "x2", "kz-head", when="2024-03-02")  # taken before the escalation, recorded after it
     petition(w, "x1", "kz", "2024-03-01")
-    w.do("take_ownership", "x1", "kz-lead", when="2024-07-01")
-    w.do("reply_petition", "x1", "已答复", when="2024-03-05")
+    w.do("take_ownership", "x1", "kz-lead", when="2024-07-01")  # after its deadline (2024-04-30)
+    w.do("reply_petition", "x1", "已答复", when="2024-03-05")  # recorded late, dated before the deadline
     q = w.queries()
     overdue = next(t for t in q.triggers() if t["id"] == "R18.petition.x1.overdue")
-    assert overdue["subject"] == {"unit_id": "kz", "person_id": "kz-lead"}
-    for as_of, known_at in ((None, None), (at("2024-06-01"), None), (None, at("2024-07-02"))):
+    assert overdue["subject"] == {"unit_id": "kz"}  # nobody owned it when it went overdue
+    escalated = [t for t in q.triggers() if t["rule"] == "R14" and t["subject"].get("person_id")]
+    assert [t["subject"]["person_id"] for t in escalated] == ["kz-head"]
+    assert q.petitions(unit_id="kz")[0]["owner_id"] == "kz-lead"  # the board: its owner now
+    for as_of, known_at in ((None, None), (at("2024-06-01"), None), (None, at("2024-07-02")), (None, at("2024-03-11"))):
         assert q.triggers(as_of=as_of, known_at=known_at) == q.known(as_of, known_at).triggers
+    assert not [t for t in q.triggers(known_at=at("2024-03-11")) if t["rule"] == "R14" and "person_id" in t["subject"]]
     assert q.trigger("R18.petition.x1.overdue") == overdue
+    q.close()
 
 
 def test_a_years_score_counts_what_older_records_caused_in_it(world: World) -> None:
