@@ -5,7 +5,7 @@ third of it at a million events (seconds of rows fetched and decoded, every fold
 again — each period as it ends, each older one it back-issues, the periods in progress after every fact — from the
 same facts, grown only by those applied since. So its process keeps them (:func:`kept`): read once, then only the
 rows past the positions read; a fold cut at its moment (``recorded_at <= known_at``, ``occurred_at <= as_of``)
-filters them in memory as the SQL ``WHERE`` would (``Known`` asks :meth:`Facts.records`, :meth:`Facts.events`).
+filters them in memory as the SQL ``WHERE`` would (``Known`` asks :meth:`Facts.cut_records`, :meth:`Facts.cut_events`).
 
 Only lean city-wide folds read them (a territory's or a chunk's fold reads its own rows by index), and only in a
 process that asks for them (the issuer's steps): a server process keeps nothing. The fact tables only ever grow

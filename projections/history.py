@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -127,17 +128,9 @@ class PetitionState:
         """The ownership (领导包案) in force at business time ``at``: the last taken by then, by business time as every
         number is (an ownership recorded late still dates from when it was taken). With ``position``, just before
         the event there, which happened at ``at``: an ownership at the same instant counts if recorded before it."""
-        found = None
-        for e in self.events:
-            if (
-                e.type != "owned"
-                or e.occurred_at > at
-                or (e.occurred_at == at and position is not None and e.position > position)
-            ):
-                continue
-            if found is None or (e.occurred_at, e.position) > (found.occurred_at, found.position):
-                found = e
-        return found
+        limit = (at, math.inf if position is None else position)
+        taken = [e for e in self.events if e.type == "owned" and (e.occurred_at, e.position) < limit]
+        return max(taken, key=lambda e: (e.occurred_at, e.position), default=None)
 
     def owner_at(self, at: int, position: int | None = None) -> str | None:
         """The leader owning the petition at business time ``at`` (:meth:`ownership_at`)."""
