@@ -7,8 +7,6 @@ a size beyond the signed log is refused, so every proof can be checked against a
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +87,8 @@ def export_bytes(url: str, start: int | None = None, stop: int | None = None) ->
         return out.read_bytes()
 
 
-def late_entries(
-    url: str,
-    min_gap: timedelta,
-    start: int = 1,
-    limit: int = 100,
-    within: Callable[[str | None], bool] | None = None,
-) -> list[dict[str, Any]]:
-    """Events recorded at least ``min_gap`` after they occurred, each naming its record's unit; with ``within``,
-    only those whose unit it accepts."""
-    return history.late_entries(url, min_gap, start, limit, within)
+#: Events recorded long after they occurred (补录/倒签), each naming its record's unit: ``audit.history`` finds them.
+late_entries = history.late_entries
 
 
 def _synced(db: AuditDB, size: int) -> StoredTree:
