@@ -187,6 +187,20 @@ def test_r2_wrongful_finding_only_after_closure_and_allowed_on_a_closed_case(wor
     refused(world, RuleViolation, "R2", lambda: world.find_wrongful(cid, ["officer"], "again", **cmd(31)))
 
 
+def test_r2_a_wrongful_finding_names_only_the_cases_handlers(world: Ledger) -> None:
+    # 错案追究 holds the handlers named at filing to account (one R2 trigger each): some or all, never a stranger.
+    cid = case(world)
+    world.file_case(cid, ["officer", "clerk"], **cmd(2))
+    world.close_case(cid, "结案", **cmd(4))
+    error = refused(
+        world, RuleViolation, "R2", lambda: world.find_wrongful(cid, ["officer", "head"], "错案", **cmd(30))
+    )
+    assert "head did not handle" in str(error)  # the stranger named, not the handler beside them
+    refused(world, RuleViolation, "R2", lambda: world.find_wrongful(cid, ["head"], "错案", **cmd(30)))
+    world.find_wrongful(cid, ["officer"], "认定事实不清", **cmd(30))
+    assert world.get(EnforcementCase, cid).wrongful
+
+
 def test_r4_major_by_threshold_of_the_policy_in_force_or_by_decision(world: Ledger) -> None:
     assert world.get(EnforcementCase, case(world, "AJ-big", area="10")).is_major
     small = case(world, "AJ-small", area="9.5")
