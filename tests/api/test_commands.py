@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
+from api.auth import hash_secret
 from domain.application import Ledger
 from domain.petitions import Petition
 from tests.api.conftest import PAST, auth, petition_body
@@ -96,6 +97,17 @@ def test_a_wrongful_finding_naming_someone_who_did_not_handle_the_case_is_refuse
     assert r.status_code == 409 and r.json()["rule"] == "R2" and "officer2" in r.json()["detail"], r.text
     finding["handler_ids"] = ["officer1"]
     assert client.post("/v1/cases/c1/wrongful-finding", json=finding, headers=supervisor).status_code == 200
+
+
+def test_a_grants_audit_events_never_show_its_secret_nor_its_hash(client: TestClient, tokens: dict[str, str]) -> None:
+    made = client.post("/v1/tokens", json={"subject": "clerk-9", "role": "clerk"}, headers=auth(tokens["admin"]))
+    grant_id, _dot, secret = made.json()["token"].partition(".")
+    r = client.get("/v1/audit/events", params={"kind": "grant", "id": grant_id}, headers=auth(tokens["auditor"]))
+    assert r.status_code == 200, r.text
+    [granted] = r.json()["items"]
+    assert granted["type"] == "AccessGrant.Granted" and granted["data"]["subject"] == "clerk-9"
+    # as GET /v1/tokens/{id}: neither the secret nor its hash
+    assert "secret" not in r.text and secret not in r.text and hash_secret(secret) not in r.text
 
 
 def test_if_match_refuses_a_stale_version_with_412(client: TestClient, tokens: dict[str, str], ledger: Ledger) -> None:
