@@ -1,7 +1,9 @@
 """Time travel helpers (追溯): a record's events as stored, and entries recorded long after the fact.
 
 Personal fields are shown as stored (sealed): an auditor sees that a petitioner was recorded and
-that the bytes are intact, never who it was.
+that the bytes are intact, never who it was. Fields an event class withholds (``withheld_fields``: a
+token grant's secret hash) are left out of what is shown, and only of that: the stored bytes keep
+them, the chain hash shown is over those bytes, and an exported bundle carries them as stored.
 """
 
 from __future__ import annotations
@@ -52,13 +54,15 @@ def history(ledger: Ledger, kind: str, record_id: str) -> list[dict[str, Any]]:
 
 
 def describe(event: Any) -> dict[str, Any]:
-    """An event as JSON-ready fields: type, actor, business and recording time, and its data."""
+    """An event as JSON-ready fields: type, actor, business and recording time, and its data — without the fields
+    its class withholds from every reader (a token grant's secret hash, as ``GET /v1/tokens/{id}`` never shows)."""
+    withheld: tuple[str, ...] = getattr(type(event), "withheld_fields", ())
     return {
         "type": type(event).__qualname__,
         "actor": getattr(event, "actor", None),
         "occurred_at": _plain(getattr(event, "occurred_at", None)),
         "recorded_at": _plain(event.timestamp),
-        "data": {k: _plain(v) for k, v in vars(event).items() if k not in _ENVELOPE},
+        "data": {k: _plain(v) for k, v in vars(event).items() if k not in _ENVELOPE and k not in withheld},
     }
 
 

@@ -27,6 +27,11 @@ class AccessGrant(Record):
         revoked: bool
 
     class Granted(Record.Created):
+        """The grant, with the hash of its secret. The store keeps the hash (every bearer is checked against it),
+        but it is a credential's verifier, so no reader is shown it (``withheld_fields``), an auditor no more than
+        the readers of ``GET /v1/tokens/{id}``."""
+
+        withheld_fields: ClassVar[tuple[str, ...]] = ("secret_hash",)
         subject: str
         role: str
         unit_ids: list[str]

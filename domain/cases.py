@@ -270,17 +270,22 @@ class EnforcementCase(Record):
         self._record(self.Closed, stamp, outcome=check_text(outcome, "outcome", limit=500))
 
     def find_wrongful(self, handler_ids: list[str], reason: str, stamp: Stamp) -> None:
-        """R2 错案追究: only a closed case can be found wrongly handled, once."""
+        """R2 错案追究: only a closed case can be found wrongly handled, once, and only its handlers (承办人, named
+        at filing) answer for it — some or all of them; a finding that named anyone else would open an R2 trigger
+        against a person who never handled the case."""
         if not self.closed:
             raise RuleViolation(f"case {self.record_id} is not closed; a wrongful finding follows closure", rule="R2")
         if self.wrongful:
             raise RuleViolation(f"case {self.record_id} is already found wrongful", rule="R2")
-        self._record(
-            self.FoundWrongful,
-            stamp,
-            handler_ids=check_ids(handler_ids, "handler_ids"),
-            reason=check_text(reason, "reason"),
-        )
+        named = check_ids(handler_ids, "handler_ids")
+        strangers = [i for i in named if i not in self.handler_ids]
+        if strangers:
+            raise RuleViolation(
+                f"{', '.join(strangers)} did not handle case {self.record_id} "
+                f"(its handlers, named at filing: {', '.join(self.handler_ids)})",
+                rule="R2",
+            )
+        self._record(self.FoundWrongful, stamp, handler_ids=named, reason=check_text(reason, "reason"))
 
     def _check_filed(self, action: str) -> None:
         self._check_open(action)

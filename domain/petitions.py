@@ -303,9 +303,15 @@ class Petition(Record):
         self._record(self.Escalated, stamp, level=str(level), collective=collective)
 
     def designate_nail_case(self, resolver: Person, stamp: Stamp) -> None:
+        """R12 钉子案: a named resolver answers for the case (逐案明确解决责任), so, as for petition and on-site
+        ownership, it cannot be someone removed from the enforcement post (调离, R7)."""
         self._check_open("designate it a nail case")
         if self.nail_case:
             raise RuleViolation(f"petition {self.record_id} is already a nail case", rule="R12")
+        if resolver.removed:
+            raise RuleViolation(
+                f"{resolver.record_id} was removed from post and cannot resolve a nail case", rule="R12"
+            )
         self._record(self.DesignatedNailCase, stamp, resolver_id=resolver.record_id)
 
     def record_nail_check(self, check: NailCheck, stamp: Stamp) -> None:

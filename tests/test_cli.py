@@ -22,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 
+from api.auth import hash_secret
 from api.demo import DemoRefused, Step, demo_plan, load_demo
 from audit.db import AuditDB
 from store.ledger import init_store, open_ledger
@@ -91,6 +92,11 @@ def test_demo_then_history_then_demo_refused(empty_url: str) -> None:
     assert history.returncode == 0, history.stderr
     lines = history.stdout.splitlines()
     assert "Petition.Registered" in lines[0] and "by demo-admin" in lines[0]
+    token = result.stdout.split("admin token: ")[1].split()[0]
+    grant_id, _dot, secret = token.partition(".")
+    grant = ledger_cli(empty_url, "history", "grant", grant_id)  # a token's grant shows, never its secret's hash
+    assert grant.returncode == 0 and "AccessGrant.Granted" in grant.stdout, grant.stderr
+    assert "secret_hash" not in grant.stdout and hash_secret(secret) not in grant.stdout
     again = ledger_cli(empty_url, "demo")
     assert again.returncode == 1
     assert again.stderr.startswith("ledger: ") and "empty store" in again.stderr

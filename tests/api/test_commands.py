@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
+from api.auth import hash_secret
 from domain.application import Ledger
 from domain.petitions import Petition
 from tests.api.conftest import PAST, auth, petition_body
@@ -81,6 +82,32 @@ def test_petition_lifecycle_and_case_commands(client: TestClient, tokens: dict[s
     assert client.post("/v1/cases/c1/joint-handling", json={"agencies": ["police"]}, headers=officer).status_code == 200
     case = client.get("/v1/cases/c1", headers=officer).json()
     assert case["filed"] and case["agencies"] == ["police"] and case["petition_id"] == "x1" and case["area_mu"] == 3
+
+
+def test_a_wrongful_finding_naming_someone_who_did_not_handle_the_case_is_refused(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    officer, supervisor = auth(tokens["officer"]), auth(tokens["supervisor"])
+    body = {"id": "c1", "unit_id": "t1", "violation": "illegal_land_use", "source": "patrol"}
+    assert client.post("/v1/cases", json=body, headers=officer).status_code == 201
+    assert client.post("/v1/cases/c1/filing", json={"handler_ids": ["officer1"]}, headers=officer).status_code == 200
+    assert client.post("/v1/cases/c1/closure", json={"outcome": "罚款"}, headers=officer).status_code == 200
+    finding = {"handler_ids": ["officer1", "officer2"], "reason": "认定事实不清"}
+    r = client.post("/v1/cases/c1/wrongful-finding", json=finding, headers=supervisor)
+    assert r.status_code == 409 and r.json()["rule"] == "R2" and "officer2" in r.json()["detail"], r.text
+    finding["handler_ids"] = ["officer1"]
+    assert client.post("/v1/cases/c1/wrongful-finding", json=finding, headers=supervisor).status_code == 200
+
+
+def test_a_grants_audit_events_never_show_its_secret_nor_its_hash(client: TestClient, tokens: dict[str, str]) -> None:
+    made = client.post("/v1/tokens", json={"subject": "clerk-9", "role": "clerk"}, headers=auth(tokens["admin"]))
+    grant_id, _dot, secret = made.json()["token"].partition(".")
+    r = client.get("/v1/audit/events", params={"kind": "grant", "id": grant_id}, headers=auth(tokens["auditor"]))
+    assert r.status_code == 200, r.text
+    [granted] = r.json()["items"]
+    assert granted["type"] == "AccessGrant.Granted" and granted["data"]["subject"] == "clerk-9"
+    # as GET /v1/tokens/{id}: neither the secret nor its hash
+    assert "secret" not in r.text and secret not in r.text and hash_secret(secret) not in r.text
 
 
 def test_if_match_refuses_a_stale_version_with_412(client: TestClient, tokens: dict[str, str], ledger: Ledger) -> None:

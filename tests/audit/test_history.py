@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
+from audit.bundle import export, verify_bundle
 from audit.checkpoints import take_checkpoint
 from audit.history import history, iso_duration, late_entries
 from audit.verify import verify
 from domain.application import Ledger
 from domain.errors import RecordNotFound
 from domain.personal import ERASED, SEALED_PREFIX
-from domain.vocabulary import Channel, PetitionCategory, UnitKind
+from domain.vocabulary import Channel, PetitionCategory, Role, UnitKind
 
 
 def test_history_lists_events_with_positions_and_chain_hashes(ledger: Ledger) -> None:
@@ -38,6 +41,33 @@ def test_history_lists_events_with_positions_and_chain_hashes(ledger: Ledger) ->
     assert all(len(r["hash"]) == 64 for r in rows)
     with pytest.raises(RecordNotFound):
         history(ledger, "petition", "x-404")
+
+
+def test_history_withholds_a_grants_secret_hash_and_the_bundle_keeps_its_stored_bytes(
+    ledger: Ledger, store_url: str, signing_key: Path, tmp_path: Path
+) -> None:
+    # GET /v1/tokens/{id} never shows a secret's hash; the audit trail shows it no more. What is stored, chained and
+    # exported is the event as recorded, hash and all, so the chain and a bundle check the same bytes as before.
+    secret_hash = "5e" * 32
+    grant = ledger.grant_access("auditor-9", Role.AUDITOR, [], secret_hash, grant_id="g-9", actor="admin")
+    [row] = history(ledger, "grant", "g-9")
+    assert row["position"] == grant.position and len(row["hash"]) == 64
+    assert row["data"]["subject"] == "auditor-9" and row["data"]["role"] == "auditor"
+    assert "secret_hash" not in row["data"] and secret_hash not in str(row)
+    assert ledger.events_of("grant", "g-9")[0].secret_hash == secret_hash  # type: ignore[attr-defined]
+    take_checkpoint(store_url)
+    assert verify(store_url).ok
+    path = tmp_path / "bundle.jsonl"
+    export(store_url, path)
+    result = verify_bundle(path)
+    assert result.ok, result.reason
+    [line] = [
+        r
+        for r in map(orjson.loads, path.read_bytes().splitlines())
+        if r["kind"] == "event" and r["position"] == grant.position
+    ]
+    [stored] = ledger.recorder.select_notifications(start=grant.position, limit=1)
+    assert (base64.b64decode(line["state"]), line["hash"]) == (stored.state, row["hash"])  # as recorded, byte for byte
 
 
 def test_late_entries_name_backdated_events(ledger: Ledger, store_url: str) -> None:

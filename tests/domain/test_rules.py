@@ -81,6 +81,18 @@ def test_r12_checks_only_on_a_nail_case_and_each_once(world: Ledger) -> None:
     refused(world, RuleViolation, "R12", lambda: world.record_nail_check(pid, NailCheck.CAUSE_FOUND, **cmd(4)))
 
 
+def test_r12_a_person_removed_from_post_cannot_resolve_a_nail_case(world: Ledger) -> None:
+    # 调离 (R7) ends the person's part in petitions: no ownership, no on-site ownership, no nail case to resolve.
+    report = world.report_misconduct("officer", MisconductKind.TAKING, "匿名群众", "收受好处", **cmd(1))
+    world.record_finding("officer", report.extra["report_id"], True, **cmd(1))
+    world.remove_from_post("officer", **cmd(1))
+    pid = petition(world, count=12)
+    refused(world, RuleViolation, "R17", lambda: world.assign_on_site(pid, "officer", day(40), **cmd(2)))
+    refused(world, RuleViolation, "R12", lambda: world.designate_nail_case(pid, "officer", **cmd(2)))
+    world.designate_nail_case(pid, "head", **cmd(2))
+    assert world.get(Petition, pid).resolver_id == "head"
+
+
 def test_r9_only_a_leader_owns_a_petition(world: Ledger) -> None:
     pid = petition(world)
     refused(world, RuleViolation, "R9", lambda: world.take_ownership(pid, "clerk", **cmd(2)))
@@ -173,6 +185,20 @@ def test_r2_wrongful_finding_only_after_closure_and_allowed_on_a_closed_case(wor
     world.find_wrongful(cid, ["officer"], "认定事实不清", **cmd(30))
     assert world.get(EnforcementCase, cid).wrongful
     refused(world, RuleViolation, "R2", lambda: world.find_wrongful(cid, ["officer"], "again", **cmd(31)))
+
+
+def test_r2_a_wrongful_finding_names_only_the_cases_handlers(world: Ledger) -> None:
+    # 错案追究 holds the handlers named at filing to account (one R2 trigger each): some or all, never a stranger.
+    cid = case(world)
+    world.file_case(cid, ["officer", "clerk"], **cmd(2))
+    world.close_case(cid, "结案", **cmd(4))
+    error = refused(
+        world, RuleViolation, "R2", lambda: world.find_wrongful(cid, ["officer", "head"], "错案", **cmd(30))
+    )
+    assert "head did not handle" in str(error)  # the stranger named, not the handler beside them
+    refused(world, RuleViolation, "R2", lambda: world.find_wrongful(cid, ["head"], "错案", **cmd(30)))
+    world.find_wrongful(cid, ["officer"], "认定事实不清", **cmd(30))
+    assert world.get(EnforcementCase, cid).wrongful
 
 
 def test_r4_major_by_threshold_of_the_policy_in_force_or_by_decision(world: Ledger) -> None:
