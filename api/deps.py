@@ -16,6 +16,8 @@ from api.auth import CHALLENGE, Principal, authenticate
 from api.models import CommandIn, Receipt
 from api.permissions import API_PREFIX, allowed
 from api.problems import InvalidParameter, ProblemError, located
+from domain.access import AccessGrant
+from domain.agreements import TargetAgreement
 from domain.application import Ledger
 from domain.application import Receipt as DomainReceipt
 from domain.base import Record, unit_of
@@ -92,6 +94,20 @@ def require_territory(ledger: Ledger, principal: Principal, unit_id: str | None,
     """403 unless ``unit_id`` is within the token's territory (属地管理)."""
     if not principal.covers(ledger, unit_id):
         raise ProblemError(403, f"{what} lies outside this token's units ({', '.join(principal.unit_ids)})")
+
+
+def covers_agreement(ledger: Ledger, principal: Principal, agreement: TargetAgreement) -> bool:
+    """Either party's token may read an agreement: signing was checked against the issuer's territory, so the token
+    that signed it (and got its Location) reads it even where the responsible unit lies outside."""
+    parties = (agreement.issuer_unit_id, agreement.responsible_unit_id)
+    return any(principal.covers(ledger, unit_id) for unit_id in parties)
+
+
+def covers_grant(ledger: Ledger, principal: Principal, grant: AccessGrant) -> bool:
+    """A token's grant is read within every one of its units; a city-wide grant only by a city-wide token."""
+    if not grant.unit_ids:
+        return not principal.bound
+    return all(principal.covers(ledger, unit_id) for unit_id in grant.unit_ids)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 from pydantic import Field
 
-from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
+from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, covers_agreement, require_territory
 from api.models import CommandIn, Receipt, RecordId, RecordMeta, meta
 from domain.agreements import TargetAgreement
 
@@ -51,9 +51,7 @@ def read_agreement(
 ) -> AgreementPublic:
     """An agreement, current, at `version` or as of a business time (as known at a recording time)."""
     agreement = read_at.load(ledger, TargetAgreement, agreement_id)
-    # Either party's token may read it: signing was checked against the issuer's territory, so the token
-    # that signed it (and got its Location) reads it even where the responsible unit lies outside.
-    if not principal.covers(ledger, agreement.issuer_unit_id):
+    if not covers_agreement(ledger, principal, agreement):
         require_territory(ledger, principal, agreement.responsible_unit_id, f"agreement {agreement_id}")
     return AgreementPublic(
         **meta(agreement),

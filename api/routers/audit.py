@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from api import projections_link
 from api.auth import Principal
-from api.deps import AuthorizedDep, LedgerDep
+from api.deps import AuthorizedDep, LedgerDep, covers_agreement, covers_grant
 from api.problems import INTEGRITY_FAULT, InvalidParameter, ProblemError, located
 from audit import history, service
 from domain.access import AccessGrant
@@ -102,10 +102,9 @@ def _covers_record(request: Request, ledger: Ledger, principal: Principal, recor
     if isinstance(record, Policy):
         return True
     if isinstance(record, TargetAgreement):
-        parties = (record.issuer_unit_id, record.responsible_unit_id)
-        return any(principal.covers(ledger, unit_id) for unit_id in parties)
+        return covers_agreement(ledger, principal, record)
     if isinstance(record, AccessGrant):
-        return bool(record.unit_ids) and all(principal.covers(ledger, unit_id) for unit_id in record.unit_ids)
+        return covers_grant(ledger, principal, record)
     if isinstance(record, AccountabilityDecision):
         with projections_link.queries(request.app.state) as queries:
             trigger = queries.trigger(record.trigger_id) or {}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import grant_token
-from api.deps import AuthorizedDep, CommandDep, LedgerDep, answer, require_territory
+from api.deps import AuthorizedDep, CommandDep, LedgerDep, answer, covers_grant, require_territory
 from api.models import CommandIn, Receipt, RecordId, RecordMeta, meta
 from api.problems import ProblemError, located
 from domain.access import AccessGrant
@@ -73,10 +73,11 @@ def read_grant(grant_id: str, ledger: LedgerDep, principal: AuthorizedDep) -> Gr
     within its units."""
     with located(id="path"):
         grant = ledger.get(AccessGrant, grant_id)
-    if principal.bound and not grant.unit_ids:
-        raise ProblemError(403, "a unit-bound token cannot read a city-wide token's grant")
-    for unit_id in grant.unit_ids:
-        require_territory(ledger, principal, unit_id, f"token {grant_id}")
+    if not covers_grant(ledger, principal, grant):
+        if not grant.unit_ids:
+            raise ProblemError(403, "a unit-bound token cannot read a city-wide token's grant")
+        outside = next(u for u in grant.unit_ids if not principal.covers(ledger, u))
+        require_territory(ledger, principal, outside, f"token {grant_id}")
     return GrantPublic(
         **meta(grant),
         subject=grant.subject,
