@@ -717,9 +717,11 @@ class Known:
 
     @cached_property
     def petitions(self) -> list[PetitionState]:
-        events = self.events("petitions")
+        return self._petitions(self.records("petitions"), self.events("petitions"))
+
+    def _petitions(self, records: list[Rec], events: dict[str, list[Ev]]) -> list[PetitionState]:
         petitions = []
-        for rec in self.records("petitions"):
+        for rec in records:
             evs = events.get(rec.uuid, [])
             policy = self.policy.at(rec.occurred_at)
             extension = sum(int(e.data["days"]) for e in evs if e.type == "extended")
@@ -912,6 +914,15 @@ class Known:
                 found.append(self.leader(person, self.person_events.get(person.uuid, [])))
         return found
 
+    @cached_property
+    def principals(self) -> dict[str, list[Leader]]:
+        """The principal leaders (主要领导) known, by unit (R4)."""
+        found: dict[str, list[Leader]] = defaultdict(list)
+        for leader in self.leaders:
+            if leader.post == Post.PRINCIPAL_LEADER:
+                found[leader.unit_id].append(leader)
+        return found
+
     @staticmethod
     def leader(person: Rec, evs: list[Ev]) -> Leader:
         return Leader(
@@ -926,30 +937,34 @@ class Known:
 
     def missed_receptions(self) -> list[Occurrence]:
         """R17: each month, fully after a leader's registration and over as of ``as_of``, with no public reception."""
+        return [o for leader in self.leaders for o in self.missed_by(leader)]
+
+    def missed_by(self, leader: Leader, since: int | None = None) -> list[Occurrence]:
+        """R17 for one leader (:meth:`missed_receptions`); with ``since`` (a month's start), only the months from it on
+        (the report issuer adds each month's as it ends)."""
         missed = []
-        for leader in self.leaders:
-            held = set(map(tuple, leader.held))
-            local = from_micros(leader.registered)
-            year, month = local.year, local.month
-            if month_start(year, month) < leader.registered:
-                year, month = (year, month + 1) if month < 12 else (year + 1, 1)
-            while month_start(year, month + 1) <= self.as_of:
-                start = month_start(year, month)
-                if leader.removed is not None and leader.removed <= start:  # out of post for the whole month
-                    break
-                if (year, month) not in held:
-                    missed.append(
-                        self._occurrence(
-                            leader.unit_id,
-                            "missed_reception",
-                            "R17",
-                            start,
-                            [leader.position],
-                            "points_missed_reception",
-                            leader.record_id,
-                        )
+        held = set(map(tuple, leader.held))
+        local = from_micros(max(leader.registered, since or leader.registered))
+        year, month = local.year, local.month
+        if month_start(year, month) < leader.registered:
+            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+        while month_start(year, month + 1) <= self.as_of:
+            start = month_start(year, month)
+            if leader.removed is not None and leader.removed <= start:  # out of post for the whole month
+                break
+            if (year, month) not in held:
+                missed.append(
+                    self._occurrence(
+                        leader.unit_id,
+                        "missed_reception",
+                        "R17",
+                        start,
+                        [leader.position],
+                        "points_missed_reception",
+                        leader.record_id,
                     )
-                year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+                )
+            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
         return missed
 
     @cached_property
@@ -1057,10 +1072,7 @@ class Known:
         """R4 for the principal leaders (主要领导) in post when each major case became major: those of the case's
         unit and, when that unit is a bureau office (土管所, 分局), those of the government it lies in (政府主要负责人).
         Each trigger's subject is the leader's own unit."""
-        leaders = defaultdict(list)
-        for leader in self.leaders:
-            if leader.post == Post.PRINCIPAL_LEADER:
-                leaders[leader.unit_id].append(leader)
+        leaders = self.principals
         found = []
         for m in majors:
             last = max(m.evidence)

@@ -32,7 +32,7 @@ from projections import lease
 from projections.catalog import ISSUED, PROJECTIONS, RUNNING, from_micros, micros, with_current
 from projections.db import Db, utf8
 from projections.engine import positions
-from projections.history import REPORT_TYPES, Known, iso
+from projections.history import REPORT_TYPES, Known, Occurrence, Structure, iso
 from projections.lease import claim, holder_name, release
 
 if TYPE_CHECKING:
@@ -420,7 +420,9 @@ def step(url: str, now: datetime, due: list[Period], pending: list[Moment] | Non
         if pending is None:
             pending = backlog(queries.db, now)[::-1]
         if pending and not folded:
-            issue_at(queries, *pending.pop())
+            from projections import sweep  # the sweep sums reports with this module's assemble
+
+            pending = sweep.back_issue(queries, pending)
         return [], pending
     finally:
         queries.close()
@@ -632,10 +634,6 @@ def report(k: Known, kind: str, label: str) -> dict[str, Any]:
     def inside(at: int | None) -> bool:
         return at is not None and lo <= at < hi
 
-    def district(unit: str | None) -> str:
-        return (k.district_of(unit) if unit else None) or unit or ""
-
-    by_unit: dict[str, Counter[str]] = defaultdict(Counter)
     tallies: dict[str, Counter[str]] = defaultdict(Counter)  # every total's count by the unit it is counted for
 
     def count(unit: str | None, key: str) -> None:
@@ -644,16 +642,13 @@ def report(k: Known, kind: str, label: str) -> dict[str, Any]:
     for p in k.petitions:
         if inside(p.rec.occurred_at):
             count(p.rec.unit_id, "petitions.registered")
-            by_unit[district(p.rec.unit_id)]["petitions_registered"] += 1
         if inside(p.closed_at):
             count(p.unit_id, "petitions.closed")
         for e in p.events:
             if e.type == "escalated" and inside(e.occurred_at):
                 count(p.unit_at(e.occurred_at), "petitions.escalations")
-                by_unit[district(p.unit_at(e.occurred_at))]["escalations"] += 1
         if p.status == "overdue":
             count(p.unit_id, "petitions.overdue_open")
-            by_unit[district(p.unit_id)]["overdue_open"] += 1
         if p.status != "closed" and "nail_case" in p.flags:
             count(p.unit_id, "petitions.nail_cases_open")
     for c in k.cases:
@@ -661,37 +656,80 @@ def report(k: Known, kind: str, label: str) -> dict[str, Any]:
         if inside(c.rec.occurred_at):
             count(unit, "cases.reported")
             count(unit, f"cases.by_resource.{Violation(c.rec.data['violation']).resource}")
-            by_unit[district(unit)]["cases_reported"] += 1
         if inside(c.major_at):
             count(unit, "cases.major")
-            by_unit[district(unit)]["major_cases"] += 1
         if inside(c.unfiled_at):
             count(unit, "cases.not_investigated")
         for e in c.events:
             if e.type in ("filed", "closed") and inside(e.occurred_at):
                 count(unit, f"cases.{e.type}")
-    deductions = [o for o in k.occurrences if inside(o.at)]
-    for o in deductions:
-        by_unit[district(o.unit_id)]["points_deducted"] += o.points
-    opened = [t for t in k.triggers if lo <= micros(datetime.fromisoformat(t["opened_at"])) < hi]
     for t in k.triggers:
         if t["status"] == "open":
             count(t["subject"].get("unit_id"), "open_triggers")
+    deductions = [o for o in k.occurrences if inside(o.at)]
+    opened = [t for t in k.triggers if lo <= micros(datetime.fromisoformat(t["opened_at"])) < hi]
+    return assemble(k.structure, kind, label, (k.as_of, k.known_at), tallies, deductions, opened)
+
+
+#: The counts of a report's ``by_unit`` rows (per district), in the order they are answered, each from the total
+#: counted for the district's units (:func:`assemble`); ``points_deducted`` sums the period's deductions.
+BY_UNIT = {
+    "petitions.registered": "petitions_registered",
+    "petitions.escalations": "escalations",
+    "petitions.overdue_open": "overdue_open",
+    "cases.reported": "cases_reported",
+    "cases.major": "major_cases",
+}
+
+
+def assemble(
+    structure: Structure,
+    kind: str,
+    label: str,
+    moment: tuple[int, int],
+    tallies: dict[str, Counter[str]],
+    deductions: list[Occurrence],
+    opened: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A report as answered, from what a fold (:func:`report`) or the sweep (``projections.sweep``) found: the counts
+    by the unit each is counted for (``tallies``), the period's deductions and the triggers opened in it, in the
+    fold's order, as of and as known at ``moment``."""
+    start, end = period(kind, label)
+
+    def district(unit: str) -> str:
+        return (structure.district_of(unit) if unit else None) or unit
+
+    by_unit: dict[str, Counter[str]] = defaultdict(Counter)
+    for unit, counts in tallies.items():
+        for key, n in counts.items():
+            if key in BY_UNIT and n:
+                by_unit[district(unit)][BY_UNIT[key]] += n
+    for o in deductions:
+        by_unit[district(o.unit_id)]["points_deducted"] += o.points
+    order = [*BY_UNIT.values(), "points_deducted"]
+    units = structure.units
+    summed: Counter[str] = Counter()
+    for counts in tallies.values():
+        summed.update(counts)  # one sum: adding Counters made a new one per unit
     return {
         "report": kind,
         "period": label,
         "from": start.isoformat(),
         "to": end.isoformat(),
-        "as_of": iso(k.as_of),
-        "known_at": iso(k.known_at),
-        **totals(sum(tallies.values(), Counter())),
+        "as_of": iso(moment[0]),
+        "known_at": iso(moment[1]),
+        **totals(summed),
         "deductions": [o.as_dict() for o in deductions],
         "triggers_opened": opened,
         "by_unit": [
-            {"unit_id": unit, "name": k.units[unit].data["name"] if unit in k.units else None, **dict(counts)}
+            {
+                "unit_id": unit,
+                "name": units[unit].data["name"] if unit in units else None,
+                **{name: counts[name] for name in order if name in counts},
+            }
             for unit, counts in sorted(by_unit.items())
         ],
-        TALLIES: {unit: dict(counts) for unit, counts in sorted(tallies.items())},
+        TALLIES: {unit: dict(sorted(counts.items())) for unit, counts in sorted(tallies.items()) if counts},
     }
 
 
@@ -731,4 +769,4 @@ def within(
     return {**answer, **totals(summed)}
 
 
-__all__ = ["Kept", "Known", "backlog", "build", "folded", "issued", "period", "report", "within"]
+__all__ = ["Kept", "Known", "assemble", "backlog", "build", "folded", "issued", "period", "report", "within"]

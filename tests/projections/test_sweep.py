@@ -1,0 +1,192 @@
+"""逐日推演 (the report sweep, ``projections.sweep``): a history's R13 reports summed in one walk forward through
+time equal the fold's, as of each period's end and as known then — for random histories, for a generated city on
+both stores, whatever the stride of the walk; and a fact arriving for a moment already passed is seen."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from domain.base import BUREAU_TZ
+from domain.vocabulary import EscalationLevel, Post
+from projections import engine, reports, sweep
+from projections.catalog import ISSUED, micros
+from projections.facts import Facts
+from projections.history import REPORT_TYPES
+from projections.queries import Queries
+from tests.projections import test_properties as props
+from tests.projections.conftest import World, at
+from tests.projections.test_properties import PROPERTY, ahead, history, step
+from tests.projections.test_rules import petition
+
+
+def midnight_after(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=BUREAU_TZ) + timedelta(days=1)
+
+
+def swept(url: str) -> tuple[sweep.Sweep, Queries]:
+    q = Queries(url)
+    facts = Facts()
+    facts.catch_up(q.db)
+    return sweep.Sweep(q.db, facts), q
+
+
+def check(s: sweep.Sweep, q: Queries, day: date) -> list[dict[str, Any]]:
+    """Every report ending at the midnight after ``day``: the sweep's (moved on to it) and the fold's are equal."""
+    end = midnight_after(day)
+    s.advance(micros(end))
+    k = q.known(end, end, lean=True, only=REPORT_TYPES)
+    found = []
+    for kind, label in reports.ending_after(day):
+        found.append(s.report(kind, label))
+        assert found[-1] == reports.report(k, kind, label), (kind, label)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGER_KEY_FILE", str(tmp_path / "sweep.key"))
+
+
+@settings(PROPERTY, max_examples=40)
+@given(
+    steps=st.lists(step | ahead, min_size=10, max_size=40),
+    hour=st.sampled_from([0]) | st.integers(0, 23),
+    daily=st.booleans(),
+    picks=st.lists(st.integers(0, 640), min_size=1, max_size=6),
+)
+@example(steps=[("clue", 0, 0, 5, 0)] * 10, hour=0, daily=False, picks=[20, 21])  # 有案不查 at a midnight
+def test_the_sweep_sums_every_report_as_the_fold_does(
+    steps: list[Any], hour: int, daily: bool, picks: list[int]
+) -> None:
+    """At each moment checked (every month's end, and days picked at random up to late entries' recording), the
+    reports the sweep sums equal the fold's; the sweep moves on either every midnight or only to those moments.
+    The histories hold every command the rules know, late entries and facts dated ahead of the recording clock;
+    their business times lie ``hour`` past midnight (0: every deadline falls on a midnight, where it has not yet
+    passed)."""
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        start = props.START + timedelta(hours=hour)
+        mp.setattr(sys.modules[props.__name__], "START", start)
+        url, ledger = history(Path(tmp), steps)
+        engine.catch_up(url)
+        s, q = swept(url)
+        first = props.START.date() - timedelta(days=1)
+        checked = {n for n in range(641) if (first + timedelta(days=n + 1)).day == 1} | set(picks)
+        for n in range(641) if daily else sorted(checked):
+            day = first + timedelta(days=n)
+            if n in checked:
+                check(s, q, day)
+            else:
+                s.advance(micros(midnight_after(day)))
+        q.close()
+        ledger.close()
+
+
+def test_a_generated_city_on_both_stores(store_url: str) -> None:
+    """A city ``bench.generate`` wrote (every kind of record, leaders' receptions, agreements, decisions, late
+    entries) on each store: swept every midnight of two years, its reports equal the fold's at every month's end
+    and every ninth day."""
+    from bench import generate
+
+    generate.generate(store_url, 2_500, years=(2024, 2025), quiet=True)
+    engine.catch_up(store_url)
+    s, q = swept(store_url)
+    day, last, checked = date(2023, 12, 31), date(2025, 12, 31), []
+    while day <= last:
+        if (day + timedelta(days=1)).day == 1 or day.toordinal() % 9 == 0:
+            checked += check(s, q, day)
+        else:
+            s.advance(micros(midnight_after(day)))
+        day += timedelta(days=1)
+    assert len(checked) > 100
+    # what the reports compared hold: every kind of count, deductions and triggers
+    rules = {t["rule"] for r in checked for t in r["triggers_opened"]}
+    assert {"R4", "R7", "R18"} <= rules and sum(len(r["deductions"]) for r in checked) > 100
+    totals = {
+        f"{group}.{key}": sum(r[group][key] for r in checked)
+        for group in ("petitions", "cases")
+        for key in checked[0][group]
+        if key != "by_resource"
+    }
+    assert all(totals.values()), totals
+    q.close()
+
+
+def test_a_fact_recorded_before_the_moment_reached_puts_the_sweep_behind(world: World) -> None:
+    """A fact applied after the sweep passed its moment — recorded by a writer whose clock ran behind, or a history
+    loaded with its own times — cannot be swept in (the reports already summed did not count it): the sweep says
+    it is behind. One recorded after the moment reached is swept in on moving on."""
+    w = world
+    petition(w, "x1", "kz", "2024-05-10")
+    engine.catch_up(w.url)
+    s, q = swept(w.url)
+    check(s, q, date(2024, 5, 31))
+    assert s.report("monthly", "2024-05")["petitions"]["registered"] == 1
+    w.clock.set("2024-06-02T09:00")
+    petition(w, "x2", "kz", "2024-05-20")  # late: recorded after May's issue date
+    engine.catch_up(w.url)
+    assert not s.behind(q.db)
+    check(s, q, date(2024, 6, 2))
+    assert s.report("daily", "2024-06-02")["petitions"]["registered"] == 0
+    w.clock.set("2024-05-25T09:00")  # a writer's clock behind the moment the sweep reached
+    petition(w, "x3", "kz", "2024-05-25")
+    engine.catch_up(w.url)
+    assert s.behind(q.db)
+    q.close()
+
+
+def test_the_issuer_back_issues_a_long_backlog_by_the_sweep(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """补发: a backlog of at least ``AT_LEAST`` moments is issued in time order by one sweep kept across the issuing
+    steps (each sweeping on for ``STEP_SECONDS``), and every report answered as the fold answers it; a fact recorded
+    before the moment reached starts a new sweep; a short backlog is folded a moment at a time, the latest month's
+    end first, as before."""
+    w = world
+    petition(w, "x1", "kz", "2024-02-10", skip_level=True)
+    w.do("register_person", "镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-head", when="2024-02-10")
+    w.do("take_ownership", "x1", "kz-head", when="2024-02-11")
+    w.do("escalate", "x1", EscalationLevel.PROVINCE, False, when="2024-03-12")
+    petition(w, "x2", "yl", "2024-04-02")
+    engine.catch_up(w.url)
+    now = at("2024-06-18T09:00")
+    q = Queries(w.url)
+    url = q.db.url
+    listed = reports.backlog(q.db, now)
+    assert len(listed) > sweep.AT_LEAST
+    monkeypatch.setattr(sweep, "STEP_SECONDS", 0.0)  # one moment per step: the sweep is kept between them
+    pending = sweep.back_issue(q, listed[::-1])
+    first = sweep._sweeps[url]
+    pending = sweep.back_issue(q, pending)
+    assert sweep._sweeps[url] is first and len(pending) == len(listed) - 2
+    assert first.moment == micros(at("2024-02-12"))  # the backlog's second day ended: time order
+    w.clock.set("2024-02-11T10:00")  # a writer whose clock runs behind the moment swept
+    petition(w, "x3", "kz", "2024-02-11")
+    engine.catch_up(w.url)
+    pending = sweep.back_issue(q, reports.backlog(q.db, now)[::-1])
+    assert sweep._sweeps[url] is not first
+    while pending:
+        pending = sweep.back_issue(q, pending)
+    assert url not in sweep._sweeps  # dropped once the backlog is done
+    issued = {(kind, label) for _, due in listed for kind, label in due}
+    assert set(q.db.query(f"SELECT kind, label FROM {ISSUED}")) == issued
+    for kind, label in issued:
+        end = reports.period(kind, label)[1]
+        answer = orjson.loads(reports.issued(q, kind, label).body)  # the kept one, or folded again if x3 is missing
+        assert answer == reports.build(q, kind, label, end, end), (kind, label)
+    assert orjson.loads(reports.issued(q, "monthly", "2024-03").body)["petitions"]["escalations"] == 1
+
+    petition(w, "x0", "yl", "2024-01-20")  # an earlier month, loaded now: a short backlog
+    engine.catch_up(w.url)
+    short = reports.backlog(q.db, now)
+    assert 0 < len(short) < sweep.AT_LEAST and short[0][1] == [("daily", "2024-01-31"), ("monthly", "2024-01")]
+    assert sweep.back_issue(q, short[::-1]) == short[1:][::-1]
+    assert url not in sweep._sweeps
+    assert {("daily", "2024-01-31"), ("monthly", "2024-01")} <= set(q.db.query(f"SELECT kind, label FROM {ISSUED}"))
+    q.close()
