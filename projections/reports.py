@@ -227,22 +227,27 @@ def fold_running(queries: Queries, now: datetime, wanted: list[Period]) -> dict[
     db = queries.db
     head = min(positions(db, list(PROJECTIONS)).values())  # before the fold: a fact applied during it makes it stale
     k = queries.known(now, now, lean=True, only=REPORT_TYPES)
-    until = steady_until(k)
     kept = {}
     for kind, label in wanted:
         answer = report(k, kind, label)
         del answer["as_of"], answer["known_at"]
         kept[kind, label] = split(answer)
+    keep_running(db, head, k.as_of, steady_until(k), kept)
+    return kept
+
+
+def keep_running(db: Db, head: int, as_of: int, until: int, kept: dict[Period, Kept]) -> None:
+    """Keep the reports of the periods in progress as of ``as_of`` (their JSON without ``as_of`` and ``known_at``),
+    read from the facts applied by ``head``, standing until ``until``."""
     with contextlib.suppress(*db.errors), db.transaction():  # a read replica answers without keeping
-        db.execute(f"DELETE FROM {RUNNING} WHERE until < ?", (k.as_of,))  # periods over, or folds gone stale
+        db.execute(f"DELETE FROM {RUNNING} WHERE until < ?", (as_of,))  # periods over, or folds gone stale
         for (kind, label), fold in kept.items():
             assert fold.tallies is not None
             db.execute(f"DELETE FROM {RUNNING} WHERE kind = ? AND label = ?", (kind, label))
             db.execute(
                 f"INSERT INTO {RUNNING} (kind, label, head, as_of, until, body, tallies) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (kind, label, head, k.as_of, until, fold.body.decode(), fold.tallies.decode()),
+                (kind, label, head, as_of, until, fold.body.decode(), fold.tallies.decode()),
             )
-    return kept
 
 
 def _stamped(body: bytes, now: datetime) -> bytes:
@@ -305,9 +310,10 @@ def in_progress(now: datetime) -> list[Period]:
     return [(kind, label(kind, today)) for kind in KINDS]
 
 
-def refresh(queries: Queries, now: datetime) -> bool:
+def refresh(queries: Queries, now: datetime, *, swept: bool = False) -> bool:
     """Fold the periods in progress at ``now`` again, once for the three, unless each kept fold still stands
-    (:func:`running`); whether it folded."""
+    (:func:`running`); whether it folded. With ``swept`` (no backlog left to issue), this process's sweep answers
+    them instead (``projections.sweep.running``: a few records derived, not the city), unless it cannot."""
     db, wanted = queries.db, in_progress(now)
     try:
         rows = db.query(f"SELECT kind, label, head, as_of, until FROM {RUNNING}")
@@ -319,8 +325,12 @@ def refresh(queries: Queries, now: datetime) -> bool:
     head = min(positions(db, list(PROJECTIONS)).values())
     with lease.folding(db, RUNNING_FOLD, head, time.monotonic(), _never) as claimed:
         if claimed:  # else another process (an ask) is folding them, and keeps what it folds
-            fold_running(queries, now, wanted)
-    return claimed
+            from projections import sweep  # the sweep sums reports with this module's assemble
+
+            if not (swept and sweep.running(queries, now, wanted)):
+                fold_running(queries, now, wanted)
+                return True
+    return False
 
 
 def last_ended(now: datetime) -> list[Period]:
@@ -343,9 +353,10 @@ RANK = {"monthly": 0, "weekly": 1, "daily": 2}
 #: since, a report dropped by a rebuild): each listing reads the kept reports' labels. Also the pause after a
 #: step failed (a store gone away).
 RELIST_SECONDS = 60.0
-#: How often, at most, an idle worker checks whether the kept folds of the periods in progress still stand (a few
-#: indexed reads when they do; a fold of the city when a fact or a deadline has made them stale).
-REFRESH_SECONDS = 5.0
+#: How often, at most, an idle worker checks whether the kept reports of the periods in progress still stand (a few
+#: indexed reads when they do; when a fact or a deadline has made them stale, the sweep's few records once no backlog
+#: is left, else a fold of the city). Also how often an issuer waiting for the issuing lease claims it again.
+REFRESH_SECONDS = 1.0
 
 Moment = tuple[date, list[Period]]
 
@@ -360,7 +371,8 @@ def ending_after(day: date) -> list[Period]:
 def backlog(db: Db, now: datetime) -> list[Moment]:
     """补发清单 (the reports to back-issue): every period ended before ``now`` since the first reported record's
     business time whose report is not kept, grouped by the moment it ends (one fold issues them all), in the order
-    to issue them: the moments that end a month, newest first, then those that end a week, then the other days."""
+    to fold them one at a time: the moments that end a month, newest first, then those that end a week, then the
+    other days (the sweep issues them in time order instead: ``projections.sweep.back_issue``)."""
     try:
         kept = set(db.query(f"SELECT kind, label FROM {ISSUED}"))
         firsts = [db.query(f"SELECT MIN(occurred_at) FROM {PROJECTIONS[n].records_table}")[0][0] for n in REPORTED]
@@ -404,24 +416,26 @@ Step = Callable[[str, datetime, list[Period], list[Moment] | None], tuple[list[P
 
 def step(url: str, now: datetime, due: list[Period], pending: list[Moment] | None) -> tuple[list[Period], list[Moment]]:
     """One issuing step, in whichever process runs it: the periods just ended (``due``); or else the reports of the
-    periods in progress, if a fact or a deadline has made their kept fold stale (:func:`refresh`); or else the next
-    moment of the backlog (``pending``, the next last; ``None`` to list it afresh). One fold of the city at most,
-    but for the periods just ended. Returns the periods issued and the backlog left."""
+    periods in progress, if a fact or a deadline has made their kept fold stale (:func:`refresh`), then the backlog
+    (``pending``, the next moment last; ``None`` to list it afresh). Once no backlog is left, this process's sweep
+    (``projections.sweep``) issues the periods just ended and answers the periods in progress, each by the few
+    records that changed; until then they are folded (one fold of the city a step at most, but for the periods just
+    ended), and the backlog is issued by the sweep walking forward from the history's start. Returns the periods
+    issued and the backlog left."""
+    from projections import sweep  # the sweep sums reports with this module's assemble
     from projections.queries import Queries  # queries imports this module
 
     queries = Queries(url)
     queries.memory = True  # this process folds the city again and again: it keeps the facts (projections.facts)
     try:
-        for kind, label in due:
-            issued(queries, kind, label)
         if due:
+            for kind, label in sweep.issue_due(queries, due) if pending == [] else due:
+                issued(queries, kind, label)
             return due, pending or []
-        folded = refresh(queries, now)
         if pending is None:
             pending = backlog(queries.db, now)[::-1]
+        folded = refresh(queries, now, swept=not pending)
         if pending and not folded:
-            from projections import sweep  # the sweep sums reports with this module's assemble
-
             pending = sweep.back_issue(queries, pending)
         return [], pending
     finally:
@@ -438,15 +452,18 @@ class Bulletins:
     other thread wait (at 1M events, SQLite, a district's open triggers asked 1,000 times: p99 41 ms alone, 1,070 ms
     beside a fold in a thread, 50 ms beside a fold in its own process).
     The periods that ended last come first, each issued once per process (:func:`issued` reads back one kept
-    before a restart). Every few seconds (``REFRESH_SECONDS``) a step checks the kept fold of the periods in
-    progress and folds them again if a fact or a deadline has made it stale (:func:`refresh`), so a supervisor's
-    ask of today's report reads too. Then, one moment per step, it back-issues (补发) every earlier period whose
-    report is not kept (:func:`backlog`): a history loaded in bulk, periods that ended while no worker ran, the
-    reports a rebuild dropped. A fact recorded before an issue date that arrives after (a late commit) is caught
-    by :func:`issued` on the next ask, which folds and keeps the report again. Before each step it claims or renews
-    the issuing lease (:mod:`projections.lease`): of several issuers on one store (a worker per host, each process
-    of ``ledger serve --workers N``) one steps at a time; the others claim it again every few seconds, and take it
-    once it is released or has run out."""
+    before a restart). Every second (``REFRESH_SECONDS``) a step checks the kept reports of the periods in
+    progress and answers them again if a fact or a deadline has made them stale (:func:`refresh`), so a
+    supervisor's ask of today's report reads too. Then it back-issues (补发) every earlier period whose report is
+    not kept (:func:`backlog`: a history loaded in bulk, periods that ended while no worker ran, the reports a
+    rebuild dropped), by the sweep (``projections.sweep``: forward through time from the history's start, ten
+    seconds a step), or a moment's fold per step for a few moments the sweep has passed. Once none is left, the
+    sweep, kept in the steps' process, issues each period as it ends and answers the periods in progress. A fact
+    recorded before an issue date that arrives after (a late commit) is caught by :func:`issued` on the next ask,
+    which folds and keeps the report again. Before each step it claims or renews the issuing lease
+    (:mod:`projections.lease`): of several issuers on one store (a worker per host, each process of ``ledger serve
+    --workers N``) one steps at a time; the others claim it again every second, and take it once it is released or
+    has run out."""
 
     def __init__(self, url: str, clock: Callable[[], datetime] = utc_now, *, steps: Step = step) -> None:
         self.url = url

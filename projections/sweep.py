@@ -12,10 +12,14 @@ a month's end), R4 for the leaders of a major case's units (the case, a leader o
 year (its territory's deductions and commendations, the year's end), and any trigger a decision was recorded for.
 A report is then summed from the parts by the fold's own last step (``reports.assemble``).
 
-A unit tree or policy known afresh (a unit, an amendment recorded) derives every part again. A fact that arrives
-for a moment already passed (a history loaded with its own times, a late commit) cannot be swept in: the caller
-starts a new sweep (:meth:`Sweep.behind`). Tests: tests/projections/test_sweep.py checks every report of random
-histories, and of the demo city on both stores, against the fold.
+A unit tree or policy known afresh (a unit, an amendment recorded) derives every part again. A fact applied after
+the sweep passed the moment it was recorded by (a late commit, a history loaded with its own times) is taken in at
+the next moment: what the sweep holds from then on is what a fold would derive, and a report already kept without
+it is folded again when asked (``reports.issued`` checks for such facts). So the sweep also answers the reports of
+the periods in progress: moved on to now after each fact, it derives a few records, not the city.
+
+Tests: tests/projections/test_sweep.py checks the reports of random histories, and of a generated city on both
+stores, against the fold, the facts taken in all at once or part by part.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from bisect import insort
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from domain.base import BUREAU_TZ, LEDGER_EPOCH
@@ -92,6 +97,9 @@ class Part:
         )
 
 
+_NO_PART = Part()
+
+
 @dataclass
 class _Agreement:
     rec: Rec
@@ -128,14 +136,14 @@ class Sweep:
         self.year_parts: dict[tuple[str, int], set[PartKey]] = defaultdict(set)  # whose deductions fall there
         self.agreements_at: dict[tuple[str, int], list[str]] = defaultdict(list)
         self._dirty_years: set[tuple[str, int]] = set()
-        self._take_in()
+        self.take_in()
 
     # --- the facts -------------------------------------------------------------------------------
 
-    def _take_in(self) -> bool:
-        """Queue the rows the facts gained since the last call; whether every one of them falls after the moment
-        reached (else the sweep cannot take it in: :meth:`behind`)."""
-        fresh = True
+    def take_in(self) -> bool:
+        """Queue the rows the facts (caught up by the caller) gained since the last call, each to be taken in at the
+        first moment it happened and was recorded by; ``False`` if the facts were read afresh since (a table rebuilt,
+        another log): the sweep's are no longer theirs."""
         for name in FOLDED:
             for is_record, table in ((True, self.facts.records[name]), (False, self.facts.events[name])):
                 rows, taken = self._read.get((name, is_record), (table.rows, 0))
@@ -146,16 +154,23 @@ class Sweep:
                     # The report's fold reads no accountability event, and of the others only REPORT_TYPES.
                     if is_record or (name != "accountability" and fact.type in REPORT_TYPES[name]):
                         admitted = max(fact.occurred_at, fact.recorded_at)
-                        fresh = fresh and admitted > self.moment
                         heapq.heappush(self._due, (admitted, fact.position, name, is_record, row))
                 self._read[name, is_record] = (table.rows, len(table.rows))
-        return fresh
+        return True
 
-    def behind(self, db: Db) -> bool:
-        """Catch the facts up with the tables; whether one arrived that this sweep has already passed (it recorded
-        before the moment reached, applied after): then only a new sweep issues exact reports."""
-        self.facts.catch_up(db)
-        return not self._take_in()
+    def until(self) -> int:
+        """The last moment through which the reports as of the moment reached stay the reports as of any later one,
+        unless a fact not yet taken in arrives (as ``reports.steady_until`` bounds a fold): before the next midnight
+        (a day, a month, a year ends), the next deadline, the next fact due."""
+        day = from_micros(self.moment).date() + timedelta(days=1)
+        ends = [micros(datetime(day.year, day.month, day.day, tzinfo=BUREAU_TZ)) - 1]
+        while self.clock and self.parts.get(self.clock[0][1], _NO_PART).clock != self.clock[0][0]:
+            heapq.heappop(self.clock)  # derived again since: not its deadline any more
+        if self.clock:
+            ends.append(self.clock[0][0])  # a deadline passes once the moment is after it
+        if self._due:
+            ends.append(self._due[0][0] - 1)
+        return min(ends)
 
     # --- moving on ---------------------------------------------------------------------------------
 
@@ -208,10 +223,14 @@ class Sweep:
         renewed, principals = self._people(k, touched["person"], everything)
         self._missed(k, renewed, months_ended, everything)
         self._cases(k, touched["case"], touched["leaders"])
+        if everything:  # a unit may lie under another government now
+            self.majors_under = defaultdict(set)
+            for uuid, majors in self.majors.items():
+                for unit in {u for m in majors for u in self._units_of(k, m)}:
+                    self.majors_under[unit].add(uuid)
+            touched["leaders"] |= set(self.majors)
         for unit in principals:
             touched["leaders"] |= self.majors_under.get(unit, set())
-        if everything:
-            touched["leaders"] |= set(self.majors)
         self._leaders(k, touched["leaders"])
         self._petitions(k, touched["petition"])
         self._agreements(k, touched["agreement"])
@@ -380,10 +399,11 @@ class Sweep:
     # --- reports ---------------------------------------------------------------------------------
 
     def report(self, kind: str, label: str) -> dict[str, Any]:
-        """The report of a period ending at the moment reached, as ``reports.report`` folds it."""
+        """The report of a period as of the moment reached (its end, or a moment inside it), as ``reports.report``
+        folds it."""
         start, end = period(kind, label)
         lo, hi = micros(start), micros(end)
-        assert hi == self.moment and self.known is not None, "a report is summed at its period's end"
+        assert lo <= self.moment <= hi and self.known is not None, "a report is summed inside its period or at its end"
         # The standing counts as they are, but a unit's that the period adds to, copied first.
         tallies: dict[str, Counter[str]] = dict(self.standing)
         copied: set[str] = set()
@@ -405,7 +425,7 @@ class Sweep:
         deductions.sort(key=lambda pair: pair[0])
         opened.sort(key=lambda t: (t["opened_at"], t["id"]))
         found = [o for _, o in deductions]
-        return assemble(self.known.structure, kind, label, (hi, hi), tallies, found, opened)
+        return assemble(self.known.structure, kind, label, (self.moment, self.moment), tallies, found, opened)
 
     def _evidenced(self, t: dict[str, Any]) -> dict[str, Any]:
         """An R6 trigger with its evidence: the agreement and every deduction of its territory's year."""
@@ -435,35 +455,100 @@ AT_LEAST = 30
 _sweeps: dict[str, Sweep] = {}
 
 
+def _kept(db: Db, since: int | None) -> Sweep | None:
+    """This process's sweep of the store, its facts caught up with the tables: a new one if there was none, the
+    facts were read afresh, or it has passed ``since``; ``None`` past ``facts.LIMIT`` rows (then folds answer)."""
+    found = facts.kept(db)
+    sweep = _sweeps.get(db.url)
+    if found is None:
+        _sweeps.pop(db.url, None)
+        return None
+    if sweep is None or sweep.facts is not found or not sweep.take_in() or (since is not None and sweep.moment > since):
+        sweep = _sweeps[db.url] = Sweep(db, found)
+    sweep.db = db  # the connection of the step that uses it (each step opens its own)
+    return sweep
+
+
 def back_issue(queries: Queries, pending: list[Moment], budget: float | None = None) -> list[Moment]:
     """Issue the backlog's moments (``pending``, as ``reports.backlog`` lists them, the next last) in time order by
     this process's sweep, for about ``budget`` seconds (:data:`STEP_SECONDS`); the moments left, in the same order.
-    The sweep is kept for the next step, and started afresh when the facts moved under it (:meth:`Sweep.behind`) or
-    the backlog begins before the moment it reached. Without the facts in memory (past ``facts.LIMIT``), or for a
-    short backlog that would need a new sweep, one moment is folded alone (``reports.issue_at``)."""
+    The sweep is kept for the next step, and started afresh when the backlog begins before the moment it reached.
+    Without the facts in memory (past ``facts.LIMIT``), or for a short backlog that would need a new sweep, one
+    moment is folded alone (``reports.issue_at``)."""
     db = queries.db
-    head = min(positions(db, list(PROJECTIONS)).values())  # before the facts are caught up, as in reports.issued
-    found = facts.kept(db)
+    head = _head(db)
     ordered = sorted(pending)
-    sweep = _sweeps.get(db.url)
-    start = micros(period("daily", ordered[0][0].isoformat())[1])
-    if found is None or sweep is None or sweep.facts is not found or sweep.behind(db) or sweep.moment > start:
-        _sweeps.pop(db.url, None)
-        if found is None or len(ordered) < AT_LEAST:
-            reports.issue_at(queries, *pending[-1])
-            return pending[:-1]
-        sweep = _sweeps[db.url] = Sweep(db, found)
+    start = _end(ordered[0][0])
+    current = _sweeps.get(db.url)
+    if len(ordered) < AT_LEAST and (current is None or current.moment > start):
+        reports.issue_at(queries, *pending[-1])
+        return pending[:-1]
+    sweep = _kept(db, start)
+    if sweep is None:
+        reports.issue_at(queries, *pending[-1])
+        return pending[:-1]
     stop = time.monotonic() + (STEP_SECONDS if budget is None else budget)
     while ordered:
         day, due = ordered.pop(0)
-        sweep.advance(micros(period("daily", day.isoformat())[1]))
+        sweep.advance(_end(day))
         _keep(sweep, due, head)
         if time.monotonic() >= stop:
             break
-    if not ordered:
-        _sweeps.pop(db.url, None)  # done: its memory is not held for a backlog that may never come
     left = {day for day, _ in ordered}
     return [m for m in pending if m[0] in left]
+
+
+def issue_due(queries: Queries, due: list[Period]) -> list[Period]:
+    """Issue the periods just ended by this process's sweep, moved on to each one's end, when no backlog is left
+    (the caller's to know) and the sweep has not passed it; the periods it could not issue (the caller folds them)."""
+    db = queries.db
+    head = _head(db)
+    left = []
+    for end, periods in sorted(_by_end(due).items()):
+        sweep = _kept(db, end)
+        if sweep is None:
+            left += periods
+            continue
+        sweep.advance(end)
+        _keep(sweep, periods, head)
+    return left
+
+
+def running(queries: Queries, now: datetime, wanted: list[Period]) -> bool:
+    """Keep the reports of the periods in progress as of ``now``, as ``reports.fold_running`` keeps a fold's, from
+    this process's sweep moved on to ``now`` (started, the first time, by one jump there); ``False`` without the facts
+    in memory, or if the sweep has passed ``now`` (a clock set back): then the caller folds."""
+    db = queries.db
+    head = _head(db)
+    moment = micros(now)
+    sweep = _kept(db, None)
+    if sweep is None or sweep.moment > moment:
+        return False
+    sweep.advance(moment)
+    kept = {}
+    for kind, label in wanted:
+        answer = sweep.report(kind, label)
+        del answer["as_of"], answer["known_at"]
+        kept[kind, label] = reports.split(answer)
+    reports.keep_running(db, head, moment, sweep.until(), kept)
+    return True
+
+
+def _head(db: Db) -> int:
+    """What every fact projection has applied: read before the facts are caught up, as ``reports.issued`` does."""
+    return min(positions(db, list(PROJECTIONS)).values())
+
+
+def _end(day: date) -> int:
+    """The midnight after ``day`` (the moment its reports are issued as of)."""
+    return micros(datetime(day.year, day.month, day.day, tzinfo=BUREAU_TZ) + timedelta(days=1))
+
+
+def _by_end(due: list[Period]) -> dict[int, list[Period]]:
+    found: dict[int, list[Period]] = defaultdict(list)
+    for kind, label in due:
+        found[micros(period(kind, label)[1])].append((kind, label))
+    return found
 
 
 def _keep(sweep: Sweep, due: list[Period], head: int) -> None:

@@ -78,28 +78,32 @@ def test_the_projection_bench_measures_a_generated_store_as_it_is(tmp_path: Path
     assert "1501 events, 1 territories" in done.stdout
 
 
-def test_back_issue_prints_the_steps_and_keeps_every_bulletin(tmp_path: Path) -> None:
+def test_back_issue_prints_the_sweep_and_keeps_every_report(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'gen.db'}"
     assert run("bench.generate", "--url", url, "--events", "1500", "--years", "2024-2025").returncode == 0
     out = tmp_path / "back.json"
     done = run("bench.back_issue", "--url", url, "--budget", "60", "--json", str(out))
     assert done.returncode == 0, done.stderr
-    assert "first ask of the newest bulletin: fold" in done.stdout and "moments left:" in done.stdout
+    assert "first ask of the newest bulletin: fold" in done.stdout and "moments left: 0" in done.stdout
     result = json.loads(out.read_text())
-    assert result["steps"]["monthly"]["n"] >= 20  # every month end since the history's first, after the newest
-    assert result["fold_over_read"] > 0
+    assert result["backlog_moments"] == result["swept_moments"] > 600  # every day since the history's first
+    assert result["fold_over_read"] > 0 and result["fold_over_sweep"] > 0
+    assert result["running_sweep_after_fact_ms"] > 0 and "the periods in progress by the sweep" in done.stdout
     memory = result["in_memory"]
     assert memory["rows"] > 0 and len(memory["tables_s"]) == len(memory["memory_s"]) == 4
     assert "facts read into memory" in done.stdout and "from memory" in done.stdout
+    from projections import reports
     from projections.catalog import ISSUED
     from projections.db import Db
 
     db = Db(url)
     try:
-        months = {label for (label,) in db.query(f"SELECT label FROM {ISSUED} WHERE kind = 'monthly'")}
+        kept = set(db.query(f"SELECT kind, label FROM {ISSUED}"))
+        assert reports.backlog(db, reports.utc_now()) == []  # nothing left to issue
     finally:
         db.close()
-    assert len(months) == result["steps"]["monthly"]["n"] + 1  # and the newest, issued as the periods just ended
+    assert len({label for kind, label in kept if kind == "monthly"}) >= 24
+    assert result["swept_reports"] + 3 == len(kept)  # and the three periods just ended, issued first
 
 
 def test_reports_read_times_running_and_kept_reports_in_process_and_over_http(tmp_path: Path) -> None:

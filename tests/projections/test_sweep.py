@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from domain.base import BUREAU_TZ
 from domain.vocabulary import EscalationLevel, Post
 from projections import engine, reports, sweep
-from projections.catalog import ISSUED, micros
+from projections.catalog import ISSUED, from_micros, micros
+from projections.db import Db
 from projections.facts import Facts
 from projections.history import REPORT_TYPES
 from projections.queries import Queries
@@ -62,30 +63,41 @@ def _keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hour=st.sampled_from([0]) | st.integers(0, 23),
     daily=st.booleans(),
     picks=st.lists(st.integers(0, 640), min_size=1, max_size=6),
+    share=st.sampled_from([1.0]) | st.floats(0, 1),
+    pause=st.integers(0, 640),
 )
-@example(steps=[("clue", 0, 0, 5, 0)] * 10, hour=0, daily=False, picks=[20, 21])  # 有案不查 at a midnight
+@example(steps=[("clue", 0, 0, 5, 0)] * 10, hour=0, daily=False, picks=[20, 21], share=1.0, pause=0)  # 有案不查
 def test_the_sweep_sums_every_report_as_the_fold_does(
-    steps: list[Any], hour: int, daily: bool, picks: list[int]
+    steps: list[Any], hour: int, daily: bool, picks: list[int], share: float, pause: int
 ) -> None:
     """At each moment checked (every month's end, and days picked at random up to late entries' recording), the
     reports the sweep sums equal the fold's; the sweep moves on either every midnight or only to those moments.
     The histories hold every command the rules know, late entries and facts dated ahead of the recording clock;
     their business times lie ``hour`` past midnight (0: every deadline falls on a midnight, where it has not yet
-    passed)."""
+    passed). Only a ``share`` of the log is applied at first; the rest is applied and taken in at the day ``pause``,
+    many of its facts recorded before the moment the sweep reached: from then on the fold reads them all."""
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         start = props.START + timedelta(hours=hour)
         mp.setattr(sys.modules[props.__name__], "START", start)
         url, ledger = history(Path(tmp), steps)
-        engine.catch_up(url)
+        db = Db(url)
+        follower = engine.Follower(url, batch_size=max(1, int(engine.log_head(db) * share)))
+        follower.step()
+        follower.close()
         s, q = swept(url)
         first = props.START.date() - timedelta(days=1)
         checked = {n for n in range(641) if (first + timedelta(days=n + 1)).day == 1} | set(picks)
-        for n in range(641) if daily else sorted(checked):
+        for n in sorted(set(range(641) if daily else checked) | {pause}):
+            if n == pause:  # the rest of the log
+                engine.catch_up(url)
+                s.facts.catch_up(q.db)
+                assert s.take_in()
             day = first + timedelta(days=n)
             if n in checked:
                 check(s, q, day)
             else:
                 s.advance(micros(midnight_after(day)))
+        db.close()
         q.close()
         ledger.close()
 
@@ -120,34 +132,84 @@ def test_a_generated_city_on_both_stores(store_url: str) -> None:
     q.close()
 
 
-def test_a_fact_recorded_before_the_moment_reached_puts_the_sweep_behind(world: World) -> None:
-    """A fact applied after the sweep passed its moment — recorded by a writer whose clock ran behind, or a history
-    loaded with its own times — cannot be swept in (the reports already summed did not count it): the sweep says
-    it is behind. One recorded after the moment reached is swept in on moving on."""
+def test_a_fact_recorded_before_the_moment_reached_is_taken_in_at_the_next(world: World) -> None:
+    """A fact applied after the sweep passed the moment it was recorded by — a writer whose clock ran behind, a late
+    commit — is taken in when the sweep next moves on: from then on its reports are the fold's (the reports already
+    summed without it are the issuer's to fold again when asked: ``reports.issued``)."""
     w = world
     petition(w, "x1", "kz", "2024-05-10")
     engine.catch_up(w.url)
     s, q = swept(w.url)
-    check(s, q, date(2024, 5, 31))
-    assert s.report("monthly", "2024-05")["petitions"]["registered"] == 1
-    w.clock.set("2024-06-02T09:00")
-    petition(w, "x2", "kz", "2024-05-20")  # late: recorded after May's issue date
-    engine.catch_up(w.url)
-    assert not s.behind(q.db)
-    check(s, q, date(2024, 6, 2))
-    assert s.report("daily", "2024-06-02")["petitions"]["registered"] == 0
+    assert check(s, q, date(2024, 5, 31))[-1]["petitions"]["registered"] == 1  # the bulletin of May
     w.clock.set("2024-05-25T09:00")  # a writer's clock behind the moment the sweep reached
     petition(w, "x3", "kz", "2024-05-25")
     engine.catch_up(w.url)
-    assert s.behind(q.db)
+    s.facts.catch_up(q.db)
+    assert s.take_in()
+    assert s.report("monthly", "2024-05")["petitions"]["registered"] == 1  # not taken in before moving on
+    s.advance(micros(at("2024-06-01T12:00")))
+    assert s.report("monthly", "2024-06")["petitions"]["registered"] == 0
+    k = q.known(at("2024-06-01T12:00"), at("2024-06-01T12:00"), lean=True, only=REPORT_TYPES)
+    assert s.report("monthly", "2024-06") == reports.report(k, "monthly", "2024-06")
+    check(s, q, date(2024, 6, 30))
     q.close()
+
+
+@settings(PROPERTY, max_examples=60)
+@given(
+    steps=st.lists(step | ahead, min_size=10, max_size=40),
+    anchor=st.sampled_from(["deadline", "filing", "occurred_at", "recorded_at"]),
+    pick=st.integers(0, 1000),
+    before=st.integers(0, 120) | st.integers(0, 3 * 1440),
+    share=st.floats(0, 1),
+    hour=st.integers(0, 23),
+    walked=st.booleans(),
+)
+def test_the_sweep_answers_the_periods_in_progress_until_they_change(
+    steps: list[Any], anchor: str, pick: int, before: int, share: float, hour: int, walked: bool
+) -> None:
+    """进行中的报告: moved on to a moment inside its periods (shortly before a deadline, a fact's business or
+    recording time), walked there midnight by midnight or in one jump, the sweep answers the periods in progress as
+    the fold does; the fold at any later moment up to :meth:`Sweep.until` is the same but for its stamps, and the
+    sweep moved on to that moment answers as the fold there."""
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys.modules[props.__name__], "START", props.START + timedelta(hours=hour))
+        url, ledger = history(Path(tmp), steps)
+        engine.catch_up(url)
+        candidates = props._moments(url)[anchor] or [micros(props.START)]
+        moment = from_micros(candidates[pick % len(candidates)]) - timedelta(minutes=before)
+        s, q = swept(url)
+        if walked:
+            day = props.START.date() - timedelta(days=2)
+            while midnight_after(day) < moment:
+                s.advance(micros(midnight_after(day)))
+                day += timedelta(days=1)
+        s.advance(micros(moment))
+        until = s.until()
+        assert s.moment <= until
+        later = from_micros(s.moment + int((until - s.moment) * share))
+        then = q.known(moment, moment, lean=True, only=REPORT_TYPES)
+        again = q.known(later, later, lean=True, only=REPORT_TYPES)
+        wanted = reports.in_progress(moment)
+        answers = {p: s.report(*p) for p in wanted}
+        stamps = ("as_of", "known_at")
+        s.advance(micros(later))
+        for kind, label in wanted:
+            assert answers[kind, label] == reports.report(then, kind, label), (kind, label)
+            assert {key: v for key, v in answers[kind, label].items() if key not in stamps} == {
+                key: v for key, v in reports.report(again, kind, label).items() if key not in stamps
+            }, (kind, label, later)
+            if later < reports.period(kind, label)[1]:
+                assert s.report(kind, label) == reports.report(again, kind, label)
+        q.close()
+        ledger.close()
 
 
 def test_the_issuer_back_issues_a_long_backlog_by_the_sweep(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """补发: a backlog of at least ``AT_LEAST`` moments is issued in time order by one sweep kept across the issuing
-    steps (each sweeping on for ``STEP_SECONDS``), and every report answered as the fold answers it; a fact recorded
-    before the moment reached starts a new sweep; a short backlog is folded a moment at a time, the latest month's
-    end first, as before."""
+    steps (each sweeping on for ``STEP_SECONDS``), and every report answered as the fold answers it, though a fact
+    arrived for a moment already swept; a short backlog before the moment the sweep reached is folded a moment at a
+    time, the latest month's end first, as before."""
     w = world
     petition(w, "x1", "kz", "2024-02-10", skip_level=True)
     w.do("register_person", "镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-head", when="2024-02-10")
@@ -166,14 +228,12 @@ def test_the_issuer_back_issues_a_long_backlog_by_the_sweep(world: World, monkey
     pending = sweep.back_issue(q, pending)
     assert sweep._sweeps[url] is first and len(pending) == len(listed) - 2
     assert first.moment == micros(at("2024-02-12"))  # the backlog's second day ended: time order
-    w.clock.set("2024-02-11T10:00")  # a writer whose clock runs behind the moment swept
+    w.clock.set("2024-02-11T10:00")  # a writer whose clock runs behind the moment swept: taken in next
     petition(w, "x3", "kz", "2024-02-11")
     engine.catch_up(w.url)
-    pending = sweep.back_issue(q, reports.backlog(q.db, now)[::-1])
-    assert sweep._sweeps[url] is not first
     while pending:
         pending = sweep.back_issue(q, pending)
-    assert url not in sweep._sweeps  # dropped once the backlog is done
+        assert sweep._sweeps[url] is first
     issued = {(kind, label) for _, due in listed for kind, label in due}
     assert set(q.db.query(f"SELECT kind, label FROM {ISSUED}")) == issued
     for kind, label in issued:
@@ -186,7 +246,53 @@ def test_the_issuer_back_issues_a_long_backlog_by_the_sweep(world: World, monkey
     engine.catch_up(w.url)
     short = reports.backlog(q.db, now)
     assert 0 < len(short) < sweep.AT_LEAST and short[0][1] == [("daily", "2024-01-31"), ("monthly", "2024-01")]
-    assert sweep.back_issue(q, short[::-1]) == short[1:][::-1]
-    assert url not in sweep._sweeps
+    assert sweep.back_issue(q, short[::-1]) == short[1:][::-1]  # folded: the sweep has passed it
+    assert sweep._sweeps[url] is first
     assert {("daily", "2024-01-31"), ("monthly", "2024-01")} <= set(q.db.query(f"SELECT kind, label FROM {ISSUED}"))
+    q.close()
+
+
+def test_once_the_backlog_is_issued_the_steps_answer_the_periods_in_progress_by_the_sweep(world: World) -> None:
+    """进行中的报告: the issuer's steps (``reports.step``, each with a connection of its own) issue the backlog by the
+    sweep, then answer the periods in progress from it: after a fact, the next step derives the records it changed
+    (no fold of the city) and keeps reports equal to the fold as of then; the periods just ended are issued by it."""
+    from projections import history
+    from projections.catalog import RUNNING
+
+    w = world
+    petition(w, "x1", "kz", "2024-02-10", skip_level=True)
+    petition(w, "x2", "yl", "2024-04-02")
+    engine.catch_up(w.url)
+    now = at("2024-06-18T09:00")
+    _, pending = reports.step(w.url, now, [], None)  # the periods in progress folded: a backlog is left
+    while pending:
+        _, pending = reports.step(w.url, now, [], pending)
+    q = Queries(w.url)
+    swept = sweep._sweeps[q.db.url]
+    w.clock.set("2024-06-18T09:30")
+    petition(w, "x3", "kz", "2024-06-18T09:30")
+    engine.catch_up(w.url)
+    later = at("2024-06-18T10:00")
+    folds = []
+    real = history.Known.__init__
+
+    def watched(self: history.Known, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        folds.append(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(history.Known, "__init__", watched)
+        assert reports.step(w.url, later, [], []) == ([], [])
+    assert swept.moment == micros(later) and all(k.uuids is None and "petitions" not in vars(k) for k in folds)
+    k = q.known(later, later, lean=True, only=REPORT_TYPES)
+    for kind, label, body in q.db.query(f"SELECT kind, label, body FROM {RUNNING}"):
+        answer = reports.report(k, kind, label)
+        del answer["as_of"], answer["known_at"], answer["tallies"]
+        assert orjson.loads(body) == answer, (kind, label)
+    assert orjson.loads(reports.running(q, "daily", "2024-06-18", later).body)["petitions"]["registered"] == 1
+    tomorrow = at("2024-06-19T00:05")
+    reports.step(w.url, tomorrow, [("daily", "2024-06-18")], [])
+    assert swept.moment == micros(at("2024-06-19"))  # issued by the sweep, moved on to the day's end
+    body = q.db.query(f"SELECT body FROM {ISSUED} WHERE kind = 'daily' AND label = '2024-06-18'")[0][0]
+    assert orjson.loads(body) == reports.build(q, "daily", "2024-06-18", at("2024-06-19"), at("2024-06-19"))
     q.close()
