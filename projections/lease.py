@@ -116,3 +116,27 @@ def await_fold(db: Db, name: str, deadline: float) -> None:
         if not rows or int(rows[0][0]) < _micros():
             return
         time.sleep(FOLD_POLL_SECONDS)
+
+
+# --- announcements ----------------------------------------------------------------------------------
+
+
+def announce(db: Db, name: str, seconds: float) -> None:
+    """Say, in a fold lease's row, that some process answers ``name`` for the next ``seconds``: an ask may wait for
+    its answer rather than fold (:func:`announced`). Renewed by each call; a read replica cannot be told."""
+    with contextlib.suppress(*db.errors), db.transaction():
+        db.execute(
+            f"INSERT INTO {FOLDS} (name, holder, head, until) VALUES (?, ?, 0, ?) ON CONFLICT (name) DO UPDATE"
+            " SET holder = excluded.holder, until = excluded.until",
+            (name, holder_name(), _micros() + round(seconds * 1_000_000)),
+        )
+
+
+def announced(db: Db, name: str) -> bool:
+    """Whether some process said it answers ``name`` now (:func:`announce`)."""
+    try:
+        rows = db.query(f"SELECT until FROM {FOLDS} WHERE name = ?", (name,))
+    except db.errors:  # a store whose projections have not made their tables yet
+        return False
+    return bool(rows) and int(rows[0][0]) >= _micros()
+

@@ -130,6 +130,10 @@ _folds_guard = threading.Lock()
 FOLD_WAIT_SECONDS = 30.0
 #: The name of the fold that keeps the three periods in progress (:func:`fold_running`), in :func:`folding`.
 RUNNING_FOLD = "in-progress"
+#: The announcement of an issuer whose sweep answers the periods in progress (``lease.announce``): an ask that finds
+#: their kept reports stale waits up to :data:`SWEPT_WAIT_SECONDS` for its next answer rather than fold the city.
+SWEEPING = "in-progress:swept"
+SWEPT_WAIT_SECONDS = 3.0
 
 
 def fold_name(kind: str, label: str) -> str:
@@ -191,6 +195,8 @@ def running(queries: Queries, kind: str, label: str, now: datetime, *, tallies: 
     (:func:`refresh`), so most asks read."""
     db = queries.db
     kept = _kept_running(db, kind, label, now, tallies)
+    if kept is None and (kind, label) in in_progress(now) and lease.announced(db, SWEEPING):
+        kept, now = _swept(db, kind, label, now, tallies)
     if kept is None:
         head = min(positions(db, list(PROJECTIONS)).values())
         # One fold keeps the three periods in progress: wait for one underway only if it read every fact this ask
@@ -203,6 +209,19 @@ def running(queries: Queries, kind: str, label: str, now: datetime, *, tallies: 
                 wanted = in_progress(now)  # one fold answers all three (a period not begun yet is asked alone)
                 kept = fold_running(queries, now, wanted if (kind, label) in wanted else [(kind, label)])[kind, label]
     return Kept(_stamped(kept.body, now), kept.tallies if tallies else None)
+
+
+def _swept(db: Db, kind: str, label: str, now: datetime, tallies: bool) -> tuple[Kept | None, datetime]:
+    """The report of a period in progress as the issuer's sweep keeps it next (within a second or so of a fact, a few
+    records derived), waited for at most ``SWEPT_WAIT_SECONDS``; answered as of the moment it is found."""
+    deadline, end = time.monotonic() + SWEPT_WAIT_SECONDS, period(kind, label)[1]
+    while time.monotonic() < deadline:
+        time.sleep(lease.FOLD_POLL_SECONDS)
+        now = max(now, min(utc_now(), end))
+        kept = _kept_running(db, kind, label, now, tallies)
+        if kept is not None:
+            return kept, now
+    return None, now
 
 
 def _kept_running(db: Db, kind: str, label: str, now: datetime, tallies: bool) -> Kept | None:
@@ -435,6 +454,8 @@ def step(url: str, now: datetime, due: list[Period], pending: list[Moment] | Non
         if pending is None:
             pending = backlog(queries.db, now)[::-1]
         folded = refresh(queries, now, swept=not pending)
+        if not pending and sweep.answering(queries.db):  # asks of the periods in progress may wait for it
+            lease.announce(queries.db, SWEEPING, 3 * REFRESH_SECONDS)
         if pending and not folded:
             pending = sweep.back_issue(queries, pending)
         return [], pending
@@ -454,7 +475,8 @@ class Bulletins:
     The periods that ended last come first, each issued once per process (:func:`issued` reads back one kept
     before a restart). Every second (``REFRESH_SECONDS``) a step checks the kept reports of the periods in
     progress and answers them again if a fact or a deadline has made them stale (:func:`refresh`), so a
-    supervisor's ask of today's report reads too. Then it back-issues (补发) every earlier period whose report is
+    supervisor's ask of today's report reads too (an ask that comes first waits for the sweep's answer when the
+    issuer has said it sweeps: :data:`SWEEPING`). Then it back-issues (补发) every earlier period whose report is
     not kept (:func:`backlog`: a history loaded in bulk, periods that ended while no worker ran, the reports a
     rebuild dropped), by the sweep (``projections.sweep``: forward through time from the history's start, ten
     seconds a step), or a moment's fold per step for a few moments the sweep has passed. Once none is left, the

@@ -534,6 +534,11 @@ def running(queries: Queries, now: datetime, wanted: list[Period]) -> bool:
     return True
 
 
+def answering(db: Db) -> bool:
+    """Whether this process keeps a sweep of the store (so it answers the periods in progress by it)."""
+    return db.url in _sweeps
+
+
 def _head(db: Db) -> int:
     """What every fact projection has applied: read before the facts are caught up, as ``reports.issued`` does."""
     return min(positions(db, list(PROJECTIONS)).values())

@@ -296,3 +296,46 @@ def test_once_the_backlog_is_issued_the_steps_answer_the_periods_in_progress_by_
     body = q.db.query(f"SELECT body FROM {ISSUED} WHERE kind = 'daily' AND label = '2024-06-18'")[0][0]
     assert orjson.loads(body) == reports.build(q, "daily", "2024-06-18", at("2024-06-19"), at("2024-06-19"))
     q.close()
+
+
+def test_an_ask_of_a_period_in_progress_waits_for_the_sweeping_issuers_answer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ask that finds today's report stale after a fact, while the issuer has said it answers the periods in
+    progress by its sweep (``reports.SWEEPING``), waits for the sweep's answer (within a second or so) instead of
+    folding the city in the server's process; once the issuer has stopped saying so, the ask folds as before."""
+    import threading
+
+    from projections import lease
+    from projections.catalog import RUNNING
+
+    w = world
+    petition(w, "x1", "kz", "2024-06-17")
+    engine.catch_up(w.url)
+    now, later = at("2024-06-18T09:00"), at("2024-06-18T10:00")
+    _, pending = reports.step(w.url, now, [], None)
+    while pending:
+        _, pending = reports.step(w.url, now, [], pending)
+    q = Queries(w.url)
+    q.db.execute(f"DELETE FROM {RUNNING}")  # as if a deadline had passed: answered again
+    reports.step(w.url, now, [], [])  # no backlog: the sweep answers, and the issuer says so
+    assert lease.announced(q.db, reports.SWEEPING)
+    w.clock.set("2024-06-18T09:30")
+    petition(w, "x2", "kz", "2024-06-18T09:30")
+    engine.catch_up(w.url)
+    monkeypatch.setattr(reports, "utc_now", lambda: later)
+    folds: list[Any] = []
+    real = reports.fold_running
+    monkeypatch.setattr(reports, "fold_running", lambda *args: folds.append(args) or real(*args))
+    issuer = threading.Timer(0.3, reports.step, (w.url, later, [], []))
+    issuer.start()
+    answer = orjson.loads(reports.running(q, "daily", "2024-06-18", later).body)
+    issuer.join()
+    assert answer["petitions"]["registered"] == 1 and answer["as_of"] == later.isoformat() and not folds
+    w.clock.set("2024-06-18T09:45")
+    petition(w, "x3", "kz", "2024-06-18T09:45")
+    engine.catch_up(w.url)
+    q.db.execute("DELETE FROM proj_reports_folds")  # the announcement run out: no issuer answers
+    assert orjson.loads(reports.running(q, "daily", "2024-06-18", later).body)["petitions"]["registered"] == 2
+    assert folds
+    q.close()
