@@ -455,15 +455,20 @@ AT_LEAST = 30
 _sweeps: dict[str, Sweep] = {}
 
 
-def _kept(db: Db, since: int | None) -> Sweep | None:
-    """This process's sweep of the store, its facts caught up with the tables: a new one if there was none, the
-    facts were read afresh, or it has passed ``since``; ``None`` past ``facts.LIMIT`` rows (then folds answer)."""
-    found = facts.kept(db)
+def _kept(db: Db, since: int | None, *, new: bool = True) -> Sweep | None:
+    """This process's sweep of the store, its facts caught up with the tables: a new one (unless not ``new``) if
+    there was none, the facts were read afresh, or it has passed ``since``; ``None`` past ``facts.LIMIT`` rows (then
+    folds answer)."""
     sweep = _sweeps.get(db.url)
+    if sweep is None and not new:
+        return None
+    found = facts.kept(db)
     if found is None:
         _sweeps.pop(db.url, None)
         return None
     if sweep is None or sweep.facts is not found or not sweep.take_in() or (since is not None and sweep.moment > since):
+        if not new:
+            return None
         sweep = _sweeps[db.url] = Sweep(db, found)
     sweep.db = db  # the connection of the step that uses it (each step opens its own)
     return sweep
@@ -500,12 +505,14 @@ def back_issue(queries: Queries, pending: list[Moment], budget: float | None = N
 
 def issue_due(queries: Queries, due: list[Period]) -> list[Period]:
     """Issue the periods just ended by this process's sweep, moved on to each one's end, when no backlog is left
-    (the caller's to know) and the sweep has not passed it; the periods it could not issue (the caller folds them)."""
+    (the caller's to know) and the sweep has not passed it; the periods it could not issue (the caller folds them:
+    a process that has no sweep yet folds them rather than walk the history for them)."""
     db = queries.db
     head = _head(db)
-    left = []
-    for end, periods in sorted(_by_end(due).items()):
-        sweep = _kept(db, end)
+    left: list[Period] = []
+    fresh = [p for p in due if not db.query(f"SELECT 1 FROM {ISSUED} WHERE kind = ? AND label = ?", p)]
+    for end, periods in sorted(_by_end(fresh).items()):
+        sweep = _kept(db, end, new=False)
         if sweep is None:
             left += periods
             continue
