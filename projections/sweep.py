@@ -182,7 +182,7 @@ class Sweep:
         k = Known(self.db, from_micros(moment), from_micros(moment))
         k.__dict__["decisions"] = self.decisions
         self.known = k
-        everything = k.structure is not self.structure
+        everything = not _alike(self.structure, k.structure)
         self.structure = k.structure
         touched: dict[str, set[str]] = {p: set() for p in ("case", "petition", "person", "agreement", "leaders")}
         kinds = {"cases": "case", "petitions": "petition", "people": "person"}
@@ -608,6 +608,16 @@ def _petition_part(k: Known, p: PetitionState) -> Part:
         deductions=k.petition_occurrences(p),
         clock=p.deadline if waiting else None,
     )
+
+
+def _alike(known: Structure | None, now: Structure) -> bool:
+    """Whether two structures derive alike: the same units, the same policy versions (the defaults recorded as
+    version 1 when a store is set up, after a history loaded in bulk, derive as the defaults known before)."""
+
+    def versions(s: Structure) -> list[tuple[Any, ...]]:
+        return sorted((a.version, a.effective_from, a.changes) for a in s.policy.amendments)
+
+    return known is now or (known is not None and known.units == now.units and versions(known) == versions(now))
 
 
 def _month_starts(after: int, until: int) -> list[int]:
