@@ -139,4 +139,3 @@ def announced(db: Db, name: str) -> bool:
     except db.errors:  # a store whose projections have not made their tables yet
         return False
     return bool(rows) and int(rows[0][0]) >= _micros()
-

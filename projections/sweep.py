@@ -112,7 +112,7 @@ class Sweep:
     period that ends at that moment. Reads the facts in memory (``projections.facts``), never the fact tables."""
 
     def __init__(self, db: Db, facts: Facts) -> None:
-        self.db = db
+        self.db = db  # the connection it derives with (the structure, by ``Known``): the caller's, each step's own
         self.facts = facts
         self.moment = -(2**62)
         self.structure: Structure | None = None
@@ -180,6 +180,8 @@ class Sweep:
         assert moment >= self.moment, "a sweep only moves forward"
         previous, self.moment = self.moment, moment
         k = Known(self.db, from_micros(moment), from_micros(moment))
+        # The fold's cached facts, given rather than read: its methods then read the sweep's (decisions here, the
+        # leaders once derived: ``_people``), and the records are handed to them one by one.
         k.__dict__["decisions"] = self.decisions
         self.known = k
         everything = not _alike(self.structure, k.structure)

@@ -121,7 +121,7 @@ def test_a_generated_city_on_both_stores(store_url: str) -> None:
     assert len(checked) > 100
     # what the reports compared hold: every kind of count, deductions and triggers
     rules = {t["rule"] for r in checked for t in r["triggers_opened"]}
-    assert {"R4", "R7", "R18"} <= rules and sum(len(r["deductions"]) for r in checked) > 100
+    assert {"R4", "R6", "R7", "R14", "R18"} <= rules and sum(len(r["deductions"]) for r in checked) > 100
     totals = {
         f"{group}.{key}": sum(r[group][key] for r in checked)
         for group in ("petitions", "cases")
