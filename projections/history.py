@@ -944,7 +944,7 @@ class Known:
         (the report issuer adds each month's as it ends)."""
         missed = []
         held = set(map(tuple, leader.held))
-        local = from_micros(max(leader.registered, since or leader.registered))
+        local = from_micros(leader.registered if since is None else max(leader.registered, since))
         year, month = local.year, local.month
         if month_start(year, month) < leader.registered:
             year, month = (year, month + 1) if month < 12 else (year + 1, 1)

@@ -9,7 +9,9 @@ stopped). A step longer than the lease may overlap with the next holder's first:
 kept by the same rules either way, only folded twice.
 
 A fold lease (:func:`folding`) is the same kind of row per report: asks of one report in several server
-processes, or an ask and the issuer's own fold, fold it once; the others wait and read back what it kept.
+processes, or an ask and the issuer's own fold, fold it once; the others wait and read back what it kept. An
+announcement (:func:`announce`) is one more such row, renewed while a process answers something without folding
+(the issuer's sweep, the periods in progress): an ask may wait for its answer instead.
 """
 
 from __future__ import annotations
