@@ -41,6 +41,7 @@ from projections.db import Db
 from projections.engine import positions
 from projections.facts import FOLDED, Facts
 from projections.history import (
+    _STRUCTURE_TABLES,
     DAY,
     REPORT_TYPES,
     Case,
@@ -52,7 +53,6 @@ from projections.history import (
     PetitionState,
     Rec,
     Structure,
-    _STRUCTURE_TABLES,
     _trigger,
     month_start,
     year_bounds,

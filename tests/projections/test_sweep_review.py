@@ -70,8 +70,15 @@ def steady(s: sweep.Sweep, q: Queries, later: datetime) -> None:
 
 
 def clue(w: World, case_id: str, unit: str, when: str, area: int = 12) -> None:
-    w.do("report_clue", unit, Violation.ILLEGAL_LAND_USE, ClueSource.PATROL, case_id=case_id,
-         area_mu=Decimal(area), when=when)  # fmt: skip
+    w.do(
+        "report_clue",
+        unit,
+        Violation.ILLEGAL_LAND_USE,
+        ClueSource.PATROL,
+        case_id=case_id,
+        area_mu=Decimal(area),
+        when=when,
+    )
 
 
 def test_until_stops_before_a_policy_amendment_already_recorded_ahead(world: World) -> None:
@@ -79,8 +86,18 @@ def test_until_stops_before_a_policy_amendment_already_recorded_ahead(world: Wor
     points of a deduction already in the period once it is known: ``until`` is before its recording time, as
     ``reports.steady_until`` is."""
     w = world
-    w.do("register_petition", "kz", Channel.VISIT, 1, "某", "事", PetitionCategory.OTHER, petition_id="x1",
-         skip_level=True, when="2024-05-10T10:00")  # fmt: skip
+    w.do(
+        "register_petition",
+        "kz",
+        Channel.VISIT,
+        1,
+        "某",
+        "事",
+        PetitionCategory.OTHER,
+        petition_id="x1",
+        skip_level=True,
+        when="2024-05-10T10:00",
+    )
     w.clock.set("2024-05-10T12:00")
     w.ledger.amend_policy(at("2024-05-01"), {"points_skip_level_petition": 7}, actor="t", occurred_at=at("2024-05-01"))
     engine.catch_up(w.url)
@@ -97,8 +114,17 @@ def test_until_stops_before_a_unit_already_recorded_ahead(world: World) -> None:
     w.clock.set("2024-05-10T12:00")
     w.ledger.register_unit("nz", "新镇", UnitKind.TOWNSHIP, "lc", actor="t", occurred_at=at("2024-05-10T09:00"))
     w.clock.set("2024-05-10T10:00")
-    w.do("register_petition", "nz", Channel.VISIT, 1, "某", "事", PetitionCategory.OTHER, petition_id="x1",
-         when="2024-05-10T10:00")  # fmt: skip
+    w.do(
+        "register_petition",
+        "nz",
+        Channel.VISIT,
+        1,
+        "某",
+        "事",
+        PetitionCategory.OTHER,
+        petition_id="x1",
+        when="2024-05-10T10:00",
+    )
     engine.catch_up(w.url)
     s, q = swept(w.url)
     s.advance(micros(at("2024-05-10T11:00")))
@@ -124,12 +150,39 @@ PHASES = [p for p in Phase if os.environ.get("REVIEW_SHRINK", "1") != "0" or p !
 rich = st.tuples(
     st.sampled_from(
         [
-            "clue", "clue", "clue", "file", "file", "major", "major", "close_case", "petition", "petition", "petition",
-            "own", "own", "escalate", "close",
-            "extend", "divert", "misconduct", "remove", "reception", "amend", "agreement", "unit", "leader",
-            "remove_leader", "leader_reception", "decide", "decide_leader", "decide_agreement", "commend", "nail",
+            "clue",
+            "clue",
+            "clue",
+            "file",
+            "file",
+            "major",
+            "major",
+            "close_case",
+            "petition",
+            "petition",
+            "petition",
+            "own",
+            "own",
+            "escalate",
+            "close",
+            "extend",
+            "divert",
+            "misconduct",
+            "remove",
+            "reception",
+            "amend",
+            "agreement",
+            "unit",
+            "leader",
+            "remove_leader",
+            "leader_reception",
+            "decide",
+            "decide_leader",
+            "decide_agreement",
+            "commend",
+            "nail",
         ]
-    ),  # fmt: skip
+    ),
     st.integers(0, 2),
     st.integers(0, 5),
     st.integers(0, 420),
@@ -157,15 +210,26 @@ def rich_act(ledger: Any, clock: Clock, op: str, i: int, v: int, day: int, lag: 
     year = 2024 + v % 2
     calls: dict[str, Callable[[], Any]] = {
         "clue": lambda: ledger.report_clue(
-            unit, Violation.ILLEGAL_LAND_USE, ClueSource.PATROL, case_id=f"c{i}", area_mu=Decimal(12 if v % 2 else 1),
+            unit,
+            Violation.ILLEGAL_LAND_USE,
+            ClueSource.PATROL,
+            case_id=f"c{i}",
+            area_mu=Decimal(12 if v % 2 else 1),
             **cmd,
         ),
         "file": lambda: ledger.file_case(f"c{i}", ["o1"], **cmd),
         "major": lambda: ledger.declare_major(f"c{i}", "重大", **cmd),
         "close_case": lambda: ledger.close_case(f"c{i}", "结案", **cmd),
         "petition": lambda: ledger.register_petition(
-            unit, Channel.VISIT, 1 + v * 3, "某", "事", PetitionCategory.OTHER, petition_id=f"x{i}",
-            skip_level=v == 1, **cmd,
+            unit,
+            Channel.VISIT,
+            1 + v * 3,
+            "某",
+            "事",
+            PetitionCategory.OTHER,
+            petition_id=f"x{i}",
+            skip_level=v == 1,
+            **cmd,
         ),
         "own": lambda: ledger.take_ownership(f"x{i}", ["kz-head", "h0", "h1", "h2"][v % 4], **cmd),
         "escalate": lambda: ledger.escalate(f"x{i}", EscalationLevel.CITY, v == 2, **cmd),
@@ -196,16 +260,29 @@ def rich_act(ledger: Any, clock: Clock, op: str, i: int, v: int, day: int, lag: 
         ],
         "leader_reception": lambda: ledger.hold_reception(f"h{i}", "村", **cmd),
         "decide": lambda: ledger.decide_trigger(
-            [f"R4.case.c{i}", f"R18.petition.x{i}.overdue", f"R7.case.c{i}.unfiled", "R7.person.o1.r1",
-             f"R14.petition.x{i}.unit", "R2.case.c0.o1"][v], "R", DecisionOutcome.WARNING, "决定", **cmd,
-        ),  # fmt: skip
+            [
+                f"R4.case.c{i}",
+                f"R18.petition.x{i}.overdue",
+                f"R7.case.c{i}.unfiled",
+                "R7.person.o1.r1",
+                f"R14.petition.x{i}.unit",
+                "R2.case.c0.o1",
+            ][v],
+            "R",
+            DecisionOutcome.WARNING,
+            "决定",
+            **cmd,
+        ),
         "decide_leader": lambda: ledger.decide_trigger(
             f"R4.case.c{i}.{['kz-head', 'h0', 'h1', 'h2'][v % 4]}", "R4", DecisionOutcome.WARNING, "决定", **cmd
         ),
         "decide_agreement": lambda: ledger.decide_trigger(
             "R6.agreement." + agreement_id(2024 + i % 2, "laiwu" if v == 5 else "lc", "lc" if v == 5 else PLACES[v]),
-            "R6", DecisionOutcome.WARNING, "决定", **cmd,
-        ),  # fmt: skip
+            "R6",
+            DecisionOutcome.WARNING,
+            "决定",
+            **cmd,
+        ),
         "commend": lambda: ledger.commend("o1", Commendation.LAND_RESOURCES_GUARDIAN, **cmd),
         "nail": lambda: ledger.designate_nail_case(f"x{i}", "o1", **cmd),
     }
@@ -323,8 +400,14 @@ def test_decisions_on_leaders_r4_and_r6_before_and_after_their_triggers(world: W
     w.do("register_unit", "ys-st", "艾山所", UnitKind.LAND_STATION, "ys", when="2024-01-03")
     w.do("register_unit", "gc-br", "钢城分局", UnitKind.BRANCH_BUREAU, "gc", when="2024-01-03")
     w.do("decide_trigger", "R4.case.c1.kz-head", "R4", DecisionOutcome.WARNING, "先决", when="2024-01-05")
-    w.do("decide_trigger", "R6.agreement." + agreement_id(2024, "lc", "kz"), "R6", DecisionOutcome.WARNING, "先决",
-         when="2024-01-05")  # fmt: skip
+    w.do(
+        "decide_trigger",
+        "R6.agreement." + agreement_id(2024, "lc", "kz"),
+        "R6",
+        DecisionOutcome.WARNING,
+        "先决",
+        when="2024-01-05",
+    )
     clue(w, "c1", "kz", "2024-01-10T10:00")  # major by size
     clue(w, "c2", "gc-br", "2024-01-11T10:00")  # major, in gc's government
     clue(w, "c3", "ys-st", "2024-01-12T10:00", area=1)
@@ -337,8 +420,14 @@ def test_decisions_on_leaders_r4_and_r6_before_and_after_their_triggers(world: W
     w.do("remove_from_post", "gc-head", when="2024-01-11T09:00")
     w.do("hold_reception", "kz-head", "村", when="2024-02-10")
     w.do("sign_agreement", 2024, "lc", "kz", when="2025-01-03")
-    w.do("decide_trigger", "R6.agreement." + agreement_id(2024, "laiwu", "gc"), "R6", DecisionOutcome.WARNING,
-         "后决", when="2025-01-04")  # fmt: skip
+    w.do(
+        "decide_trigger",
+        "R6.agreement." + agreement_id(2024, "laiwu", "gc"),
+        "R6",
+        DecisionOutcome.WARNING,
+        "后决",
+        when="2025-01-04",
+    )
     w.do("sign_agreement", 2024, "laiwu", "gc", when="2025-01-05")
     engine.catch_up(w.url)
     s, q = swept(w.url)
