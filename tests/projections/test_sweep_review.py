@@ -436,3 +436,37 @@ def test_decisions_on_leaders_r4_and_r6_before_and_after_their_triggers(world: W
     for day in (date(2024, 12, 31), date(2025, 1, 3), date(2025, 1, 4), date(2025, 1, 5), date(2025, 1, 31)):
         check(s, q, day)
     q.close()
+
+
+def test_principal_leaders_registered_after_a_case_became_major(world: World) -> None:
+    """R4 for leaders: one registered after the case became major (later in the log, though dated before) is not held to
+    account; one of the government a land station lies in, registered before the station's case was declared
+    major, is; a leader registered ahead of the recording clock is known only once it happened."""
+    w = world
+    w.do("register_unit", "kz-st", "口镇所", UnitKind.LAND_STATION, "kz", when="2024-02-01")
+    clue(w, "c1", "kz-st", "2024-02-03T10:00", area=1)
+    clue(w, "c2", "kz", "2024-02-03T11:00")  # major at once
+    w.clock.set("2024-02-04T10:00")
+    w.ledger.register_person(
+        "镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-head", actor="t", occurred_at=at("2024-02-02")
+    )
+    w.clock.set("2024-02-05T09:56")
+    w.ledger.register_person(
+        "副镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-2", actor="t", occurred_at=at("2024-02-05T10:00")
+    )
+    w.do("declare_major", "c1", "重大", when="2024-02-06T10:00")
+    w.do("decide_trigger", "R4.case.c1.kz-2", "R4", DecisionOutcome.WARNING, "决定", when="2024-02-07T10:00")
+    engine.catch_up(w.url)
+    s, q = swept(w.url)
+    walk(s, q, date(2024, 2, 1), date(2024, 2, 8))
+    for moment in ("2024-02-09T10:00", "2024-02-09T10:00"):
+        s.advance(micros(at(moment)))
+        steady(s, q, from_micros(s.until()))
+    opened = s.report("monthly", "2024-02")["triggers_opened"]
+    assert {t["id"] for t in opened if t["rule"] == "R4"} == {
+        "R4.case.c1",
+        "R4.case.c2",
+        "R4.case.c1.kz-head",
+        "R4.case.c1.kz-2",
+    }
+    q.close()
