@@ -41,6 +41,7 @@ from projections.db import Db
 from projections.engine import positions
 from projections.facts import FOLDED, Facts
 from projections.history import (
+    _STRUCTURE_TABLES,
     DAY,
     REPORT_TYPES,
     Case,
@@ -170,6 +171,13 @@ class Sweep:
             ends.append(self.clock[0][0])  # a deadline passes once the moment is after it
         if self._due:
             ends.append(self._due[0][0] - 1)
+        # The unit tree and the policy are no facts the sweep takes in (``Known`` reads them as known at the moment):
+        # one already recorded after the moment (a writer's clock ahead, a history loaded with its own times) changes
+        # the reports once known, as ``reports.steady_until`` bounds a fold by it.
+        for table in _STRUCTURE_TABLES:
+            (first,) = self.db.query(f"SELECT MIN(recorded_at) FROM {table} WHERE recorded_at > ?", (self.moment,))[0]
+            if first is not None:
+                ends.append(int(first) - 1)
         return min(ends)
 
     # --- moving on ---------------------------------------------------------------------------------
