@@ -327,7 +327,7 @@ class Structure:
 GOVERNMENTS = ("township", "district", "city")
 
 
-_STRUCTURE_TABLES = ("proj_units_records", "proj_policy_records", "proj_policy_events")
+STRUCTURE_TABLES = ("proj_units_records", "proj_policy_records", "proj_policy_events")
 
 
 @dataclass(frozen=True)
@@ -365,7 +365,7 @@ def structure(db: Db, known_at: int) -> Structure:
     """The structure known at ``known_at``. The facts are append-only, so each process keeps the rows of each
     database and checks them against the tables' (count, last position) on every call: a second server or a
     rebuild is seen at once, and a query pays two index look-ups instead of re-reading the whole tree."""
-    stamp = tuple(db.query(" UNION ALL ".join(f"SELECT COUNT(*), MAX(position) FROM {t}" for t in _STRUCTURE_TABLES)))
+    stamp = tuple(db.query(" UNION ALL ".join(f"SELECT COUNT(*), MAX(position) FROM {t}" for t in STRUCTURE_TABLES)))
     with _structures_lock:
         rows = _structures.get(db.url)
     if rows is None or rows.stamp != stamp:

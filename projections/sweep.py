@@ -41,9 +41,9 @@ from projections.db import Db
 from projections.engine import positions
 from projections.facts import FOLDED, Facts
 from projections.history import (
-    _STRUCTURE_TABLES,
     DAY,
     REPORT_TYPES,
+    STRUCTURE_TABLES,
     Case,
     Ev,
     Known,
@@ -110,7 +110,8 @@ class _Agreement:
 
 class Sweep:
     """The city's parts as of ``moment`` (as known then), moved forward by :meth:`advance`; :meth:`report` sums a
-    period that ends at that moment. Reads the facts in memory (``projections.facts``), never the fact tables."""
+    period that ends at that moment (or is in progress at it). Reads the facts in memory (``projections.facts``),
+    never the fact tables; the unit tree and the policy as known at each moment, as the fold does."""
 
     def __init__(self, db: Db, facts: Facts) -> None:
         self.db = db  # the connection it derives with (the structure, by ``Known``): the caller's, each step's own
@@ -174,7 +175,7 @@ class Sweep:
         # The unit tree and the policy are no facts the sweep takes in (``Known`` reads them as known at the moment):
         # one already recorded after the moment (a writer's clock ahead, a history loaded with its own times) changes
         # the reports once known, as ``reports.steady_until`` bounds a fold by it.
-        for table in _STRUCTURE_TABLES:
+        for table in STRUCTURE_TABLES:
             (first,) = self.db.query(f"SELECT MIN(recorded_at) FROM {table} WHERE recorded_at > ?", (self.moment,))[0]
             if first is not None:
                 ends.append(int(first) - 1)

@@ -1,4 +1,4 @@
-"""逐日推演 under review: the sweep against the fold where the histories are harder than test_sweep's — decisions
+"""逐日推演 at the edges: the sweep against the fold where the histories are harder than test_sweep's — decisions
 recorded before and after their R4 / R6 triggers, principal leaders registered or removed after a case became
 major, units registered mid-history, policy amended late or retroactively, facts recorded at a deadline or ahead of
 the clock — and :meth:`Sweep.until` against the fold at later moments."""
@@ -46,7 +46,7 @@ from tests.projections.test_sweep import check, midnight_after, swept
 
 @pytest.fixture(autouse=True)
 def _keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEDGER_KEY_FILE", str(tmp_path / "sweep-review.key"))
+    monkeypatch.setenv("LEDGER_KEY_FILE", str(tmp_path / "sweep-edges.key"))
 
 
 def fold(q: Queries, moment: datetime, kind: str, label: str) -> dict[str, Any]:
@@ -143,9 +143,9 @@ LEADER_UNITS = ["kz", "lc", "n0", "gc", "laiwu"]
 
 #: A step's lag that has it recorded by a writer whose clock runs ahead.
 SKEWED = -600
-EXAMPLES = int(os.environ.get("REVIEW_EXAMPLES", "25"))
-#: REVIEW_SHRINK=0 skips shrinking (a failing history is minimised by hand): minutes per failure otherwise.
-PHASES = [p for p in Phase if os.environ.get("REVIEW_SHRINK", "1") != "0" or p != Phase.shrink]
+EXAMPLES = int(os.environ.get("SWEEP_EXAMPLES", "25"))
+#: SWEEP_SHRINK=0 skips shrinking (a failing history is minimised by hand): minutes per failure otherwise.
+PHASES = [p for p in Phase if os.environ.get("SWEEP_SHRINK", "1") != "0" or p != Phase.shrink]
 
 rich = st.tuples(
     st.sampled_from(
