@@ -40,6 +40,21 @@ def swept(url: str) -> tuple[sweep.Sweep, Queries]:
     return sweep.Sweep(q.db, facts), q
 
 
+def swept_near(url: str, anchor: str, pick: int, before: int, walked: bool) -> tuple[sweep.Sweep, Queries, datetime]:
+    """A sweep moved on to a moment ``before`` minutes ahead of a deadline or a fact's time (``anchor``, one picked
+    by ``pick``: :func:`test_properties._moments`), walked there midnight by midnight or in one jump; the moment."""
+    candidates = props._moments(url)[anchor] or [micros(props.START)]
+    moment = from_micros(candidates[pick % len(candidates)]) - timedelta(minutes=before)
+    s, q = swept(url)
+    if walked:
+        day = props.START.date() - timedelta(days=2)
+        while midnight_after(day) < moment:
+            s.advance(micros(midnight_after(day)))
+            day += timedelta(days=1)
+    s.advance(micros(moment))
+    return s, q, moment
+
+
 def check(s: sweep.Sweep, q: Queries, day: date) -> list[dict[str, Any]]:
     """Every report ending at the midnight after ``day``: the sweep's (moved on to it) and the fold's are equal."""
     end = midnight_after(day)
@@ -176,15 +191,7 @@ def test_the_sweep_answers_the_periods_in_progress_until_they_change(
         mp.setattr(sys.modules[props.__name__], "START", props.START + timedelta(hours=hour))
         url, ledger = history(Path(tmp), steps)
         engine.catch_up(url)
-        candidates = props._moments(url)[anchor] or [micros(props.START)]
-        moment = from_micros(candidates[pick % len(candidates)]) - timedelta(minutes=before)
-        s, q = swept(url)
-        if walked:
-            day = props.START.date() - timedelta(days=2)
-            while midnight_after(day) < moment:
-                s.advance(micros(midnight_after(day)))
-                day += timedelta(days=1)
-        s.advance(micros(moment))
+        s, q, moment = swept_near(url, anchor, pick, before, walked)
         until = s.until()
         assert s.moment <= until
         later = from_micros(s.moment + int((until - s.moment) * share))
@@ -326,7 +333,12 @@ def test_an_ask_of_a_period_in_progress_waits_for_the_sweeping_issuers_answer(
     monkeypatch.setattr(reports, "utc_now", lambda: later)
     folds: list[Any] = []
     real = reports.fold_running
-    monkeypatch.setattr(reports, "fold_running", lambda *args: folds.append(args) or real(*args))
+
+    def counted(*args: Any) -> Any:
+        folds.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(reports, "fold_running", counted)
     issuer = threading.Timer(0.3, reports.step, (w.url, later, [], []))
     issuer.start()
     answer = orjson.loads(reports.running(q, "daily", "2024-06-18", later).body)

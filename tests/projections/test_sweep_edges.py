@@ -41,7 +41,7 @@ from projections.queries import Queries
 from tests.projections import test_properties as props
 from tests.projections.conftest import Clock, World, at
 from tests.projections.test_properties import PROPERTY
-from tests.projections.test_sweep import check, midnight_after, swept
+from tests.projections.test_sweep import check, midnight_after, swept, swept_near
 
 
 @pytest.fixture(autouse=True)
@@ -359,15 +359,7 @@ def test_rich_histories_answer_the_periods_in_progress_until_they_change(
         mp.setattr(sys.modules[props.__name__], "START", props.START + timedelta(hours=hour))
         url, ledger = rich_history(Path(tmp), steps)
         engine.catch_up(url)
-        candidates = props._moments(url)[anchor] or [micros(props.START)]
-        moment = from_micros(candidates[pick % len(candidates)]) - timedelta(minutes=before)
-        s, q = swept(url)
-        if walked:
-            day = props.START.date() - timedelta(days=2)
-            while midnight_after(day) < moment:
-                s.advance(micros(midnight_after(day)))
-                day += timedelta(days=1)
-        s.advance(micros(moment))
+        s, q, moment = swept_near(url, anchor, pick, before, walked)
         s.advance(micros(moment))  # the same moment twice
         later = from_micros(s.moment + int((s.until() - s.moment) * share))
         steady(s, q, later)
