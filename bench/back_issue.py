@@ -1,16 +1,16 @@
 """Back-issuing speed (补发性能): how long the worker takes to keep the reports of a history loaded in bulk.
 
 On a store ``bench.generate`` made (the projections are caught up first), the kept reports are emptied, then
-the worker's issuing steps (``projections.reports.Bulletins.issue``, each one fold of the city at one moment,
-run here in this process; the first after the periods just ended folds the periods in progress) go on until
-the time budget is spent or nothing is left: month ends first, so a budget of a few minutes at 1M keeps every
-monthly bulletin. Printed: the steps and their seconds by the largest kind of period they ended, the moments
-still to issue and the time they would take at the mean step, and, as the baseline measured in the same run, a
-first ask of the newest bulletin (a fold as ``Queries.monthly`` makes it) against the same ask once it is kept
-(a read). The issuing steps fold the city's facts kept in memory (``projections.facts``, as the worker's steps
-process does); beside them, the newest month ends are each folded twice more, once reading the tables (the
-baseline, as every fold did before) and once from the facts in memory, and the facts' first read (seconds, rows,
-and what it added to this process's resident memory) is printed.
+the worker's issuing steps (``projections.reports.Bulletins.issue``, run here in this process) go on until the
+whole backlog is issued or the time budget is spent: after the periods just ended and a fold of the periods in
+progress, each step sweeps forward through time (``projections.sweep``) for ``sweep.STEP_SECONDS``, issuing
+every moment it passes. Printed: the moments and reports swept, their seconds, and as the baseline measured in
+the same run the fold per moment the sweep replaced (the newest month ends folded from the facts in memory, times
+the moments); a first ask of the newest bulletin (a fold as ``Queries.monthly`` makes it) against the same ask
+once it is kept (a read); the facts' first read (seconds, rows, and what it added to this process's resident
+memory), the newest month ends each folded from the tables (the older baseline) and from the facts in memory;
+then, the backlog issued, the periods in progress answered by the sweep, first and after a petition is
+recorded, against their fold.
 
 Usage: PYTHONPATH=. python -m bench.back_issue --url URL [--budget SECONDS] [--json FILE]
 """
@@ -31,8 +31,6 @@ from projections import engine, facts, reports
 from projections.catalog import ISSUED, RUNNING
 from projections.history import REPORT_TYPES
 from projections.queries import Queries
-
-PERIOD = {"monthly": "month", "weekly": "week", "daily": "day only"}
 
 
 def kept(queries: Queries) -> set[tuple[str, str]]:
@@ -165,10 +163,6 @@ def _running_by_sweep(url: str, bulletins: reports.Bulletins, queries: Queries) 
         "running_sweep_first_s": round(took["first"], 2),
         "running_sweep_after_fact_ms": round(took["after_a_fact"] * 1000, 1),
     }
-
-
-def _summary(taken: list[float]) -> dict[str, Any]:
-    return {"n": len(taken), "s": round(sum(taken), 1), "mean_s": round(statistics.fmean(taken), 2) if taken else None}
 
 
 def main() -> None:
