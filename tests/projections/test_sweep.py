@@ -55,6 +55,22 @@ def swept_near(url: str, anchor: str, pick: int, before: int, walked: bool) -> t
     return s, q, moment
 
 
+def apply_part(url: str, share: float) -> None:
+    """Apply only a ``share`` of the log to the projections: the rest is applied later (:func:`take_the_rest`)."""
+    db = Db(url)
+    follower = engine.Follower(url, batch_size=max(1, int(engine.log_head(db) * share)))
+    follower.step()
+    follower.close()
+    db.close()
+
+
+def take_the_rest(s: sweep.Sweep, q: Queries, url: str) -> None:
+    """Apply the rest of the log and take its facts into the sweep, many recorded before the moment it reached."""
+    engine.catch_up(url)
+    s.facts.catch_up(q.db)
+    assert s.take_in()
+
+
 def check(s: sweep.Sweep, q: Queries, day: date) -> list[dict[str, Any]]:
     """Every report ending at the midnight after ``day``: the sweep's (moved on to it) and the fold's are equal."""
     end = midnight_after(day)
@@ -95,24 +111,18 @@ def test_the_sweep_sums_every_report_as_the_fold_does(
         start = props.START + timedelta(hours=hour)
         mp.setattr(sys.modules[props.__name__], "START", start)
         url, ledger = history(Path(tmp), steps)
-        db = Db(url)
-        follower = engine.Follower(url, batch_size=max(1, int(engine.log_head(db) * share)))
-        follower.step()
-        follower.close()
+        apply_part(url, share)
         s, q = swept(url)
         first = props.START.date() - timedelta(days=1)
         checked = {n for n in range(641) if (first + timedelta(days=n + 1)).day == 1} | set(picks)
         for n in sorted(set(range(641) if daily else checked) | {pause}):
-            if n == pause:  # the rest of the log
-                engine.catch_up(url)
-                s.facts.catch_up(q.db)
-                assert s.take_in()
+            if n == pause:
+                take_the_rest(s, q, url)
             day = first + timedelta(days=n)
             if n in checked:
                 check(s, q, day)
             else:
                 s.advance(micros(midnight_after(day)))
-        db.close()
         q.close()
         ledger.close()
 

@@ -35,13 +35,12 @@ from domain.vocabulary import (
 )
 from projections import engine, reports, sweep
 from projections.catalog import from_micros, micros
-from projections.db import Db
 from projections.history import REPORT_TYPES
 from projections.queries import Queries
 from tests.projections import test_properties as props
 from tests.projections.conftest import Clock, World, at
 from tests.projections.test_properties import PROPERTY
-from tests.projections.test_sweep import check, midnight_after, swept, swept_near
+from tests.projections.test_sweep import apply_part, check, midnight_after, swept, swept_near, take_the_rest
 
 
 @pytest.fixture(autouse=True)
@@ -320,24 +319,18 @@ def test_rich_histories_sweep_as_the_fold(
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys.modules[props.__name__], "START", props.START + timedelta(hours=hour))
         url, ledger = rich_history(Path(tmp), steps)
-        db = Db(url)
-        follower = engine.Follower(url, batch_size=max(1, int(engine.log_head(db) * share)))
-        follower.step()
-        follower.close()
+        apply_part(url, share)
         s, q = swept(url)
         first = props.START.date() - timedelta(days=1)
         checked = {n for n in range(801) if (first + timedelta(days=n + 1)).day == 1} | set(picks)
         for n in sorted(checked | {pause}):
             if n == pause:  # moved on to the day's end first, then the rest taken in: that moment again
                 s.advance(micros(midnight_after(first + timedelta(days=n))))
-                engine.catch_up(url)
-                s.facts.catch_up(q.db)
-                assert s.take_in()
+                take_the_rest(s, q, url)
             day = first + timedelta(days=n)
             check(s, q, day)
             if n in picks:
                 check(s, q, day)  # the same moment again
-        db.close()
         q.close()
         ledger.close()
 
