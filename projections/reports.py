@@ -86,13 +86,20 @@ def issued(queries: Queries, kind: str, label: str, *, tallies: bool = False) ->
     it is folded and kept again. Each check moves ``head`` on, so it only ever reads the facts applied since
     the last one. Asks in one process that would fold at once fold once (:func:`folding`). A store that cannot
     keep it (a read replica) folds every time. The kept JSON is handed back as stored (:meth:`Db.as_bytes`):
-    parsing the largest bulletins (1.6 MB at a million events) took longer than the rest of the read."""
+    parsing the largest bulletins (1.6 MB at a million events) took longer than the rest of the read. A period
+    that has just ended, asked before a sweeping issuer (:data:`SWEEPING`) has issued it, waits for it instead of
+    folding (the issuer's next step, within a second or so)."""
     _, end = period(kind, label)
     now = utc_now()
     if now <= end:
         return running(queries, kind, label, now, tallies=tallies)
     db, known_at = queries.db, micros(end)
     kept = _kept_issued(db, kind, label, known_at, tallies)
+    if kept is None and (kind, label) in last_ended(now) and lease.announced(db, SWEEPING):
+        deadline = time.monotonic() + SWEPT_WAIT_SECONDS
+        while kept is None and time.monotonic() < deadline:
+            time.sleep(lease.FOLD_POLL_SECONDS)
+            kept = _kept_issued(db, kind, label, known_at, tallies)
     if kept is None:
         head = min(positions(db, list(PROJECTIONS)).values())
         # Asks of this report wait for a fold underway, here or in another process, then read it back; the facts
@@ -130,8 +137,9 @@ _folds_guard = threading.Lock()
 FOLD_WAIT_SECONDS = 30.0
 #: The name of the fold that keeps the three periods in progress (:func:`fold_running`), in :func:`folding`.
 RUNNING_FOLD = "in-progress"
-#: The announcement of an issuer whose sweep answers the periods in progress (``lease.announce``): an ask that finds
-#: their kept reports stale waits up to :data:`SWEPT_WAIT_SECONDS` for its next answer rather than fold the city.
+#: The announcement of an issuer whose sweep answers the periods in progress and issues each period as it ends
+#: (``lease.announce``): an ask that finds the kept reports of the periods in progress stale, or a period just ended
+#: not yet issued, waits up to :data:`SWEPT_WAIT_SECONDS` for the issuer's answer rather than fold the city.
 SWEEPING = "in-progress:swept"
 SWEPT_WAIT_SECONDS = 3.0
 

@@ -361,3 +361,41 @@ def test_an_ask_of_a_period_in_progress_waits_for_the_sweeping_issuers_answer(
     assert orjson.loads(reports.running(q, "daily", "2024-06-18", later).body)["petitions"]["registered"] == 2
     assert folds
     q.close()
+
+
+def test_an_ask_of_a_period_just_ended_waits_for_the_sweeping_issuer_to_issue_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """签发: yesterday's report asked in the first second after midnight, before the sweeping issuer's next step has
+    issued it, waits for that step (the sweep moved on to midnight: a few records) instead of folding the city; the
+    answer is the report as issued."""
+    import threading
+
+    from projections.catalog import RUNNING
+
+    w = world
+    petition(w, "x1", "kz", "2024-06-18T08:00")
+    engine.catch_up(w.url)
+    now, tomorrow = at("2024-06-18T09:00"), at("2024-06-19T00:00:01")
+    _, pending = reports.step(w.url, now, [], None)
+    while pending:
+        _, pending = reports.step(w.url, now, [], pending)
+    q = Queries(w.url)
+    q.db.execute(f"DELETE FROM {RUNNING}")
+    reports.step(w.url, now, [], [])  # the sweep answers the periods in progress: the issuer says it sweeps
+    monkeypatch.setattr(reports, "utc_now", lambda: tomorrow)
+    folds: list[Any] = []
+    real = reports.folded
+
+    def counted(*args: Any) -> Any:
+        folds.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(reports, "folded", counted)
+    issuer = threading.Timer(0.3, reports.step, (w.url, tomorrow, [("daily", "2024-06-18")], []))
+    issuer.start()
+    answer = orjson.loads(reports.issued(q, "daily", "2024-06-18").body)
+    issuer.join()
+    assert not folds and answer["petitions"]["registered"] == 1
+    assert answer == reports.build(q, "daily", "2024-06-18", at("2024-06-19"), at("2024-06-19"))
+    q.close()
