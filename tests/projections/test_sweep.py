@@ -71,6 +71,40 @@ def take_the_rest(s: sweep.Sweep, q: Queries, url: str) -> None:
     assert s.take_in()
 
 
+def issue_backlog(url: str, now: datetime) -> None:
+    """The issuer's steps until nothing is left to back-issue (the first also folds the periods in progress)."""
+    _, pending = reports.step(url, now, [], None)
+    while pending:
+        _, pending = reports.step(url, now, [], pending)
+
+
+def sweeping_issuer(url: str, now: datetime) -> Queries:
+    """The backlog issued, and the periods in progress answered by the issuer's sweep (their kept fold dropped, as
+    if a deadline had passed): the issuer now says it sweeps. Queries on the store, for the caller to close."""
+    from projections import lease
+    from projections.catalog import RUNNING
+
+    issue_backlog(url, now)
+    q = Queries(url)
+    q.db.execute(f"DELETE FROM {RUNNING}")
+    reports.step(url, now, [], [])
+    assert lease.announced(q.db, reports.SWEEPING)
+    return q
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """The calls of ``reports.<name>`` (a fold), counted from now on."""
+    calls: list[Any] = []
+    real = getattr(reports, name)
+
+    def counting(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(reports, name, counting)
+    return calls
+
+
 def check(s: sweep.Sweep, q: Queries, day: date) -> list[dict[str, Any]]:
     """Every report ending at the midnight after ``day``: the sweep's (moved on to it) and the fold's are equal."""
     end = midnight_after(day)
@@ -281,9 +315,7 @@ def test_once_the_backlog_is_issued_the_steps_answer_the_periods_in_progress_by_
     petition(w, "x2", "yl", "2024-04-02")
     engine.catch_up(w.url)
     now = at("2024-06-18T09:00")
-    _, pending = reports.step(w.url, now, [], None)  # the periods in progress folded: a backlog is left
-    while pending:
-        _, pending = reports.step(w.url, now, [], pending)
+    issue_backlog(w.url, now)  # the first step folds the periods in progress: a backlog is left
     q = Queries(w.url)
     swept = sweep._sweeps[q.db.url]
     w.clock.set("2024-06-18T09:30")
@@ -323,32 +355,16 @@ def test_an_ask_of_a_period_in_progress_waits_for_the_sweeping_issuers_answer(
     folding the city in the server's process; once the issuer has stopped saying so, the ask folds as before."""
     import threading
 
-    from projections import lease
-    from projections.catalog import RUNNING
-
     w = world
     petition(w, "x1", "kz", "2024-06-17")
     engine.catch_up(w.url)
     now, later = at("2024-06-18T09:00"), at("2024-06-18T10:00")
-    _, pending = reports.step(w.url, now, [], None)
-    while pending:
-        _, pending = reports.step(w.url, now, [], pending)
-    q = Queries(w.url)
-    q.db.execute(f"DELETE FROM {RUNNING}")  # as if a deadline had passed: answered again
-    reports.step(w.url, now, [], [])  # no backlog: the sweep answers, and the issuer says so
-    assert lease.announced(q.db, reports.SWEEPING)
+    q = sweeping_issuer(w.url, now)
     w.clock.set("2024-06-18T09:30")
     petition(w, "x2", "kz", "2024-06-18T09:30")
     engine.catch_up(w.url)
     monkeypatch.setattr(reports, "utc_now", lambda: later)
-    folds: list[Any] = []
-    real = reports.fold_running
-
-    def counted(*args: Any) -> Any:
-        folds.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(reports, "fold_running", counted)
+    folds = counted(monkeypatch, "fold_running")
     issuer = threading.Timer(0.3, reports.step, (w.url, later, [], []))
     issuer.start()
     answer = orjson.loads(reports.running(q, "daily", "2024-06-18", later).body)
@@ -371,27 +387,13 @@ def test_an_ask_of_a_period_just_ended_waits_for_the_sweeping_issuer_to_issue_it
     answer is the report as issued."""
     import threading
 
-    from projections.catalog import RUNNING
-
     w = world
     petition(w, "x1", "kz", "2024-06-18T08:00")
     engine.catch_up(w.url)
     now, tomorrow = at("2024-06-18T09:00"), at("2024-06-19T00:00:01")
-    _, pending = reports.step(w.url, now, [], None)
-    while pending:
-        _, pending = reports.step(w.url, now, [], pending)
-    q = Queries(w.url)
-    q.db.execute(f"DELETE FROM {RUNNING}")
-    reports.step(w.url, now, [], [])  # the sweep answers the periods in progress: the issuer says it sweeps
+    q = sweeping_issuer(w.url, now)
     monkeypatch.setattr(reports, "utc_now", lambda: tomorrow)
-    folds: list[Any] = []
-    real = reports.folded
-
-    def counted(*args: Any) -> Any:
-        folds.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(reports, "folded", counted)
+    folds = counted(monkeypatch, "folded")
     issuer = threading.Timer(0.3, reports.step, (w.url, tomorrow, [("daily", "2024-06-18")], []))
     issuer.start()
     answer = orjson.loads(reports.issued(q, "daily", "2024-06-18").body)
