@@ -44,6 +44,7 @@ from projections import quota
 from projections.catalog import from_micros, micros
 from projections.db import Db
 from projections.history import (
+    FOLD_LIMIT,
     IN_LIST,
     Ev,
     Known,
@@ -393,9 +394,9 @@ def live(k: Known, late: Iterable[str] = (), *, of: str = "records") -> Known | 
     """The fold, at ``k``'s moment, of the territory's records that existed at ``k.as_of`` and that the question
     ``of`` (:data:`LIVE`) cannot read from their rows: revised after it (:data:`SELF_DATED`) or, for the board,
     with any event after it; and of the ``late`` ones (facts recorded after ``k.known_at``, ``projections.late``).
-    ``None`` when they are more than one fold reads (a city-wide question): fold everything then."""
+    ``None`` when they are more than :data:`FOLD_LIMIT`: fold everything then."""
     uuids = sorted(set(revised(k, of)).union(late))
-    if len(uuids) > IN_LIST:
+    if len(uuids) > FOLD_LIMIT:
         return None
     as_of, known_at = from_micros(k.as_of), from_micros(k.known_at)
     return Known(k.db, as_of, known_at, lean=k.lean, only=k.only, window=k.window, uuids=uuids)

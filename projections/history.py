@@ -39,6 +39,11 @@ DAY = 86_400_000_000
 IN_LIST = 500
 #: Up to this many trigger ids, their decisions are looked up by id rather than all read.
 DECISION_LOOKUP = 20 * IN_LIST
+#: Up to this many records, a past question folds the ones the current view cannot answer for by id, an ``IN`` list
+#: at a time, beside the view's rows (``current.live``); beyond, it folds its whole territory. At 1M events a
+#: city-wide question as of a past month's end folds 500-2,300 such records (the board's: every petition with an
+#: event after it), where the whole city is 690k facts.
+FOLD_LIMIT = 20 * IN_LIST
 
 
 class Rec(NamedTuple):
@@ -448,7 +453,8 @@ class Known:
         self.lean = lean
         self.only = only
         self.window = window
-        #: Only these records (by uuid, at most :data:`IN_LIST`): the current view derives records in chunks.
+        #: Only these records (by uuid): the current view derives records in chunks of :data:`IN_LIST`; a past
+        #: question folds up to :data:`FOLD_LIMIT`, read an ``IN`` list at a time.
         self.uuids = uuids
         #: The city's facts already in memory (``projections.facts``): a lean city-wide fold filters them instead of
         #: reading the tables.
@@ -474,20 +480,24 @@ class Known:
 
     # --- raw facts ----------------------------------------------------------------------------
 
-    def _where(self, projection: str, type_: str | None, scoped: bool = True) -> tuple[str, list[Any]]:
-        """The filter on a projection's records: known, happened, of the type, in scope."""
+    def _where(
+        self, projection: str, type_: str | None, scoped: bool = True, uuids: list[str] | None = None
+    ) -> tuple[str, list[Any]]:
+        """The filter on a projection's records: known, happened, of the type, in scope; of the records ``uuids``
+        (one chunk of :meth:`_chunks`) when given, else of all of :attr:`uuids`."""
+        uuids = self.uuids if uuids is None else uuids
         sql = " WHERE recorded_at <= ? AND occurred_at <= ?"
         params: list[Any] = [self.known_at, self.as_of]
         if type_:
             # Within a territory or a chunk the unit or uuid index is the selective one: SQLite, with no statistics,
             # would take the type index and walk the whole city's records of the type (10M events: every one of
             # 101,640 target agreements for a district's 60, 37 ms). Unscoped, the type index is the one to take.
-            narrowed = self.uuids is not None or (scoped and self.scope is not None)
+            narrowed = uuids is not None or (scoped and self.scope is not None)
             sql += f" AND {UNINDEXED_TYPE if narrowed else 'type'} = ?"
             params.append(type_)
-        if self.uuids is not None:
-            sql += f" AND uuid IN ({', '.join('?' * len(self.uuids)) or 'NULL'})"
-            params += self.uuids
+        if uuids is not None:
+            sql += f" AND uuid IN ({', '.join('?' * len(uuids)) or 'NULL'})"
+            params += uuids
         if self.window is not None and projection in ("cases", "petitions"):
             more_sql, more = self._in_window(projection)
             sql += more_sql
@@ -565,9 +575,23 @@ class Known:
         facts = self._in_memory(projection, scoped)
         if facts is not None:
             return facts.cut_records(projection, self.as_of, self.known_at, type_)
-        where, params = self._where(projection, type_, scoped)
-        rows = self.db.query(f"SELECT {REC_COLUMNS} FROM proj_{projection}_records{where} ORDER BY position", params)
+        rows: list[Row] = []
+        chunks = self._chunks()
+        for some in chunks:
+            where, params = self._where(projection, type_, scoped, some)
+            rows += self.db.query(
+                f"SELECT {REC_COLUMNS} FROM proj_{projection}_records{where} ORDER BY position", params
+            )
+        if len(chunks) > 1:
+            rows.sort(key=lambda r: int(r[5]))  # by position, as one read orders them
         return [_rec(r) for r in rows]
+
+    def _chunks(self) -> list[list[str] | None]:
+        """The record ids one read binds at a time: :attr:`uuids` in ``IN`` lists of :data:`IN_LIST` (one ``None``
+        when the fold is not limited to records)."""
+        if self.uuids is None:
+            return [None]
+        return [self.uuids[i : i + IN_LIST] for i in range(0, len(self.uuids), IN_LIST)] or [[]]
 
     def events(self, projection: str) -> dict[str, list[Ev]]:
         facts = self._in_memory(projection, events=True)
@@ -650,7 +674,6 @@ class Known:
             versions = [self.policy.at(s) for s in self.policy.starts]
             area = min(Decimal(v["major_case_area_mu"]) for v in versions)
             value = min(Decimal(v["major_case_value_yuan"]) for v in versions)
-            where, params = self._where("cases", None)
             declared = (
                 "SELECT uuid FROM proj_cases_events WHERE type = 'declared_major' AND recorded_at <= ?"
                 " AND occurred_at <= ? AND occurred_at >= ? AND occurred_at < ?"
@@ -660,13 +683,17 @@ class Known:
                 f" OR {self.db.json_number('data', 'value_yuan')} >= ?)"
             )
             # Float comparisons in SQL: a hair below the thresholds, so no candidate is lost to rounding.
-            params += [start, end, float(area) * (1 - 1e-9), float(value) * (1 - 1e-9)]
-            params += [self.known_at, self.as_of, start, end]
-            sql = f"{where} AND (({big}) OR uuid IN ({declared}))"
-            recs = [
-                _rec(r)
-                for r in self.db.query(f"SELECT {REC_COLUMNS} FROM proj_cases_records{sql} ORDER BY position", params)
-            ]
+            candidates = [start, end, float(area) * (1 - 1e-9), float(value) * (1 - 1e-9)]
+            candidates += [self.known_at, self.as_of, start, end]
+            rows: list[Row] = []
+            chunks = self._chunks()
+            for some in chunks:
+                where, params = self._where("cases", None, uuids=some)
+                sql = f"SELECT {REC_COLUMNS} FROM proj_cases_records{where} AND (({big}) OR uuid IN ({declared}))"
+                rows += self.db.query(f"{sql} ORDER BY position", [*params, *candidates])
+            if len(chunks) > 1:
+                rows.sort(key=lambda r: int(r[5]))
+            recs = [_rec(r) for r in rows]
             events: dict[str, list[Ev]] = defaultdict(list)
             if recs:
                 marks = ", ".join("?" * len(recs))

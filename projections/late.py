@@ -22,7 +22,7 @@ import orjson
 
 from projections.catalog import from_micros
 from projections.db import Db
-from projections.history import DAY, IN_LIST, UNINDEXED_TYPE
+from projections.history import DAY, FOLD_LIMIT, IN_LIST, UNINDEXED_TYPE
 
 if TYPE_CHECKING:
     from projections.history import Known
@@ -67,8 +67,8 @@ class Late:
 def records(k: Known, sources: tuple[str, ...] = SOURCES) -> Late | None:
     """The records (of these fact projections) in ``k``'s territory with a fact that happened by ``k.as_of`` and was
     recorded after ``k.known_at`` (or may have been filed there: a petition diverted into it at any time counts).
-    ``None`` when they are more than one fold reads, or ``known_at`` is before ``as_of`` (then nearly every fact is
-    late)."""
+    ``None`` when they are more than a past question folds (``history.FOLD_LIMIT``), or ``known_at`` is before
+    ``as_of`` (then nearly every fact is late)."""
     as_of, known_at = k.as_of, k.known_at
     if known_at < as_of:
         return None
@@ -102,7 +102,7 @@ def records(k: Known, sources: tuple[str, ...] = SOURCES) -> Late | None:
             # An officer's items from a fact on fall in its year or later (a reception: its month's R17); a case's or
             # a petition's deadlines count from the record's first time (a late filing or extension moves them).
             first = min(first, facts[uuid] if name == "people" else first_at)
-    if len(uuids) > IN_LIST:
+    if len(uuids) > FOLD_LIMIT:
         return None
     years = set(range(from_micros(first).year, from_micros(as_of).year + 1)) if uuids else set()
     return Late(sorted(uuids), years)

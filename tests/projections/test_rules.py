@@ -919,6 +919,55 @@ def test_decisions_looked_up_by_trigger_id_answer_as_reading_them_all(world: Wor
     assert answers() == by_id
 
 
+def test_a_city_wide_past_question_folds_only_the_records_revised_after_it(world: World, monkeypatch: Any) -> None:
+    """现状视图, city-wide as of a past moment: the records a later fact revises (an extension, a removal) or, for the
+    board, with any later event are folded by id, an ``IN`` list at a time, beside the view's rows — not the whole
+    city; past :data:`~projections.history.FOLD_LIMIT` of them, the city is folded. Either way the answers are the
+    fold's, as known now and as known at a later past moment."""
+    from projections import current, history
+
+    w = world
+    w.do("register_person", "执法员", "yl", Post.ENFORCEMENT_OFFICER, person_id="o1", when="2024-01-01")
+    w.do("report_misconduct", "o1", MisconductKind.TAKING, "李四", "收受礼品", when="2024-02-01")
+    w.do("record_finding", "o1", "r1", True, when="2024-02-10")
+    w.do("remove_from_post", "o1", when="2024-06-01")  # revises o1: R7 open until then
+    for n, unit in enumerate(("kz", "yl", "ys", "kz")):
+        petition(w, f"x{n}", unit, "2024-04-01")  # due 2024-05-31
+    w.do("extend_petition", "x0", 30, when="2024-04-20")  # revises x0's deadline, before and after as_of below
+    w.do("extend_petition", "x1", 30, when="2024-05-20")
+    w.do("reply_petition", "x2", "已答复", when="2024-06-10")  # a later event: the board folds x2
+    w.do("escalate", "x3", EscalationLevel.CITY, False, when="2024-07-01")
+    w.clock.set("2024-05-05")
+    w.do("reply_petition", "x3", "已答复", when="2024-04-25")  # recorded late: as known at 05-02, folded too
+    w.clock.set("2024-08-01")
+    q, fold = w.queries(), w.folds()
+    as_of = at("2024-05-01")
+    moments = [{"as_of": as_of}, {"as_of": as_of, "known_at": at("2024-05-02")}, {"as_of": at("2024-07-15")}]
+
+    def answers(asked: Queries) -> list[Any]:
+        found: list[Any] = []
+        for m in moments:
+            found += [asked.scores(2024, **m), asked.triggers(**m), asked.petitions(**m), asked.quota(2024, **m)]
+        return found
+
+    expected = answers(fold)
+    assert any(t["id"] == "R7.person.o1.r1" and t["status"] == "open" for t in q.triggers(as_of=as_of))
+    uuids = {
+        q.db.query(f"SELECT uuid FROM proj_{name}_records WHERE record_id = ?", (record,))[0][0]
+        for name, record in (("people", "o1"), ("petitions", "x1"))
+    }
+    assert set(current.revised(q.known(as_of))) == uuids
+    with monkeypatch.context() as patched:
+        patched.setattr(history, "IN_LIST", 1)  # the revised records read one per query
+        assert all(q._past(m["as_of"], m.get("known_at"), None) is not None for m in moments)
+        assert answers(q) == expected
+    monkeypatch.setattr(current, "FOLD_LIMIT", 1)  # more to fold than a past question folds by id: the city
+    assert q._past(as_of, None, None) is None
+    assert answers(q) == expected
+    q.close()
+    fold.close()
+
+
 def test_an_owner_answers_for_what_happened_once_they_had_taken_the_petition_by_business_time(world: World) -> None:
     """领导包案, R14 and R18: the owner an escalation or an overdue petition holds to account is whoever had taken the
     petition when it happened, by business time as every number is — not by the order entries were recorded in. An
