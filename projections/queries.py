@@ -402,6 +402,11 @@ class Queries:
         """月通报 for ``YYYY-MM``, as known at its issue date (the first moment after the month) by default."""
         return self._report("monthly", month, as_of, known_at, covers)
 
+    def report_as_kept(self, kind: str, label: str) -> bytes:
+        """The city's report of a period (``daily``, ``weekly``, ``monthly``) as issued, as the JSON it is kept as
+        (``reports.issued``); the answer of :meth:`daily`, :meth:`weekly` or :meth:`monthly` asked with no moment."""
+        return reports.issued(self, kind, label).body
+
     def _report(
         self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None, covers: Covers
     ) -> dict[str, Any]:

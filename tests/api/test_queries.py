@@ -182,3 +182,45 @@ def test_a_unit_bound_tokens_report_totals_count_its_territory_only(
                     if key != "by_resource":
                         assert mine["d1"][section][key] + mine["d2"][section][key] == value, (section, key)
             assert mine["d1"]["open_triggers"] + mine["d2"]["open_triggers"] == city["open_triggers"]
+
+
+def test_a_kept_report_is_sent_as_stored_and_reads_as_the_answer_model_writes_it(
+    store_url: str, ledger: Ledger, tokens: dict[str, str]
+) -> None:
+    """A past month's bulletin asked for the whole city is its kept JSON sent on after the answer's own fields: the
+    same document, keys in the same order, as a token bound to the whole city gets through :class:`QueryAnswer`
+    (which decodes and filters it); a month that cannot be read is still a 422 naming its parameter."""
+    from api.models import QueryAnswer
+    from domain.vocabulary import Channel, PetitionCategory
+    from projections.queries import Queries
+    from store.ledger import open_ledger
+
+    city = auth(issue_token(ledger, "sup-city", Role.SUPERVISOR, ["laiwu"], actor="setup"))
+    march = datetime(2024, 3, 5, 10, tzinfo=BUREAU_TZ)
+    then = open_ledger(store_url, clock=lambda: march)  # recorded in March: known at the bulletin's issue date
+    try:
+        for pid, unit in (("x1", "t1"), ("x2", "d2")):
+            then.register_petition(
+                unit, Channel.VISIT, 1, "张三", "征地补偿", PetitionCategory.COMPENSATION, petition_id=pid, actor="t"
+            )
+    finally:
+        then.close()
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
+        seen = {"X-Ledger-Position": str(ledger.recorder.max_notification_id())}
+        params = {"month": "2024-03"}
+        sent = client.get("/v1/reports/monthly", params=params, headers={**auth(tokens["auditor"]), **seen})
+        modelled = client.get("/v1/reports/monthly", params=params, headers={**city, **seen})
+        assert sent.status_code == modelled.status_code == 200
+        assert sent.headers["content-type"] == "application/json"
+        assert list(sent.json()) == list(modelled.json()) and sent.json() == modelled.json()
+        assert sent.json()["petitions"]["registered"] == 2
+        q = Queries(store_url)
+        try:
+            answer = q.monthly("2024-03")
+            position = sent.json()["position"]
+            expected = QueryAnswer(**{"items": [], **answer, "position": position, "lag": sent.json()["lag"]})
+            assert sent.content == expected.model_dump_json().encode()
+        finally:
+            q.close()
+        bad = client.get("/v1/reports/monthly", params={"month": "0000-01"}, headers=auth(tokens["auditor"]))
+        assert bad.status_code == 422 and [e["loc"] for e in bad.json()["errors"]] == [["query", "month"]]
