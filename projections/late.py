@@ -72,22 +72,8 @@ def records(k: Known, sources: tuple[str, ...] = SOURCES) -> Late | None:
     as_of, known_at = k.as_of, k.known_at
     if known_at < as_of:
         return None
-    branches: list[str] = []
-    params: list[int] = []
-    for name in sources:
-        for table in (f"proj_{name}_records", f"proj_{name}_events"):
-            for n in range(len(LAGS) + 1):
-                bound = as_of + LAGS[n] if n < len(LAGS) else None
-                if bound is not None and bound <= known_at:
-                    continue  # every fact of the class that happened by as_of was recorded by known_at
-                sql = f"SELECT uuid, '{name}', occurred_at FROM {table} WHERE {lag_class()} = {n} AND recorded_at > ?"
-                params.append(known_at)
-                if bound is not None:
-                    sql += " AND recorded_at <= ?"
-                    params.append(bound)
-                branches.append(f"{sql} AND occurred_at <= ?")
-                params.append(as_of)
-    rows = k.db.query(" UNION ALL ".join(branches) + f" LIMIT {CITY_LIMIT + 1}", params)
+    sql, params = _recorded_after(sources, as_of, known_at)
+    rows = k.db.query(f"{sql} LIMIT {CITY_LIMIT + 1}", params)
     if len(rows) > CITY_LIMIT:
         return None
     found: dict[str, dict[str, int]] = {}  # per projection, each record's earliest late fact
@@ -106,6 +92,48 @@ def records(k: Known, sources: tuple[str, ...] = SOURCES) -> Late | None:
         return None
     years = set(range(from_micros(first).year, from_micros(as_of).year + 1)) if uuids else set()
     return Late(sorted(uuids), years)
+
+
+def _recorded_after(sources: tuple[str, ...], as_of: int, after: int, upto: int | None = None) -> tuple[str, list[int]]:
+    """The facts (uuid, projection, business time) of these fact projections that happened by ``as_of`` and were
+    recorded after ``after`` (and by ``upto``), each lag class read by its index only in the window its lags allow:
+    one statement."""
+    branches: list[str] = []
+    params: list[int] = []
+    for name in sources:
+        for table in (f"proj_{name}_records", f"proj_{name}_events"):
+            for n in range(len(LAGS) + 1):
+                bound = as_of + LAGS[n] if n < len(LAGS) else None
+                if bound is not None and bound <= after:
+                    continue  # every fact of the class that happened by as_of was recorded by ``after``
+                if upto is not None:
+                    bound = upto if bound is None else min(bound, upto)
+                sql = f"SELECT uuid, '{name}', occurred_at FROM {table} WHERE {lag_class()} = {n} AND recorded_at > ?"
+                params.append(after)
+                if bound is not None:
+                    sql += " AND recorded_at <= ?"
+                    params.append(bound)
+                branches.append(f"{sql} AND occurred_at <= ?")
+                params.append(as_of)
+    return " UNION ALL ".join(branches), params
+
+
+def entered_between(db: Db, as_of: int, after: int, upto: int) -> bool:
+    """Whether any fact that happened by ``as_of`` was recorded in (``after``, ``upto``] (补录: entered late), in the
+    fact projections a report reads (:data:`SOURCES` by their lag indexes; the agreements and decisions, and the
+    units, whose tables are small, by a scan), or an amendment in force by ``as_of`` was: what separates a
+    report's answer as known at ``upto`` from its answer as known at ``after``."""
+    sql, params = _recorded_after(SOURCES, as_of, after, upto)
+    if db.query(f"{sql} LIMIT 1", params):
+        return True
+    for table in ("proj_accountability_records", "proj_accountability_events", "proj_units_records"):
+        found = f"SELECT 1 FROM {table} WHERE recorded_at > ? AND recorded_at <= ? AND occurred_at <= ? LIMIT 1"
+        if db.query(found, (after, upto, as_of)):
+            return True
+    if db.query("SELECT 1 FROM proj_policy_records WHERE recorded_at > ? AND recorded_at <= ?", (after, upto)):
+        return True
+    rows = db.query("SELECT data FROM proj_policy_events WHERE recorded_at > ? AND recorded_at <= ?", (after, upto))
+    return any(int(orjson.loads(data)["effective_from"]) <= as_of for (data,) in rows)
 
 
 def _in_scope(k: Known, name: str, uuids: list[str]) -> list[tuple[str, int]]:

@@ -17,7 +17,7 @@ import orjson
 
 from domain.application import utc_now
 from projections import current, late, quota, reports
-from projections.catalog import CURRENT
+from projections.catalog import CURRENT, micros
 from projections.db import Db
 from projections.engine import positions
 from projections.facts import kept
@@ -410,9 +410,15 @@ class Queries:
     def _report(
         self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None, covers: Covers
     ) -> dict[str, Any]:
+        kept = None
         if as_of is None and known_at is None:
             kept = reports.issued(self, kind, label, tallies=covers is not None)
+        elif as_of is None and known_at is not None:  # as issued, unless something entered since changed it
+            kept = reports.as_known_at(self, kind, label, known_at, tallies=covers is not None)
+        if kept is not None:
             answer: dict[str, Any] = orjson.loads(kept.body)
+            if known_at is not None:
+                answer["known_at"] = iso(micros(known_at))
             tallies = orjson.loads(kept.tallies) if kept.tallies is not None else {}
         else:
             answer = reports.folded(self, kind, label, as_of, known_at)

@@ -28,7 +28,7 @@ import orjson
 from domain.application import utc_now
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Violation
-from projections import lease
+from projections import late, lease
 from projections.catalog import ISSUED, PROJECTIONS, RUNNING, from_micros, micros, with_current
 from projections.db import Db, utf8
 from projections.engine import positions
@@ -111,6 +111,21 @@ def issued(queries: Queries, kind: str, label: str, *, tallies: bool = False) ->
                 kept = split(folded(queries, kind, label, None, None))
                 keep(db, kind, label, head, kept)
     return kept
+
+
+def as_known_at(queries: Queries, kind: str, label: str, known_at: datetime, *, tallies: bool = False) -> Kept | None:
+    """The report of a period over, as of its end as known at a later ``known_at`` (an auditor's "as known now"):
+    the report as issued (:func:`issued`, read back once kept), when nothing recorded between its issue date and
+    ``known_at`` changes it — no fact that happened by the period's end entered late (补录) in what a report reads,
+    no amendment in force by then (``late.entered_between``); its ``known_at`` is then the caller's to restate.
+    ``None`` otherwise, or for a period not over by then: the caller folds. A fact recorded after the issue date
+    that happened after the period's end is outside what a fold as of that end reads."""
+    _, end = period(kind, label)
+    if known_at < end or utc_now() <= end:
+        return None
+    if late.entered_between(queries.db, micros(end), micros(end), micros(known_at)):
+        return None
+    return issued(queries, kind, label, tallies=tallies)
 
 
 def _kept_issued(db: Db, kind: str, label: str, known_at: int, tallies: bool) -> Kept | None:
@@ -816,4 +831,16 @@ def within(
     return {**answer, **totals(summed)}
 
 
-__all__ = ["Kept", "Known", "assemble", "backlog", "build", "folded", "issued", "period", "report", "within"]
+__all__ = [
+    "Kept",
+    "Known",
+    "as_known_at",
+    "assemble",
+    "backlog",
+    "build",
+    "folded",
+    "issued",
+    "period",
+    "report",
+    "within",
+]

@@ -400,6 +400,44 @@ def _moments(url: str) -> dict[str, list[int]]:
     return found
 
 
+#: Periods of the histories drawn (business days 0-200 of 2024), and where each ends.
+ENDED = [("monthly", "2024-02"), ("monthly", "2024-05"), ("weekly", "2024-W20"), ("daily", "2024-06-30")]
+
+
+@settings(PROPERTY, max_examples=60)
+@given(
+    steps=st.lists(step, min_size=10, max_size=40),
+    # as known a few days, months or a year after the first period's end, or before it (then always folded)
+    known_days=st.lists(st.integers(0, 600), min_size=1, max_size=3),
+)
+# A petition of February entered 40 days late: as known then the issued bulletin; as known after, a fold with it.
+@example(steps=[("petition", 0, 0, 40, 0)] * 10 + [("petition", 1, 1, 45, 40 * 1440)], known_days=[62, 80, 100])
+# An amendment in force from a day in May, recorded 40 days later (it falls in the history's clock at day 150).
+@example(steps=[("petition", 0, 0, 130, 0)] * 10 + [("amend", 0, 0, 140, 40 * 1440)], known_days=[160, 200])
+# A decision on x0's overdue (R18, from day 61) dated day 100 and entered 400 days late: open as issued, decided after.
+@example(steps=[("petition", 0, 0, 0, 0)] * 10 + [("decide", 2, 0, 100, 400 * 1440)], known_days=[200, 560])
+def test_a_report_as_known_later_is_its_issued_one_unless_a_late_entry_changed_it(
+    steps: list[Any], known_days: list[int]
+) -> None:
+    """R13 as known at a later moment (as of the period's end): the report as issued, its ``known_at`` restated, when
+    nothing entered between its issue date and that moment changes it (``reports.as_known_at``), else folded; either
+    way the fold of the facts so restricted, for every period and moment drawn."""
+    from projections import reports
+    from projections.queries import Queries
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url, ledger = history(Path(tmp), steps)
+        engine.catch_up(url)
+        q = Queries(url)
+        for days in known_days:
+            known_at = START + timedelta(days=days)
+            for kind, label in ENDED:
+                asked = getattr(q, kind)(label, known_at=known_at)
+                assert asked == reports.build(q, kind, label, None, known_at), (kind, label, days)
+        q.close()
+        ledger.close()
+
+
 @settings(PROPERTY, max_examples=100)
 @given(
     steps=st.lists(step | ahead, min_size=10, max_size=40),

@@ -196,6 +196,37 @@ def test_a_late_recorded_event_changes_what_is_known_now_not_the_bulletin(world:
     assert q.weekly("2024-W21", known_at=at("2024-07-01"))["petitions"]["registered"] == 1
 
 
+def test_a_report_as_known_later_reads_the_issued_one_until_a_late_entry_changes_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R13 as known now (补录 after the bulletin): asked as known at a later moment, May's bulletin is the one issued,
+    its ``known_at`` restated, read back without folding the city, while nothing entered since happened in May;
+    a petition of May entered in July is then counted as known after its entry, not before; a fact of June changes
+    nothing."""
+    w = world
+    petition(w, "x1", "kz", "2024-05-03")
+    w.clock.set("2024-06-10")
+    petition(w, "x2", "kz", "2024-06-05")  # after May: outside what a fold as of May's end reads
+    q = w.queries()
+    issued = q.monthly("2024-05")
+    folds: list[str] = []
+    fold = reports.report
+    monkeypatch.setattr(reports, "report", lambda k, kind, label: folds.append(label) or fold(k, kind, label))
+    later = q.monthly("2024-05", known_at=at("2024-06-20"))
+    assert folds == [] and later == {**issued, "known_at": "2024-06-20T00:00:00+08:00"}
+    q.close()
+
+    w.clock.set("2024-07-02")
+    petition(w, "x3", "yl", "2024-05-28")  # entered late (补录): May's as known from July 2 on
+    q = w.queries()
+    assert q.monthly("2024-05", known_at=at("2024-06-20")) == later and folds == []
+    now = q.monthly("2024-05", known_at=at("2024-07-03"))
+    assert folds == ["2024-05"] and now["petitions"]["registered"] == 2
+    assert now == reports.build(q, "monthly", "2024-05", None, at("2024-07-03"))
+    assert q.monthly("2024-05") == issued  # the bulletin as issued never changes
+    q.close()
+
+
 def test_an_issued_report_is_kept_and_folded_again_when_a_fact_known_by_its_issue_date_arrives(
     world: World,
 ) -> None:
