@@ -400,7 +400,7 @@ def _moments(url: str) -> dict[str, list[int]]:
     return found
 
 
-#: Periods of the histories drawn (business days 0-200 of 2024), and where each ends.
+#: Periods over in every history drawn (business days 0-200 of 2024): a month, a week and a day.
 ENDED = [("monthly", "2024-02"), ("monthly", "2024-05"), ("weekly", "2024-W20"), ("daily", "2024-06-30")]
 
 
