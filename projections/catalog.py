@@ -36,6 +36,9 @@ ISSUED = "proj_reports_kept"
 #: The last fold of each report whose period is in progress (进行中的报告, ``projections.reports.running``), with the
 #: log position and the moment it stands until; emptied with the issued reports.
 RUNNING = "proj_reports_in_progress"
+#: The last fold of each report over as of its end, as known at a moment after its issue date (an auditor's "as
+#: known now", ``projections.reports.as_known_at``), with that moment and the log position; emptied with the others.
+KNOWN = "proj_reports_known_later"
 #: Where reports were kept before they kept their tallies apart (counts by unit, for a territory's totals; for two
 #: commits inside the reports' JSON): dropped by ``engine.ensure_schema``, so every report is issued again.
 FORMER_REPORTS = ("proj_reports_issued", "proj_reports_running", "proj_issued_reports", "proj_running_reports")

@@ -24,6 +24,7 @@ from projections.catalog import (
     FORMER_REPORTS,
     ISSUED,
     ISSUER,
+    KNOWN,
     NAMES,
     PROJECTIONS,
     RUNNING,
@@ -77,6 +78,10 @@ def ensure_schema(
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {RUNNING} (kind TEXT, label TEXT, head BIGINT NOT NULL, as_of BIGINT NOT NULL,"
             " until BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL, PRIMARY KEY (kind, label))"
+        )
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {KNOWN} (kind TEXT, label TEXT, known_at BIGINT NOT NULL,"
+            " head BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL, PRIMARY KEY (kind, label))"
         )
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {ISSUER} (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until BIGINT NOT NULL)"
@@ -236,6 +241,7 @@ def derive_current(db: Db) -> int:
             # an older engine's rules may have counted otherwise, so each is issued again.
             db.execute(f"DELETE FROM {ISSUED}")
             db.execute(f"DELETE FROM {RUNNING}")
+            db.execute(f"DELETE FROM {KNOWN}")
             # Again, under the lock: a second worker that began this range late may have dropped them meanwhile.
             for statement in current.lookups():
                 db.execute(statement)
@@ -387,6 +393,7 @@ def drop(db: Db, projections: Sequence[Projection], *, view: bool = True) -> Non
         db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
         db.execute(f"DROP TABLE IF EXISTS {ISSUED}")  # built from the tables dropped here
         db.execute(f"DROP TABLE IF EXISTS {RUNNING}")
+        db.execute(f"DROP TABLE IF EXISTS {KNOWN}")
         for p in projections:
             db.execute(f"DROP TABLE IF EXISTS {p.records_table}")
             db.execute(f"DROP TABLE IF EXISTS {p.events_table}")

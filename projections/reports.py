@@ -29,7 +29,7 @@ from domain.application import utc_now
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Violation
 from projections import late, lease
-from projections.catalog import ISSUED, PROJECTIONS, RUNNING, from_micros, micros, with_current
+from projections.catalog import ISSUED, KNOWN, PROJECTIONS, RUNNING, from_micros, micros, with_current
 from projections.db import Db, utf8
 from projections.engine import positions
 from projections.history import REPORT_TYPES, Known, Occurrence, Structure, iso
@@ -114,18 +114,57 @@ def issued(queries: Queries, kind: str, label: str, *, tallies: bool = False) ->
 
 
 def as_known_at(queries: Queries, kind: str, label: str, known_at: datetime, *, tallies: bool = False) -> Kept | None:
-    """The report of a period over, as of its end as known at a later ``known_at`` (an auditor's "as known now"):
-    the report as issued (:func:`issued`, read back once kept), when nothing recorded between its issue date and
-    ``known_at`` changes it — no fact that happened by the period's end entered late (补录) in what a report reads,
-    no amendment in force by then (``late.entered_between``); its ``known_at`` is then the caller's to restate.
-    ``None`` otherwise, or for a period not over by then: the caller folds. A fact recorded after the issue date
-    that happened after the period's end is outside what a fold as of that end reads."""
+    """The report of a period over, as of its end as known at a later ``known_at`` (an auditor's "as known now"),
+    its ``known_at`` the caller's to restate; ``None`` for a period not over, or ``known_at`` before its issue date
+    (the caller folds).
+
+    A fold as of the period's end reads only facts that happened by then, so the answer as known at one moment
+    stands at a later one unless a fact that happened by the end was entered in between (补录), in what a report
+    reads, or an amendment in force by then was (``late.entered_between``). Two answers are kept to be read back
+    that way: the report as issued (as known at its end, :func:`issued`), and the last fold as known later
+    (:data:`KNOWN`, with its moment and the log position it read); failing both, the city is folded as known at
+    ``known_at`` and, for a moment not ahead of the clock, kept (:func:`_keep_known`)."""
     _, end = period(kind, label)
-    if known_at < end or utc_now() <= end:
+    now = utc_now()
+    if known_at < end or now <= end:
         return None
-    if late.entered_between(queries.db, micros(end), micros(end), micros(known_at)):
+    db, since, asked = queries.db, micros(end), micros(known_at)
+    later = _kept_known(db, kind, label, asked, tallies)
+    if later is not None and not late.entered_between(db, since, later[0], asked):
+        return later[1]
+    if not late.entered_between(db, since, since, asked):
+        return issued(queries, kind, label, tallies=tallies)
+    head = min(positions(db, list(PROJECTIONS)).values())
+    kept = split(folded(queries, kind, label, None, known_at))
+    if known_at <= now:  # a moment ahead of the clock may yet see facts recorded before it
+        _keep_known(db, kind, label, asked, head, kept)
+    return kept if tallies else Kept(kept.body)
+
+
+def _keep_known(db: Db, kind: str, label: str, known_at: int, head: int, kept: Kept) -> None:
+    """Keep a fold as known at ``known_at`` (read from the facts applied by ``head``) unless one kept is known at a
+    later moment: an auditor's asks are mostly "as known now", each later than the last."""
+    assert kept.tallies is not None
+    with contextlib.suppress(*db.errors), db.transaction():  # a read replica answers without keeping
+        db.execute(f"DELETE FROM {KNOWN} WHERE kind = ? AND label = ? AND known_at <= ?", (kind, label, known_at))
+        if not db.query(f"SELECT 1 FROM {KNOWN} WHERE kind = ? AND label = ?", (kind, label)):
+            db.execute(
+                f"INSERT INTO {KNOWN} (kind, label, known_at, head, body, tallies) VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, label, known_at, head, kept.body.decode(), kept.tallies.decode()),
+            )
+
+
+def _kept_known(db: Db, kind: str, label: str, known_at: int, tallies: bool) -> tuple[int, Kept] | None:
+    """The last fold kept of a report as known after its issue date (the moment it was known at, and its JSON and
+    its tallies'), if that moment is not after ``known_at`` and no fact recorded by then has been applied since."""
+    columns = f"known_at, head, {db.as_bytes('body')}" + (f", {db.as_bytes('tallies')}" if tallies else "")
+    try:
+        rows = db.query(f"SELECT {columns} FROM {KNOWN} WHERE kind = ? AND label = ?", (kind, label))
+    except db.errors:  # a store made before these folds were kept
         return None
-    return issued(queries, kind, label, tallies=tallies)
+    if not rows or int(rows[0][0]) > known_at or _arrived(db, int(rows[0][1]), int(rows[0][0])):
+        return None
+    return int(rows[0][0]), Kept(*map(utf8, rows[0][2:]))
 
 
 def _kept_issued(db: Db, kind: str, label: str, known_at: int, tallies: bool) -> Kept | None:

@@ -223,7 +223,30 @@ def test_a_report_as_known_later_reads_the_issued_one_until_a_late_entry_changes
     now = q.monthly("2024-05", known_at=at("2024-07-03"))
     assert folds == ["2024-05"] and now["petitions"]["registered"] == 2
     assert now == reports.build(q, "monthly", "2024-05", None, at("2024-07-03"))
+    # That fold is kept: asked as known later still, it is read back while nothing more is entered.
+    folds.clear()
+    assert q.monthly("2024-05", known_at=at("2024-07-20")) == {**now, "known_at": "2024-07-20T00:00:00+08:00"}
+    assert q.monthly("2024-05", known_at=at("2024-06-20")) == later and folds == []
     assert q.monthly("2024-05") == issued  # the bulletin as issued never changes
+    q.close()
+
+    w.clock.set("2024-07-25")
+    petition(w, "x4", "yl", "2024-05-30")  # entered later still
+    q = w.queries()
+    again = q.monthly("2024-05", known_at=at("2024-07-26"))
+    assert folds == ["2024-05"] and again["petitions"]["registered"] == 3
+    # Asked as known before that entry: folded, and not kept in place of the later fold.
+    assert q.monthly("2024-05", known_at=at("2024-07-20"))["petitions"]["registered"] == 2
+    assert q.monthly("2024-05", known_at=at("2024-08-01"))["petitions"]["registered"] == 3
+    assert folds == ["2024-05", "2024-05"]
+    q.close()
+
+    # Recorded before the fold kept (as known at 07-26; the asks since read it back), reaching the store only now.
+    w.clock.set("2024-07-25T12:00")
+    petition(w, "x5", "kz", "2024-05-31")
+    q = w.queries()
+    assert q.monthly("2024-05", known_at=at("2024-08-02"))["petitions"]["registered"] == 4
+    assert folds == ["2024-05", "2024-05", "2024-05"]
     q.close()
 
 
