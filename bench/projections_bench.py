@@ -43,7 +43,7 @@ from typing import Any
 
 from api.demo import ADMIN, YEAR, Step, demo_plan
 from api.serve_cli import settle_heap
-from domain.application import Ledger
+from domain.application import Ledger, utc_now
 from domain.base import BUREAU_TZ
 from domain.personal import DryRunVault
 from domain.policy import Policy
@@ -206,6 +206,8 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         # A bulletin is folded once and kept (projections.reports.issued): asked again, and asked the first time.
         "monthly(YYYY-MM), kept": lambda q: q.monthly(f"{YEAR}-06"),
         "daily(date), first ask": lambda q: q.daily((date(YEAR, 12, 31) - timedelta(days=next(days))).isoformat()),
+        # An auditor's "as known now" of a bulletin: folded once (the warm-up ask), then its kept fold read back.
+        "monthly(YYYY-MM, known_at now), kept": lambda q: q.monthly(f"{YEAR}-06", known_at=utc_now()),
         # As of a past month's end, as known now: the view's rows, and a fold of the records revised after it.
         "scores(as_of, district)": lambda q: q.scores(YEAR, district(), as_of=_month_end(rng)),
         "triggers(open, as_of, district)": lambda q: q.triggers("open", district(), as_of=_month_end(rng)),
