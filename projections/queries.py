@@ -413,7 +413,7 @@ class Queries:
         kept = None
         if as_of is None and known_at is None:
             kept = reports.issued(self, kind, label, tallies=covers is not None)
-        elif as_of is None and known_at is not None:  # as issued, unless something entered since changed it
+        elif as_of is None and known_at is not None:  # as issued or last folded, unless a late entry changed it
             kept = reports.as_known_at(self, kind, label, known_at, tallies=covers is not None)
         if kept is not None:
             answer: dict[str, Any] = orjson.loads(kept.body)

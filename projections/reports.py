@@ -156,7 +156,9 @@ def _keep_known(db: Db, kind: str, label: str, known_at: int, head: int, kept: K
 
 def _kept_known(db: Db, kind: str, label: str, known_at: int, tallies: bool) -> tuple[int, Kept] | None:
     """The last fold kept of a report as known after its issue date (the moment it was known at, and its JSON and
-    its tallies'), if that moment is not after ``known_at`` and no fact recorded by then has been applied since."""
+    its tallies'), if that moment is not after ``known_at`` and no fact recorded by then has been applied since;
+    each check moves the kept ``head`` on, as :func:`_kept_issued` does."""
+    head = min(positions(db, list(PROJECTIONS)).values())
     columns = f"known_at, head, {db.as_bytes('body')}" + (f", {db.as_bytes('tallies')}" if tallies else "")
     try:
         rows = db.query(f"SELECT {columns} FROM {KNOWN} WHERE kind = ? AND label = ?", (kind, label))
@@ -164,6 +166,9 @@ def _kept_known(db: Db, kind: str, label: str, known_at: int, tallies: bool) -> 
         return None
     if not rows or int(rows[0][0]) > known_at or _arrived(db, int(rows[0][1]), int(rows[0][0])):
         return None
+    if head > int(rows[0][1]):
+        with contextlib.suppress(*db.errors):
+            db.execute(f"UPDATE {KNOWN} SET head = ? WHERE kind = ? AND label = ?", (head, kind, label))
     return int(rows[0][0]), Kept(*map(utf8, rows[0][2:]))
 
 
