@@ -156,37 +156,33 @@ def _keep_known(db: Db, kind: str, label: str, known_at: int, head: int, kept: K
 
 def _kept_known(db: Db, kind: str, label: str, known_at: int, tallies: bool) -> tuple[int, Kept] | None:
     """The last fold kept of a report as known after its issue date (the moment it was known at, and its JSON and
-    its tallies'), if that moment is not after ``known_at`` and no fact recorded by then has been applied since;
-    each check moves the kept ``head`` on, as :func:`_kept_issued` does."""
-    head = min(positions(db, list(PROJECTIONS)).values())
-    columns = f"known_at, head, {db.as_bytes('body')}" + (f", {db.as_bytes('tallies')}" if tallies else "")
-    try:
-        rows = db.query(f"SELECT {columns} FROM {KNOWN} WHERE kind = ? AND label = ?", (kind, label))
-    except db.errors:  # a store made before these folds were kept
-        return None
-    if not rows or int(rows[0][0]) > known_at or _arrived(db, int(rows[0][1]), int(rows[0][0])):
-        return None
-    if head > int(rows[0][1]):
-        with contextlib.suppress(*db.errors):
-            db.execute(f"UPDATE {KNOWN} SET head = ? WHERE kind = ? AND label = ?", (head, kind, label))
-    return int(rows[0][0]), Kept(*map(utf8, rows[0][2:]))
+    its tallies'), if that moment is not after ``known_at`` and it still stands (:func:`_read_back`)."""
+    found = _read_back(db, KNOWN, kind, label, "known_at", tallies)
+    return found if found is not None and found[0] <= known_at else None
 
 
 def _kept_issued(db: Db, kind: str, label: str, known_at: int, tallies: bool) -> Kept | None:
-    """The kept report, unless a fact recorded by its issue date (``known_at``) has been applied since; each check
-    moves the kept ``head`` on to what every fact projection has applied."""
+    """The kept report as issued (as known at its issue date, ``known_at``), if it still stands (:func:`_read_back`)."""
+    found = _read_back(db, ISSUED, kind, label, str(int(known_at)), tallies)
+    return None if found is None else found[1]
+
+
+def _read_back(db: Db, table: str, kind: str, label: str, moment: str, tallies: bool) -> tuple[int, Kept] | None:
+    """A report kept in ``table`` (the moment it is known at, the SQL ``moment``, and its JSON and its tallies'),
+    unless a fact recorded by that moment has been applied since the log position it read (a late commit); each
+    check moves that position on to what every fact projection has applied, so the next reads only what follows."""
     head = min(positions(db, list(PROJECTIONS)).values())
-    columns = f"head, {db.as_bytes('body')}" + (f", {db.as_bytes('tallies')}" if tallies else "")
+    columns = f"{moment}, head, {db.as_bytes('body')}" + (f", {db.as_bytes('tallies')}" if tallies else "")
     try:
-        rows = db.query(f"SELECT {columns} FROM {ISSUED} WHERE kind = ? AND label = ?", (kind, label))
-    except db.errors:  # a store made before issued reports were kept
+        rows = db.query(f"SELECT {columns} FROM {table} WHERE kind = ? AND label = ?", (kind, label))
+    except db.errors:  # a store made before such reports were kept
         return None
-    if not rows or _arrived(db, int(rows[0][0]), known_at):
+    if not rows or _arrived(db, int(rows[0][1]), int(rows[0][0])):
         return None
-    if head > int(rows[0][0]):
+    if head > int(rows[0][1]):
         with contextlib.suppress(*db.errors):
-            db.execute(f"UPDATE {ISSUED} SET head = ? WHERE kind = ? AND label = ?", (head, kind, label))
-    return Kept(*map(utf8, rows[0][1:]))
+            db.execute(f"UPDATE {table} SET head = ? WHERE kind = ? AND label = ?", (head, kind, label))
+    return int(rows[0][0]), Kept(*map(utf8, rows[0][2:]))
 
 
 _folds: dict[tuple[str, str], threading.Lock] = {}
