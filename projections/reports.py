@@ -135,9 +135,15 @@ def as_known_at(queries: Queries, kind: str, label: str, known_at: datetime, *, 
     if not late.entered_between(db, since, since, asked):
         return issued(queries, kind, label, tallies=tallies)
     head = min(positions(db, list(PROJECTIONS)).values())
-    kept = split(folded(queries, kind, label, None, known_at))
-    if known_at <= now:  # a moment ahead of the clock may yet see facts recorded before it
-        _keep_known(db, kind, label, asked, head, kept)
+    # Concurrent asks fold once: the others wait, then read back what it kept if it is known early enough for them.
+    with folding(db, f"{fold_name(kind, label)}:known", head, wait=lambda _: True):
+        later = _kept_known(db, kind, label, asked, tallies)
+        if later is not None and not late.entered_between(db, since, later[0], asked):
+            return later[1]
+        head = min(positions(db, list(PROJECTIONS)).values())
+        kept = split(folded(queries, kind, label, None, known_at))
+        if known_at <= now:  # a moment ahead of the clock may yet see facts recorded before it
+            _keep_known(db, kind, label, asked, head, kept)
     return kept if tallies else Kept(kept.body)
 
 

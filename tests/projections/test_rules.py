@@ -399,6 +399,49 @@ def test_concurrent_asks_that_need_a_fold_fold_once_and_answer_alike(
     q.close()
 
 
+def test_concurrent_asks_of_a_report_as_known_later_fold_once(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """一次折叠, as known later: three auditors ask at once for May's bulletin as known at a moment after a late entry
+    (补录), which the issued bulletin does not answer; one folds the city and keeps it, the others read it back."""
+    w = world
+    petition(w, "x1", "kz", "2024-05-02")
+    w.clock.set("2024-06-10")
+    petition(w, "x2", "kz", "2024-05-20")  # entered after the issue date
+    folds: list[str] = []
+    underway, release = threading.Event(), threading.Event()
+    folded = reports.folded
+
+    def held(*args: Any) -> Any:
+        folds.append(threading.current_thread().name)
+        underway.set()
+        release.wait(10)
+        return folded(*args)
+
+    monkeypatch.setattr(reports, "folded", held)
+    answers: dict[str, dict[str, Any]] = {}
+
+    def ask(name: str) -> None:
+        q = w.queries()
+        try:
+            answers[name] = q.monthly("2024-05", known_at=at("2024-06-20"))
+        finally:
+            q.close()
+
+    askers = [threading.Thread(target=ask, args=(f"asker-{i}",), name=f"asker-{i}") for i in range(3)]
+    askers[0].start()
+    assert underway.wait(10)
+    for asker in askers[1:]:
+        asker.start()
+    deadline = time.monotonic() + 0.5  # long enough for the other two to reach a fold of their own, if they could
+    while len(folds) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for asker in askers:
+        asker.join(10)
+    assert folds == ["asker-0"]
+    assert len(answers) == 3 and all(a == answers["asker-0"] for a in answers.values())
+    assert answers["asker-0"]["petitions"]["registered"] == 2
+
+
 @pytest.mark.parametrize("asked", ["daily", "monthly"])
 def test_an_ask_waits_for_another_processs_fold_of_the_same_report_unless_that_fold_is_older_than_its_facts(
     world: World, monkeypatch: pytest.MonkeyPatch, asked: str
