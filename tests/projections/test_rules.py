@@ -331,6 +331,50 @@ def test_a_report_of_a_period_in_progress_is_read_back_until_a_fact_or_a_deadlin
     q.close()
 
 
+class HeldFolds:
+    """Folds held until three askers have all asked: which asker threads folded (一次折叠 tests)."""
+
+    def __init__(self) -> None:
+        self.folds: list[str] = []
+        self.underway, self.release = threading.Event(), threading.Event()
+
+    def counted(self, fold: Any) -> Any:
+        """``fold``, noting the asker that runs it and holding it until all three have asked."""
+
+        def held(*args: Any) -> Any:
+            self.folds.append(threading.current_thread().name)
+            self.underway.set()
+            self.release.wait(10)
+            return fold(*args)
+
+        return held
+
+    def ask_at_once(self, question: Any, w: World) -> dict[str, dict[str, Any]]:
+        """Each asker's answer to ``question`` (of a fresh ``Queries``): the first asks, and once its fold is underway
+        the other two ask; the fold is released once they had time to reach a fold of their own, if they could."""
+        answers: dict[str, dict[str, Any]] = {}
+
+        def ask(name: str) -> None:
+            q = w.queries()
+            try:
+                answers[name] = question(q)
+            finally:
+                q.close()
+
+        askers = [threading.Thread(target=ask, args=(f"asker-{i}",), name=f"asker-{i}") for i in range(3)]
+        askers[0].start()
+        assert self.underway.wait(10)
+        for asker in askers[1:]:
+            asker.start()
+        deadline = time.monotonic() + 0.5
+        while len(self.folds) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.release.set()
+        for asker in askers:
+            asker.join(10)
+        return answers
+
+
 @pytest.mark.parametrize("asked", ["daily", "monthly"])
 def test_concurrent_asks_that_need_a_fold_fold_once_and_answer_alike(
     world: World, monkeypatch: pytest.MonkeyPatch, asked: str
@@ -353,42 +397,12 @@ def test_concurrent_asks_that_need_a_fold_fold_once_and_answer_alike(
 
     monkeypatch.setattr(reports, "utc_now", clock)
     label = "2024-06-03" if asked == "daily" else "2024-05"
-    folds: list[str] = []
-    underway, release = threading.Event(), threading.Event()
-    fold_running, folded, build = reports.fold_running, reports.folded, reports.build
-
-    def held(fold: Any) -> Any:
-        def counted(*args: Any) -> Any:
-            folds.append(threading.current_thread().name)
-            underway.set()
-            release.wait(10)
-            return fold(*args)
-
-        return counted
-
-    monkeypatch.setattr(reports, "fold_running", held(fold_running))
-    monkeypatch.setattr(reports, "folded", held(folded))
-    answers: dict[str, dict[str, Any]] = {}
-
-    def ask(name: str) -> None:
-        q = w.queries()
-        try:
-            answers[name] = getattr(q, asked)(label)
-        finally:
-            q.close()
-
-    askers = [threading.Thread(target=ask, args=(f"asker-{i}",), name=f"asker-{i}") for i in range(3)]
-    askers[0].start()
-    assert underway.wait(10)
-    for asker in askers[1:]:
-        asker.start()
-    deadline = time.monotonic() + 0.5  # long enough for the other two to reach a fold of their own, if they could
-    while len(folds) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    release.set()
-    for asker in askers:
-        asker.join(10)
-    assert folds == ["asker-0"]
+    held = HeldFolds()
+    build = reports.build
+    monkeypatch.setattr(reports, "fold_running", held.counted(reports.fold_running))
+    monkeypatch.setattr(reports, "folded", held.counted(reports.folded))
+    answers = held.ask_at_once(lambda q: getattr(q, asked)(label), w)
+    assert held.folds == ["asker-0"]
 
     def unstamped(answer: dict[str, Any]) -> dict[str, Any]:  # each answer says the moment it answers about
         return {key: value for key, value in answer.items() if key not in ("as_of", "known_at")}
@@ -406,38 +420,10 @@ def test_concurrent_asks_of_a_report_as_known_later_fold_once(world: World, monk
     petition(w, "x1", "kz", "2024-05-02")
     w.clock.set("2024-06-10")
     petition(w, "x2", "kz", "2024-05-20")  # entered after the issue date
-    folds: list[str] = []
-    underway, release = threading.Event(), threading.Event()
-    folded = reports.folded
-
-    def held(*args: Any) -> Any:
-        folds.append(threading.current_thread().name)
-        underway.set()
-        release.wait(10)
-        return folded(*args)
-
-    monkeypatch.setattr(reports, "folded", held)
-    answers: dict[str, dict[str, Any]] = {}
-
-    def ask(name: str) -> None:
-        q = w.queries()
-        try:
-            answers[name] = q.monthly("2024-05", known_at=at("2024-06-20"))
-        finally:
-            q.close()
-
-    askers = [threading.Thread(target=ask, args=(f"asker-{i}",), name=f"asker-{i}") for i in range(3)]
-    askers[0].start()
-    assert underway.wait(10)
-    for asker in askers[1:]:
-        asker.start()
-    deadline = time.monotonic() + 0.5  # long enough for the other two to reach a fold of their own, if they could
-    while len(folds) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    release.set()
-    for asker in askers:
-        asker.join(10)
-    assert folds == ["asker-0"]
+    held = HeldFolds()
+    monkeypatch.setattr(reports, "folded", held.counted(reports.folded))
+    answers = held.ask_at_once(lambda q: q.monthly("2024-05", known_at=at("2024-06-20")), w)
+    assert held.folds == ["asker-0"]
     assert len(answers) == 3 and all(a == answers["asker-0"] for a in answers.values())
     assert answers["asker-0"]["petitions"]["registered"] == 2
 
