@@ -32,6 +32,7 @@ record's numbers) derives every record again. Its tracking row (``current``) say
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from domain.vocabulary import LEADER_POSTS
+from domain.vocabulary import LEADER_POSTS, Post
 from projections import quota
 from projections.catalog import from_micros, micros
 from projections.db import Db
@@ -108,13 +109,15 @@ def lookups() -> list[str]:
     return [
         f"CREATE INDEX IF NOT EXISTS {TABLE}_unit ON {TABLE} (kind, unit_id, at)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} (kind, at)",
+        # The petition board's pages, in registration order (a petition's row keeps its position as ``seq``).
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_seq ON {TABLE} (kind, seq)",
     ]
 
 
 def drop_lookups(db: Db) -> None:
     """Before every record is derived afresh: the rows go in by uuid, each lookup index is then built once
     from sorted keys instead of grown row by row (:func:`lookups`)."""
-    for name in ("unit", "at"):
+    for name in ("unit", "at", "seq"):
         db.execute(f"DROP INDEX IF EXISTS {TABLE}_{name}")
 
 
@@ -460,52 +463,152 @@ def prepare(k: Known, window: tuple[int, int] | None = None, folded: Known | Non
     k.__dict__["commendations"] = [o for _, o in commendations]
 
 
-def _leaders(k: Known, folded: Known | None = None) -> None:
-    """Fill the fold's leaders from the stored rows (registered by ``as_of``), and from ``folded``'s fold."""
+def _leaders(
+    k: Known, folded: Known | None = None, units: Collection[str] | None = None, post: str | None = None
+) -> None:
+    """Fill the fold's leaders from the stored rows (registered by ``as_of``), and from ``folded``'s fold; of the
+    ``units`` and ``post`` only, when named (a leader's row holds every month of receptions: decoding the city's
+    is tens of ms)."""
     sql, params = _where(k, ("leader",))
+    sql = f"SELECT seq, uuid, data FROM {TABLE}{sql} AND at <= ?"
+    params.append(k.as_of)
+    if post is not None:
+        sql += f" AND {k.db.json_item('data', Leader._fields.index('post'))} = ?"
+        params.append(post)
+    if units is None:
+        rows = k.db.query(sql, params)
+    else:
+        ordered = sorted(units)
+        rows = []
+        for i in range(0, len(ordered), IN_LIST):
+            some = ordered[i : i + IN_LIST]
+            rows += k.db.query(f"{sql} AND unit_id IN ({', '.join('?' * len(some))})", [*params, *some])
     skip = _skipped(folded)
-    rows = k.db.query(f"SELECT uuid, data FROM {TABLE}{sql} AND at <= ? ORDER BY seq", [*params, k.as_of])
-    leaders = [Leader(*orjson.loads(data)) for uuid, data in rows if uuid not in skip]
+    rows.sort(key=lambda row: row[0])
+    leaders = [Leader(*orjson.loads(data)) for _, uuid, data in rows if uuid not in skip]
     if folded is not None:
-        leaders = sorted([*leaders, *folded.leaders], key=lambda leader: leader.position)
+        more = [
+            leader
+            for leader in folded.leaders
+            if (units is None or leader.unit_id in units) and (post is None or leader.post == post)
+        ]
+        leaders = sorted([*leaders, *more], key=lambda leader: leader.position)
     k.__dict__["leaders"] = leaders
+    k.__dict__.pop("principals", None)  # derived from the leaders just replaced
 
 
-def triggers(k: Known, folded: Known | None = None, stale: Collection[int] = ()) -> list[dict[str, Any]]:
-    """The triggers as of ``k.as_of``: the stored ones whose time had come (R6 among them) and R4 for the leaders
-    of major cases' units, with decisions; for a past ``as_of``, those of ``folded``'s records (:func:`live`)
-    from its fold, and R6 of the agreements of the ``stale`` years folded from their territories' facts."""
-    _leaders(k, folded)
-    sql, params = _where(k, ("trigger", "major"))
+def _leader_triggers(k: Known, folded: Known | None, majors: list[MajorCase]) -> list[dict[str, Any]]:
+    """R4 for the principal leaders of these major cases' units (:meth:`Known.leader_triggers`), the principal
+    leaders of those units (and of the governments they lie in) read for them alone."""
+    if not majors:
+        return []
+    units = {m.unit_id for m in majors} | {g for m in majors if (g := k.structure.government_of(m.unit_id))}
+    _leaders(k, folded, units, Post.PRINCIPAL_LEADER)
+    return k.leader_triggers(majors)
+
+
+def triggers(
+    k: Known,
+    folded: Known | None = None,
+    stale: Collection[int] = (),
+    *,
+    start: int | None = None,
+    batch: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The triggers as of ``k.as_of``, in the order they opened (:meth:`Known.decided`): the stored ones whose time
+    had come (R6 among them) and R4 for the leaders of major cases' units, with decisions; for a past ``as_of``,
+    those of ``folded``'s records (:func:`live`) from its fold, and R6 of the agreements of the ``stale`` years
+    folded from their territories' facts.
+
+    For a page, the triggers opened from ``start`` (micros) on, the stored rows read in time order ``batch`` at a
+    time (twice as many each time): a page of the city's ~90,000 reads a few hundred rows, as the caller stops
+    taking once it has its page."""
     skip = _skipped(folded)
-    # R6 is stored once an agreement's year is over; asked about a past moment, only agreements signed by then.
-    signed = None if folded is None else {a.uuid for a in k.agreements}
     if stale:  # R6 of the years with facts recorded after known_at: folded again below
         skip |= {a.uuid for a in k.agreements if int(a.data["year"]) in stale}
-    found: list[dict[str, Any]] = []
-    majors: list[MajorCase] = []
-    for uuid, kind, data in k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql}", params):
-        if uuid in skip:
-            continue
-        if kind == "major":
-            majors.append(MajorCase(*orjson.loads(data)))
-            continue
-        trigger = orjson.loads(data)
-        if signed is None or trigger["rule"] != "R6" or uuid in signed:
-            found.append(trigger)
+    extra: list[dict[str, Any]] = []  # triggers not read from rows, merged into the batch of their moment
     if folded is not None:
+        majors: list[MajorCase] = []
         for case in folded.cases:
             some, major = folded.case_triggers(case)
-            found += some
+            extra += some
             majors += major
+        extra += _leader_triggers(k, folded, majors)
         for p in folded.petitions:
-            found += folded.petition_triggers(p)
+            extra += folded.petition_triggers(p)
         for person in folded.people.values():
-            found += folded.person_triggers(person, folded.person_events.get(person.uuid, []))
+            extra += folded.person_triggers(person, folded.person_events.get(person.uuid, []))
         for year in sorted(stale):
-            found += _agreement_triggers(k, folded, year)
-    found += k.leader_triggers(majors)
-    return k.decided(found)
+            extra += _agreement_triggers(k, folded, year)
+    extra.sort(key=lambda t: t["opened_at"], reverse=True)  # micros still (decided() writes them out): popped
+    for rows, upto in _trigger_batches(k, start, batch):
+        found: list[dict[str, Any]] = []
+        majors = []
+        agreed: list[tuple[str, dict[str, Any]]] = []
+        for uuid, kind, data in rows:
+            if uuid in skip:
+                continue
+            if kind == "major":
+                majors.append(MajorCase(*orjson.loads(data)))
+                continue
+            trigger = orjson.loads(data)
+            if folded is not None and trigger["rule"] == "R6":
+                agreed.append((uuid, trigger))
+            else:
+                found.append(trigger)
+        found += _leader_triggers(k, folded, majors)
+        found += _signed(k, agreed)
+        while extra and (upto is None or extra[-1]["opened_at"] <= upto):
+            found.append(extra.pop())
+        yield from k.decided(found)
+
+
+def _signed(k: Known, agreed: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Of these stored R6 triggers (with their agreements' uuids), those of agreements signed as ``k`` asks: R6 is
+    stored once an agreement's year is over, and a past question counts only the agreements known by then."""
+    if not agreed:
+        return []
+    signed = {a.uuid for a in k.of_records(sorted({uuid for uuid, _ in agreed})).agreements}
+    return [trigger for uuid, trigger in agreed if uuid in signed]
+
+
+def _trigger_batches(
+    k: Known, start: int | None, batch: int | None
+) -> Iterator[tuple[list[tuple[str, str, str]], int | None]]:
+    """The stored trigger and major-case rows (``uuid, kind, data``) of ``k``'s territory from ``start`` on, in
+    batches of whole moments (``at``), each with the last moment it holds (``None``: all the rest). Without a
+    ``batch`` size, all of them at once, unordered."""
+    if batch is None:
+        sql, params = _where(k, ("trigger", "major"))
+        yield k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql}{_from(start, params)}", params), None
+        return
+    low = start
+    while True:
+        sql, params = _where(k, ("trigger",))
+        sql += _from(low, params)
+        rows = k.db.query(f"SELECT uuid, kind, data, at FROM {TABLE}{sql} ORDER BY at LIMIT ?", [*params, batch])
+        upto = int(rows[-1][3]) if len(rows) == batch else None
+        if upto is not None:  # the last moment read may hold more rows than the batch had room for: read it whole
+            rows = [row for row in rows if row[3] < upto]
+            rows += k.db.query(f"SELECT uuid, kind, data, at FROM {TABLE}{sql} AND at = ?", [*params, upto])
+        sql, params = _where(k, ("major",))
+        sql += _from(low, params)
+        if upto is not None:
+            sql += " AND at <= ?"
+            params.append(upto)
+        majors = k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql}", params)
+        yield [(uuid, kind, data) for uuid, kind, data, _ in rows] + majors, upto
+        if upto is None:
+            return
+        low, batch = upto + 1, batch * 2
+
+
+def _from(start: int | None, params: list[Any]) -> str:
+    """The condition ``at >= start`` (none without one), its parameter added to ``params``."""
+    if start is None:
+        return ""
+    params.append(start)
+    return " AND at >= ?"
 
 
 def _agreement_triggers(k: Known, folded: Known, year: int) -> list[dict[str, Any]]:
@@ -559,25 +662,83 @@ def district_rows(
     return rows
 
 
-def petitions(k: Known, status: str | None = None, folded: Known | None = None) -> list[dict[str, Any]]:
+def petitions(
+    k: Known,
+    status: str | None = None,
+    folded: Known | None = None,
+    *,
+    start: int | None = None,
+    batch: int | None = None,
+) -> Iterator[dict[str, Any]]:
     """The board as of ``k.as_of``, in registration order, each row's status judged against it; for a past
-    ``as_of``, the rows of ``folded``'s petitions (:func:`live` of the ``board``) from its fold."""
+    ``as_of``, the rows of ``folded``'s petitions (:func:`live` of the ``board``) from its fold. For a page, the
+    rows registered after position ``start``, read ``batch`` at a time per kind of row (open, closed)."""
     kinds = {"open": ("petition",), "overdue": ("petition",), "closed": ("petition_closed",)}
-    sql, params = _where(k, kinds.get(status or "", ("petition", "petition_closed")))
+    wanted = kinds.get(status or "", ("petition", "petition_closed"))
     skip = _skipped(folded)
-    rows = []
-    for uuid, kind, data in k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql} ORDER BY seq", params):
+    if batch is None:
+        sql, params = _where(k, wanted)
+        if start is not None:
+            sql += " AND seq > ?"
+            params.append(start)
+        stored = [_board_rows(k, k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql} ORDER BY seq", params), skip)]
+    else:  # a kind at a time: two ranges of the (kind, seq) index, merged here rather than sorted by the store
+        stored = [_board_rows(k, _by_seq(k, kind, start, batch), skip) for kind in wanted]
+    if folded is None:
+        return heapq.merge(*stored, key=_registered)
+    if batch is None:
+        rows = sorted((p.board_row() for p in folded.petitions), key=_registered)  # as the fold lists them
+        return heapq.merge(*stored, rows, key=_registered)
+    return heapq.merge(*stored, _folded_board(folded, start, batch), key=_registered)
+
+
+def _folded_board(folded: Known, start: int | None, batch: int) -> Iterator[dict[str, Any]]:
+    """The board rows of ``folded``'s petitions registered after position ``start``, in registration order, folded
+    ``batch`` petitions at a time: a page folds those it may show, not the ~2,000 a month's end has revised."""
+    found: list[tuple[int, str]] = []
+    uuids = folded.uuids or []
+    for i in range(0, len(uuids), IN_LIST):
+        some = uuids[i : i + IN_LIST]
+        sql = f"SELECT position, uuid FROM proj_petitions_records WHERE uuid IN ({', '.join('?' * len(some))})"
+        found += [(int(position), uuid) for position, uuid in folded.db.query(sql, some)]
+    ordered = [uuid for position, uuid in sorted(found) if start is None or position > start]
+    for i in range(0, len(ordered), batch):
+        part = folded.of_records(ordered[i : i + batch])
+        yield from sorted((p.board_row() for p in part.petitions), key=_registered)
+
+
+def _registered(row: dict[str, Any]) -> int:
+    position: int = row["evidence"][0]
+    return position
+
+
+def _by_seq(k: Known, kind: str, start: int | None, batch: int) -> Iterator[tuple[str, str, str]]:
+    """The stored rows (``uuid, kind, data``) of one kind in ``k``'s territory in ``seq`` order after ``start``, read
+    ``batch`` at a time (twice as many each time)."""
+    low = start
+    while True:
+        sql, params = _where(k, (kind,))
+        if low is not None:
+            sql += " AND seq > ?"
+            params.append(low)
+        rows = k.db.query(f"SELECT uuid, kind, data, seq FROM {TABLE}{sql} ORDER BY seq LIMIT ?", [*params, batch])
+        for uuid, found, data, _ in rows:
+            yield uuid, found, data
+        if len(rows) < batch:
+            return
+        low, batch = int(rows[-1][3]), batch * 2
+
+
+def _board_rows(k: Known, rows: Iterable[tuple[str, str, str]], skip: frozenset[str]) -> Iterator[dict[str, Any]]:
+    """Board rows from stored ones, their status judged against ``k.as_of``."""
+    for uuid, kind, data in rows:
         if uuid in skip:
             continue
         row = orjson.loads(data)
         deadline, in_time = row.pop("_deadline"), row.pop("_closed_in_time")
         overdue = deadline < k.as_of and not in_time
         state = "closed" if kind == "petition_closed" else "overdue" if overdue else "open"
-        rows.append(_with_status(row, state, overdue))
-    if folded is not None:
-        rows += [p.board_row() for p in folded.petitions]
-        rows.sort(key=lambda row: row["evidence"][0])  # by registration's position, as the fold lists them
-    return rows
+        yield _with_status(row, state, overdue)
 
 
 def _with_status(row: dict[str, Any], status: str, overdue: bool) -> dict[str, Any]:

@@ -478,6 +478,38 @@ class Known:
             window=self.window,
         )
 
+    def of_records(self, uuids: list[str]) -> Known:
+        """The same question (moments, territory, reading) of these records only."""
+        return Known(
+            self.db,
+            from_micros(self.as_of),
+            from_micros(self.known_at),
+            self.scope,
+            lean=self.lean,
+            only=self.only,
+            window=self.window,
+            uuids=uuids,
+        )
+
+    def next_records(
+        self, projection: str, after: int | None, limit: int, having: str | None = None
+    ) -> list[tuple[str, int]]:
+        """The first ``limit`` records (``uuid, position``) of a projection this fold reads, in log order after
+        position ``after``, and only those with an event of the type ``having`` (known and happened) when named:
+        a page's records, to be folded alone (:meth:`of_records`)."""
+        where, params = self._where(projection, None)
+        if after is not None:
+            where += " AND position > ?"
+            params.append(after)
+        if having is not None:
+            where += (
+                f" AND uuid IN (SELECT uuid FROM proj_{projection}_events"
+                " WHERE type = ? AND recorded_at <= ? AND occurred_at <= ?)"
+            )
+            params += [having, self.known_at, self.as_of]
+        sql = f"SELECT uuid, position FROM proj_{projection}_records{where} ORDER BY position LIMIT ?"
+        return [(uuid, int(position)) for uuid, position in self.db.query(sql, [*params, limit])]
+
     # --- raw facts ----------------------------------------------------------------------------
 
     def _where(

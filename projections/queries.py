@@ -9,14 +9,14 @@ unit below the one named (属地管理).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
 
 from domain.application import utc_now
-from projections import current, late, quota, reports
+from projections import current, late, paging, quota, reports
 from projections.catalog import CURRENT, micros
 from projections.db import Db
 from projections.engine import positions
@@ -28,6 +28,15 @@ from projections.source import open_log
 PETITION_STATUSES = ("open", "overdue", "closed")
 PETITION_FLAGS = ("nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial")
 OFFICER_STATUSES = ("removal_due", "removed", "referred", "commended")
+#: The event an officer needs to have for each status: a removal falls due on a substantiated finding.
+STATUS_EVENTS = {"removal_due": "finding", "removed": "removed", "referred": "referred", "commended": "commended"}
+#: Per paged list ordered by other than unit id, how a row's key is read and the key's shape (``paging.key_of``): a
+#: trigger by when it opened and its id; a petition or an officer by its registration's log position.
+CURSORS: dict[str, tuple[Callable[[dict[str, Any]], paging.Key], tuple[type, ...]]] = {
+    "triggers": (lambda t: (t["opened_at"], t["id"]), (str, str)),
+    "petitions": (lambda row: (row["evidence"][0],), (int,)),
+    "officers": (lambda row: (row["evidence"][0],), (int,)),
+}
 #: The record kinds named in readable trigger ids (``R4.case.<id>…``) and the projection holding them.
 TRIGGER_KINDS = {"case": "cases", "petition": "petitions", "person": "people", "agreement": "accountability"}
 
@@ -149,20 +158,43 @@ class Queries:
     # --- scores -------------------------------------------------------------------------------
 
     def scores(
-        self, year: int, unit_id: str | None = None, *, as_of: datetime | None = None, known_at: datetime | None = None
+        self,
+        year: int,
+        unit_id: str | None = None,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Per unit: ``score``, ``outcome`` and the ``deductions`` (and commendations) that make it up."""
+        """Per unit: ``score``, ``outcome`` and the ``deductions`` (and commendations) that make it up, by unit id.
+
+        Paged by unit id: at most ``limit`` rows with ``unit_id > after``, a page's units' territories read alone."""
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
+        bounds = year_bounds(year)
+        folded: Known | None = None
         if self._now(as_of, known_at):
             k, wanted = self._scoped(None, None, unit_id, lean=True)
-            current.prepare(k, year_bounds(year))
-        elif past := self._past(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES, window=year_bounds(year)):
+            view = True
+        elif past := self._past(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES, window=bounds):
             k, wanted, folded, _ = past
-            current.prepare(k, year_bounds(year), folded)
+            view = True
         else:
             # Only the cases and petitions that can yield an occurrence in the year: one year's facts are read.
-            k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES, window=year_bounds(year))
+            k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=SCORE_TYPES, window=bounds)
+            view = False
+
+        def rows(part: Known, units: list[str]) -> list[dict[str, Any]]:
+            if view:
+                current.prepare(part, bounds, folded)
+            return [part.score(u, year) for u in units]
+
         # Only the territory's units are sorted: the city's whole tree is thousands of units at scale.
-        return [k.score(u, year) for u in sorted(k.units if wanted is None else wanted & k.units.keys())]
+        units = k.units.keys() if wanted is None else wanted & k.units.keys()
+        if limit is None and after is None:
+            return rows(k, sorted(units))
+        return _page(units, limit, after, lambda page: rows(k.within(_territories(k, page)), page))
 
     # --- triggers -----------------------------------------------------------------------------
 
@@ -173,24 +205,33 @@ class Queries:
         *,
         as_of: datetime | None = None,
         known_at: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Accountability triggers (问责触发): ``id, rule, subject, reason, evidence, opened_at, status, decision``."""
+        """Accountability triggers (问责触发): ``id, rule, subject, reason, evidence, opened_at, status, decision``,
+        in the order they opened. Paged: at most ``limit`` after the trigger whose cursor is ``after``
+        (:data:`CURSORS`)."""
         if status not in (None, "open", "decided"):
             raise ValueError("status must be open or decided")
+        page = _page_of("triggers", limit, after)
+        # A page reads the stored rows from the moment its cursor names on, a batch at a time.
+        start = None if page.after is None else _opened(page.after[0])
+        batch = paging.batch(page)
         if self._now(as_of, known_at):
             k, wanted = self._scoped(None, None, unit_id, lean=True)
-            found = current.triggers(k)
+            found: Iterable[dict[str, Any]] = current.triggers(k, start=start, batch=batch)
         elif past := self._past(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES):
             k, wanted, folded, stale = past
-            found = current.triggers(k, folded, stale)
+            found = current.triggers(k, folded, stale, start=start, batch=batch)
         else:
             k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES)
             found = k.triggers
-        return [
+        rows = (
             t
             for t in found
             if (status is None or t["status"] == status) and (wanted is None or t["subject"]["unit_id"] in wanted)
-        ]
+        )
+        return paging.window(rows, CURSORS["triggers"][0], page)
 
     def trigger(
         self, trigger_id: str, *, as_of: datetime | None = None, known_at: datetime | None = None
@@ -311,29 +352,36 @@ class Queries:
         *,
         as_of: datetime | None = None,
         known_at: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The petition board (信访台账). ``status=open`` lists every unclosed petition, overdue ones included."""
+        """The petition board (信访台账), in registration order. ``status=open`` lists every unclosed petition,
+        overdue ones included. Paged: at most ``limit`` after the petition whose cursor is ``after``."""
         if status not in (None, *PETITION_STATUSES):
             raise ValueError(f"status must be one of {', '.join(PETITION_STATUSES)}")
         if flag not in (None, *PETITION_FLAGS):
             raise ValueError(f"flag must be one of {', '.join(PETITION_FLAGS)}")
+        page = _page_of("petitions", limit, after)
+        start = None if page.after is None else page.after[0]
+        batch = paging.batch(page)
         if self._now(as_of, known_at):
             k, wanted = self._scoped(None, None, unit_id, lean=True)
-            board = current.petitions(k, status)
+            board: Iterable[dict[str, Any]] = current.petitions(k, status, start=start, batch=batch)
         elif past := self._past(as_of, known_at, unit_id, board=True):
             k, wanted, folded, _ = past
-            board = current.petitions(k, status, folded)
+            board = current.petitions(k, status, folded, start=start, batch=batch)
         else:
             k, wanted = self._scoped(as_of, known_at, unit_id)
-            board = [p.board_row() for p in k.petitions]
-        return [
+            board = (p.board_row() for p in k.petitions)
+        rows = (
             row
             for row in board
             if (wanted is None or row["unit_id"] in wanted)
             and (not flag or flag in row["flags"])
             and not (status == "open" and row["status"] == "closed")
             and not (status in ("overdue", "closed") and row["status"] != status)
-        ]
+        )
+        return paging.window(rows, CURSORS["petitions"][0], page)
 
     # --- officers -----------------------------------------------------------------------------
 
@@ -344,40 +392,23 @@ class Queries:
         *,
         as_of: datetime | None = None,
         known_at: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The officer registry (执法人员档案, R7, R8): removal due, removed, referred, commended."""
+        """The officer registry (执法人员档案, R7, R8): removal due, removed, referred, commended; in registration
+        order. Paged: at most ``limit`` after the officer whose cursor is ``after``, a page's officers folded alone."""
         if status not in (None, *OFFICER_STATUSES):
             raise ValueError(f"status must be one of {', '.join(OFFICER_STATUSES)}")
+        page = _page_of("officers", limit, after)
         k, wanted = self._scoped(as_of, known_at, unit_id)
-        rows = []
-        for person in k.people.values():
-            if wanted is not None and person.unit_id not in wanted:
-                continue
-            evs = k.person_events.get(person.uuid, [])
-            kinds = {e.data["report_id"]: e.data["kind"] for e in evs if e.type == "reported"}
-            substantiated = [e.data["report_id"] for e in evs if e.type == "finding" and e.data["substantiated"]]
-            removed = next((e for e in evs if e.type == "removed"), None)
-            referred = next((e for e in evs if e.type == "referred"), None)
-            commendations = [e.data["title"] for e in evs if e.type == "commended"]
-            row = {
-                "id": person.record_id,
-                "unit_id": person.unit_id,
-                "name": person.data["name"],
-                "post": person.data["post"],
-                "reports": len(kinds),
-                "substantiated": [{"report_id": r, "kind": kinds.get(r)} for r in substantiated],
-                "removal_due": bool(substantiated) and removed is None,
-                "removed": removed is not None,
-                "removed_at": iso(removed.occurred_at) if removed else None,
-                "referred": referred is not None,
-                "commended": bool(commendations),
-                "commendations": commendations,
-                "receptions": sum(1 for e in evs if e.type == "reception"),
-                "evidence": [person.position] + [e.position for e in evs],
-            }
-            if status is None or row[status]:
-                rows.append(row)
-        return rows
+        batch = paging.batch(page, filtered=status is not None)
+        folds: Iterable[Known] = [k]
+        if batch is not None:
+            # With a status, only the officers with the event it needs are folded (a finding: removal due).
+            start = None if page.after is None else page.after[0]
+            folds = _folds_of_pages(k, "people", start, batch, STATUS_EVENTS.get(status or ""))
+        rows = (row for part in folds for row in _officer_rows(part, wanted) if status is None or row[status])
+        return paging.window(rows, CURSORS["officers"][0], page)
 
     # --- reports (R13) ------------------------------------------------------------------------
 
@@ -446,6 +477,75 @@ class Queries:
             log.close()
 
 
+def _officer_rows(k: Known, wanted: set[str] | None) -> Iterator[dict[str, Any]]:
+    """The registry's row of each officer of ``k`` in ``wanted`` (any without), in registration order."""
+    for person in k.people.values():
+        if wanted is not None and person.unit_id not in wanted:
+            continue
+        evs = k.person_events.get(person.uuid, [])
+        kinds = {e.data["report_id"]: e.data["kind"] for e in evs if e.type == "reported"}
+        substantiated = [e.data["report_id"] for e in evs if e.type == "finding" and e.data["substantiated"]]
+        removed = next((e for e in evs if e.type == "removed"), None)
+        referred = next((e for e in evs if e.type == "referred"), None)
+        commendations = [e.data["title"] for e in evs if e.type == "commended"]
+        yield {
+            "id": person.record_id,
+            "unit_id": person.unit_id,
+            "name": person.data["name"],
+            "post": person.data["post"],
+            "reports": len(kinds),
+            "substantiated": [{"report_id": r, "kind": kinds.get(r)} for r in substantiated],
+            "removal_due": bool(substantiated) and removed is None,
+            "removed": removed is not None,
+            "removed_at": iso(removed.occurred_at) if removed else None,
+            "referred": referred is not None,
+            "commended": bool(commendations),
+            "commendations": commendations,
+            "receptions": sum(1 for e in evs if e.type == "reception"),
+            "evidence": [person.position] + [e.position for e in evs],
+        }
+
+
+def _folds_of_pages(
+    k: Known, projection: str, after: int | None, batch: int, having: str | None = None
+) -> Iterator[Known]:
+    """``k``'s question asked of its records of a projection after position ``after`` (with an event of the type
+    ``having``, when named), ``batch`` records at a time (twice as many each time), each batch folded alone: a page
+    of a long list folds the records it shows."""
+    while True:
+        found = k.next_records(projection, after, batch, having)
+        if found:
+            yield k.of_records([uuid for uuid, _ in found])
+        if len(found) < batch:
+            return
+        after, batch = found[-1][1], batch * 2
+
+
+def _page_of(name: str, limit: int | None, after: str | None) -> paging.Page:
+    """The page asked of the list ``name`` (:data:`CURSORS`): ``ValueError`` for a limit below 1 or a cursor that
+    list never gave."""
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")
+    key = None if after is None else paging.key_of(after, CURSORS[name][1])
+    if name == "triggers" and key is not None and _opened(key[0]) is None:
+        raise ValueError(paging.NOT_A_CURSOR)
+    return paging.Page(limit, key)
+
+
+def _opened(value: str) -> int | None:
+    """The micros of a trigger's ``opened_at`` as a cursor carries it (``None`` if it is no such time)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return micros(moment) if moment.utcoffset() is not None else None
+
+
+def _territories(k: Known, units: Iterable[str]) -> set[str]:
+    """The units and everything below them: what a page of their rows is computed from."""
+    return set().union(*(k.subtree(u) | {u} for u in units))
+
+
 def _paged(
     k: Known, keys: set[str], limit: int | None, after: str | None, rows: Callable[[Known], list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
@@ -453,7 +553,7 @@ def _paged(
     come from units below it), so a page costs the same however many districts the city has."""
 
     def page_rows(page: list[str]) -> list[dict[str, Any]]:
-        part = k.within(set().union(*(k.subtree(u) | {u} for u in page)))
+        part = k.within(_territories(k, page))
         return [row for row in rows(part) if row["unit_id"] in page]
 
     return _page(keys, limit, after, page_rows)

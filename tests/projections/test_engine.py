@@ -157,7 +157,7 @@ def test_a_rebuild_stopped_before_its_indexes_are_built_is_finished_by_the_next_
     stopped = engine.Follower(world.url, batch_size=10, indexed=False)
     assert stopped.step() == 10
     stopped.close()
-    assert not indexed & indexes(world.url) - {f"{current.TABLE}_{n}" for n in ("unit", "at", "uuid")}
+    assert not indexed & indexes(world.url) - {f"{current.TABLE}_{n}" for n in ("unit", "at", "seq", "uuid")}
 
     engine.catch_up(world.url, batch_size=7)
     assert indexes(world.url) == indexed

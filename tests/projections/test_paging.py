@@ -1,14 +1,24 @@
-"""Paged city-wide lists and single-trigger look-ups answer exactly what the whole lists answer."""
+"""Paged lists (分页) and single-trigger look-ups answer exactly what the whole lists answer."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from domain.vocabulary import Channel, EscalationLevel, PetitionCategory
+from domain.vocabulary import Channel, Commendation, EscalationLevel, MisconductKind, PetitionCategory, Post
+from projections import paging
+from projections.queries import CURSORS, OFFICER_STATUSES, Queries
 from tests.projections.conftest import World, at
 from tests.projections.test_engine import populate
+from tests.projections.test_properties import PROPERTY, START, _kept_up, step
 
 
 def pages(fetch: Any, year: int, limit: int) -> list[dict[str, Any]]:
@@ -61,3 +71,165 @@ def test_one_trigger_by_id_is_the_one_in_the_list_even_with_dots_in_its_record_i
         for t in listed:
             assert q.trigger(t["id"], as_of=moment, known_at=moment) == t
     assert q.trigger("R14.petition.no-such-petition.1") is None
+
+
+# --- the long lists: triggers, the petition board, the officer registry, scores --------------------------------
+
+
+def _lists(q: Queries, moment: dict[str, Any]) -> dict[str, Callable[..., list[dict[str, Any]]]]:
+    """Every paged list a supervisor reads, each with its filters, asked about ``moment``."""
+    found: dict[str, Callable[..., list[dict[str, Any]]]] = {}
+    for unit in (None, "lc", "kz"):
+        for status in (None, "open", "decided"):
+            found[f"triggers {status} {unit}"] = partial(q.triggers, status, unit, **moment)
+        for status in (None, "open", "overdue", "closed"):
+            found[f"petitions {status} {unit}"] = partial(q.petitions, status, None, unit, **moment)
+        for year in (2024, 2025):
+            found[f"scores {year} {unit}"] = partial(q.scores, year, unit, **moment)
+        for officer in (None, *OFFICER_STATUSES):
+            found[f"officers {officer} {unit}"] = partial(q.officers, officer, unit, **moment)
+    for flag in ("escalated", "skip_level", "collective"):
+        found[f"petitions {flag}"] = partial(q.petitions, None, flag, None, **moment)
+    return found
+
+
+def _cursor(name: str, row: dict[str, Any]) -> str:
+    """What a page's ``next_after`` names for its last row (as the HTTP answer writes it)."""
+    kind = name.split()[0]
+    return row["unit_id"] if kind == "scores" else paging.token(CURSORS[kind][0](row))
+
+
+@settings(PROPERTY, max_examples=30)
+@given(
+    steps=st.lists(step, min_size=10, max_size=40),
+    cuts=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+    # now, or as of a day as known now, or as known some minutes (or days) after it
+    moment=st.none() | st.tuples(st.integers(0, 400), st.none() | st.integers(0, 60 * 1440)),
+    fold=st.booleans(),
+    limit=st.integers(1, 3),
+    cut=st.integers(0, 100),
+)
+# A major case (R4 of its unit, stored, and of its leader, from its major row) and an owned petition escalated twice
+# (R14 of the owner and the unit): triggers opened at one moment, which a page's batch must not cut apart.
+@example(
+    steps=[("clue", 0, 0, 10, 0), ("petition", 0, 0, 12, 0), ("own", 0, 0, 12, 0), ("escalate", 0, 0, 13, 0)] * 2,
+    cuts=[1],
+    moment=None,
+    fold=False,
+    limit=1,
+    cut=1,
+)
+# Two petitions escalated at one moment, the first extended later: as of a day between, its triggers come from a fold,
+# to be merged into the batch that holds the other's stored ones.
+@example(
+    steps=[
+        *[("petition", i, 0, 12, 0) for i in (0, 1)],
+        *[("own", i, 0, 12, 0) for i in (0, 1)],
+        *[("escalate", i, 0, 13, 0) for i in (0, 1)],
+        ("extend", 0, 0, 30, 0),
+    ],
+    cuts=[1],
+    moment=(20, None),
+    fold=False,
+    limit=1,
+    cut=0,
+)
+def test_pages_of_the_long_lists_join_up_to_the_whole_list(
+    steps: list[Any],
+    cuts: list[int],
+    moment: tuple[int, int | None] | None,
+    fold: bool,
+    limit: int,
+    cut: int,
+) -> None:
+    """分页: every page of a list is its rows after the cursor it is asked with, at most ``limit`` of them, so the
+    pages, each asked after the last one's last row, join up to the whole list; from the current view (read a
+    batch at a time, a batch being as few as one row here) and from the fold; now, as of a past moment, and as
+    known at a later past moment."""
+    asked: dict[str, Any] = {}
+    if moment is not None:
+        as_of = START + timedelta(days=moment[0])
+        asked = {"as_of": as_of, "known_at": None if moment[1] is None else as_of + timedelta(minutes=moment[1])}
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        # One row a batch at first: every batch boundary of a list falls somewhere in these short histories.
+        patch.setattr(paging, "batch", lambda page, filtered=True: None if page.limit is None else 1)
+        url, ledger = _kept_up(Path(tmp), steps, cuts)
+        q = Queries(url, view=not fold)
+        try:
+            for name, fetch in _lists(q, asked).items():
+                whole = fetch()
+                rows, after = [], None
+                while True:
+                    page = fetch(limit=limit, after=after)
+                    assert len(page) <= limit, name
+                    rows += page
+                    if len(page) < limit:
+                        break
+                    after = _cursor(name, page[-1])
+                assert rows == whole, name
+                if whole:
+                    i = cut % len(whole)
+                    assert fetch(limit=limit, after=_cursor(name, whole[i])) == whole[i + 1 : i + 1 + limit], name
+                    assert fetch(after=_cursor(name, whole[i])) == whole[i + 1 :], name
+        finally:
+            q.close()
+            ledger.close()
+
+
+def _join_up(fetch: Callable[..., list[dict[str, Any]]], name: str, limit: int) -> list[dict[str, Any]]:
+    """The rows of every page of ``limit``, each asked after the last one's last row."""
+    rows: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = fetch(limit=limit, after=after)
+        assert len(page) <= limit, name
+        rows += page
+        if len(page) < limit:
+            return rows
+        after = _cursor(name, page[-1])
+
+
+def test_pages_of_a_longer_history_join_up_on_either_store(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same on each store, with more rows than the random histories have: eight cases, petitions escalated at
+    one moment each (six of them extended later, so folded when asked about before), and officers found against,
+    removed, referred and commended; read in batches of one row and of the usual size."""
+    populate(world, 8)
+    for i in range(6):
+        world.do("register_person", f"执法员{i}", ["kz", "yl", "ys"][i % 3], Post.ENFORCEMENT_OFFICER,
+                 person_id=f"o{i}", when="2024-02-01")  # fmt: skip
+    for i in range(6):
+        world.do("report_misconduct", f"o{i}", MisconductKind.TAKING, "某", "拿", when="2024-04-01")
+        world.do("record_finding", f"o{i}", "r1", i % 2 == 0, when="2024-04-02")
+    world.do("remove_from_post", "o2", when="2024-04-10")
+    world.do("refer_to_judiciary", "o4", when="2024-04-11")
+    for i in (1, 3, 5):
+        world.do("commend", f"o{i}", Commendation.LAW_ENFORCEMENT_MODEL, when="2024-05-01")
+        world.do("extend_petition", f"x{i}", 30, when="2024-04-20")  # so, as of April 5th, folded
+        world.do("extend_petition", f"x{i + 1}", 30, when="2024-04-21")
+    q = world.queries()
+    for smallest in (False, True):
+        if smallest:
+            monkeypatch.setattr(paging, "batch", lambda page, filtered=True: None if page.limit is None else 1)
+        for moment in ({}, {"as_of": at("2024-04-05")}):
+            for name, fetch in _lists(q, moment).items():
+                whole = fetch()
+                for limit in (1, 2, 4):
+                    assert _join_up(fetch, name, limit) == whole, (name, moment, limit)
+    assert len(q.triggers("open")) > 20 and len(q.officers("removal_due")) == 2  # the lists hold what was meant
+
+
+def test_a_cursor_no_page_of_the_list_gave_is_refused(world: World) -> None:
+    populate(world, 2)
+    q = world.queries()
+    trigger = q.triggers()[0]
+    for fetch in (q.triggers, q.petitions, q.officers):
+        for cursor in ("not base64!", paging.token(("x",)), paging.token((1, 2)), paging.token((True,)), "bm9wZQ"):
+            with pytest.raises(ValueError, match="cursor"):
+                fetch(limit=1, after=cursor)
+        with pytest.raises(ValueError):
+            fetch(limit=0)
+    with pytest.raises(ValueError, match="cursor"):  # a time without its offset is no trigger's opened_at
+        q.triggers(after=paging.token((trigger["opened_at"][:19], trigger["id"])))
+    with pytest.raises(ValueError, match="cursor"):
+        q.petitions(after=paging.token(("2024-03-01T00:00:00+08:00", trigger["id"])))
+    assert q.triggers(limit=1, after=_cursor("triggers", trigger)) == q.triggers()[1:2]

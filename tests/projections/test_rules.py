@@ -923,6 +923,22 @@ def test_a_year_closed_below_pass_score_triggers_r6(world: World) -> None:
     assert by_unit(q.scores(2024, as_of=at("2025-01-01")))["ys"]["outcome"] == "commend"
 
 
+def test_r6_of_an_agreement_signed_after_its_year_counts_from_the_signing(world: World) -> None:
+    """An agreement for 2024 signed only in February 2025 (补签): its stored R6 opens at the year's end, but a
+    question about a moment before the signing knows of no agreement, so no R6; the view answers as the fold does,
+    whole or a page at a time."""
+    w = world
+    for i in range(3):
+        major_case(w, f"c{i}", "yl", f"2024-0{i + 3}-01")
+    w.do("sign_agreement", 2024, "lc", "yl", ["耕地保护"], when="2025-02-01")
+    q, folds = w.queries(), w.folds()
+    for moment, expected in (("2025-01-15", []), ("2025-03-01", ["R6.agreement.2024.lc.yl"])):
+        found = q.triggers(as_of=at(moment))
+        assert found == folds.triggers(as_of=at(moment))
+        assert [t["id"] for t in found if t["rule"] == "R6"] == expected
+        assert q.triggers(as_of=at(moment), limit=2) == found[:2]
+
+
 def test_the_current_view_keeps_r6_per_agreement_as_the_territory_changes(world: World) -> None:
     """现状视图: R6 is stored per target agreement and derived again when a record below its unit changes,
     so today's R6 triggers follow the deductions recorded after the agreement, as the fold's do."""
