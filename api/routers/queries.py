@@ -19,6 +19,8 @@ from api.deps import AuthorizedDep, LedgerDep
 from api.models import QueryAnswer
 from api.problems import InvalidParameter
 from domain.application import Ledger
+from projections import paging
+from projections.queries import CURSORS
 
 router = APIRouter(tags=["queries"])
 Year = Annotated[int, Query(ge=2000, le=2100)]
@@ -36,15 +38,28 @@ SeenPosition = Annotated[
 
 #: The query parameter whose value a projection may refuse (ValueError) once FastAPI has let it through
 #: (an ISO week 53 in a year of 52, month 0000-01), by the projection's method; others name no one parameter.
-REFUSABLE: dict[str, str | tuple[str, ...]] = {"daily": "date", "weekly": "week", "monthly": "month"}
-PageLimit = Annotated[int | None, Query(ge=1, le=1000, description="at most this many districts per page")]
+REFUSABLE: dict[str, str | tuple[str, ...]] = {
+    "daily": "date",
+    "weekly": "week",
+    "monthly": "month",
+    "triggers": "after",
+    "petitions": "after",
+    "officers": "after",
+}
+PageLimit = Annotated[int | None, Query(ge=1, le=1000, description="at most this many rows per page")]
 PageAfter = Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN, description="the last page's next_after")]
+PageCursor = Annotated[
+    str | None,
+    Query(max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="the last page's next_after (a cursor)"),
+]
 
 
-def _paged(answer: QueryAnswer, limit: int | None) -> QueryAnswer:
-    """Name the next page's ``after`` when this page is full (rows are ordered by ``unit_id``)."""
+def _paged(answer: QueryAnswer, limit: int | None, name: str | None = None) -> QueryAnswer:
+    """Name the next page's ``after`` when this page is full: the last row's ``unit_id``, or for a list ordered
+    otherwise (``name`` in :data:`projections.queries.CURSORS`) the last row's cursor."""
     if limit is not None and len(answer.items) == limit:
-        answer.next_after = answer.items[-1]["unit_id"]
+        last = answer.items[-1]
+        answer.next_after = last["unit_id"] if name is None else paging.token(CURSORS[name][0](last))
     return answer
 
 
@@ -132,9 +147,14 @@ def scores(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seen: SeenPosition = None,
+    limit: PageLimit = None,
+    after: PageAfter = None,
 ) -> QueryAnswer:
-    """Each unit's target-assessment score for a year, with its deductions and their evidence."""
-    return _ask(request, ledger, principal, seen, "scores", year, unit_id, as_of=as_of, known_at=known_at)
+    """Each unit's target-assessment score for a year, with its deductions and their evidence; by unit id, paged
+    with ``limit`` and ``after``."""
+    page = {"limit": limit, "after": after}
+    answer = _ask(request, ledger, principal, seen, "scores", year, unit_id, as_of=as_of, known_at=known_at, **page)
+    return _paged(answer, limit)
 
 
 @router.get("/triggers", response_model=QueryAnswer)
@@ -147,9 +167,14 @@ def triggers(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seen: SeenPosition = None,
+    limit: PageLimit = None,
+    after: PageCursor = None,
 ) -> QueryAnswer:
-    """Accountability triggers (责任追究线索), open or decided."""
-    return _ask(request, ledger, principal, seen, "triggers", status, unit_id, as_of=as_of, known_at=known_at)
+    """Accountability triggers (责任追究线索), open or decided, in the order they opened; paged with ``limit`` and
+    ``after`` (the last page's ``next_after``)."""
+    page = {"limit": limit, "after": after}
+    answer = _ask(request, ledger, principal, seen, "triggers", status, unit_id, as_of=as_of, known_at=known_at, **page)
+    return _paged(answer, limit, "triggers")
 
 
 @router.get("/quota-deductions", response_model=QueryAnswer)
@@ -199,9 +224,15 @@ def petition_board(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seen: SeenPosition = None,
+    limit: PageLimit = None,
+    after: PageCursor = None,
 ) -> QueryAnswer:
-    """The petition board (信访台账): open, overdue or closed petitions, by flag and unit."""
-    return _ask(request, ledger, principal, seen, "petitions", status, flag, unit_id, as_of=as_of, known_at=known_at)
+    """The petition board (信访台账): open, overdue or closed petitions, by flag and unit, in registration order;
+    paged with ``limit`` and ``after`` (the last page's ``next_after``)."""
+    page = {"limit": limit, "after": after}
+    moments = {"as_of": as_of, "known_at": known_at}
+    answer = _ask(request, ledger, principal, seen, "petitions", status, flag, unit_id, **moments, **page)
+    return _paged(answer, limit, "petitions")
 
 
 @router.get("/officers", response_model=QueryAnswer)
@@ -214,9 +245,14 @@ def officer_registry(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seen: SeenPosition = None,
+    limit: PageLimit = None,
+    after: PageCursor = None,
 ) -> QueryAnswer:
-    """The officer registry (执法人员档案): removal due, removed, referred, commended (R7, R8)."""
-    return _ask(request, ledger, principal, seen, "officers", status, unit_id, as_of=as_of, known_at=known_at)
+    """The officer registry (执法人员档案): removal due, removed, referred, commended (R7, R8), in registration
+    order; paged with ``limit`` and ``after`` (the last page's ``next_after``)."""
+    page = {"limit": limit, "after": after}
+    answer = _ask(request, ledger, principal, seen, "officers", status, unit_id, as_of=as_of, known_at=known_at, **page)
+    return _paged(answer, limit, "officers")
 
 
 @contextmanager

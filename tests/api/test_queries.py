@@ -15,7 +15,7 @@ from api.app import create_app
 from api.auth import issue_token
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
-from domain.vocabulary import Role
+from domain.vocabulary import Channel, PetitionCategory, Role
 from store.ledger import init_store
 from tests.api.conftest import auth, petition_body
 
@@ -73,6 +73,47 @@ def test_quota_lists_page_by_district(store_url: str, ledger: Ledger, tokens: di
         assert [row["unit_id"] for row in first["items"]] == ["d1"] and first["next_after"] == "d1"
         rest = client.get("/v1/quota", params={"year": 2024, "limit": 5, "after": "d1"}, headers=headers).json()
         assert first["items"] + rest["items"] == whole["items"] and rest["next_after"] is None
+
+
+def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
+    store_url: str, ledger: Ledger, tokens: dict[str, str]
+) -> None:
+    """分页: the petition board, triggers, officers and scores are read a page at a time, each page's ``next_after``
+    asked for as the next one's ``after``, the pages joining up to the whole list; a made-up cursor is a 422 naming
+    ``after`` and records nothing."""
+    for i in range(5):
+        ledger.register_petition(
+            "t1", Channel.VISIT, 1, "某", "事", PetitionCategory.OTHER, petition_id=f"x{i}", actor="setup",
+            occurred_at=JANUARY,
+        )  # fmt: skip
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
+        seen = {"X-Ledger-Position": str(ledger.recorder.max_notification_id())}
+        headers = {**auth(tokens["supervisor"]), **seen}
+        for path, params in (
+            ("/v1/petitions", {}),
+            ("/v1/triggers", {"as_of": "2024-09-01T00:00:00+08:00"}),
+            ("/v1/officers", {}),
+            ("/v1/scores", {"year": 2024}),
+        ):
+            whole = client.get(path, params=params, headers=headers).json()
+            assert whole["next_after"] is None and len(whole["items"]) >= 2, path
+            rows, after = [], None
+            while True:
+                cursor = {} if after is None else {"after": after}
+                page = client.get(path, params={**params, "limit": 2, **cursor}, headers=headers)
+                assert page.status_code == 200, page.text
+                rows += page.json()["items"]
+                after = page.json()["next_after"]
+                assert (after is None) == (len(page.json()["items"]) < 2), path
+                if after is None:
+                    break
+            assert rows == whole["items"], path
+        head = ledger.recorder.max_notification_id()
+        for path in ("/v1/petitions", "/v1/triggers", "/v1/officers"):
+            refused = client.get(path, params={"limit": 2, "after": "bm9wZQ"}, headers=headers)
+            assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+            assert [e["loc"] for e in refused.json()["errors"]] == [["query", "after"]], refused.text
+        assert ledger.recorder.max_notification_id() == head
 
 
 def test_queries_read_the_replica_url_while_commands_go_to_the_primary(
