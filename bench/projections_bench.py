@@ -47,9 +47,9 @@ from domain.application import Ledger, utc_now
 from domain.base import BUREAU_TZ
 from domain.personal import DryRunVault
 from domain.policy import Policy
-from projections import engine
+from projections import engine, paging
 from projections.catalog import ISSUED
-from projections.queries import Queries
+from projections.queries import CURSORS, Queries
 from projections.source import open_log
 from store.ledger import init_store, open_ledger
 
@@ -66,6 +66,8 @@ READ_BATCH = 1000
 DISTRICTS = ("laicheng", "gangcheng")
 #: Rows per page of the paged city-wide lists (quota, quota deductions), each page starting at a random district.
 PAGE = 20
+#: Rows per page of the long city-wide lists (triggers, the petition board, officers, scores).
+LIST_PAGE = 100
 #: Officers of the demo with a misconduct report ``r1``: their R7 trigger ids, looked up one at a time.
 OFFICERS = ("gaozhuang-station-officer", "niuquan-station-officer", "wenyuan-station-officer")
 
@@ -194,6 +196,11 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
     def district() -> str:
         return rng.choice(DISTRICTS) + suffix(rng.randrange(copies))
 
+    triggers = _cursors(rng, lambda q: q.triggers("open"), _token("triggers"))
+    board = _cursors(rng, lambda q: q.petitions(), _token("petitions"))
+    officers = _cursors(rng, lambda q: q.officers(), _token("officers"))
+    units = _cursors(rng, lambda q: q.scores(YEAR), lambda row: str(row["unit_id"]))
+
     return {
         "scores(year, district)": lambda q: q.scores(YEAR, district()),
         "triggers(open, district)": lambda q: q.triggers("open", district()),
@@ -227,7 +234,40 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         "scores(as_of), city-wide": lambda q: q.scores(YEAR, as_of=_month_end(rng)),
         "triggers(open, as_of), city-wide": lambda q: q.triggers("open", as_of=_month_end(rng)),
         "petitions(open, as_of), city-wide": lambda q: q.petitions("open", as_of=_month_end(rng)),
+        # The same lists a page at a time (分页), each page after a random row of the whole list (read once, when
+        # the case is warmed up), as a supervisor's screen reads them.
+        "triggers(open, page of 100), city-wide": lambda q: q.triggers("open", limit=LIST_PAGE, after=triggers(q)),
+        "petitions(open, page of 100), city-wide": lambda q: q.petitions("open", limit=LIST_PAGE, after=board(q)),
+        "petitions(page of 100), city-wide": lambda q: q.petitions(limit=LIST_PAGE, after=board(q)),
+        "officers(page of 100), city-wide": lambda q: q.officers(limit=LIST_PAGE, after=officers(q)),
+        "officers(removal_due, page of 100)": lambda q: q.officers("removal_due", limit=LIST_PAGE, after=officers(q)),
+        "scores(year, page of 100), city-wide": lambda q: q.scores(YEAR, limit=LIST_PAGE, after=units(q)),
+        "triggers(open, as_of, page of 100), city-wide": lambda q: q.triggers(
+            "open", as_of=_month_end(rng), limit=LIST_PAGE, after=triggers(q)
+        ),
+        "petitions(open, as_of, page of 100), city-wide": lambda q: q.petitions(
+            "open", as_of=_month_end(rng), limit=LIST_PAGE, after=board(q)
+        ),
     }
+
+
+def _cursors(
+    rng: random.Random, rows: Callable[[Queries], list[dict[str, Any]]], cursor: Callable[[dict[str, Any]], str]
+) -> Callable[[Queries], str]:
+    """Random cursors into a city-wide list, drawn from its ``rows`` (read on the first draw, the warm-up ask)."""
+    keys: list[str] = []
+
+    def draw(queries: Queries) -> str:
+        if not keys:
+            keys.extend(cursor(row) for row in rows(queries))
+        return rng.choice(keys)
+
+    return draw
+
+
+def _token(name: str) -> Callable[[dict[str, Any]], str]:
+    """The cursor (``next_after``) of a row of the list ``name`` (``projections.queries.CURSORS``)."""
+    return lambda row: paging.token(CURSORS[name][0](row))
 
 
 def _known_later(rng: random.Random) -> dict[str, datetime]:
