@@ -54,13 +54,14 @@ PageCursor = Annotated[
 ]
 
 
-def _paged(answer: QueryAnswer, limit: int | None, name: str | None = None) -> QueryAnswer:
-    """Name the next page's ``after`` when this page is full: the last row's ``unit_id``, or for a list ordered
+def _next_after(name: str, rows: Any, limit: int | None) -> str | None:
+    """The next page's ``after`` when this page is full (read before a bound token's rows are filtered, so a page
+    short of rows outside its territory still names the next): the last row's ``unit_id``, or for a list ordered
     otherwise (``name`` in :data:`projections.queries.CURSORS`) the last row's cursor."""
-    if limit is not None and len(answer.items) == limit:
-        last = answer.items[-1]
-        answer.next_after = last["unit_id"] if name is None else paging.token(CURSORS[name][0](last))
-    return answer
+    if limit is None or not isinstance(rows, list) or len(rows) < limit:
+        return None
+    last = rows[-1]
+    return paging.token(CURSORS[name][0](last)) if name in CURSORS else str(last["unit_id"])
 
 
 def _unit_of(row: dict[str, Any]) -> str | None:
@@ -130,11 +131,12 @@ def _ask(
     with _reader(request, ledger, seen, name) as reader:
         result = getattr(reader, name)(*args, **options)
         position, lag = projections_link.progress(reader.db)
+    next_after = _next_after(name, result, options.get("limit"))
     if principal.bound:
         result = _within(result, ledger, principal)
     if isinstance(result, dict):
         return QueryAnswer(**{"items": [], **result, "position": position, "lag": lag})
-    return QueryAnswer(items=list(result or []), position=position, lag=lag)
+    return QueryAnswer(items=list(result or []), position=position, lag=lag, next_after=next_after)
 
 
 @router.get("/scores", response_model=QueryAnswer)
@@ -153,8 +155,7 @@ def scores(
     """Each unit's target-assessment score for a year, with its deductions and their evidence; by unit id, paged
     with ``limit`` and ``after``."""
     page = {"limit": limit, "after": after}
-    answer = _ask(request, ledger, principal, seen, "scores", year, unit_id, as_of=as_of, known_at=known_at, **page)
-    return _paged(answer, limit)
+    return _ask(request, ledger, principal, seen, "scores", year, unit_id, as_of=as_of, known_at=known_at, **page)
 
 
 @router.get("/triggers", response_model=QueryAnswer)
@@ -173,8 +174,7 @@ def triggers(
     """Accountability triggers (责任追究线索), open or decided, in the order they opened; paged with ``limit`` and
     ``after`` (the last page's ``next_after``)."""
     page = {"limit": limit, "after": after}
-    answer = _ask(request, ledger, principal, seen, "triggers", status, unit_id, as_of=as_of, known_at=known_at, **page)
-    return _paged(answer, limit, "triggers")
+    return _ask(request, ledger, principal, seen, "triggers", status, unit_id, as_of=as_of, known_at=known_at, **page)
 
 
 @router.get("/quota-deductions", response_model=QueryAnswer)
@@ -191,8 +191,7 @@ def quota_deductions(
 ) -> QueryAnswer:
     """R4 deductions per district: quota mu, consolidation funds, model-district points."""
     page = {"limit": limit, "after": after}
-    answer = _ask(request, ledger, principal, seen, "quota_deductions", year, as_of=as_of, known_at=known_at, **page)
-    return _paged(answer, limit)
+    return _ask(request, ledger, principal, seen, "quota_deductions", year, as_of=as_of, known_at=known_at, **page)
 
 
 @router.get("/quota", response_model=QueryAnswer)
@@ -209,8 +208,7 @@ def quota(
 ) -> QueryAnswer:
     """The quota ledger per district: allocated, used, deducted, remaining mu (R19)."""
     page = {"limit": limit, "after": after}
-    answer = _ask(request, ledger, principal, seen, "quota", year, as_of=as_of, known_at=known_at, **page)
-    return _paged(answer, limit)
+    return _ask(request, ledger, principal, seen, "quota", year, as_of=as_of, known_at=known_at, **page)
 
 
 @router.get("/petitions", response_model=QueryAnswer)
@@ -231,8 +229,7 @@ def petition_board(
     paged with ``limit`` and ``after`` (the last page's ``next_after``)."""
     page = {"limit": limit, "after": after}
     moments = {"as_of": as_of, "known_at": known_at}
-    answer = _ask(request, ledger, principal, seen, "petitions", status, flag, unit_id, **moments, **page)
-    return _paged(answer, limit, "petitions")
+    return _ask(request, ledger, principal, seen, "petitions", status, flag, unit_id, **moments, **page)
 
 
 @router.get("/officers", response_model=QueryAnswer)
@@ -251,8 +248,7 @@ def officer_registry(
     """The officer registry (执法人员档案): removal due, removed, referred, commended (R7, R8), in registration
     order; paged with ``limit`` and ``after`` (the last page's ``next_after``)."""
     page = {"limit": limit, "after": after}
-    answer = _ask(request, ledger, principal, seen, "officers", status, unit_id, as_of=as_of, known_at=known_at, **page)
-    return _paged(answer, limit, "officers")
+    return _ask(request, ledger, principal, seen, "officers", status, unit_id, as_of=as_of, known_at=known_at, **page)
 
 
 @contextmanager
