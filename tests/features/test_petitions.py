@@ -153,12 +153,43 @@ def read_board(ctx: World, status: str) -> None:
     ctx.found["board"] = [r["id"] for r in ctx.items("supervisor", "/v1/petitions", {"status": BOARD_STATUSES[status]})]
 
 
+@when(parsers.parse("督查人员按每页 {size:d} 件分页查看 {unit} {status} 的信访台账"))
+def read_board_by_page(ctx: World, size: int, unit: str, status: str) -> None:
+    """分页: each page asked after the last one's ``next_after``, until one names none."""
+    params = {"status": BOARD_STATUSES[status], "unit_id": ctx.known("unit", unit)}
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        answer = ctx.get("supervisor", "/v1/petitions", {**params, "limit": size, "after": after})
+        pages.append([row["id"] for row in answer["items"]])
+        after = answer["next_after"]
+        if after is None:
+            break
+    ctx.found["pages"] = pages
+    ctx.found["board"] = [row["id"] for row in ctx.items("supervisor", "/v1/petitions", params)]
+
+
 # --- outcomes ---------------------------------------------------------------------------------
 
 
 @then(parsers.parse('信访台账上有信访件 "{petition}"'))
 def on_board(ctx: World, petition: str) -> None:
     assert ctx.known("petition", petition) in ctx.found["board"], ctx.found["board"]
+
+
+@then(parsers.parse("各页依次为: {pages}"))
+def pages_are(ctx: World, pages: str) -> None:
+    expected = [
+        [ctx.known("petition", name.strip().strip('"')) for name in page.split(",")] for page in pages.split("/")
+    ]
+    # A page as full as asked names the next, which may be empty: a last page of nothing ends the list.
+    found = [page for page in ctx.found["pages"] if page]
+    assert found == expected, ctx.found["pages"]
+
+
+@then("逐页所得与整本台账一致")
+def pages_join_up(ctx: World) -> None:
+    assert [pid for page in ctx.found["pages"] for pid in page] == ctx.found["board"]
 
 
 @then(parsers.parse('信访台账上没有信访件 "{petition}"'))
