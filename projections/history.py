@@ -492,21 +492,28 @@ class Known:
         )
 
     def next_records(
-        self, projection: str, after: int | None, limit: int, having: str | None = None
+        self,
+        projection: str,
+        after: int | None,
+        limit: int,
+        having: tuple[str, str] | None = None,
+        lacking: str | None = None,
     ) -> list[tuple[str, int]]:
         """The first ``limit`` records (``uuid, position``) of a projection this fold reads, in log order after
-        position ``after``, and only those with an event of the type ``having`` (known and happened) when named:
-        a page's records, to be folded alone (:meth:`of_records`)."""
+        position ``after``: a page's records, to be folded alone (:meth:`of_records`). With ``having`` (an event
+        type and a text its data holds), only records with such an event, and with ``lacking``, only those
+        without an event of that type (both as this fold would read the events: known and happened)."""
         where, params = self._where(projection, None)
         if after is not None:
             where += " AND position > ?"
             params.append(after)
+        events = f"SELECT uuid FROM proj_{projection}_events WHERE type = ? AND recorded_at <= ? AND occurred_at <= ?"
         if having is not None:
-            where += (
-                f" AND uuid IN (SELECT uuid FROM proj_{projection}_events"
-                " WHERE type = ? AND recorded_at <= ? AND occurred_at <= ?)"
-            )
-            params += [having, self.known_at, self.as_of]
+            where += f" AND uuid IN ({events} AND data LIKE ?)"
+            params += [having[0], self.known_at, self.as_of, f"%{having[1]}%"]
+        if lacking is not None:
+            where += f" AND uuid NOT IN ({events})"
+            params += [lacking, self.known_at, self.as_of]
         sql = f"SELECT uuid, position FROM proj_{projection}_records{where} ORDER BY position LIMIT ?"
         return [(uuid, int(position)) for uuid, position in self.db.query(sql, [*params, limit])]
 

@@ -28,8 +28,14 @@ from projections.source import open_log
 PETITION_STATUSES = ("open", "overdue", "closed")
 PETITION_FLAGS = ("nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial")
 OFFICER_STATUSES = ("removal_due", "removed", "referred", "commended")
-#: The event an officer needs to have for each status: a removal falls due on a substantiated finding.
-STATUS_EVENTS = {"removal_due": "finding", "removed": "removed", "referred": "referred", "commended": "commended"}
+#: Per officer status, the event an officer must have (its type, and a text its data holds) and the one they must
+#: not: a removal falls due on a substantiated finding, until the removal. Candidates only: each row is then judged.
+STATUS_EVENTS: dict[str, tuple[tuple[str, str], str | None]] = {
+    "removal_due": (("finding", '"substantiated":true'), "removed"),
+    "removed": (("removed", ""), None),
+    "referred": (("referred", ""), None),
+    "commended": (("commended", ""), None),
+}
 #: Per paged list ordered by other than unit id, how a row's key is read and the key's shape (``paging.key_of``): a
 #: trigger by when it opened and its id; a petition or an officer by its registration's log position.
 CURSORS: dict[str, tuple[Callable[[dict[str, Any]], paging.Key], tuple[type, ...]]] = {
@@ -404,9 +410,10 @@ class Queries:
         batch = paging.batch(page, filtered=status is not None)
         folds: Iterable[Known] = [k]
         if batch is not None:
-            # With a status, only the officers with the event it needs are folded (a finding: removal due).
+            # With a status, only the officers with the events it needs are folded.
             start = None if page.after is None else page.after[0]
-            folds = _folds_of_pages(k, "people", start, batch, STATUS_EVENTS.get(status or ""))
+            having, lacking = STATUS_EVENTS.get(status or "", (None, None))
+            folds = _folds_of_pages(k, "people", start, batch, having, lacking)
         rows = (row for part in folds for row in _officer_rows(part, wanted) if status is None or row[status])
         return paging.window(rows, CURSORS["officers"][0], page)
 
@@ -507,13 +514,18 @@ def _officer_rows(k: Known, wanted: set[str] | None) -> Iterator[dict[str, Any]]
 
 
 def _folds_of_pages(
-    k: Known, projection: str, after: int | None, batch: int, having: str | None = None
+    k: Known,
+    projection: str,
+    after: int | None,
+    batch: int,
+    having: tuple[str, str] | None = None,
+    lacking: str | None = None,
 ) -> Iterator[Known]:
-    """``k``'s question asked of its records of a projection after position ``after`` (with an event of the type
-    ``having``, when named), ``batch`` records at a time (twice as many each time), each batch folded alone: a page
-    of a long list folds the records it shows."""
+    """``k``'s question asked of its records of a projection after position ``after`` (with and without the events
+    named: :meth:`Known.next_records`), ``batch`` records at a time (twice as many each time), each batch folded
+    alone: a page of a long list folds the records it shows."""
     while True:
-        found = k.next_records(projection, after, batch, having)
+        found = k.next_records(projection, after, batch, having, lacking)
         if found:
             yield k.of_records([uuid for uuid, _ in found])
         if len(found) < batch:
@@ -527,8 +539,11 @@ def _page_of(name: str, limit: int | None, after: str | None) -> paging.Page:
     if limit is not None and limit < 1:
         raise ValueError("limit must be at least 1")
     key = None if after is None else paging.key_of(after, CURSORS[name][1])
-    if name == "triggers" and key is not None and _opened(key[0]) is None:
-        raise ValueError(paging.NOT_A_CURSOR)
+    if name == "triggers" and key is not None:
+        opened = _opened(key[0])
+        if opened is None:
+            raise ValueError(paging.NOT_A_CURSOR)
+        key = (iso(opened), key[1])  # written as the rows write it, whatever offset the cursor was given with
     return paging.Page(limit, key)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -233,3 +233,6 @@ def test_a_cursor_no_page_of_the_list_gave_is_refused(world: World) -> None:
     with pytest.raises(ValueError, match="cursor"):
         q.petitions(after=paging.token(("2024-03-01T00:00:00+08:00", trigger["id"])))
     assert q.triggers(limit=1, after=_cursor("triggers", trigger)) == q.triggers()[1:2]
+    # The same moment written in UTC names the same place in the list.
+    utc = datetime.fromisoformat(trigger["opened_at"]).astimezone(UTC).isoformat()
+    assert q.triggers(limit=1, after=paging.token((utc, trigger["id"]))) == q.triggers()[1:2]
