@@ -1,8 +1,9 @@
 """The ``ledger`` command line (命令行). Typer, because its commands are typed functions like the
 rest of the code and it brings help, completion and rich errors without a framework of our own.
 
-Each area adds its own commands: projections (run, rebuild, status), audit (verify, export,
-verify-bundle, checkpoint), serving (serve, token). Errors are one line on stderr, however narrow
+Each area adds its own commands: projections (run, rebuild, status), queries (query scores,
+triggers, petitions, officers, quota, quota-deductions, report), audit (verify, export, verify-bundle,
+checkpoint), serving (serve, token). Errors are one line on stderr, however narrow
 the terminal and whether or not stderr is one: exit 1 when the command refuses or finds a fault (a
 domain rule, a tampered store), 2 when it cannot run (usage, configuration, a store that is missing,
 not initialised or unreachable).
@@ -22,6 +23,7 @@ from audit import cli as audit_cli
 from audit.history import history as record_history
 from domain.errors import DomainError
 from projections import cli as projections_cli
+from projections import query_cli
 from store.config import database_url, redact
 from store.db import StoreMissing, require_store, unavailable
 from store.ledger import init_store, open_ledger
@@ -96,7 +98,7 @@ def history(
 
 
 def _register_areas() -> None:
-    for area in (projections_cli, audit_cli, serve_cli):
+    for area in (projections_cli, query_cli, audit_cli, serve_cli):
         area.register(app)
 
 

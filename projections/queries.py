@@ -484,6 +484,15 @@ class Queries:
             log.close()
 
 
+def next_after(name: str, rows: Any, limit: int | None) -> str | None:
+    """The ``after`` of the page that follows ``rows``, a full page of the list ``name`` (``None`` after a short
+    one): the last row's ``unit_id``, or for a list ordered otherwise (:data:`CURSORS`) its cursor."""
+    if limit is None or not isinstance(rows, list) or len(rows) < limit:
+        return None
+    last = rows[-1]
+    return paging.token(CURSORS[name][0](last)) if name in CURSORS else str(last["unit_id"])
+
+
 def _officer_rows(k: Known, wanted: set[str] | None) -> Iterator[dict[str, Any]]:
     """The registry's row of each officer of ``k`` in ``wanted`` (any without), in registration order."""
     for person in k.people.values():

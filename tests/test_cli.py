@@ -25,6 +25,8 @@ import pytest
 from api.auth import hash_secret
 from api.demo import DemoRefused, Step, demo_plan, load_demo
 from audit.db import AuditDB
+from projections import engine
+from projections.queries import Queries
 from store.ledger import init_store, open_ledger
 from tests.conftest import PG_URL, fresh_store_url
 from tests.faults.conftest import Proxy, auth, free_port, seed
@@ -289,3 +291,38 @@ def answer_when_up(http: httpx.Client, path: str, server: subprocess.Popen[bytes
         except httpx.TransportError:
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
+
+
+def test_queries_on_the_command_line_answer_as_the_api_and_page_by_cursor(empty_url: str) -> None:
+    """``ledger query``: a supervisor's questions from the shell (查询命令), the same answers as ``Queries``; a list
+    read a page at a time with each page's ``--after`` joins up to the whole list; bad input is one line, exit 2."""
+    load_demo(empty_url)
+    engine.catch_up(empty_url)
+    queries = Queries(empty_url)
+    try:
+        expected = queries.triggers("open")
+        scores = queries.scores(2025, "laicheng")
+    finally:
+        queries.close()
+    whole = ledger_cli(empty_url, "query", "triggers", "--status", "open", "--json")
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads(whole.stdout) == {"items": expected, "next_after": None} and len(expected) > 4
+    rows: list[Any] = []
+    after: list[str] = []
+    for _ in range(3):
+        page = ledger_cli(empty_url, "query", "triggers", "--status", "open", "--limit", "2", *after, "--json")
+        assert page.returncode == 0, page.stderr
+        answer = json.loads(page.stdout)
+        rows += answer["items"]
+        assert page.stderr == f"ledger: more: --after {answer['next_after']}\n"
+        after = ["--after", answer["next_after"]]
+    assert rows == expected[:6]
+    table = ledger_cli(empty_url, "query", "scores", "--year", "2025", "--unit", "laicheng")
+    assert table.returncode == 0, table.stderr
+    assert "outcome" in table.stdout and all(row["unit_id"] in table.stdout for row in scores)
+    bulletin = ledger_cli(empty_url, "query", "report", "monthly", "2025-03")
+    assert bulletin.returncode == 0 and json.loads(bulletin.stdout)["period"] == "2025-03", bulletin.stderr
+    refused(ledger_cli(empty_url, "query", "scores", "--year", "2025", "--as-of", "2025-06-01T00:00"), 2, "--as-of")
+    refused(ledger_cli(empty_url, "query", "triggers", "--limit", "2", "--after", "bm9wZQ"), 2, "cursor")
+    refused(ledger_cli(empty_url, "query", "report", "monthly", "2025-13"), 2, "month")
+    refused(ledger_cli(empty_url, "query", "petitions", "--status", "lost"), 2, "status")

@@ -19,8 +19,7 @@ from api.deps import AuthorizedDep, LedgerDep
 from api.models import QueryAnswer
 from api.problems import InvalidParameter
 from domain.application import Ledger
-from projections import paging
-from projections.queries import CURSORS
+from projections.queries import next_after
 
 router = APIRouter(tags=["queries"])
 Year = Annotated[int, Query(ge=2000, le=2100)]
@@ -52,16 +51,6 @@ PageCursor = Annotated[
     str | None,
     Query(max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="the last page's next_after (a cursor)"),
 ]
-
-
-def _next_after(name: str, rows: Any, limit: int | None) -> str | None:
-    """The next page's ``after`` when this page is full (read before a bound token's rows are filtered, so a page
-    short of rows outside its territory still names the next): the last row's ``unit_id``, or for a list ordered
-    otherwise (``name`` in :data:`projections.queries.CURSORS`) the last row's cursor."""
-    if limit is None or not isinstance(rows, list) or len(rows) < limit:
-        return None
-    last = rows[-1]
-    return paging.token(CURSORS[name][0](last)) if name in CURSORS else str(last["unit_id"])
 
 
 def _unit_of(row: dict[str, Any]) -> str | None:
@@ -131,12 +120,13 @@ def _ask(
     with _reader(request, ledger, seen, name) as reader:
         result = getattr(reader, name)(*args, **options)
         position, lag = projections_link.progress(reader.db)
-    next_after = _next_after(name, result, options.get("limit"))
+    # Named before a bound token's rows are filtered: a page short of rows outside its territory still leads on.
+    following = next_after(name, result, options.get("limit"))
     if principal.bound:
         result = _within(result, ledger, principal)
     if isinstance(result, dict):
         return QueryAnswer(**{"items": [], **result, "position": position, "lag": lag})
-    return QueryAnswer(items=list(result or []), position=position, lag=lag, next_after=next_after)
+    return QueryAnswer(items=list(result or []), position=position, lag=lag, next_after=following)
 
 
 @router.get("/scores", response_model=QueryAnswer)
