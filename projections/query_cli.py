@@ -100,8 +100,8 @@ def _moment(option: str, value: str | None) -> datetime | None:
     return moment
 
 
-def _ask(ask: Callable[[Queries], Any]) -> tuple[Any, int]:
-    """The answer of ``ask`` from the store the queries read, and how far the projections lag behind the log."""
+def _ask(ask: Callable[[Queries], Any]) -> Any:
+    """The answer of ``ask`` from the store the queries read; a lag behind the log is noted on stderr."""
     queries = Queries(require_store(os.environ.get("LEDGER_QUERY_DATABASE_URL") or database_url()))
     try:
         answer = ask(queries)
@@ -110,11 +110,23 @@ def _ask(ask: Callable[[Queries], Any]) -> tuple[Any, int]:
         queries.close()
     if lag:
         typer.echo(f"ledger: note: the projections are {lag} positions behind the log", err=True)
-    return answer, lag
+    return answer
 
 
-def _show(name: str, columns: Columns, ask: Callable[[Queries], Any], limit: int | None, json_output: bool) -> None:
-    rows, _ = _ask(ask)
+def _list(
+    name: str,
+    columns: Columns,
+    args: tuple[Any, ...],
+    as_of: str | None,
+    known_at: str | None,
+    limit: int | None,
+    after: str | None,
+    json_output: bool,
+) -> None:
+    """Print the list ``name`` (a :class:`Queries` method, asked with ``args`` and the options), and name its next
+    page on stderr when this one is full."""
+    options = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
+    rows = _ask(lambda q: getattr(q, name)(*args, **options, limit=limit, after=after))
     following = next_after(name, rows, limit)
     if json_output:
         typer.echo(orjson.dumps({"items": rows, "next_after": following}).decode())
@@ -142,8 +154,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """Each unit's target-assessment score (目标考核得分) for a year, by unit id."""
-        moments = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
-        _show("scores", SCORES, lambda q: q.scores(year, unit, **moments, limit=limit, after=after), limit, json_output)
+        _list("scores", SCORES, (year, unit), as_of, known_at, limit, after, json_output)
 
     @sub.command()
     def triggers(
@@ -156,12 +167,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """Accountability triggers (问责线索), in the order they opened."""
-        moments = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
-
-        def ask(q: Queries) -> Any:
-            return q.triggers(status, unit, **moments, limit=limit, after=after)
-
-        _show("triggers", TRIGGERS, ask, limit, json_output)
+        _list("triggers", TRIGGERS, (status, unit), as_of, known_at, limit, after, json_output)
 
     @sub.command()
     def petitions(
@@ -175,12 +181,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """The petition board (信访台账), in registration order."""
-        moments = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
-
-        def ask(q: Queries) -> Any:
-            return q.petitions(status, flag, unit, **moments, limit=limit, after=after)
-
-        _show("petitions", PETITIONS, ask, limit, json_output)
+        _list("petitions", PETITIONS, (status, flag, unit), as_of, known_at, limit, after, json_output)
 
     @sub.command()
     def officers(
@@ -195,12 +196,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """The officer registry (执法人员档案), in registration order."""
-        moments = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
-
-        def ask(q: Queries) -> Any:
-            return q.officers(status, unit, **moments, limit=limit, after=after)
-
-        _show("officers", OFFICERS, ask, limit, json_output)
+        _list("officers", OFFICERS, (status, unit), as_of, known_at, limit, after, json_output)
 
     @sub.command()
     def quota(
@@ -212,8 +208,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """The quota ledger per district (用地指标台账, R19)."""
-        moments = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
-        _show("quota", QUOTA, lambda q: q.quota(year, **moments, limit=limit, after=after), limit, json_output)
+        _list("quota", QUOTA, (year,), as_of, known_at, limit, after, json_output)
 
     @sub.command("quota-deductions")
     def quota_deductions(
@@ -225,12 +220,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """R4's deductions per district: land quota, consolidation funds, model-district points (指标扣减)."""
-        moments = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
-
-        def ask(q: Queries) -> Any:
-            return q.quota_deductions(year, **moments, limit=limit, after=after)
-
-        _show("quota_deductions", DEDUCTIONS, ask, limit, json_output)
+        _list("quota_deductions", DEDUCTIONS, (year,), as_of, known_at, limit, after, json_output)
 
     @sub.command()
     def report(
@@ -243,7 +233,7 @@ def register(app: typer.Typer) -> None:
         if kind not in ("daily", "weekly", "monthly"):
             raise ValueError(f"a report is daily, weekly or monthly, not {kind!r}")
         moments = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
-        answer, _ = _ask(lambda q: getattr(q, kind)(period, **moments))
+        answer = _ask(lambda q: getattr(q, kind)(period, **moments))
         typer.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
 
     app.add_typer(sub, name="query")
