@@ -111,8 +111,9 @@ def lookups() -> list[str]:
     return [
         f"CREATE INDEX IF NOT EXISTS {TABLE}_unit ON {TABLE} (kind, unit_id, at)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} (kind, at)",
-        # The petition board's pages, in registration order (a petition's row keeps its position as ``seq``).
-        f"CREATE INDEX IF NOT EXISTS {TABLE}_seq ON {TABLE} (kind, seq)",
+        # The petition board's pages, in registration order (a petition's row keeps its position as ``seq``); and
+        # the records a past question folds, found by their span rows alone (:func:`revised`).
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_seq ON {TABLE} (kind, seq, visible_from, uuid)",
     ]
 
 
@@ -389,9 +390,11 @@ def _where(k: Known, kinds: tuple[str, ...]) -> tuple[str, list[Any]]:
 #: while every case event is :data:`SELF_DATED`: a case is major from its report or first declaration, whatever
 #: follows; kept so a revising case event added later is folded, not read).
 LIVE = {
+    # seq > as_of means at > as_of too (a span's last event is at or after its last revising one): left out, so
+    # the (kind, seq, visible_from, uuid) index answers alone (the city's month's end: 7-11 -> 0.3-0.8 ms).
     "records": f"kind IN {SPANS} AND seq > ?",
-    "board": "kind = 'petition_span'",
-    "cases": "kind = 'case_span'",
+    "board": "kind = 'petition_span' AND at > ?",
+    "cases": "kind = 'case_span' AND at > ?",
 }
 
 
@@ -410,8 +413,8 @@ def live(k: Known, late: Iterable[str] = (), *, of: str = "records") -> Known | 
 def revised(k: Known, of: str = "records") -> list[str]:
     """The territory's records that existed at ``k.as_of`` and whose rows the question ``of`` (:data:`LIVE`) cannot
     read as they stood then: revised after it, or for the board with any event after it."""
-    sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE at > ? AND visible_from <= ? AND {LIVE[of]}"
-    params: list[Any] = [k.as_of, k.as_of] + [k.as_of] * LIVE[of].count("?")
+    sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE visible_from <= ? AND {LIVE[of]}"
+    params: list[Any] = [k.as_of] + [k.as_of] * LIVE[of].count("?")
     if k.scope is not None:
         units = sorted(k.scope)
         sql += f" AND unit_id IN ({', '.join('?' * len(units)) or 'NULL'})"
