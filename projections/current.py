@@ -406,8 +406,7 @@ def live(k: Known, late: Iterable[str] = (), *, of: str = "records") -> Known | 
     uuids = sorted(set(revised(k, of)).union(late))
     if len(uuids) > FOLD_LIMIT:
         return None
-    as_of, known_at = from_micros(k.as_of), from_micros(k.known_at)
-    return Known(k.db, as_of, known_at, lean=k.lean, only=k.only, window=k.window, uuids=uuids)
+    return k.narrowed(None, uuids)
 
 
 def revised(k: Known, of: str = "records") -> list[str]:

@@ -468,23 +468,20 @@ class Known:
 
     def within(self, scope: set[str]) -> Known:
         """The same facts (same ``as_of`` and ``known_at``) of the territory ``scope`` only, folded afresh."""
+        return self.narrowed(scope, None)
+
+    def of_records(self, uuids: list[str]) -> Known:
+        """The same question (moments, territory, reading) of these records only."""
+        return self.narrowed(self.scope, uuids)
+
+    def narrowed(self, scope: set[str] | None, uuids: list[str] | None) -> Known:
+        """This fold's question (moments and reading) asked afresh of the territory ``scope`` and the records
+        ``uuids`` (``None``: the city, every record)."""
         return Known(
             self.db,
             from_micros(self.as_of),
             from_micros(self.known_at),
             scope,
-            lean=self.lean,
-            only=self.only,
-            window=self.window,
-        )
-
-    def of_records(self, uuids: list[str]) -> Known:
-        """The same question (moments, territory, reading) of these records only."""
-        return Known(
-            self.db,
-            from_micros(self.as_of),
-            from_micros(self.known_at),
-            self.scope,
             lean=self.lean,
             only=self.only,
             window=self.window,

@@ -176,8 +176,6 @@ class Queries:
         """Per unit: ``score``, ``outcome`` and the ``deductions`` (and commendations) that make it up, by unit id.
 
         Paged by unit id: at most ``limit`` rows with ``unit_id > after``, a page's units' territories read alone."""
-        if limit is not None and limit < 1:
-            raise ValueError("limit must be at least 1")
         bounds = year_bounds(year)
         folded: Known | None = None
         if self._now(as_of, known_at):
