@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from domain.base import Record, Stamp, check_id, check_text
 from domain.errors import InvalidValue, RuleViolation
 from domain.policy import PolicyVersion
-from domain.rules import acceptance_deadline, handling_deadline, is_collective, is_initial
+from domain.rules import acceptance_deadline, handling_deadline, is_collective, is_initial, key_flags
 from domain.vocabulary import AssignedFrom, Channel, EscalationLevel, Meeting, NailCheck, PetitionCategory
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Petition(Record):
 
     @property
     def flags(self) -> list[str]:
-        """The board's flags (越级, 重复, 集体, 省以上交办, 初信初访, 钉子案)."""
+        """The board's flags (越级, 重复, 集体, 省以上交办, 初信初访, 钉子案; 重点, 未包案)."""
         named = {
             "skip_level": self.skip_level,
             "repeat": self.repeat_of is not None,
@@ -57,7 +57,7 @@ class Petition(Record):
             "initial": self.initial,
             "nail_case": self.nail_case,
         }
-        return [flag for flag, on in named.items() if on]
+        return [flag for flag, on in named.items() if on] + key_flags(named, self.owner_id)
 
     class Registered(Record.Created):
         """Registered one by one (逐一登记, R9) with the derived flags and deadlines of the policy then in force."""

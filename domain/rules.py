@@ -18,6 +18,18 @@ def is_initial(repeat_of: str | None) -> bool:
     return repeat_of is None
 
 
+#: The flags that make a petition a key one (重点信访件, R9): skip-level, repeat, collective, assigned from above.
+KEY_FLAGS = frozenset({"skip_level", "repeat", "collective", "assigned"})
+
+
+def key_flags(named: dict[str, bool], owner_id: str | None) -> list[str]:
+    """The R9 flags of a petition whose board flags are ``named``: ``key`` (重点信访件) when any of
+    :data:`KEY_FLAGS` is on, and ``unowned`` (未包案) when it is key and no leader has taken ownership (领导包案):
+    R9 registers every key petition with a leader owning it, so the board shows those still without one."""
+    key = any(named.get(flag) for flag in KEY_FLAGS)
+    return ["key", "unowned"] if key and owner_id is None else ["key"] if key else []
+
+
 def is_major_by_size(area_mu: Decimal | None, value_yuan: Decimal | None, policy: PolicyVersion) -> bool:
     """A case at or above either threshold is major (重大案件) without anyone deciding so (R4)."""
     return (area_mu is not None and area_mu >= Decimal(policy["major_case_area_mu"])) or (

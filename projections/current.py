@@ -87,9 +87,10 @@ SELF_DATED = {
 #: and an officer's commendations ranked by the officer's position alone; 4: a petition's span ends at its last event;
 #: 5: a case's span is a kind apart, and beside each quota and R4 row what dates its figures (:data:`DATED`); 6: every
 #: trigger names its policy version (R20), R7 is answered by a removal before the finding, and a petition's owner is
-#: whoever had taken it by business time (its ownership no longer revises what came before). A new number also
+#: whoever had taken it by business time (its ownership no longer revises what came before); 7: a petition's flags
+#: name a key petition and one without a leader owning it (R9: ``key``, ``unowned``). A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
-FORMAT = 6
+FORMAT = 7
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.

@@ -26,7 +26,7 @@ import orjson
 
 from domain.base import BUREAU_TZ, LEDGER_EPOCH
 from domain.policy import DEFAULTS, PARAMETERS, Amendment, PolicyVersion, in_force
-from domain.rules import filing_days, handling_days, is_collective, is_major_by_size
+from domain.rules import filing_days, handling_days, is_collective, is_major_by_size, key_flags
 from domain.vocabulary import LEADER_POSTS, Post
 from projections.catalog import DIVERTED_INDEX, from_micros, micros
 from projections.db import Db, Row
@@ -142,6 +142,11 @@ class PetitionState:
         owned = self.ownership_at(at, position)
         return owned.data["leader_id"] if owned is not None else None
 
+    @property
+    def _last_at(self) -> int:
+        """When the petition's last known event happened: its board row shows the owner then."""
+        return max((e.occurred_at for e in self.events), default=self.rec.occurred_at)
+
     @cached_property
     def flags(self) -> list[str]:
         d = self.rec.data
@@ -154,7 +159,7 @@ class PetitionState:
             "nail_case": any(e.type == "nail_case" for e in self.events),
             "escalated": any(e.type == "escalated" for e in self.events),
         }
-        return [name for name, on in named.items() if on]
+        return [name for name, on in named.items() if on] + key_flags(named, self.owner_at(self._last_at))
 
     @property
     def status(self) -> str:
@@ -181,7 +186,7 @@ class PetitionState:
             "overdue": self.overdue,
             "closed_at": iso(self.closed_at) if self.closed_at is not None else None,
             "flags": self.flags,
-            "owner_id": self.owner_at(max((e.occurred_at for e in evs), default=self.rec.occurred_at)),
+            "owner_id": self.owner_at(self._last_at),
             "escalations": [e.data["level"] for e in evs if e.type == "escalated"],
             "nail_checks": sorted({e.data["check"] for e in evs if e.type == "nail_check"}),
             "policy_version": self.policy_version,

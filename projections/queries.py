@@ -26,7 +26,17 @@ from projections.quota import deduction_rows, districts, quota_rows
 from projections.source import open_log
 
 PETITION_STATUSES = ("open", "overdue", "closed")
-PETITION_FLAGS = ("nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial")
+PETITION_FLAGS = (
+    "nail_case",
+    "skip_level",
+    "repeat",
+    "collective",
+    "assigned",
+    "escalated",
+    "initial",
+    "key",
+    "unowned",
+)
 OFFICER_STATUSES = ("removal_due", "removed", "referred", "commended")
 #: Per officer status, the event an officer must have (its type, and a text its data holds) and the one they must
 #: not: a removal falls due on a substantiated finding, until the removal. Candidates only: each row is then judged.

@@ -172,7 +172,9 @@ def register(app: typer.Typer) -> None:
     @sub.command()
     def petitions(
         status: Annotated[str | None, typer.Option("--status", help="open, overdue or closed")] = None,
-        flag: Annotated[str | None, typer.Option("--flag", help="nail_case, skip_level, repeat, ...")] = None,
+        flag: Annotated[
+            str | None, typer.Option("--flag", help="nail_case, skip_level, repeat, key, unowned, ...")
+        ] = None,
         unit: Unit = None,
         as_of: AsOf = None,
         known_at: KnownAt = None,

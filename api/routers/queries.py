@@ -51,6 +51,10 @@ PageCursor = Annotated[
     str | None,
     Query(max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="the last page's next_after (a cursor)"),
 ]
+#: The board's flags (PETITION_FLAGS): 钉子案, 越级, 重复, 集体, 省以上交办, 已上访, 初信初访; 重点 and 未包案 (R9).
+BoardFlag = Literal[
+    "nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial", "key", "unowned"
+]
 
 
 def _unit_of(row: dict[str, Any]) -> str | None:
@@ -207,7 +211,7 @@ def petition_board(
     ledger: LedgerDep,
     principal: AuthorizedDep,
     status: Literal["open", "overdue", "closed"] | None = None,
-    flag: Literal["nail_case", "skip_level", "repeat", "collective", "assigned", "escalated", "initial"] | None = None,
+    flag: BoardFlag | None = None,
     unit_id: UnitFilter = None,
     as_of: AsOf = None,
     known_at: KnownAt = None,

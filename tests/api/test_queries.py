@@ -275,3 +275,23 @@ def test_a_kept_report_is_sent_as_stored_and_reads_as_the_answer_model_writes_it
             q.close()
         bad = client.get("/v1/reports/monthly", params={"month": "0000-01"}, headers=auth(tokens["auditor"]))
         assert bad.status_code == 422 and [e["loc"] for e in bad.json()["errors"]] == [["query", "month"]]
+
+
+def test_the_board_takes_every_flag_the_queries_know_and_refuses_others(
+    store_url: str, ledger: Ledger, tokens: dict[str, str]
+) -> None:
+    """The route's flags are the queries' (重点 and 未包案 among them): one list cannot grow without the other."""
+    from typing import get_args
+
+    from api.routers.queries import BoardFlag
+    from projections.queries import PETITION_FLAGS
+
+    assert get_args(BoardFlag) == PETITION_FLAGS
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
+        clerk, supervisor = auth(tokens["clerk"]), auth(tokens["supervisor"])
+        last = client.post("/v1/petitions", json=petition_body(id="k1", skip_level=True), headers=clerk).json()
+        seen = {"X-Ledger-Position": str(last["position"])}
+        rows = client.get("/v1/petitions", params={"flag": "unowned"}, headers={**supervisor, **seen}).json()
+        assert [row["id"] for row in rows["items"]] == ["k1"] and "key" in rows["items"][0]["flags"]
+        refused = client.get("/v1/petitions", params={"flag": "owned"}, headers=supervisor)
+        assert refused.status_code == 422 and refused.headers["content-type"].startswith("application/problem+json")

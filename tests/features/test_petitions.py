@@ -17,6 +17,7 @@ from tests.features.world import (
     World,
     business_time,
     code,
+    day_start,
     local_date,
     words,
 )
@@ -151,6 +152,13 @@ def on_site_ownership(ctx: World, day: str, person: str, petition: str, deadline
 @when(parsers.parse("督查人员查看 {status} 的信访台账"))
 def read_board(ctx: World, status: str) -> None:
     ctx.found["board"] = [r["id"] for r in ctx.items("supervisor", "/v1/petitions", {"status": BOARD_STATUSES[status]})]
+
+
+@when(parsers.re(r"督查人员查看(?:截至 (?P<day>\S+) )?标注为 (?P<flag>\S+) 的信访台账"))
+def read_board_by_flag(ctx: World, flag: str, day: str | None) -> None:
+    """The board by flag, as of the start of ``day`` when one is named."""
+    params = {"flag": code(FLAGS, flag)} | ({"as_of": day_start(day)} if day else {})
+    ctx.found["board"] = [r["id"] for r in ctx.items("supervisor", "/v1/petitions", params)]
 
 
 @when(parsers.parse("督查人员按每页 {size:d} 件分页查看 {unit} {status} 的信访台账"))

@@ -75,6 +75,8 @@ FLAGS = {
     "初信初访": "initial",
     "钉子案": "nail_case",
     "已上访": "escalated",
+    "重点": "key",
+    "未包案": "unowned",
 }
 MEETINGS = {"与领导见面": "leader", "与承办单位见面": "handling_unit", "与信访人见面": "petitioner"}
 NAIL_CHECKS = {

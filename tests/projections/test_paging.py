@@ -88,7 +88,7 @@ def _lists(q: Queries, moment: dict[str, Any]) -> dict[str, Callable[..., list[d
             found[f"scores {year} {unit}"] = partial(q.scores, year, unit, **moment)
         for officer in (None, *OFFICER_STATUSES):
             found[f"officers {officer} {unit}"] = partial(q.officers, officer, unit, **moment)
-    for flag in ("escalated", "skip_level", "collective"):
+    for flag in ("escalated", "skip_level", "collective", "unowned"):
         found[f"petitions {flag}"] = partial(q.petitions, None, flag, None, **moment)
     return found
 

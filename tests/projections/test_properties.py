@@ -266,7 +266,9 @@ def _answers_now(url: str, fold: bool) -> list[Any]:
         found: list[Any] = [q.scores(year, u, **moment) for year in (2024, 2025) for u in (None, "lc", "kz", "gc")]
         found += [q.triggers(status, u, **moment) for status in (None, "open", "decided") for u in (None, "lc", "ys")]
         found += [q.petitions(status, None, u, **moment) for status in (None, "open", "overdue") for u in (None, "kz")]
-        found += [q.petitions(None, flag, None, **moment) for flag in ("collective", "escalated", "skip_level")]
+        found += [
+            q.petitions(None, flag, None, **moment) for flag in ("collective", "escalated", "skip_level", "unowned")
+        ]
         for year in (2024, 2025):
             found += [q.quota_deductions(year, **moment), q.quota(year, **moment)]
             found += [q.quota_deductions(year, limit=1, after="gc", **moment), q.quota(year, limit=1, **moment)]
@@ -316,7 +318,7 @@ def _answers_past(url: str, as_of: Any, known_at: Any, fold: bool) -> list[Any]:
         found: list[Any] = [q.scores(year, u, **moment) for year in (2024, 2025) for u in (None, "lc", "kz", "gc")]
         found += [q.triggers(status, u, **moment) for status in (None, "open", "decided") for u in (None, "lc", "ys")]
         found += [q.petitions(status, None, u, **moment) for status in (None, "open", "closed") for u in (None, "kz")]
-        found += [q.petitions(None, flag, "lc", **moment) for flag in ("escalated", "skip_level")]
+        found += [q.petitions(None, flag, "lc", **moment) for flag in ("escalated", "skip_level", "unowned")]
         for year in (2024, 2025):
             found += [q.quota(year, **moment), q.quota_deductions(year, **moment)]
             found += [q.quota(year, limit=1, after="gc", **moment), q.quota_deductions(year, limit=1, **moment)]
