@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from domain.base import Record, Stamp, check_id, check_text
@@ -17,6 +18,7 @@ class MisconductReport:
     report_id: str
     kind: MisconductKind
     substantiated: bool | None = None
+    reported_at: datetime | None = None  # when it was made: its finding cannot be dated before it
 
 
 class Person(Record):
@@ -71,7 +73,8 @@ class Person(Record):
         detail: str
 
         def apply(self, person: Any) -> None:
-            person.reports[self.report_id] = MisconductReport(self.report_id, MisconductKind(self.kind))
+            kind = MisconductKind(self.kind)
+            person.reports[self.report_id] = MisconductReport(self.report_id, kind, reported_at=self.occurred_at)
 
     class FindingRecorded(Record.Event):
         """The investigation's finding: substantiated (属实) or unfounded (不属实)."""
@@ -144,6 +147,12 @@ class Person(Record):
             raise InvalidValue(f"{self.record_id} has no misconduct report {report_id!r}", "report_id")
         if report.substantiated is not None:
             raise RuleViolation(f"report {report_id} already has a finding; a correction is a new report", rule="R7")
+        if report.reported_at is not None and stamp.occurred_at < report.reported_at:
+            raise RuleViolation(
+                f"report {report_id} was made at {report.reported_at.isoformat()}; "
+                f"its finding cannot come before it ({stamp.occurred_at.isoformat()})",
+                rule="chronology",
+            )
         self._record(self.FindingRecorded, stamp, report_id=report_id, substantiated=substantiated)
 
     def remove_from_post(self, stamp: Stamp) -> None:

@@ -73,14 +73,15 @@ FOREVER_MICROS = micros(FOREVER)
 DEADLINE_INDICATORS = frozenset({"case_not_investigated", "overdue_petition"})
 #: Per fact projection, the event types that never change an item dated before them (each adds items at its own
 #: time, or decides one dated later): a record's later events of other types make it "live" (:func:`live`).
-#: Not here: a petition's extension (its deadline); an officer's report (a finding's evidence) and removal (R7). A
-#: petition's ownership is: an owner is the one who had taken it by the business time asked about.
+#: Not here: a petition's extension (its deadline); an officer's removal (R7). A petition's ownership is: an owner
+#: is the one who had taken it by the business time asked about; so is an officer's report: a finding takes effect
+#: once its report is made (``history.findings``).
 SELF_DATED = {
     "cases": frozenset({"filed", "declared_major", "supervised", "closed", "wrongful"}),
     "petitions": frozenset(
         {"owned", "replied", "return_visit", "escalated", "nail_case", "nail_check", "ceased", "diverted", "closed"}
     ),
-    "people": frozenset({"finding", "referred", "commended", "reception"}),
+    "people": frozenset({"reported", "finding", "referred", "commended", "reception"}),
 }
 #: The rows' format: a view without this marker, or with another number (derived by an older engine), is derived
 #: afresh once, and past questions fold until it is. Stored as the ``at`` of the row ``FORMAT_ROW``. 3: span rows,
@@ -88,7 +89,8 @@ SELF_DATED = {
 #: 5: a case's span is a kind apart, and beside each quota and R4 row what dates its figures (:data:`DATED`); 6: every
 #: trigger names its policy version (R20), R7 is answered by a removal before the finding, and a petition's owner is
 #: whoever had taken it by business time (its ownership no longer revises what came before); 7: a petition's flags
-#: name a key petition and one without a leader owning it (R9: ``key``, ``unowned``). A new number also
+#: name a key petition and one without a leader owning it (R9: ``key``, ``unowned``), and an officer's report no
+#: longer revises what came before it (R7 counts a finding from its report on). A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
 FORMAT = 7
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.

@@ -929,24 +929,13 @@ class Known:
 
     def person_occurrences(self, person: Rec, evs: list[Ev]) -> list[Occurrence]:
         """R7: each substantiated misconduct finding (missed receptions are :meth:`missed_receptions`)."""
-        reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
-        found = []
-        for e in evs:
-            if e.type == "finding" and e.data["substantiated"]:
-                report = reports.get(e.data["report_id"])
-                evidence = [report.position, e.position] if report else [e.position]
-                found.append(
-                    self._occurrence(
-                        person.unit_id or "",
-                        "misconduct",
-                        "R7",
-                        e.occurred_at,
-                        evidence,
-                        "points_misconduct",
-                        person.record_id,
-                    )
-                )
-        return found
+        return [
+            self._occurrence(
+                person.unit_id or "", "misconduct", "R7", at, [report.position, e.position], "points_misconduct",
+                person.record_id,
+            )
+            for e, report, at in findings(evs)
+        ]  # fmt: skip
 
     def person_commendations(self, person: Rec, evs: list[Ev]) -> list[Occurrence]:
         return [
@@ -1222,26 +1211,21 @@ class Known:
         once (the ledger refuses a second removal): a finding substantiated after it finds them off the post already,
         so that removal answers it too, as the officer registry's ``removal_due`` has it."""
         found = []
-        reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
         removals = [r for r in evs if r.type == "removed"]
-        for e in evs:
-            if e.type != "finding" or not e.data["substantiated"]:
-                continue
+        for e, report, at in findings(evs):
             rid = e.data["report_id"]
             removal = next((r for r in removals if rid in r.data["report_ids"]), removals[0] if removals else None)
-            report = reports.get(rid)
-            evidence = [report.position, e.position] if report else [e.position]
             found.append(
                 _trigger(
                     "R7",
                     ["person", person.record_id, rid],
                     person.unit_id or "",
                     person.record_id,
-                    f"misconduct report {rid} substantiated ({report.data['kind'] if report else '?'}): "
+                    f"misconduct report {rid} substantiated ({report.data['kind']}): "
                     "removal from the enforcement post is due (调离执法岗位)",
-                    evidence,
-                    e.occurred_at,
-                    self.policy.at(e.occurred_at).version,
+                    [report.position, e.position],
+                    at,
+                    self.policy.at(at).version,
                     removal_due=removal is None,
                     removal=_removal(removal),
                 )
@@ -1406,6 +1390,19 @@ def _decision(rec: Rec | None) -> dict[str, Any] | None:
         "recorded_at": iso(rec.recorded_at),
         "evidence": [rec.position],
     }
+
+
+def findings(evs: list[Ev]) -> list[tuple[Ev, Ev, int]]:
+    """Each substantiated finding (调查属实, R7) among a person's events, with the report it decides and when it
+    takes effect: once both had happened. The ledger refuses a finding dated before its report; one recorded before
+    that rule counts from its report, so a report never changes what stood before it (``current.SELF_DATED``), and
+    as of a moment before its report a finding has not taken effect."""
+    reports = {e.data["report_id"]: e for e in evs if e.type == "reported"}
+    found = []
+    for e in evs:
+        if e.type == "finding" and e.data["substantiated"] and (report := reports.get(e.data["report_id"])):
+            found.append((e, report, max(e.occurred_at, report.occurred_at)))
+    return found
 
 
 def _removal(e: Ev | None) -> dict[str, Any] | None:

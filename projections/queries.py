@@ -21,7 +21,7 @@ from projections.catalog import CURRENT, micros
 from projections.db import Db
 from projections.engine import positions
 from projections.facts import kept
-from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, MajorCase, iso, year_bounds
+from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, MajorCase, findings, iso, year_bounds
 from projections.quota import deduction_rows, districts, quota_rows
 from projections.source import open_log
 
@@ -508,7 +508,7 @@ def _officer_rows(k: Known, wanted: set[str] | None) -> Iterator[dict[str, Any]]
             continue
         evs = k.person_events.get(person.uuid, [])
         kinds = {e.data["report_id"]: e.data["kind"] for e in evs if e.type == "reported"}
-        substantiated = [e.data["report_id"] for e in evs if e.type == "finding" and e.data["substantiated"]]
+        substantiated = [finding.data["report_id"] for finding, _, _ in findings(evs)]
         removed = next((e for e in evs if e.type == "removed"), None)
         referred = next((e for e in evs if e.type == "referred"), None)
         commendations = [e.data["title"] for e in evs if e.type == "commended"]

@@ -93,6 +93,14 @@ def test_r12_a_person_removed_from_post_cannot_resolve_a_nail_case(world: Ledger
     assert world.get(Petition, pid).resolver_id == "head"
 
 
+def test_r7_a_finding_cannot_be_dated_before_the_report_it_decides(world: Ledger) -> None:
+    report = world.report_misconduct("officer", MisconductKind.TAKING, "匿名群众", "收受好处", **cmd(5))
+    rid = report.extra["report_id"]
+    refused(world, RuleViolation, "chronology", lambda: world.record_finding("officer", rid, True, **cmd(4)))
+    world.record_finding("officer", rid, True, **cmd(5))  # the same moment is not before it
+    assert [r.substantiated for r in world.get(Person, "officer").reports.values()] == [True]
+
+
 def test_r9_only_a_leader_owns_a_petition(world: Ledger) -> None:
     pid = petition(world)
     refused(world, RuleViolation, "R9", lambda: world.take_ownership(pid, "clerk", **cmd(2)))

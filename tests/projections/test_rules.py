@@ -1285,6 +1285,41 @@ def test_a_finding_substantiated_after_the_removal_is_answered_by_it(world: Worl
     assert [o["id"] for o in q.officers(status="removal_due")] == []
 
 
+def test_a_finding_recorded_before_its_report_counts_from_the_report(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # R7: the ledger now refuses a finding dated before the report it decides; a store may hold one recorded before
+    # that rule (simulated: reports that do not know when they were made). It takes effect once its report is made,
+    # so a later report changes nothing that stood before it, and the view answers a past moment without folding
+    # the officer (a report is self-dated).
+    from domain.people import MisconductReport, Person
+
+    def before_the_rule(event: Person.MisconductReported, person: Any) -> None:
+        person.reports[event.report_id] = MisconductReport(event.report_id, MisconductKind(event.kind))
+
+    monkeypatch.setattr(Person.MisconductReported, "apply", before_the_rule)
+    w = world
+    w.do("register_person", "执法员", "yl", Post.ENFORCEMENT_OFFICER, person_id="o1", when="2024-01-01")
+    w.clock.set("2024-02-20")
+    report = w.do("report_misconduct", "o1", MisconductKind.TAKING, "李四", "收受礼品", when="2024-02-20")
+    finding = w.do("record_finding", "o1", "r1", True, when="2024-02-10")
+    w.clock.set("2024-04-01")
+    q, folds = w.queries(), w.folds()
+    trigger = q.trigger("R7.person.o1.r1")
+    assert trigger is not None and trigger["opened_at"] == at("2024-02-20").isoformat()
+    assert trigger["evidence"] == [report.position, finding.position]
+    misconduct = [d for d in q.scores(2024, "yl")[0]["deductions"] if d["indicator"] == "misconduct"]
+    assert [d["occurred_at"] for d in misconduct] == [at("2024-02-20").isoformat()]
+    for day, opened in (("2024-02-15", []), ("2024-02-25", ["R7.person.o1.r1"])):
+        moment = {"as_of": at(day)}
+        assert [t["id"] for t in q.triggers(**moment) if t["rule"] == "R7"] == opened
+        assert q.triggers(**moment) == folds.triggers(**moment)
+        assert [o["id"] for o in q.officers(status="removal_due", **moment)] == ["o1"] * len(opened)
+        assert q.officers(**moment) == folds.officers(**moment)
+        assert q.scores(2024, **moment) == folds.scores(2024, **moment)
+    assert q.triggers() == folds.triggers() and q.scores(2024) == folds.scores(2024)
+
+
 def test_every_trigger_names_the_policy_version_that_opened_it(world: World) -> None:
     # R20: a trigger names its policy version as a deduction does: the one in force when the event that set its
     # deadline or opened it happened (an overdue petition's: its registration's, which set the deadline).
