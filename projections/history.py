@@ -627,6 +627,14 @@ class Known:
             rows.sort(key=lambda r: int(r[5]))  # by position, as one read orders them
         return [_rec(r) for r in rows]
 
+    def known_ids(self, projection: str, type_: str | None = None) -> set[str]:
+        """The uuids of the records :meth:`records` would give, without reading them whole."""
+        found: set[str] = set()
+        for some in self._chunks():
+            where, params = self._where(projection, type_, True, some)
+            found |= {r[0] for r in self.db.query(f"SELECT uuid FROM proj_{projection}_records{where}", params)}
+        return found
+
     def _chunks(self) -> list[list[str] | None]:
         """The record ids one read binds at a time: :attr:`uuids` in ``IN`` lists of :data:`IN_LIST` (one ``None``
         when the fold is not limited to records)."""

@@ -230,13 +230,14 @@ class Queries:
         page = _page_of("triggers", limit, after)
         # A page reads the stored rows from the moment its cursor names on, a batch at a time.
         start = None if page.after is None else _opened(page.after[0])
+        cursor = None if page.after is None else (str(page.after[0]), str(page.after[1]))  # as the rows write it
         batch = paging.batch(page)
         if self._now(as_of, known_at):
             k, wanted = self._scoped(None, None, unit_id, lean=True)
-            found: Iterable[dict[str, Any]] = current.triggers(k, start=start, batch=batch)
+            found: Iterable[dict[str, Any]] = current.triggers(k, start=start, batch=batch, after=cursor)
         elif past := self._past(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES):
             k, wanted, folded, stale = past
-            found = current.triggers(k, folded, stale, start=start, batch=batch)
+            found = current.triggers(k, folded, stale, start=start, batch=batch, after=cursor)
         else:
             k, wanted = self._scoped(as_of, known_at, unit_id, lean=True, only=TRIGGER_TYPES)
             found = k.triggers

@@ -14,11 +14,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from domain.vocabulary import Channel, Commendation, EscalationLevel, MisconductKind, PetitionCategory, Post
-from projections import paging
+from projections import current, paging
 from projections.queries import CURSORS, OFFICER_STATUSES, Queries
 from tests.projections.conftest import World, at
 from tests.projections.test_engine import populate
 from tests.projections.test_properties import PROPERTY, START, _kept_up, step
+from tests.projections.test_rules import major_case
 
 
 def pages(fetch: Any, year: int, limit: int) -> list[dict[str, Any]]:
@@ -153,6 +154,7 @@ def test_pages_of_the_long_lists_join_up_to_the_whole_list(
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
         # One row a batch at first: every batch boundary of a list falls somewhere in these short histories.
         patch.setattr(paging, "batch", lambda page, filtered=True: None if page.limit is None else 1)
+        patch.setattr(current, "DECIDED_AT_ONCE", 1)  # and a moment's triggers decided one at a time
         url, ledger = _kept_up(Path(tmp), steps, cuts)
         q = Queries(url, view=not fold)
         try:
@@ -210,12 +212,40 @@ def test_pages_of_a_longer_history_join_up_on_either_store(world: World, monkeyp
     for smallest in (False, True):
         if smallest:
             monkeypatch.setattr(paging, "batch", lambda page, filtered=True: None if page.limit is None else 1)
+            monkeypatch.setattr(current, "DECIDED_AT_ONCE", 1)
         for moment in ({}, {"as_of": at("2024-04-05")}):
             for name, fetch in _lists(q, moment).items():
                 whole = fetch()
                 for limit in (1, 2, 4):
                     assert _join_up(fetch, name, limit) == whole, (name, moment, limit)
     assert len(q.triggers("open")) > 20 and len(q.officers("removal_due")) == 2  # the lists hold what was meant
+
+
+def test_pages_through_one_year_ends_r6_triggers_decided_one_at_a_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A year's end opens every failed agreement's R6 at one moment (~1,900 of them at 1M events); a page decides
+    only those after its cursor, a few at a time, each few checked against the agreements signed by the moment
+    asked about: one signed in February misses from a page as of January, between two that stay."""
+    w = world
+    for i in range(3):
+        major_case(w, f"y{i}", "yl", f"2024-0{i + 3}-01")
+        major_case(w, f"k{i}", "kz", f"2024-0{i + 3}-02")
+    w.do("sign_agreement", 2024, "lc", "yl", ["耕地保护"], when="2024-01-05")
+    w.do("sign_agreement", 2024, "laiwu", "lc", ["耕地保护"], when="2024-01-05")
+    w.do("sign_agreement", 2024, "lc", "kz", ["耕地保护"], when="2025-02-01")  # 补签, after its year
+    q, folds = w.queries(), w.folds()
+    monkeypatch.setattr(paging, "batch", lambda page, filtered=True: None if page.limit is None else 1)
+    monkeypatch.setattr(current, "DECIDED_AT_ONCE", 1)
+    for moment, failed in (("2025-01-15", ["laiwu.lc", "lc.yl"]), ("2025-03-01", ["laiwu.lc", "lc.kz", "lc.yl"])):
+        whole = q.triggers(as_of=at(moment))
+        assert whole == folds.triggers(as_of=at(moment))
+        assert [t["id"] for t in whole if t["rule"] == "R6"] == [f"R6.agreement.2024.{f}" for f in failed]
+        for limit in (1, 2):
+            assert _join_up(partial(q.triggers, as_of=at(moment)), "triggers", limit) == whole
+        r6 = next(t for t in whole if t["rule"] == "R6")
+        after = q.triggers(as_of=at(moment), limit=1, after=_cursor("triggers", r6))
+        assert [t["id"] for t in after] == [f"R6.agreement.2024.{failed[1]}"]
 
 
 def test_a_cursor_no_page_of_the_list_gave_is_refused(world: World) -> None:
