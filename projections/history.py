@@ -1000,13 +1000,15 @@ class Known:
             sorted({_month_of(e.occurred_at) for e in evs if e.type == "reception"}),
         )
 
-    def missed_receptions(self) -> list[Occurrence]:
-        """R17: each month, fully after a leader's registration and over as of ``as_of``, with no public reception."""
-        return [o for leader in self.leaders for o in self.missed_by(leader)]
+    def missed_receptions(self, window: tuple[int, int] | None = None) -> list[Occurrence]:
+        """R17: each month, fully after a leader's registration and over as of ``as_of``, with no public reception;
+        with a ``window`` (a year's bounds), only the months starting in it."""
+        since, until = window or (None, None)
+        return [o for leader in self.leaders for o in self.missed_by(leader, since, until)]
 
-    def missed_by(self, leader: Leader, since: int | None = None) -> list[Occurrence]:
+    def missed_by(self, leader: Leader, since: int | None = None, until: int | None = None) -> list[Occurrence]:
         """R17 for one leader (:meth:`missed_receptions`); with ``since`` (a month's start), only the months from it on
-        (the report issuer adds each month's as it ends)."""
+        (the report issuer adds each month's as it ends), and with ``until``, only those starting before it."""
         missed = []
         held = set(map(tuple, leader.held))
         local = from_micros(leader.registered if since is None else max(leader.registered, since))
@@ -1016,6 +1018,8 @@ class Known:
         while month_start(year, month + 1) <= self.as_of:
             start = month_start(year, month)
             if leader.removed is not None and leader.removed <= start:  # out of post for the whole month
+                break
+            if until is not None and start >= until:
                 break
             if (year, month) not in held:
                 missed.append(
