@@ -89,14 +89,18 @@ SELF_DATED = {
 #: 5: a case's span is a kind apart, and beside each quota and R4 row what dates its figures (:data:`DATED`); 6: every
 #: trigger names its policy version (R20), R7 is answered by a removal before the finding, and a petition's owner is
 #: whoever had taken it by business time (its ownership no longer revises what came before); 7: a petition's flags
-#: name a key petition and one without a leader owning it (R9: ``key``, ``unowned``), and an officer's report no
-#: longer revises what came before it (R7 counts a finding from its report on). A new number also
+#: name a key petition and one without a leader owning it (R9: ``key``, ``unowned``), an officer's report no
+#: longer revises what came before it (R7 counts a finding from its report on), and each person has a row in the
+#: officer registry (``officer``). A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
 FORMAT = 7
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.
 SPANS = "('span', 'petition_span', 'case_span')"
+#: The kinds of the rows that are no item of a score or a trigger (a record's span, board row, registry row): derived
+#: again, they change no agreement's R6 and no district's quota.
+ITEMLESS = ("span", "petition_span", "case_span", "petition", "petition_closed", "officer")
 FORMAT_ROW = "format:current"
 
 
@@ -206,6 +210,10 @@ def derive(db: Db, uuids: list[str], *, changes: bool = True) -> set[tuple[str, 
         # Commendations keep the fold's order: by person (position), then by event (evidence, when read).
         rows += _occurrence_rows(person.uuid, "commendation", k.person_commendations(person, evs), person.position)
         rows += _trigger_rows(person.uuid, k.person_triggers(person, evs))
+        at = person.occurred_at
+        rows.append(
+            (person.uuid, "officer", person.unit_id, at, at, person.position, _json(k.officer_row(person, evs)))
+        )
         if person.data["post"] in LEADER_POSTS:
             leader = k.leader(person, evs)
             rows.append(
@@ -213,14 +221,15 @@ def derive(db: Db, uuids: list[str], *, changes: bool = True) -> set[tuple[str, 
             )
         rows += _span_rows("people", person.uuid, {person.unit_id}, person.occurred_at, evs)
     marks = ", ".join("?" * len(uuids))
-    # Spans change no agreement's or district's rows: a record's items do.
-    sql = f"SELECT DISTINCT unit_id, at FROM {TABLE} WHERE uuid IN ({marks}) AND kind NOT IN {SPANS}"
-    before = db.query(sql, uuids) if changes else []
+    # Spans, board and registry rows change no agreement's or district's rows: a record's items do.
+    itemless = ", ".join("?" * len(ITEMLESS))
+    sql = f"SELECT DISTINCT unit_id, at FROM {TABLE} WHERE uuid IN ({marks}) AND kind NOT IN ({itemless})"
+    before = db.query(sql, [*uuids, *ITEMLESS]) if changes else []
     db.execute(f"DELETE FROM {TABLE} WHERE uuid IN ({marks})", uuids)
     db.insert_many(TABLE, COLUMNS, rows)
     if not changes:
         return set()
-    changed = {(r[0], int(r[1])) for r in before} | {(row[2], row[3]) for row in rows if row[1] not in SPANS}
+    changed = {(r[0], int(r[1])) for r in before} | {(row[2], row[3]) for row in rows if row[1] not in ITEMLESS}
     return {(unit, from_micros(at).year) for unit, at in changed if unit is not None}
 
 
@@ -744,6 +753,20 @@ def _folded_board(folded: Known, start: int | None, batch: int) -> Iterator[dict
         del ordered[:size]
         size = min(2 * size, batch)
         yield from sorted((p.board_row() for p in part.petitions), key=_registered)
+
+
+def officers(k: Known, start: int | None = None, batch: int | None = None) -> Iterator[dict[str, Any]]:
+    """The officer registry about now, from the stored rows, in registration order: those registered after position
+    ``start``, read ``batch`` at a time (all at once without one)."""
+    if batch is not None:
+        rows: Iterable[tuple[str, str, str]] = _by_seq(k, "officer", start, batch)
+    else:
+        sql, params = _where(k, ("officer",))
+        if start is not None:
+            sql += " AND seq > ?"
+            params.append(start)
+        rows = k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql} ORDER BY {_seq_order(k)}", params)
+    return (orjson.loads(data) for _, _, data in rows)
 
 
 def _seq_order(k: Known) -> str:

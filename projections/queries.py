@@ -21,7 +21,7 @@ from projections.catalog import CURRENT, micros
 from projections.db import Db
 from projections.engine import positions
 from projections.facts import kept
-from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, MajorCase, findings, iso, year_bounds
+from projections.history import SCORE_TYPES, TRIGGER_TYPES, Known, MajorCase, iso, year_bounds
 from projections.quota import deduction_rows, districts, quota_rows
 from projections.source import open_log
 
@@ -415,12 +415,17 @@ class Queries:
         if status not in (None, *OFFICER_STATUSES):
             raise ValueError(f"status must be one of {', '.join(OFFICER_STATUSES)}")
         page = _page_of("officers", limit, after)
-        k, wanted = self._scoped(as_of, known_at, unit_id)
+        start = None if page.after is None else page.after[0]
         batch = paging.batch(page, filtered=status is not None)
+        if status is None and self._now(as_of, known_at):
+            # The current view keeps each officer's row: a page reads its rows, where folding its people read
+            # every reception of theirs (a page of 100: 16 ms p50 at 1M events).
+            k, _ = self._scoped(None, None, unit_id)
+            return paging.window(current.officers(k, start, batch), CURSORS["officers"][0], page)
+        k, wanted = self._scoped(as_of, known_at, unit_id)
         folds: Iterable[Known] = [k]
         if batch is not None:
             # With a status, only the officers with the events it needs are folded.
-            start = None if page.after is None else page.after[0]
             having, lacking = STATUS_EVENTS.get(status or "", (None, None))
             folds = _folds_of_pages(k, "people", start, batch, having, lacking)
         rows = (row for part in folds for row in _officer_rows(part, wanted) if status is None or row[status])
@@ -505,30 +510,8 @@ def next_after(name: str, rows: Any, limit: int | None) -> str | None:
 def _officer_rows(k: Known, wanted: set[str] | None) -> Iterator[dict[str, Any]]:
     """The registry's row of each officer of ``k`` in ``wanted`` (any without), in registration order."""
     for person in k.people.values():
-        if wanted is not None and person.unit_id not in wanted:
-            continue
-        evs = k.person_events.get(person.uuid, [])
-        kinds = {e.data["report_id"]: e.data["kind"] for e in evs if e.type == "reported"}
-        substantiated = [finding.data["report_id"] for finding, _, _ in findings(evs)]
-        removed = next((e for e in evs if e.type == "removed"), None)
-        referred = next((e for e in evs if e.type == "referred"), None)
-        commendations = [e.data["title"] for e in evs if e.type == "commended"]
-        yield {
-            "id": person.record_id,
-            "unit_id": person.unit_id,
-            "name": person.data["name"],
-            "post": person.data["post"],
-            "reports": len(kinds),
-            "substantiated": [{"report_id": r, "kind": kinds.get(r)} for r in substantiated],
-            "removal_due": bool(substantiated) and removed is None,
-            "removed": removed is not None,
-            "removed_at": iso(removed.occurred_at) if removed else None,
-            "referred": referred is not None,
-            "commended": bool(commendations),
-            "commendations": commendations,
-            "receptions": sum(1 for e in evs if e.type == "reception"),
-            "evidence": [person.position] + [e.position for e in evs],
-        }
+        if wanted is None or person.unit_id in wanted:
+            yield k.officer_row(person, k.person_events.get(person.uuid, []))
 
 
 def _folds_of_pages(

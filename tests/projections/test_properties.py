@@ -269,6 +269,8 @@ def _answers_now(url: str, fold: bool) -> list[Any]:
         found += [
             q.petitions(None, flag, None, **moment) for flag in ("collective", "escalated", "skip_level", "unowned")
         ]
+        found += [q.officers(status, u, **moment) for status in (None, "removal_due") for u in (None, "lc")]
+        found += [q.officers(limit=2, **moment), q.officers(unit_id="lc", limit=1, **moment)]
         for year in (2024, 2025):
             found += [q.quota_deductions(year, **moment), q.quota(year, **moment)]
             found += [q.quota_deductions(year, limit=1, after="gc", **moment), q.quota(year, limit=1, **moment)]
