@@ -117,7 +117,10 @@ def lookups() -> list[str]:
     """The indexes answers read the rows by (a territory's, a kind's, by time); deriving reads by uuid alone."""
     return [
         f"CREATE INDEX IF NOT EXISTS {TABLE}_unit ON {TABLE} (kind, unit_id, at)",
-        f"CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} (kind, at)",
+        # By time; covering for the board's past question (:data:`LIVE`: every petition with an event after
+        # ``as_of``, registered by then), which read a row for each of the ~25,000 petition spans ending after a
+        # month's end at 1M events to find its ~2,000 (12.5 of a page's 22 ms on SQLite).
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} (kind, at, visible_from, uuid)",
         # The petition board's pages, in registration order (a petition's row keeps its position as ``seq``); and
         # the records a past question folds, found by their span rows alone (:func:`revised`).
         f"CREATE INDEX IF NOT EXISTS {TABLE}_seq ON {TABLE} (kind, seq, visible_from, uuid)",
