@@ -450,6 +450,7 @@ class Known:
         window: tuple[int, int] | None = None,
         uuids: list[str] | None = None,
         facts: Facts | None = None,
+        known: Structure | None = None,
     ) -> None:
         self.db = db
         self.as_of = micros(as_of)
@@ -464,7 +465,8 @@ class Known:
         #: The city's facts already in memory (``projections.facts``): a lean city-wide fold filters them instead of
         #: reading the tables.
         self.facts = facts
-        self.structure = structure(db, self.known_at)
+        # A fold narrowed from another (``known``) shares its unit tree and policy: the same db and ``known_at``.
+        self.structure = known if known is not None else structure(db, self.known_at)
         self.units = self.structure.units
         self.policy = self.structure.policy
         self.ancestors = self.structure.ancestors
@@ -491,6 +493,7 @@ class Known:
             only=self.only,
             window=self.window,
             uuids=uuids,
+            known=self.structure,
         )
 
     def next_records(
