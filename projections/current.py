@@ -91,7 +91,7 @@ SELF_DATED = {
 #: whoever had taken it by business time (its ownership no longer revises what came before); 7: a petition's flags
 #: name a key petition and one without a leader owning it (R9: ``key``, ``unowned``), an officer's report no
 #: longer revises what came before it (R7 counts a finding from its report on), and each person has a row in the
-#: officer registry (``officer``). A new number also
+#: officer registry (``officer``); its reports count the open key petitions without an owner. A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
 FORMAT = 7
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.

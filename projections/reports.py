@@ -759,6 +759,8 @@ def report(k: Known, kind: str, label: str) -> dict[str, Any]:
             count(p.unit_id, "petitions.overdue_open")
         if p.status != "closed" and "nail_case" in p.flags:
             count(p.unit_id, "petitions.nail_cases_open")
+        if p.status != "closed" and "unowned" in p.flags:  # R9: a key petition still without a leader owning it
+            count(p.unit_id, "petitions.key_unowned_open")
     for c in k.cases:
         unit = c.rec.unit_id
         if inside(c.rec.occurred_at):
@@ -845,7 +847,7 @@ def assemble(
 #: case's unit, a trigger's subject): kept with the report, so a unit-bound token's totals are the sums over its
 #: territory (:func:`within`), not the city's. Taken out of every answer.
 TALLIES = "tallies"
-PETITION_TOTALS = ("registered", "closed", "escalations", "overdue_open", "nail_cases_open")
+PETITION_TOTALS = ("registered", "closed", "escalations", "overdue_open", "nail_cases_open", "key_unowned_open")
 CASE_TOTALS = ("reported", "filed", "major", "not_investigated", "closed")
 
 

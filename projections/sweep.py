@@ -612,6 +612,8 @@ def _petition_part(k: Known, p: PetitionState) -> Part:
         standing.append((unit, "petitions.overdue_open"))
     if p.status != "closed" and "nail_case" in p.flags:
         standing.append((unit, "petitions.nail_cases_open"))
+    if p.status != "closed" and "unowned" in p.flags:
+        standing.append((unit, "petitions.key_unowned_open"))
     waiting = p.closed_at is None and p.deadline >= k.as_of
     return Part(
         standing=standing,

@@ -271,6 +271,11 @@ def on_site_owner_is(ctx: World, petition: str, person: str, day: str) -> None:
     assert local_date(state["on_site_deadline"]) == day
 
 
+@then(parsers.parse("报告中尚未包案的重点信访件为 {count:d} 件"))
+def report_key_unowned(ctx: World, count: int) -> None:
+    assert ctx.answer["petitions"]["key_unowned_open"] == count, ctx.answer["petitions"]
+
+
 @then(parsers.parse("报告中 {district} 新登记的信访件为 {count:d} 件"))
 def report_by_district(ctx: World, district: str, count: int) -> None:
     rows = [r for r in ctx.answer["by_unit"] if r["unit_id"] == ctx.known("unit", district)]
