@@ -418,22 +418,34 @@ def live(k: Known, late: Iterable[str] = (), *, of: str = "records") -> Known | 
     ``of`` (:data:`LIVE`) cannot read from their rows: revised after it (:data:`SELF_DATED`) or, for the board,
     with any event after it; and of the ``late`` ones (facts recorded after ``k.known_at``, ``projections.late``).
     ``None`` when they are more than :data:`FOLD_LIMIT`: fold everything then."""
-    uuids = sorted(set(revised(k, of)).union(late))
+    spans = revised(k, of)
+    late = set(late)
+    uuids = sorted({uuid for uuid, _ in spans} | late)
     if len(uuids) > FOLD_LIMIT:
         return None
-    return k.narrowed(None, uuids)
+    folded = k.narrowed(None, uuids)
+    if not late:  # each record's projection is its span's: a projection with none of them is not read
+        folded.projections = {}
+        for uuid, kind in sorted(spans):
+            folded.projections.setdefault(SPAN_OF[kind], []).append(uuid)
+    return folded
 
 
-def revised(k: Known, of: str = "records") -> list[str]:
+#: The fact projection of each kind of span row (:func:`_span_rows`).
+SPAN_OF = {"span": "people", "petition_span": "petitions", "case_span": "cases"}
+
+
+def revised(k: Known, of: str = "records") -> list[tuple[str, str]]:
     """The territory's records that existed at ``k.as_of`` and whose rows the question ``of`` (:data:`LIVE`) cannot
-    read as they stood then: revised after it, or for the board with any event after it."""
-    sql = f"SELECT DISTINCT uuid FROM {TABLE} WHERE visible_from <= ? AND {LIVE[of]}"
+    read as they stood then (revised after it, or for the board with any event after it), each with its span's
+    kind."""
+    sql = f"SELECT DISTINCT uuid, kind FROM {TABLE} WHERE visible_from <= ? AND {LIVE[of]}"
     params: list[Any] = [k.as_of] + [k.as_of] * LIVE[of].count("?")
     if k.scope is not None:
         units = sorted(k.scope)
         sql += f" AND unit_id IN ({', '.join('?' * len(units)) or 'NULL'})"
         params += units
-    return [r[0] for r in k.db.query(sql, params)]
+    return [(r[0], r[1]) for r in k.db.query(sql, params)]
 
 
 def _skipped(folded: Known | None) -> frozenset[str]:

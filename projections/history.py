@@ -246,6 +246,8 @@ def _ev(r: Row) -> Ev:
 
 REC_COLUMNS = "uuid, record_id, unit_id, occurred_at, recorded_at, position, data"
 EV_COLUMNS = "position, uuid, type, occurred_at, recorded_at, data"
+#: The fact projections whose records have span rows in the current view, each of its own kind.
+SPANNED = frozenset({"cases", "petitions", "people"})
 #: The event types whose ``data`` the score, trigger and report folds read (精简读取). In a lean fold the
 #: data of every other type is neither fetched nor decoded: decoding is most of what a fold costs.
 READ_DATA = ("diverted", "escalated", "extended", "finding", "owned", "removed", "reported", "wrongful")
@@ -462,6 +464,9 @@ class Known:
         #: Only these records (by uuid): the current view derives records in chunks of :data:`IN_LIST`; a past
         #: question folds up to :data:`FOLD_LIMIT`, read an ``IN`` list at a time.
         self.uuids = uuids
+        #: Of :attr:`uuids`, those of each fact projection, when known (the records a past question folds, found
+        #: by their span rows): a projection with none of them is not read at all.
+        self.projections: dict[str, list[str]] | None = None
         #: The city's facts already in memory (``projections.facts``): a lean city-wide fold filters them instead of
         #: reading the tables.
         self.facts = facts
@@ -529,7 +534,7 @@ class Known:
     ) -> tuple[str, list[Any]]:
         """The filter on a projection's records: known, happened, of the type, in scope; of the records ``uuids``
         (one chunk of :meth:`_chunks`) when given, else of all of :attr:`uuids`."""
-        uuids = self.uuids if uuids is None else uuids
+        uuids = self._own(projection) if uuids is None else uuids
         sql = " WHERE recorded_at <= ? AND occurred_at <= ?"
         params: list[Any] = [self.known_at, self.as_of]
         if type_:
@@ -620,7 +625,7 @@ class Known:
         if facts is not None:
             return facts.cut_records(projection, self.as_of, self.known_at, type_)
         rows: list[Row] = []
-        chunks = self._chunks()
+        chunks = self._chunks(projection)
         for some in chunks:
             where, params = self._where(projection, type_, scoped, some)
             rows += self.db.query(
@@ -633,23 +638,33 @@ class Known:
     def known_ids(self, projection: str, type_: str | None = None) -> set[str]:
         """The uuids of the records :meth:`records` would give, without reading them whole."""
         found: set[str] = set()
-        for some in self._chunks():
+        for some in self._chunks(projection):
             where, params = self._where(projection, type_, True, some)
             found |= {r[0] for r in self.db.query(f"SELECT uuid FROM proj_{projection}_records{where}", params)}
         return found
 
-    def _chunks(self) -> list[list[str] | None]:
-        """The record ids one read binds at a time: :attr:`uuids` in ``IN`` lists of :data:`IN_LIST` (one ``None``
-        when the fold is not limited to records)."""
-        if self.uuids is None:
+    def _chunks(self, projection: str) -> list[list[str] | None]:
+        """The record ids one read of ``projection`` binds at a time: its :attr:`uuids` in ``IN`` lists of
+        :data:`IN_LIST` (one ``None`` when the fold is not limited to records; none when it has none of them)."""
+        uuids = self._own(projection)
+        if uuids is None:
             return [None]
-        return [self.uuids[i : i + IN_LIST] for i in range(0, len(self.uuids), IN_LIST)] or [[]]
+        return [uuids[i : i + IN_LIST] for i in range(0, len(uuids), IN_LIST)]
+
+    def _own(self, projection: str) -> list[str] | None:
+        """The records of ``projection`` this fold is limited to: :attr:`uuids`, or of them the projection's own
+        when :attr:`projections` knows them."""
+        if self.projections is None or projection not in SPANNED:
+            return self.uuids
+        return self.projections.get(projection, [])
 
     def events(self, projection: str) -> dict[str, list[Ev]]:
         facts = self._in_memory(projection, events=True)
         if facts is not None:
             types = (self.only or {}).get(projection) or None
             return grouped(facts.cut_events(projection, self.as_of, self.known_at, types))
+        if self._own(projection) == []:
+            return {}  # none of this fold's records is this projection's
         columns = EV_COLUMNS
         if self.lean:
             columns = EV_COLUMNS.replace("data", f"CASE WHEN type IN ({', '.join('?' * len(READ_DATA))}) THEN data END")
@@ -665,7 +680,7 @@ class Known:
             # The territory's (or chunk's) record ids first, then their events by the uuid index: given a subquery,
             # PostgreSQL's planner chose a scan of every event of the city (O(N) per answer).
             if self.scope is None and self.uuids is not None:
-                uuids = self.uuids  # the chunk's own records: their events, if any are this projection's
+                uuids = self._own(projection) or []  # the chunk's own records: their events, if any are its
             else:
                 where, more = self._where(projection, None)
                 uuids = [r[0] for r in self.db.query(f"SELECT uuid FROM proj_{projection}_records{where}", more)]
@@ -738,7 +753,7 @@ class Known:
             candidates = [start, end, float(area) * (1 - 1e-9), float(value) * (1 - 1e-9)]
             candidates += [self.known_at, self.as_of, start, end]
             rows: list[Row] = []
-            chunks = self._chunks()
+            chunks = self._chunks("cases")
             for some in chunks:
                 where, params = self._where("cases", None, uuids=some)
                 sql = f"SELECT {REC_COLUMNS} FROM proj_cases_records{where} AND (({big}) OR uuid IN ({declared}))"
