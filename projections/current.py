@@ -98,9 +98,11 @@ FORMAT = 7
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.
 SPANS = "('span', 'petition_span', 'case_span')"
+#: The fact projection of each kind of span row (:func:`_span_rows`), the kinds :data:`SPANS` lists.
+SPAN_OF = {"span": "people", "petition_span": "petitions", "case_span": "cases"}
 #: The kinds of the rows that are no item of a score or a trigger (a record's span, board row, registry row): derived
 #: again, they change no agreement's R6 and no district's quota.
-ITEMLESS = ("span", "petition_span", "case_span", "petition", "petition_closed", "officer")
+ITEMLESS = (*SPAN_OF, "petition", "petition_closed", "officer")
 FORMAT_ROW = "format:current"
 
 
@@ -431,10 +433,6 @@ def live(k: Known, late: Iterable[str] = (), *, of: str = "records") -> Known | 
     return folded
 
 
-#: The fact projection of each kind of span row (:func:`_span_rows`).
-SPAN_OF = {"span": "people", "petition_span": "petitions", "case_span": "cases"}
-
-
 def revised(k: Known, of: str = "records") -> list[tuple[str, str]]:
     """The territory's records that existed at ``k.as_of`` and whose rows the question ``of`` (:data:`LIVE`) cannot
     read as they stood then (revised after it, or for the board with any event after it), each with its span's
@@ -735,12 +733,7 @@ def petitions(
     wanted = kinds.get(status or "", ("petition", "petition_closed"))
     skip = _skipped(folded)
     if batch is None:
-        sql, params = _where(k, wanted)
-        if start is not None:
-            sql += " AND seq > ?"
-            params.append(start)
-        query = f"SELECT uuid, kind, data FROM {TABLE}{sql} ORDER BY {_seq_order(k)}"
-        stored = [_board_rows(k, k.db.query(query, params), skip)]
+        stored = [_board_rows(k, _in_seq(k, wanted, start), skip)]
     else:  # a kind at a time: two ranges of the (kind, seq) index, merged here rather than sorted by the store
         stored = [_board_rows(k, _by_seq(k, kind, start, batch), skip) for kind in wanted]
     if folded is None:
@@ -773,15 +766,18 @@ def _folded_board(folded: Known, start: int | None, batch: int) -> Iterator[dict
 def officers(k: Known, start: int | None = None, batch: int | None = None) -> Iterator[dict[str, Any]]:
     """The officer registry about now, from the stored rows, in registration order: those registered after position
     ``start``, read ``batch`` at a time (all at once without one)."""
-    if batch is not None:
-        rows: Iterable[tuple[str, str, str]] = _by_seq(k, "officer", start, batch)
-    else:
-        sql, params = _where(k, ("officer",))
-        if start is not None:
-            sql += " AND seq > ?"
-            params.append(start)
-        rows = k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql} ORDER BY {_seq_order(k)}", params)
+    rows = _in_seq(k, ("officer",), start) if batch is None else _by_seq(k, "officer", start, batch)
     return (orjson.loads(data) for _, _, data in rows)
+
+
+def _in_seq(k: Known, kinds: tuple[str, ...], start: int | None) -> list[tuple[str, str, str]]:
+    """The stored rows (``uuid, kind, data``) of these kinds in ``k``'s territory, in ``seq`` order (a board or
+    registry row's registration position), all of those after ``start`` at once."""
+    sql, params = _where(k, kinds)
+    if start is not None:
+        sql += " AND seq > ?"
+        params.append(start)
+    return k.db.query(f"SELECT uuid, kind, data FROM {TABLE}{sql} ORDER BY {_seq_order(k)}", params)
 
 
 def _seq_order(k: Known) -> str:

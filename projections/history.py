@@ -1265,8 +1265,9 @@ class Known:
     def officer_row(self, person: Rec, evs: list[Ev]) -> dict[str, Any]:
         """A person's row in the officer registry (执法人员档案, R7, R8): reports and the substantiated ones, removal
         (due, or done), referral, commendations, receptions, and every event of theirs as evidence."""
-        kinds = {e.data["report_id"]: e.data["kind"] for e in evs if e.type == "reported"}
-        substantiated = [finding.data["report_id"] for finding, _, _ in findings(evs)]
+        substantiated = [
+            {"report_id": e.data["report_id"], "kind": report.data["kind"]} for e, report, _ in findings(evs)
+        ]
         removed = next((e for e in evs if e.type == "removed"), None)
         referred = next((e for e in evs if e.type == "referred"), None)
         commendations = [e.data["title"] for e in evs if e.type == "commended"]
@@ -1275,8 +1276,8 @@ class Known:
             "unit_id": person.unit_id,
             "name": person.data["name"],
             "post": person.data["post"],
-            "reports": len(kinds),
-            "substantiated": [{"report_id": r, "kind": kinds.get(r)} for r in substantiated],
+            "reports": sum(1 for e in evs if e.type == "reported"),
+            "substantiated": substantiated,
             "removal_due": bool(substantiated) and removed is None,
             "removed": removed is not None,
             "removed_at": iso(removed.occurred_at) if removed else None,
