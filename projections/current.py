@@ -604,7 +604,8 @@ def _decided_in_turn(
     k: Known, found: list[tuple[str | None, dict[str, Any]]], after: tuple[str, str] | None
 ) -> Iterator[dict[str, Any]]:
     """A batch's triggers after the cursor ``after`` in their order, decided :data:`DECIDED_AT_ONCE` at a time: a
-    page starting at a year's end decides the hundred it shows, not the moment's ~1,900 R6 triggers (25-35 ms)."""
+    page starting at a year's end decides the hundred it shows, not the moment's ~1,900 R6 triggers (28 ms warm
+    at 1M events)."""
     keyed = [(_opened_iso(pair[1]), pair[1]["id"], pair) for pair in found]
     keyed.sort(key=lambda entry: (entry[0], entry[1]))
     if after is not None:
