@@ -128,6 +128,15 @@ class Db:
 
         return (psycopg.Error,)
 
+    def relations(self) -> set[str]:
+        """The names of the tables and indexes in this store (its schema, on PostgreSQL): a catalogue read that
+        takes no lock on any of them."""
+        if self.dialect == "sqlite":
+            return {r[0] for r in self.query("SELECT name FROM sqlite_master")}
+        return {
+            r[0] for r in self.query("SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace")
+        }
+
     @property
     def for_update(self) -> str:
         """Row lock suffix: PostgreSQL locks the tracking row; SQLite's BEGIN IMMEDIATE already locked the file."""

@@ -11,6 +11,7 @@ batches: a worker can die at any moment and another can take over.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -91,15 +92,13 @@ def ensure_schema(
             " until BIGINT NOT NULL)"
         )
         for p in chosen:
-            for statement in p.tables("BIGINT"):
-                db.execute(statement)
+            _create_missing(db, p.tables("BIGINT"))
             db.execute(
                 f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (p.name,)
             )
         if view:
             # The view keeps its indexes throughout: deriving replaces each record's rows, found by uuid.
-            for statement in current.ddl("BIGINT"):
-                db.execute(statement)
+            _create_missing(db, current.ddl("BIGINT"))
             db.execute(
                 f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (CURRENT,)
             )
@@ -109,31 +108,50 @@ def ensure_schema(
 
 def ensure_indexes(db: Db, projections: Iterable[Projection]) -> None:
     """Create the fact tables' secondary indexes if missing (idempotent, concurrency-safe)."""
+    statements: list[str] = []
+    # In the order batches are applied in (apply_batch): a first creation, while another worker writes, waits for
+    # that worker's tables in the order it takes them, never holding one it will want.
+    for p in sorted(projections, key=lambda p: p.name):
+        statements += p.indexes()
+        if p.name in late.SOURCES:
+            # Questions as known at a past moment find the facts recorded after it (projections.late).
+            statements += late.indexes(p.name)
+        if p.name == "units":
+            # Quota answers pick a year's allocations and approvals out of every year's.
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {p.events_table}_year ON {p.events_table}"
+                f" ({db.json_number('data', 'year')})"
+            )
+        if p.name == "accountability":
+            # Decisions are looked up among few (history.Known.decisions_of): by type, not by every agreement.
+            statements.append(f"CREATE INDEX IF NOT EXISTS {p.records_table}_type ON {p.records_table} (type)")
+        if p.name == "petitions":
+            # Petitions diverted into a territory (改派) are looked up by destination on every scoped answer:
+            # without this index that is a scan of every diversion in the city (history.Known._diverted_into_scope).
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {DIVERTED_INDEX} ON {p.events_table}"
+                f" ({db.json_text('data', 'to_unit_id')})"
+            )
     with db.transaction():
         _serialise_ddl(db)
-        for p in projections:
-            for statement in p.indexes():
-                db.execute(statement)
-            if p.name in late.SOURCES:
-                # Questions as known at a past moment find the facts recorded after it (projections.late).
-                for statement in late.indexes(p.name):
-                    db.execute(statement)
-            if p.name == "units":
-                # Quota answers pick a year's allocations and approvals out of every year's.
-                db.execute(
-                    f"CREATE INDEX IF NOT EXISTS {p.events_table}_year ON {p.events_table}"
-                    f" ({db.json_number('data', 'year')})"
-                )
-            if p.name == "accountability":
-                # Decisions are looked up among few (history.Known.decisions_of): by type, not by every agreement.
-                db.execute(f"CREATE INDEX IF NOT EXISTS {p.records_table}_type ON {p.records_table} (type)")
-            if p.name == "petitions":
-                # Petitions diverted into a territory (改派) are looked up by destination on every scoped answer:
-                # without this index that is a scan of every diversion in the city (history.Known._diverted_into_scope).
-                db.execute(
-                    f"CREATE INDEX IF NOT EXISTS {DIVERTED_INDEX} ON {p.events_table}"
-                    f" ({db.json_text('data', 'to_unit_id')})"
-                )
+        _create_missing(db, statements)
+
+
+_CREATED = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)")
+
+
+def _create_missing(db: Db, statements: Iterable[str]) -> None:
+    """Run the ``CREATE … IF NOT EXISTS`` statements whose table or index is missing, and every other statement.
+
+    On PostgreSQL a ``CREATE INDEX IF NOT EXISTS`` takes its table's SHARE lock before it finds the index there: a
+    worker starting up waited for the batches other workers were writing, and blocked them, and two workers, each
+    holding a table the other wanted, deadlocked (CI, three workers of two projections). Asked of the catalogue
+    first (no lock), a store already set up runs no DDL at all."""
+    present = db.relations()
+    for statement in statements:
+        created = _CREATED.match(statement)
+        if created is None or created.group(1) not in present:
+            db.execute(statement)
 
 
 def _serialise_ddl(db: Db) -> None:

@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from domain.vocabulary import Channel, ClueSource, EscalationLevel, PetitionCategory, Post, Violation
 from projections import current, engine
 from projections.catalog import NAMES, PROJECTIONS
@@ -213,6 +215,28 @@ def test_concurrent_workers_of_one_projection_never_apply_twice(world: World) ->
     assert len(shared["proj_petitions_events"]) == 16
     engine.rebuild(world.url, ["petitions", "cases"])
     assert dump(world.url, ("petitions", "cases")) == shared
+
+
+def test_a_worker_starting_up_neither_waits_for_nor_blocks_the_batches_being_written(world: World) -> None:
+    """A worker starting up set its schema up with ``CREATE … IF NOT EXISTS``, and on PostgreSQL creating an index
+    that exists still takes its table's SHARE lock: it waited for the batches another worker was writing and, holding
+    one table another worker wanted, deadlocked with it (CI). A store already set up now gets no DDL at all."""
+    if not world.url.startswith("postgres"):
+        pytest.skip("SQLite has one writer at a time: a worker starting up waits for the file lock, by design")
+    populate(world, 2)
+    engine.catch_up(world.url)
+    writing, starting = Db(world.url), Db(world.url)
+    tables = [t for p in PROJECTIONS.values() for t in (p.records_table, p.events_table)] + [current.TABLE]
+    try:
+        with writing.transaction():
+            for table in tables:  # what a worker writing a batch (and deriving the view) holds till it commits
+                writing.execute(f"LOCK TABLE {table} IN ROW EXCLUSIVE MODE")
+            starting.execute("SET lock_timeout = '5s'")  # else this test would hang where the workers deadlocked
+            engine.ensure_schema(starting)
+            engine.ensure_schema(starting, view=False)
+    finally:
+        writing.close()
+        starting.close()
 
 
 def test_a_worker_killed_mid_batch_restarts_to_the_same_views_as_a_rebuild(world: World, tmp_path: Path) -> None:
