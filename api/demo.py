@@ -464,15 +464,20 @@ class _Planner:
             self.add(method, when, petition_id=pid, **kwargs)
             return when
 
-        step(1, "take_ownership", leader_id=leader)
+        # A few petitions still open at the year's end have no leader yet: those of them that are key ones (重点信访件)
+        # show on the board as unowned (未包案, R9), as a supervisor chasing them would find them.
+        unowned = n % 9 == 2 and n % 4 == 0
+        if not unowned:
+            step(1, "take_ownership", leader_id=leader)
         if n % 37 == 11:
             branch = f"{district}-branch"
             step(2, "divert_petition", to_unit_id=township if unit == branch else branch)
         if initial:
-            step(3, "hold_meeting", party=Meeting.LEADER)
+            if not unowned:  # the leader meets the petitioner only once owning the petition
+                step(3, "hold_meeting", party=Meeting.LEADER)
             step(4, "hold_meeting", party=Meeting.HANDLING_UNIT)
             step(5, "hold_meeting", party=Meeting.PETITIONER)
-        nail = n % 29 == 7
+        nail = n % 29 == 7 and not unowned  # the demo names the owning leader as a nail case's resolver
         if nail:
             step(6, "designate_nail_case", resolver_id=leader)
         if n % 11 == 4:

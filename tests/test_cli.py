@@ -116,6 +116,10 @@ def test_the_demo_year_is_realistic_and_deterministic() -> None:
     flags = [s.kwargs for s in plan if s.method == "register_petition"]
     assert any(f["skip_level"] for f in flags) and any(f["repeat_of"] for f in flags)
     assert any(f["petitioner_count"] >= 5 for f in flags) and any(f["assigned_from"] for f in flags)
+    owned = {s.kwargs["petition_id"] for s in plan if s.method == "take_ownership"}
+    key = [f for f in flags if f["skip_level"] or f["repeat_of"] or f["petitioner_count"] >= 5 or f["assigned_from"]]
+    unowned = [f for f in key if f["petition_id"] not in owned]
+    assert 0 < len(unowned) < len(key) / 10, "a few key petitions stay unowned (R9): the board's flag=unowned"
     assert any((s.recorded_at - s.occurred_at).days >= 7 for s in plan), "some entries are recorded late"
 
 
