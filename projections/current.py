@@ -91,9 +91,10 @@ SELF_DATED = {
 #: whoever had taken it by business time (its ownership no longer revises what came before); 7: a petition's flags
 #: name a key petition and one without a leader owning it (R9: ``key``, ``unowned``), an officer's report no
 #: longer revises what came before it (R7 counts a finding from its report on), and each person has a row in the
-#: officer registry (``officer``); its reports count the open key petitions without an owner. A new number also
+#: officer registry (``officer``); its reports count the open key petitions without an owner; 8: a board row keeps
+#: its ``status`` and ``overdue`` in their place, empty, to be set when read. A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
-FORMAT = 7
+FORMAT = 8
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.
@@ -180,7 +181,7 @@ def _span_rows(projection: str, uuid: str, units: set[str | None], first: int, e
 
 def _petition_row(p: PetitionState) -> Row:
     row = p.board_row()
-    del row["status"], row["overdue"]  # judged against the clock when read
+    row["status"] = row["overdue"] = None  # judged against the clock when read (kept in their place: no re-ordering)
     row["_deadline"], row["_closed_in_time"] = p.deadline, p.closed_in_time
     at = p.rec.occurred_at
     # Closed petitions are a kind apart: the open board (the usual question) never reads them.
@@ -818,15 +819,6 @@ def _board_rows(k: Known, rows: Iterable[tuple[str, str, str]], skip: frozenset[
         row = orjson.loads(data)
         deadline, in_time = row.pop("_deadline"), row.pop("_closed_in_time")
         overdue = deadline < k.as_of and not in_time
-        state = "closed" if kind == "petition_closed" else "overdue" if overdue else "open"
-        yield _with_status(row, state, overdue)
-
-
-def _with_status(row: dict[str, Any], status: str, overdue: bool) -> dict[str, Any]:
-    """The row with ``status`` and ``overdue`` back in the fold's place, after ``deadline``."""
-    ordered: dict[str, Any] = {}
-    for key, value in row.items():
-        ordered[key] = value
-        if key == "deadline":
-            ordered["status"], ordered["overdue"] = status, overdue
-    return ordered
+        row["status"] = "closed" if kind == "petition_closed" else "overdue" if overdue else "open"
+        row["overdue"] = overdue
+        yield row
