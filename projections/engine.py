@@ -69,27 +69,24 @@ def ensure_schema(
     chosen = list(projections or PROJECTIONS.values())
     with db.transaction():
         _serialise_ddl(db)
-        db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
         for former in FORMER_REPORTS:
             db.execute(f"DROP TABLE IF EXISTS {former}")
-        db.execute(
-            f"CREATE TABLE IF NOT EXISTS {ISSUED} (kind TEXT, label TEXT, head BIGINT NOT NULL, body TEXT NOT NULL,"
-            " tallies TEXT NOT NULL, PRIMARY KEY (kind, label))"
-        )
-        db.execute(
-            f"CREATE TABLE IF NOT EXISTS {RUNNING} (kind TEXT, label TEXT, head BIGINT NOT NULL, as_of BIGINT NOT NULL,"
-            " until BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL, PRIMARY KEY (kind, label))"
-        )
-        db.execute(
-            f"CREATE TABLE IF NOT EXISTS {KNOWN} (kind TEXT, label TEXT, known_at BIGINT NOT NULL,"
-            " head BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL, PRIMARY KEY (kind, label))"
-        )
-        db.execute(
-            f"CREATE TABLE IF NOT EXISTS {ISSUER} (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until BIGINT NOT NULL)"
-        )
-        db.execute(
-            f"CREATE TABLE IF NOT EXISTS {FOLDS} (name TEXT PRIMARY KEY, holder TEXT NOT NULL, head BIGINT NOT NULL,"
-            " until BIGINT NOT NULL)"
+        _create_missing(
+            db,
+            [
+                f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+                f"CREATE TABLE IF NOT EXISTS {ISSUED} (kind TEXT, label TEXT, head BIGINT NOT NULL, body TEXT NOT NULL,"
+                " tallies TEXT NOT NULL, PRIMARY KEY (kind, label))",
+                f"CREATE TABLE IF NOT EXISTS {RUNNING} (kind TEXT, label TEXT, head BIGINT NOT NULL,"
+                " as_of BIGINT NOT NULL, until BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL,"
+                " PRIMARY KEY (kind, label))",
+                f"CREATE TABLE IF NOT EXISTS {KNOWN} (kind TEXT, label TEXT, known_at BIGINT NOT NULL,"
+                " head BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL, PRIMARY KEY (kind, label))",
+                f"CREATE TABLE IF NOT EXISTS {ISSUER} (name TEXT PRIMARY KEY, holder TEXT NOT NULL,"
+                " until BIGINT NOT NULL)",
+                f"CREATE TABLE IF NOT EXISTS {FOLDS} (name TEXT PRIMARY KEY, holder TEXT NOT NULL,"
+                " head BIGINT NOT NULL, until BIGINT NOT NULL)",
+            ],
         )
         for p in chosen:
             _create_missing(db, p.tables("BIGINT"))
