@@ -67,38 +67,32 @@ def ensure_schema(
     fills them first and :func:`ensure_indexes` then builds each index once from sorted keys, which costs less
     than growing it row by row with random keys (bench/README.md, fifth session)."""
     chosen = list(projections or PROJECTIONS.values())
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS {ISSUED} (kind TEXT, label TEXT, head BIGINT NOT NULL, body TEXT NOT NULL,"
+        " tallies TEXT NOT NULL, PRIMARY KEY (kind, label))",
+        f"CREATE TABLE IF NOT EXISTS {RUNNING} (kind TEXT, label TEXT, head BIGINT NOT NULL, as_of BIGINT NOT NULL,"
+        " until BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL, PRIMARY KEY (kind, label))",
+        f"CREATE TABLE IF NOT EXISTS {KNOWN} (kind TEXT, label TEXT, known_at BIGINT NOT NULL,"
+        " head BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL, PRIMARY KEY (kind, label))",
+        f"CREATE TABLE IF NOT EXISTS {ISSUER} (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS {FOLDS} (name TEXT PRIMARY KEY, holder TEXT NOT NULL, head BIGINT NOT NULL,"
+        " until BIGINT NOT NULL)",
+    ]
+    tracked = [p.name for p in chosen]
+    for p in chosen:
+        statements += p.tables("BIGINT")
+    if view:
+        # The view keeps its indexes throughout: deriving replaces each record's rows, found by uuid.
+        statements += current.ddl("BIGINT")
+        tracked.append(CURRENT)
     with db.transaction():
         _serialise_ddl(db)
         for former in FORMER_REPORTS:
             db.execute(f"DROP TABLE IF EXISTS {former}")
-        _create_missing(
-            db,
-            [
-                f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
-                f"CREATE TABLE IF NOT EXISTS {ISSUED} (kind TEXT, label TEXT, head BIGINT NOT NULL, body TEXT NOT NULL,"
-                " tallies TEXT NOT NULL, PRIMARY KEY (kind, label))",
-                f"CREATE TABLE IF NOT EXISTS {RUNNING} (kind TEXT, label TEXT, head BIGINT NOT NULL,"
-                " as_of BIGINT NOT NULL, until BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL,"
-                " PRIMARY KEY (kind, label))",
-                f"CREATE TABLE IF NOT EXISTS {KNOWN} (kind TEXT, label TEXT, known_at BIGINT NOT NULL,"
-                " head BIGINT NOT NULL, body TEXT NOT NULL, tallies TEXT NOT NULL, PRIMARY KEY (kind, label))",
-                f"CREATE TABLE IF NOT EXISTS {ISSUER} (name TEXT PRIMARY KEY, holder TEXT NOT NULL,"
-                " until BIGINT NOT NULL)",
-                f"CREATE TABLE IF NOT EXISTS {FOLDS} (name TEXT PRIMARY KEY, holder TEXT NOT NULL,"
-                " head BIGINT NOT NULL, until BIGINT NOT NULL)",
-            ],
-        )
-        for p in chosen:
-            _create_missing(db, p.tables("BIGINT"))
-            db.execute(
-                f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (p.name,)
-            )
-        if view:
-            # The view keeps its indexes throughout: deriving replaces each record's rows, found by uuid.
-            _create_missing(db, current.ddl("BIGINT"))
-            db.execute(
-                f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (CURRENT,)
-            )
+        _create_missing(db, statements)  # one catalogue read for them all
+        for name in tracked:
+            db.execute(f"INSERT INTO {TRACKING} (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
     if indexes:
         ensure_indexes(db, chosen)
 
