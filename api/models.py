@@ -71,4 +71,6 @@ class QueryAnswer(BaseModel):
     items: list[dict[str, Any]] = Field(default_factory=list)
     position: int = Field(description="the log position the projections had reached")
     lag: int = Field(description="how many log positions the projections were behind the head")
-    next_after: str | None = Field(default=None, description="when a page is full: `after` for the next page")
+    next_after: str | None = Field(
+        default=None, description="when rows follow the page: `after` for the next page (null on the last)"
+    )

@@ -6,6 +6,10 @@ unit id, and their cursor is the last unit id. The others are ordered by somethi
 should not have to rebuild (a trigger by the time it opened and its id; a petition or an officer by the log
 position of its registration), so their cursor is that key, written as an opaque token (:func:`token`): the next
 page is asked for with ``after`` set to the last page's ``next_after``.
+
+A page ends the list when it holds fewer than ``limit`` rows, unless it is a :class:`Cut`: a scores page stops
+early once its rows carry enough deductions (a city's row carries its territory's year of them), and names its
+successor as a full page does.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ class Page(NamedTuple):
 
     limit: int | None = None
     after: Key | None = None
+
+
+class Cut(list[dict[str, Any]]):
+    """A page cut short of its ``limit`` by what its rows carry, with rows after it: its ``next_after`` is named
+    as a full page's is."""
 
 
 #: The fewest rows a page reads from a list at first: the lists filter what they read (a status, a territory), so a

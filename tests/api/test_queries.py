@@ -16,6 +16,7 @@ from api.auth import issue_token
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Channel, PetitionCategory, Role
+from projections import queries
 from store.ledger import init_store
 from tests.api.conftest import auth, petition_body
 
@@ -90,12 +91,12 @@ def _every_page(client: TestClient, path: str, params: dict[str, Any], headers: 
 
 
 def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
-    store_url: str, ledger: Ledger, tokens: dict[str, str]
+    store_url: str, ledger: Ledger, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """分页: the petition board, triggers, officers and scores are read a page at a time, each page's ``next_after``
     asked for as the next one's ``after``, the pages joining up to the whole list, for a unit-bound token too (its
     pages are the city's, filtered: one may come back short, or empty, and still name the next); a made-up cursor
-    is a 422 naming ``after`` and records nothing."""
+    is a 422 naming ``after`` and records nothing. A scores page cut short by its deductions names the next too."""
     for i in range(5):
         ledger.register_petition(
             "t1" if i % 2 else "d2", Channel.VISIT, 1, "某", "事", PetitionCategory.OTHER, petition_id=f"x{i}",
@@ -118,6 +119,13 @@ def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
         city = auth(tokens["supervisor"], **seen)
         full = client.get("/v1/petitions", params={"limit": 2}, headers=city).json()
         assert len(full["items"]) == 2 and full["next_after"] is not None
+        scores = client.get("/v1/scores", params={"year": 2024}, headers=city).json()["items"]
+        monkeypatch.setattr(queries, "DEDUCTIONS_PER_PAGE", 0)  # every row with a deduction on a page of its own
+        heavy = next(i for i, row in enumerate(scores[:-1]) if row["deductions"])
+        after = {} if heavy == 0 else {"after": scores[heavy - 1]["unit_id"]}
+        cut = client.get("/v1/scores", params={"year": 2024, "limit": 5, **after}, headers=city).json()
+        assert cut["items"] == scores[heavy : heavy + 1] and cut["next_after"] == scores[heavy]["unit_id"]
+        assert _every_page(client, "/v1/scores", {"year": 2024}, city) == scores
         head = ledger.recorder.max_notification_id()
         for path in ("/v1/petitions", "/v1/triggers", "/v1/officers"):
             refused = client.get(path, params={"limit": 2, "after": "bm9wZQ"}, headers=city)

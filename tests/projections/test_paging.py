@@ -14,8 +14,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from domain.vocabulary import Channel, Commendation, EscalationLevel, MisconductKind, PetitionCategory, Post
-from projections import current, paging
-from projections.queries import CURSORS, OFFICER_STATUSES, Queries
+from projections import current, paging, queries
+from projections.queries import CURSORS, OFFICER_STATUSES, Queries, next_after
 from tests.projections.conftest import World, at
 from tests.projections.test_engine import populate
 from tests.projections.test_properties import PROPERTY, START, _kept_up, step
@@ -109,6 +109,7 @@ def _cursor(name: str, row: dict[str, Any]) -> str:
     fold=st.booleans(),
     limit=st.integers(1, 3),
     cut=st.integers(0, 100),
+    deductions=st.integers(0, 40),
 )
 # A major case (R4 of its unit, stored, and of its leader, from its major row) and an owned petition escalated twice
 # (R14 of the owner and the unit): triggers opened at one moment, which a page's batch must not cut apart.
@@ -119,6 +120,7 @@ def _cursor(name: str, row: dict[str, Any]) -> str:
     fold=False,
     limit=1,
     cut=1,
+    deductions=1000,
 )
 # Two petitions escalated at one moment, the first extended later: as of a day between, its triggers come from a fold,
 # to be merged into the batch that holds the other's stored ones.
@@ -134,6 +136,7 @@ def _cursor(name: str, row: dict[str, Any]) -> str:
     fold=False,
     limit=1,
     cut=0,
+    deductions=1000,
 )
 def test_pages_of_the_long_lists_join_up_to_the_whole_list(
     steps: list[Any],
@@ -142,11 +145,13 @@ def test_pages_of_the_long_lists_join_up_to_the_whole_list(
     fold: bool,
     limit: int,
     cut: int,
+    deductions: int,
 ) -> None:
-    """分页: every page of a list is its rows after the cursor it is asked with, at most ``limit`` of them, so the
-    pages, each asked after the last one's last row, join up to the whole list; from the current view (read a
-    batch at a time, a batch being as few as one row here) and from the fold; now, as of a past moment, and as
-    known at a later past moment."""
+    """分页: every page of a list is its rows after the cursor it is asked with, at most ``limit`` of them (fewer
+    only at the list's end or for a scores page cut short by its deductions), so the pages, each asked after the
+    last one's ``next_after``, join up to the whole list; from the current view (read a batch at a time, a batch
+    being as few as one row here) and from the fold; now, as of a past moment, and as known at a later past
+    moment."""
     asked: dict[str, Any] = {}
     if moment is not None:
         as_of = START + timedelta(days=moment[0])
@@ -156,22 +161,17 @@ def test_pages_of_the_long_lists_join_up_to_the_whole_list(
         patch.setattr(paging, "batch", lambda page, filtered=True: None if page.limit is None else 1)
         patch.setattr(current, "DECIDED_AT_ONCE", 1)  # and a moment's triggers decided one at a time
         url, ledger = _kept_up(Path(tmp), steps, cuts)
+        patch.setattr(queries, "DEDUCTIONS_PER_PAGE", deductions)  # and a scores page cut short by a few
         q = Queries(url, view=not fold)
         try:
             for name, fetch in _lists(q, asked).items():
                 whole = fetch()
-                rows, after = [], None
-                while True:
-                    page = fetch(limit=limit, after=after)
-                    assert len(page) <= limit, name
-                    rows += page
-                    if len(page) < limit:
-                        break
-                    after = _cursor(name, page[-1])
-                assert rows == whole, name
+                assert _join_up(fetch, name, limit) == whole, name
                 if whole:
                     i = cut % len(whole)
-                    assert fetch(limit=limit, after=_cursor(name, whole[i])) == whole[i + 1 : i + 1 + limit], name
+                    page = fetch(limit=limit, after=_cursor(name, whole[i]))
+                    assert page == whole[i + 1 : i + 1 + len(page)], name
+                    assert len(page) == min(limit, len(whole) - i - 1) or isinstance(page, paging.Cut), name
                     assert fetch(after=_cursor(name, whole[i])) == whole[i + 1 :], name
         finally:
             q.close()
@@ -179,16 +179,18 @@ def test_pages_of_the_long_lists_join_up_to_the_whole_list(
 
 
 def _join_up(fetch: Callable[..., list[dict[str, Any]]], name: str, limit: int) -> list[dict[str, Any]]:
-    """The rows of every page of ``limit``, each asked after the last one's last row."""
+    """The rows of every page of ``limit``, each asked after the last one's ``next_after`` (its last row's cursor),
+    until one names none."""
     rows: list[dict[str, Any]] = []
     after = None
     while True:
         page = fetch(limit=limit, after=after)
         assert len(page) <= limit, name
         rows += page
-        if len(page) < limit:
+        after = next_after(name.split()[0], page, limit)
+        if after is None:
             return rows
-        after = _cursor(name, page[-1])
+        assert after == _cursor(name, page[-1]), name
 
 
 def test_pages_of_a_longer_history_join_up_on_either_store(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,6 +221,38 @@ def test_pages_of_a_longer_history_join_up_on_either_store(world: World, monkeyp
                 for limit in (1, 2, 4):
                     assert _join_up(fetch, name, limit) == whole, (name, moment, limit)
     assert len(q.triggers("open")) > 20 and len(q.officers("removal_due")) == 2  # the lists hold what was meant
+
+
+def test_a_scores_page_stops_once_its_rows_carry_enough_deductions(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A city's row carries its territory's year of deductions (扣分): a page stops short of its ``limit`` once its
+    rows would carry more than ``DEDUCTIONS_PER_PAGE`` as stored (R17's missed receptions are worked out when
+    asked), holds one row however many that carries, and names the next page all the same; the pages join up."""
+    populate(world, 8)
+    for i in range(4):
+        major_case(world, f"s{i}", "ys", f"2024-0{i + 3}-05")  # in the other district
+    q = world.queries()
+    whole = q.scores(2024)
+    stored = {row["unit_id"]: sum(d["rule"] != "R17" for d in row["deductions"]) for row in whole}
+    assert stored["laiwu"] == max(stored.values()) > stored["lc"] > 0  # the city's row carries the districts'
+    units = [row["unit_id"] for row in whole]
+    for budget in (0, 3, stored["lc"], stored["laiwu"] - 1, stored["laiwu"]):
+        monkeypatch.setattr(queries, "DEDUCTIONS_PER_PAGE", budget)
+        assert _join_up(partial(q.scores, 2024), "scores", len(whole)) == whole, budget
+        for i, unit in enumerate([None, *units[:-1]]):
+            page = q.scores(2024, limit=len(whole), after=unit)
+            assert page == whole[i : i + len(page)]
+            assert len(page) == 1 or sum(stored[row["unit_id"]] for row in page) <= budget, budget
+            if i + len(page) < len(whole):  # cut short: the rows after it would have carried too many
+                assert isinstance(page, paging.Cut)
+                assert sum(stored[u] for u in units[i : i + len(page) + 1]) > budget
+                assert next_after("scores", page, len(whole)) == page[-1]["unit_id"]
+            else:
+                assert next_after("scores", page, len(whole)) is None
+    city = units.index("laiwu")
+    monkeypatch.setattr(queries, "DEDUCTIONS_PER_PAGE", stored["laiwu"] - 1)
+    assert [row["unit_id"] for row in q.scores(2024, limit=9, after=units[city - 1])] == ["laiwu"]
 
 
 def test_pages_through_one_year_ends_r6_triggers_decided_one_at_a_time(
