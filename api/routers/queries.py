@@ -147,7 +147,7 @@ def scores(
     after: PageAfter = None,
 ) -> QueryAnswer:
     """Each unit's target-assessment score for a year, with its deductions and their evidence; by unit id, paged
-    with ``limit`` and ``after`` (a page stops short of ``limit`` once its rows carry about 1,000 deductions, and
+    with ``limit`` and ``after`` (a page stops short of ``limit`` once its rows carry about 500 deductions, and
     names the next in ``next_after`` all the same)."""
     page = {"limit": limit, "after": after}
     return _ask(request, ledger, principal, seen, "scores", year, unit_id, as_of=as_of, known_at=known_at, **page)
