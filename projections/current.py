@@ -465,12 +465,13 @@ def _occurrences(
 
 
 def deduction_counts(k: Known, units: Collection[str], window: tuple[int, int]) -> dict[str, int]:
-    """How many deductions of the ``window`` (a year) each of the ``units`` has stored (its own, not those of the
-    units below it): what a scores page weighs its rows by before working them out. Rows not yet visible at
-    ``k.as_of`` are counted too, so the (kind, unit_id, at) index answers alone (the city's 2,162 units on SQLite
-    at a million events: 3.6 ms, against 21 reading each row's visibility): an estimate as of a past moment. None
-    from a store without the view."""
+    """How many deductions of the ``window`` (a year) up to ``k.as_of`` each of the ``units`` has stored (its own,
+    not those of the units below it): what a scores page weighs its rows by before working them out. Rows not yet
+    visible at ``k.as_of`` are counted too, so the (kind, unit_id, at) index answers alone (the city's 2,162 units
+    on SQLite at a million events: 3.6 ms, against 21 reading each row's visibility): an estimate as of a past
+    moment. Nothing from a store without the view."""
     ordered = sorted(units)
+    span = [window[0], min(window[1], k.as_of + 1)]
     found: dict[str, int] = {}
     for i in range(0, len(ordered), IN_LIST):
         some = ordered[i : i + IN_LIST]
@@ -479,7 +480,7 @@ def deduction_counts(k: Known, units: Collection[str], window: tuple[int, int]) 
             f" AND unit_id IN ({', '.join('?' * len(some))}) GROUP BY unit_id"
         )
         try:
-            found.update((unit, int(n)) for unit, n in k.db.query(sql, [*window, *some]))
+            found.update((unit, int(n)) for unit, n in k.db.query(sql, [*span, *some]))
         except k.db.errors:
             return {}
     return found

@@ -228,31 +228,34 @@ def test_a_scores_page_stops_once_its_rows_carry_enough_deductions(
 ) -> None:
     """A city's row carries its territory's year of deductions (扣分): a page stops short of its ``limit`` once its
     rows would carry more than ``DEDUCTIONS_PER_PAGE`` as stored (R17's missed receptions are worked out when
-    asked), holds one row however many that carries, and names the next page all the same; the pages join up."""
+    asked), holds one row however many that carries, and names the next page all the same; the pages join up. As
+    of a moment in the year, only the deductions up to it weigh."""
     populate(world, 8)
     for i in range(4):
         major_case(world, f"s{i}", "ys", f"2024-0{i + 3}-05")  # in the other district
     q = world.queries()
-    whole = q.scores(2024)
-    stored = {row["unit_id"]: sum(d["rule"] != "R17" for d in row["deductions"]) for row in whole}
-    assert stored["laiwu"] == max(stored.values()) > stored["lc"] > 0  # the city's row carries the districts'
-    units = [row["unit_id"] for row in whole]
-    for budget in (0, 3, stored["lc"], stored["laiwu"] - 1, stored["laiwu"]):
-        monkeypatch.setattr(queries, "DEDUCTIONS_PER_PAGE", budget)
-        assert _join_up(partial(q.scores, 2024), "scores", len(whole)) == whole, budget
-        for i, unit in enumerate([None, *units[:-1]]):
-            page = q.scores(2024, limit=len(whole), after=unit)
-            assert page == whole[i : i + len(page)]
-            assert len(page) == 1 or sum(stored[row["unit_id"]] for row in page) <= budget, budget
-            if i + len(page) < len(whole):  # cut short: the rows after it would have carried too many
-                assert isinstance(page, paging.Cut)
-                assert sum(stored[u] for u in units[i : i + len(page) + 1]) > budget
-                assert next_after("scores", page, len(whole)) == page[-1]["unit_id"]
-            else:
-                assert next_after("scores", page, len(whole)) is None
-    city = units.index("laiwu")
-    monkeypatch.setattr(queries, "DEDUCTIONS_PER_PAGE", stored["laiwu"] - 1)
-    assert [row["unit_id"] for row in q.scores(2024, limit=9, after=units[city - 1])] == ["laiwu"]
+    for moment in (None, at("2024-03-06T12:00")):
+        whole = q.scores(2024, as_of=moment)
+        stored = {row["unit_id"]: sum(d["rule"] != "R17" for d in row["deductions"]) for row in whole}
+        assert stored["laiwu"] == max(stored.values()) > stored["lc"] > 0  # the city's row carries the districts'
+        units = [row["unit_id"] for row in whole]
+        for budget in (0, 3, stored["lc"], stored["laiwu"] - 1, stored["laiwu"]):
+            monkeypatch.setattr(queries, "DEDUCTIONS_PER_PAGE", budget)
+            fetch = partial(q.scores, 2024, as_of=moment)
+            assert _join_up(fetch, "scores", len(whole)) == whole, budget
+            for i, unit in enumerate([None, *units[:-1]]):
+                page = fetch(limit=len(whole), after=unit)
+                assert page == whole[i : i + len(page)]
+                assert len(page) == 1 or sum(stored[row["unit_id"]] for row in page) <= budget, budget
+                if i + len(page) < len(whole):  # cut short: the rows after it would have carried too many
+                    assert isinstance(page, paging.Cut)
+                    assert sum(stored[u] for u in units[i : i + len(page) + 1]) > budget, (moment, budget)
+                    assert next_after("scores", page, len(whole)) == page[-1]["unit_id"]
+                else:
+                    assert next_after("scores", page, len(whole)) is None
+        city = units.index("laiwu")
+        monkeypatch.setattr(queries, "DEDUCTIONS_PER_PAGE", stored["laiwu"] - 1)
+        assert [row["unit_id"] for row in q.scores(2024, as_of=moment, limit=9, after=units[city - 1])] == ["laiwu"]
 
 
 def test_pages_through_one_year_ends_r6_triggers_decided_one_at_a_time(
