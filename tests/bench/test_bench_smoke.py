@@ -135,3 +135,19 @@ def test_concurrent_asks_times_one_ask_alone_and_several_processes_asking_at_onc
         assert db.query("SELECT 1 FROM proj_reports_kept WHERE kind = 'monthly' AND label = '2025-03'")
     finally:
         db.close()
+
+
+def test_http_pages_walks_a_list_page_by_page_to_its_end(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    assert run("bench.generate", "--url", url, "--events", "1500", "--years", "2025").returncode == 0
+    from projections import engine
+    from projections.queries import Queries
+
+    engine.catch_up(url)  # as the 1M stores are before they are measured
+    done = run("bench.http_pages", "--url", url, "--limit", "2", "--rounds", "2")
+    assert done.returncode == 0, done.stderr
+    rounds = [line for line in done.stdout.splitlines() if line.startswith("round ")]
+    pages = {int(line.split()[2]) for line in rounds}
+    assert len(rounds) == 2 and len(pages) == 1  # both rounds walked the same pages
+    rows = len(Queries(url).scores(2025))
+    assert rows > 20 and pages.pop() >= rows / 2  # two rows a page at most: every unit read, to the last page
