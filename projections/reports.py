@@ -36,6 +36,8 @@ from projections.history import REPORT_TYPES, Known, Occurrence, Structure, iso
 from projections.lease import claim, holder_name, release
 
 if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event as EventLike
+
     from projections.queries import Queries
 
 log = logging.getLogger(__name__)
@@ -513,6 +515,8 @@ def step(url: str, now: datetime, due: list[Period], pending: list[Moment] | Non
     from projections import sweep  # the sweep sums reports with this module's assemble
     from projections.queries import Queries  # queries imports this module
 
+    if stopping():  # asked to stop before this step began (the process was still starting): nothing done
+        return [], pending or []
     queries = Queries(url)
     queries.memory = True  # this process folds the city again and again: it keeps the facts (projections.facts)
     try:
@@ -568,6 +572,8 @@ class Bulletins:
         self.holder = holder_name()  # this issuer's name in the issuing lease
         self._pool: ProcessPoolExecutor | None = None
         self._step: Future[tuple[list[Period], list[Moment]]] | None = None
+        # Set once this issuer closes: a step underway in the steps' process ends at its next moment (stopping()).
+        self._stopping = multiprocessing.get_context("spawn").Event()
 
     def __call__(self) -> None:
         if self._step is not None:
@@ -583,7 +589,7 @@ class Bulletins:
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_steps_process,
-                    initargs=(os.getpid(),),
+                    initargs=(os.getpid(), self._stopping),
                 )
             # The process is spawned here, and takes seconds to import before its initializer runs: it is born with
             # Ctrl-C blocked (a thread's signal mask is inherited), so one sent meanwhile is not a traceback in it.
@@ -609,7 +615,10 @@ class Bulletins:
 
     def close(self, timeout: float | None = None) -> None:
         """Let a step underway finish (a worker stopping: its report is kept, not cut off), then end the process
-        that ran the steps; after ``timeout`` a fold still underway is left to end its process when done."""
+        that ran the steps; after ``timeout`` a fold still underway is left to end its process when done. A step
+        back-issuing ends at the next moment rather than sweep on for the rest of its ten seconds (:func:`stopping`):
+        a worker stopped under load took over 20 s to end."""
+        self._stopping.set()
         self.wait(timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=self._step is None, cancel_futures=True)
@@ -680,10 +689,22 @@ class Bulletins:
             self._pool = None
 
 
-def _steps_process(parent: int) -> None:
+#: In the steps' process, the worker's issuer closing (:meth:`Bulletins.close`); ``None`` in any other process.
+_stopping: EventLike | None = None
+
+
+def stopping() -> bool:
+    """Whether the issuer this process runs steps for is closing: a step sweeping through the backlog ends at the
+    next moment (what it issued is kept; the rest stays to be issued)."""
+    return _stopping is not None and _stopping.is_set()
+
+
+def _steps_process(parent: int, closing: EventLike) -> None:
     """Set up the steps' process: Ctrl-C (sent to the whole process group) is the worker's to handle, which lets a
-    fold underway finish; and end once the worker's process is gone (killed, it never shuts the pool down, and this
-    process would wait for its next step for ever)."""
+    fold underway finish; the issuer ``closing`` is :func:`stopping`; and end once the worker's process is gone
+    (killed, it never shuts the pool down, and this process would wait for its next step for ever)."""
+    global _stopping
+    _stopping = closing
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked from birth (Bulletins.__call__)
 

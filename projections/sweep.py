@@ -487,7 +487,8 @@ def _kept(db: Db, since: int | None, *, new: bool = True) -> Sweep | None:
 
 def back_issue(queries: Queries, pending: list[Moment], budget: float | None = None) -> list[Moment]:
     """Issue the backlog's moments (``pending``, as ``reports.backlog`` lists them, the next last) in time order by
-    this process's sweep, for about ``budget`` seconds (:data:`STEP_SECONDS`); the moments left, in the same order.
+    this process's sweep, for about ``budget`` seconds (:data:`STEP_SECONDS`) or until the issuer stops
+    (``reports.stopping``); the moments left, in the same order.
     The sweep is kept for the next step, and started afresh when the backlog begins before the moment it reached.
     Without the facts in memory (past ``facts.LIMIT``), or for a short backlog that would need a new sweep, one
     moment is folded alone (``reports.issue_at``)."""
@@ -504,7 +505,7 @@ def back_issue(queries: Queries, pending: list[Moment], budget: float | None = N
         reports.issue_at(queries, *pending[-1])
         return pending[:-1]
     stop = time.monotonic() + (STEP_SECONDS if budget is None else budget)
-    while ordered:
+    while ordered and not reports.stopping():  # the worker stopping: what is issued is kept, the rest waits
         day, due = ordered.pop(0)
         sweep.advance(_end(day))
         _keep(sweep, due, head)

@@ -696,6 +696,17 @@ def _held_step(url: str, now: datetime, due: list[Any], pending: list[Any]) -> t
     return [], []
 
 
+def _stoppable_step(url: str, now: datetime, due: list[Any], pending: list[Any]) -> tuple[list[Any], list[Any]]:
+    """A step that sweeps on (up to 30 s) until its issuer closes, as a back-issuing one does between moments."""
+    signals = Path(os.environ["LEDGER_TEST_SIGNALS"])
+    (signals / "started").touch()
+    deadline = time.monotonic() + 30
+    while not reports.stopping() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (signals / ("stopped" if reports.stopping() else "timed-out")).touch()
+    return [], []
+
+
 def _failing_step(url: str, now: datetime, due: list[Any], pending: list[Any]) -> tuple[list[Any], list[Any]]:
     with (Path(os.environ["LEDGER_TEST_SIGNALS"]) / "attempts").open("a") as attempts:
         attempts.write("x")
@@ -727,6 +738,26 @@ def test_the_worker_follows_the_log_while_a_report_folds(
         worker.join()
         bulletins.close()
     assert (tmp_path / "done").exists()  # closing let it finish
+
+
+def test_a_worker_stopping_ends_a_back_issuing_step_at_its_next_moment(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step back-issuing sweeps on for up to ten seconds; a worker stopping (SIGTERM) closes its issuer, and the
+    step underway ends at its next moment instead: the worker is gone in a moment, not in a step's time."""
+    monkeypatch.setenv("LEDGER_TEST_SIGNALS", str(tmp_path))
+    bulletins = reports.Bulletins(world.url, steps=_stoppable_step)
+    try:
+        bulletins()
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not reports.stopping()  # this process runs no steps: never told to stop
+    finally:
+        began = time.monotonic()
+        bulletins.close()
+    assert (tmp_path / "stopped").exists() and time.monotonic() - began < 10
+    assert steps_processes() == []
 
 
 def test_a_failed_issuing_step_pauses_instead_of_retrying_at_every_poll(

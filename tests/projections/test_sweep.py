@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import threading
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,12 @@ def test_the_issuer_back_issues_a_long_backlog_by_the_sweep(world: World, monkey
     url = q.db.url
     listed = reports.backlog(q.db, now)
     assert len(listed) > sweep.AT_LEAST
+    closing = threading.Event()
+    closing.set()
+    with monkeypatch.context() as stopped:  # the worker stopping: the step issues nothing more, all stays pending
+        stopped.setattr(reports, "_stopping", closing)
+        assert sweep.back_issue(q, listed[::-1]) == listed[::-1]
+    assert not q.db.query(f"SELECT 1 FROM {ISSUED}")
     monkeypatch.setattr(sweep, "STEP_SECONDS", 0.0)  # one moment per step: the sweep is kept between them
     pending = sweep.back_issue(q, listed[::-1])
     first = sweep._sweeps[url]
