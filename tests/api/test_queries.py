@@ -126,6 +126,10 @@ def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
         cut = client.get("/v1/scores", params={"year": 2024, "limit": 5, **after}, headers=city).json()
         assert cut["items"] == scores[heavy : heavy + 1] and cut["next_after"] == scores[heavy]["unit_id"]
         assert _every_page(client, "/v1/scores", {"year": 2024}, city) == scores
+        bound = auth(d2, **seen)  # a token of one unit: pages of its territory's rows, not of the city's filtered
+        own = client.get("/v1/scores", params={"year": 2024}, headers=bound).json()["items"]
+        assert own == [row for row in scores if row["unit_id"] == "d2"]
+        assert client.get("/v1/scores", params={"year": 2024, "limit": 1}, headers=bound).json()["items"] == own
         head = ledger.recorder.max_notification_id()
         for path in ("/v1/petitions", "/v1/triggers", "/v1/officers"):
             refused = client.get(path, params={"limit": 2, "after": "bm9wZQ"}, headers=city)
