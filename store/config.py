@@ -9,6 +9,9 @@ init``), which is idempotent and safe to run from several processes at once.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,6 +241,7 @@ def create_schema(url: str, app_name: str = APPLICATION_NAME) -> None:
     parsed = parse(url)
     if isinstance(parsed, SQLiteURL):
         _require_directory(parsed.path)
+        _use_wal(parsed.path)
     elif parsed.schema:
         _create_postgres_schema(url, parsed.schema)
     factory = _factory(url, app_name, create_table=True)
@@ -246,6 +250,27 @@ def create_schema(url: str, app_name: str = APPLICATION_NAME) -> None:
         factory.aggregate_recorder("snapshots")
     finally:
         factory.close()
+
+
+#: How long `ledger init` on a new SQLite file keeps trying to put it in WAL mode while others race to.
+WAL_SWITCH_SECONDS = 30.0
+
+
+def _use_wal(path: str) -> None:
+    """Put a SQLite file in WAL mode (it stays so) before the library's connections open it. Each of those switches
+    a file it finds in another mode, and when several `ledger init` ran at once on a new file one failed with
+    "database is locked": SQLite refuses at once, without waiting, a lock that two switching connections would
+    otherwise wait on each other for. Here the refusal is tried again until the file is switched."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            with closing(sqlite3.connect(path, timeout=SQLITE_LOCK_TIMEOUT_SECONDS)) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _require_directory(path: str) -> None:
