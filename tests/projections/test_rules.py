@@ -696,6 +696,13 @@ def _held_step(url: str, now: datetime, due: list[Any], pending: list[Any]) -> t
     return [], []
 
 
+def _signalled(path: Path, seconds: float = 30) -> None:
+    """Wait (at most ``seconds``) for the steps' process to touch ``path``."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _stoppable_step(url: str, now: datetime, due: list[Any], pending: list[Any]) -> tuple[list[Any], list[Any]]:
     """A step that sweeps on (up to 30 s) until its issuer closes, as a back-issuing one does between moments."""
     signals = Path(os.environ["LEDGER_TEST_SIGNALS"])
@@ -726,9 +733,7 @@ def test_the_worker_follows_the_log_while_a_report_folds(
     worker = threading.Thread(target=engine.run, args=(w.url,), kwargs={"stop": stop, "idle": bulletins})
     worker.start()
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _signalled(tmp_path / "started")
         recorded = petition(w, "x2", "kz", "2024-06-01")
         assert engine.wait_for(w.url, recorded.position, timeout=10)
         assert (tmp_path / "started").exists() and not (tmp_path / "done").exists()  # the step was still underway
@@ -749,9 +754,7 @@ def test_a_worker_stopping_ends_a_back_issuing_step_at_its_next_moment(
     bulletins = reports.Bulletins(world.url, steps=_stoppable_step)
     try:
         bulletins()
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _signalled(tmp_path / "started")
         assert not reports.stopping()  # this process runs no steps: never told to stop
     finally:
         began = time.monotonic()
@@ -796,9 +799,7 @@ def test_an_issuing_process_killed_mid_step_is_replaced_after_the_pause(
     bulletins = reports.Bulletins(world.url, steps=_held_step)
     try:
         bulletins()
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _signalled(tmp_path / "started")
         (held,) = steps_processes()
         os.kill(held, signal.SIGKILL)
         bulletins.wait(10)
