@@ -95,8 +95,9 @@ def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
 ) -> None:
     """分页: the petition board, triggers, officers and scores are read a page at a time, each page's ``next_after``
     asked for as the next one's ``after``, the pages joining up to the whole list, for a unit-bound token too (its
-    pages are the city's, filtered: one may come back short, or empty, and still name the next); a made-up cursor
-    is a 422 naming ``after`` and records nothing. A scores page cut short by its deductions names the next too."""
+    pages are the city's, filtered: one may come back short, or empty, and still name the next; but a token of one
+    unit reads its own territory's scores); a made-up cursor is a 422 naming ``after`` and records nothing. A
+    scores page cut short by its deductions names the next too."""
     for i in range(5):
         ledger.register_petition(
             "t1" if i % 2 else "d2", Channel.VISIT, 1, "某", "事", PetitionCategory.OTHER, petition_id=f"x{i}",

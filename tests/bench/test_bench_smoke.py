@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from projections import engine
 from projections.db import Db
+from projections.queries import Queries
 from store.ledger import open_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,9 +142,6 @@ def test_concurrent_asks_times_one_ask_alone_and_several_processes_asking_at_onc
 def test_http_pages_walks_a_list_page_by_page_to_its_end(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'gen.db'}"
     assert run("bench.generate", "--url", url, "--events", "1500", "--years", "2025").returncode == 0
-    from projections import engine
-    from projections.queries import Queries
-
     engine.catch_up(url)  # as the 1M stores are before they are measured
     done = run("bench.http_pages", "--url", url, "--limit", "2", "--rounds", "2")
     assert done.returncode == 0, done.stderr
