@@ -53,6 +53,8 @@ CURSORS: dict[str, tuple[Callable[[dict[str, Any]], paging.Key], tuple[type, ...
     "petitions": (lambda row: (row["evidence"][0],), (int,)),
     "officers": (lambda row: (row["evidence"][0],), (int,)),
 }
+#: Which units a question covers: one unit and those below it, several such (a unit-bound token's), or the city.
+Territory = str | tuple[str, ...] | None
 #: The record kinds named in readable trigger ids (``R4.case.<id>…``) and the projection holding them.
 TRIGGER_KINDS = {"case": "cases", "petition": "petitions", "person": "people", "agreement": "accountability"}
 
@@ -119,7 +121,7 @@ class Queries:
         self,
         as_of: datetime | None,
         known_at: datetime | None,
-        unit_id: str | None,
+        unit_id: Territory,
         *,
         board: bool = False,
         **fold: Any,
@@ -160,15 +162,17 @@ class Queries:
         self,
         as_of: datetime | None,
         known_at: datetime | None,
-        unit_id: str | None,
+        unit_id: Territory,
         *,
         lean: bool = False,
         only: dict[str, tuple[str, ...]] | None = None,
         window: tuple[int, int] | None = None,
     ) -> tuple[Known, set[str] | None]:
-        """The facts of the territory below ``unit_id`` only (all of them without one), and that territory."""
+        """The facts of the territory below ``unit_id`` only (or below each of several units; all of them without
+        one), and that territory."""
         k = self.known(as_of, known_at, lean=lean, only=only, window=window)
-        k.scope = None if unit_id is None else k.subtree(unit_id) | {unit_id}
+        units = (unit_id,) if isinstance(unit_id, str) else unit_id
+        k.scope = None if units is None else _territories(k, units)
         return k, k.scope
 
     # --- scores -------------------------------------------------------------------------------
@@ -176,14 +180,15 @@ class Queries:
     def scores(
         self,
         year: int,
-        unit_id: str | None = None,
+        unit_id: Territory = None,
         *,
         as_of: datetime | None = None,
         known_at: datetime | None = None,
         limit: int | None = None,
         after: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Per unit: ``score``, ``outcome`` and the ``deductions`` (and commendations) that make it up, by unit id.
+        """Per unit: ``score``, ``outcome`` and the ``deductions`` (and commendations) that make it up, by unit id,
+        of ``unit_id``'s territory (or of several units', a unit-bound token's; the city's without one).
 
         Paged by unit id: at most ``limit`` rows with ``unit_id > after``, a page's units' territories read alone; a
         page stops short of ``limit`` (a :class:`paging.Cut`) once its rows carry :data:`DEDUCTIONS_PER_PAGE`."""

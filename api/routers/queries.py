@@ -149,12 +149,11 @@ def scores(
     """Each unit's target-assessment score for a year, with its deductions and their evidence; by unit id, paged
     with ``limit`` and ``after`` (a page stops short of ``limit`` once its rows carry about 500 deductions, and
     names the next in ``next_after`` all the same)."""
-    if unit_id is None and len(principal.unit_ids) == 1:
-        # A token of one unit asks for its territory: the rows it would see of the city's, in pages of its own rows
-        # (not of the city's, filtered down to none), none weighed by another territory's deductions.
-        unit_id = principal.unit_ids[0]
+    # A unit-bound token asks for its territory: the rows it would see of the city's, in pages of its own rows (not
+    # of the city's, filtered down to none), none weighed by another territory's deductions.
+    asked: str | tuple[str, ...] | None = unit_id if unit_id is not None or not principal.bound else principal.unit_ids
     page = {"limit": limit, "after": after}
-    return _ask(request, ledger, principal, seen, "scores", year, unit_id, as_of=as_of, known_at=known_at, **page)
+    return _ask(request, ledger, principal, seen, "scores", year, asked, as_of=as_of, known_at=known_at, **page)
 
 
 @router.get("/triggers", response_model=QueryAnswer)

@@ -95,9 +95,9 @@ def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
 ) -> None:
     """分页: the petition board, triggers, officers and scores are read a page at a time, each page's ``next_after``
     asked for as the next one's ``after``, the pages joining up to the whole list, for a unit-bound token too (its
-    pages are the city's, filtered: one may come back short, or empty, and still name the next; but a token of one
-    unit reads its own territory's scores); a made-up cursor is a 422 naming ``after`` and records nothing. A
-    scores page cut short by its deductions names the next too."""
+    pages are the city's, filtered: one may come back short, or empty, and still name the next; but a bound token
+    reads its own territory's scores); a made-up cursor is a 422 naming ``after`` and records nothing. A scores
+    page cut short by its deductions names the next too."""
     for i in range(5):
         ledger.register_petition(
             "t1" if i % 2 else "d2", Channel.VISIT, 1, "某", "事", PetitionCategory.OTHER, petition_id=f"x{i}",
@@ -127,10 +127,14 @@ def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
         cut = client.get("/v1/scores", params={"year": 2024, "limit": 5, **after}, headers=city).json()
         assert cut["items"] == scores[heavy : heavy + 1] and cut["next_after"] == scores[heavy]["unit_id"]
         assert _every_page(client, "/v1/scores", {"year": 2024}, city) == scores
-        bound = auth(d2, **seen)  # a token of one unit: pages of its territory's rows, not of the city's filtered
-        own = client.get("/v1/scores", params={"year": 2024}, headers=bound).json()["items"]
-        assert own == [row for row in scores if row["unit_id"] == "d2"]
-        assert client.get("/v1/scores", params={"year": 2024, "limit": 1}, headers=bound).json()["items"] == own
+        both = issue_token(ledger, "sup-t1-d2", Role.SUPERVISOR, ["t1", "d2"], actor="setup")
+        for token, units in ((d2, {"d2"}), (both, {"t1", "d2"})):  # pages of its territory's rows, not the city's
+            bound = auth(token, **seen)
+            own = client.get("/v1/scores", params={"year": 2024}, headers=bound).json()["items"]
+            assert own == [row for row in scores if row["unit_id"] in units]
+            first = client.get("/v1/scores", params={"year": 2024, "limit": 1}, headers=bound).json()
+            assert first["items"] == own[:1] and first["next_after"] == own[0]["unit_id"]  # full: it names the next
+            assert _every_page(client, "/v1/scores", {"year": 2024}, bound) == own
         head = ledger.recorder.max_notification_id()
         for path in ("/v1/petitions", "/v1/triggers", "/v1/officers"):
             refused = client.get(path, params={"limit": 2, "after": "bm9wZQ"}, headers=city)
