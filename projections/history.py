@@ -1084,6 +1084,19 @@ class Known:
             max(base - sum(o.points for o in deductions) + sum(o.points for o in commendations), 0),
         )
 
+    @cached_property
+    def _shown_by_id(self) -> dict[int, tuple[Occurrence, dict[str, Any]]]:
+        return {}
+
+    def _shown(self, o: Occurrence) -> dict[str, Any]:
+        """An occurrence as a score row shows it, made once per fold: each is shown in its unit's row and in every
+        row above it (the whole city's scores formatted each about four times, a third of their time). Keyed by
+        the object, checked, since an id may be reused once a replaced list's occurrences are gone."""
+        found = self._shown_by_id.get(id(o))
+        if found is None or found[0] is not o:
+            found = self._shown_by_id[id(o)] = (o, o.as_dict())
+        return found[1]
+
     def score(self, unit_id: str, year: int) -> dict[str, Any]:
         """The target-assessment score (目标考核得分) of a unit and everything below it, for a year."""
         deductions, commendations, score = self._tally(unit_id, year)
@@ -1109,8 +1122,8 @@ class Known:
             "pass_score": int(closing["pass_score"]),
             "commend_score": int(closing["commend_score"]),
             "policy_version": closing.version,
-            "deductions": [o.as_dict() for o in deductions],
-            "commendations": [o.as_dict() for o in commendations],
+            "deductions": [self._shown(o) for o in deductions],
+            "commendations": [self._shown(o) for o in commendations],
         }
 
     # --- triggers (问责触发) -------------------------------------------------------------------
