@@ -150,3 +150,16 @@ def test_http_pages_walks_a_list_page_by_page_to_its_end(tmp_path: Path) -> None
     assert len(rounds) == 2 and len(pages) == 1  # both rounds walked the same pages
     rows = len(Queries(url).scores(2025))
     assert rows > 20 and pages.pop() >= rows / 2  # two rows a page at most: every unit read, to the last page
+
+
+def test_projections_bench_only_times_the_named_query_types(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    assert run("bench.generate", "--url", url, "--events", "1500", "--years", "2025").returncode == 0
+    done = run("bench.projections_bench", "--url", url, "--calls", "3", "--only", "quota(year", "--only", "trigger(id)")
+    assert done.returncode == 0, done.stderr
+    rows = [line.strip().rsplit(None, 3) for line in done.stdout.splitlines()[1:]]  # name, calls, p50, p99
+    assert [row[0] for row in rows] == ["quota(year)", "quota(year, page of 20)", "trigger(id)", "quota(year, as_of)"]
+    assert all(row[1] == "3" for row in rows), done.stdout
+    assert "rebuild" not in done.stdout
+    refused = run("bench.projections_bench", "--only", "quota")
+    assert refused.returncode != 0 and "--only needs --url" in refused.stderr
