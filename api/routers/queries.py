@@ -19,7 +19,7 @@ from api.deps import AuthorizedDep, LedgerDep
 from api.models import QueryAnswer
 from api.problems import InvalidParameter
 from domain.application import Ledger
-from projections.queries import next_after
+from projections.queries import Territory, next_after
 
 router = APIRouter(tags=["queries"])
 Year = Annotated[int, Query(ge=2000, le=2100)]
@@ -151,7 +151,7 @@ def scores(
     names the next in ``next_after`` all the same)."""
     # A unit-bound token asks for its territory: the rows it would see of the city's, in pages of its own rows (not
     # of the city's, filtered down to none), none weighed by another territory's deductions.
-    asked: str | tuple[str, ...] | None = unit_id if unit_id is not None or not principal.bound else principal.unit_ids
+    asked: Territory = unit_id if unit_id is not None or not principal.bound else principal.unit_ids
     page = {"limit": limit, "after": after}
     return _ask(request, ledger, principal, seen, "scores", year, asked, as_of=as_of, known_at=known_at, **page)
 
