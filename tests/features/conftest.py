@@ -393,6 +393,33 @@ def query_scores(ctx: World, unit: str, year: str, day: str | None) -> None:
     ctx.answer = {r["unit_id"]: r for r in rows}
 
 
+@when(parsers.parse("督查人员按每页 {size:d} 个单位分页查看 {year:d} 年度考核得分"))
+def read_scores_by_page(ctx: World, size: int, year: int) -> None:
+    """分页: each page of scores asked after the last one's ``next_after``, until one names none."""
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        answer = ctx.get("supervisor", "/v1/scores", {"year": year, "limit": size, "after": after})
+        assert len(answer["items"]) <= size, answer
+        pages.append([row["unit_id"] for row in answer["items"]])
+        ctx.answer.update({row["unit_id"]: row for row in answer["items"]})
+        after = answer["next_after"]
+        if after is None:
+            break
+    ctx.found["pages"] = pages
+
+
+@then(parsers.parse("第一页是 {unit} 的考核得分"))
+def first_page_is(ctx: World, unit: str) -> None:
+    assert ctx.found["pages"][0] == [ctx.known("unit", unit)], ctx.found["pages"]
+
+
+@then(parsers.parse("逐页所得依次为: {units}"))
+def pages_hold(ctx: World, units: str) -> None:
+    found = [ctx.name_of("unit", u) for page in ctx.found["pages"] for u in page]
+    assert found == [u.strip() for u in units.split(",")], ctx.found["pages"]
+
+
 def _score(ctx: World, unit: str) -> dict[str, Any]:
     row: dict[str, Any] = ctx.answer[ctx.known("unit", unit)]
     return row
