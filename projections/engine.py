@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from projections import current, late
 from projections.catalog import (
@@ -370,11 +370,19 @@ def catch_up(
         follower.close()
 
 
+class Stop(Protocol):
+    """What tells :func:`run` to stop: a ``threading.Event``, or ``projections.worker.Stopping`` under signals."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
+
+
 def run(
     url: str,
     names: Names = None,
     *,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
     poll_interval: float = 0.2,
     batch_size: int = DEFAULT_BATCH,
     idle: Callable[[], None] | None = None,

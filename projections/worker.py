@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
+import time
 from types import FrameType
 
 from projections.engine import DEFAULT_BATCH, run
@@ -16,8 +16,30 @@ from projections.reports import issuer
 from store.config import database_url
 
 
+class Stopping:
+    """The worker's stop, set by SIGTERM or SIGINT. Not a ``threading.Event``: its ``set()`` takes the lock that its
+    ``wait()`` holds for a moment, and a signal handled in that moment (the handler runs in the waiting main thread)
+    waited on itself for good: a worker stopped by a test was found alive an hour later, its main thread in
+    ``Event.set`` inside ``Event.wait``. A flag and a sleep take no lock."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep ``timeout`` unless set (a signal cuts no sleep short, but the loop's polls are 50 ms)."""
+        if not self._set:
+            time.sleep(timeout)
+        return self._set
+
+
 def main(argv: list[str]) -> int:
-    stop = threading.Event()
+    stop = Stopping()
 
     def halt(signum: int, frame: FrameType | None) -> None:
         stop.set()

@@ -19,6 +19,7 @@ from projections import current, engine
 from projections.catalog import NAMES, PROJECTIONS
 from projections.db import Db
 from projections.queries import Queries
+from projections.worker import Stopping
 from tests.projections.conftest import World, at, children, ended
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,3 +302,22 @@ def test_ctrl_c_stops_the_worker_and_its_issuing_process_quietly(world: World) -
     assert worker.returncode == 0
     assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
     assert steps and ended(steps)
+
+
+def test_the_workers_stop_is_set_by_a_signal_in_the_midst_of_its_wait() -> None:
+    """SIGTERM is handled in the worker's main thread, which spends its idle time in ``stop.wait``: the stop is a
+    flag and a sleep, so the handler setting it takes no lock the wait holds (a ``threading.Event`` did, and a
+    worker hung for good on SIGTERM); a wait cut by the signal reports it set, one that times out does not."""
+    stop = Stopping()
+    assert stop.wait(0.01) is False and not stop.is_set()
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: stop.set())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        began = time.monotonic()
+        assert stop.wait(0.5) is True and stop.is_set()
+        assert time.monotonic() - began < 1
+        assert stop.wait(30) is True  # set: no sleep at all
+        assert time.monotonic() - began < 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
