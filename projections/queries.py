@@ -369,7 +369,7 @@ class Queries:
         self,
         status: str | None = None,
         flag: str | None = None,
-        unit_id: str | None = None,
+        unit_id: Territory = None,
         *,
         as_of: datetime | None = None,
         known_at: datetime | None = None,
@@ -409,7 +409,7 @@ class Queries:
     def officers(
         self,
         status: str | None = None,
-        unit_id: str | None = None,
+        unit_id: Territory = None,
         *,
         as_of: datetime | None = None,
         known_at: datetime | None = None,

@@ -108,6 +108,14 @@ def _outside(row: dict[str, Any], ledger: Ledger, principal: Principal) -> bool:
     return (unit is not None or "unit_id" in row) and not principal.covers(ledger, unit)
 
 
+def _territory(unit_id: str | None, principal: Principal) -> Territory:
+    """What a list of units' rows is asked of: the unit named; else a unit-bound token's units, whose rows of the
+    city's list are their territories' (tests/projections/test_paging.py), in pages of their own rather than the
+    city's filtered down to none; else the city. Not for triggers: a government's principal leader answers (R4) for
+    cases in bureau offices outside its territory, so a token's triggers are the city's, filtered by subject."""
+    return unit_id if unit_id is not None or not principal.bound else principal.unit_ids
+
+
 def _ask(
     request: Request,
     ledger: Ledger,
@@ -149,10 +157,8 @@ def scores(
     """Each unit's target-assessment score for a year, with its deductions and their evidence; by unit id, paged
     with ``limit`` and ``after`` (a page stops short of ``limit`` once its rows carry about 500 deductions, and
     names the next in ``next_after`` all the same)."""
-    # A unit-bound token asks for its territory: the rows it would see of the city's, in pages of its own rows (not
-    # of the city's, filtered down to none), none weighed by another territory's deductions.
-    asked: Territory = unit_id if unit_id is not None or not principal.bound else principal.unit_ids
     page = {"limit": limit, "after": after}
+    asked = _territory(unit_id, principal)  # none weighed by another territory's deductions either
     return _ask(request, ledger, principal, seen, "scores", year, asked, as_of=as_of, known_at=known_at, **page)
 
 
@@ -227,7 +233,8 @@ def petition_board(
     paged with ``limit`` and ``after`` (the last page's ``next_after``)."""
     page = {"limit": limit, "after": after}
     moments = {"as_of": as_of, "known_at": known_at}
-    return _ask(request, ledger, principal, seen, "petitions", status, flag, unit_id, **moments, **page)
+    asked = _territory(unit_id, principal)
+    return _ask(request, ledger, principal, seen, "petitions", status, flag, asked, **moments, **page)
 
 
 @router.get("/officers", response_model=QueryAnswer)
@@ -246,7 +253,8 @@ def officer_registry(
     """The officer registry (执法人员档案): removal due, removed, referred, commended (R7, R8), in registration
     order; paged with ``limit`` and ``after`` (the last page's ``next_after``)."""
     page = {"limit": limit, "after": after}
-    return _ask(request, ledger, principal, seen, "officers", status, unit_id, as_of=as_of, known_at=known_at, **page)
+    asked = _territory(unit_id, principal)
+    return _ask(request, ledger, principal, seen, "officers", status, asked, as_of=as_of, known_at=known_at, **page)
 
 
 @contextmanager

@@ -95,9 +95,9 @@ def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
 ) -> None:
     """分页: the petition board, triggers, officers and scores are read a page at a time, each page's ``next_after``
     asked for as the next one's ``after``, the pages joining up to the whole list, for a unit-bound token too (its
-    pages are the city's, filtered: one may come back short, or empty, and still name the next; but a bound token
-    reads its own territory's scores); a made-up cursor is a 422 naming ``after`` and records nothing. A scores
-    page cut short by its deductions names the next too."""
+    pages of triggers are the city's, filtered: one may come back short, or empty, and still name the next; its
+    scores, board and officers are its own territory's); a made-up cursor is a 422 naming ``after`` and records
+    nothing. A scores page cut short by its deductions names the next too."""
     for i in range(5):
         ledger.register_petition(
             "t1" if i % 2 else "d2", Channel.VISIT, 1, "某", "事", PetitionCategory.OTHER, petition_id=f"x{i}",
@@ -135,6 +135,8 @@ def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
             first = client.get("/v1/scores", params={"year": 2024, "limit": 1}, headers=bound).json()
             assert first["items"] == own[:1] and first["next_after"] == own[0]["unit_id"]  # full: it names the next
             assert _every_page(client, "/v1/scores", {"year": 2024}, bound) == own
+        board = client.get("/v1/petitions", params={"limit": 2}, headers=auth(d2, **seen)).json()["items"]
+        assert [row["id"] for row in board] == ["x0", "x2"]  # its own petitions, not the city's first two filtered
         head = ledger.recorder.max_notification_id()
         for path in ("/v1/petitions", "/v1/triggers", "/v1/officers"):
             refused = client.get(path, params={"limit": 2, "after": "bm9wZQ"}, headers=city)
