@@ -110,7 +110,7 @@ def _outside(row: dict[str, Any], ledger: Ledger, principal: Principal) -> bool:
 
 def _territory(unit_id: str | None, principal: Principal) -> Territory:
     """What a list of units' rows is asked of: the unit named; else a unit-bound token's units, whose rows of the
-    city's list are their territories' (tests/projections/test_paging.py), in pages of their own rather than the
+    city's list are their territories' rows (tests/projections/test_paging.py), in pages of their own rather than the
     city's filtered down to none; else the city. Not for triggers: a government's principal leader answers (R4) for
     cases in bureau offices outside its territory, so a token's triggers are the city's, filtered by subject."""
     return unit_id if unit_id is not None or not principal.bound else principal.unit_ids
