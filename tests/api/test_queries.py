@@ -137,6 +137,8 @@ def test_the_long_lists_page_by_cursor_and_refuse_a_cursor_they_never_gave(
             assert _every_page(client, "/v1/scores", {"year": 2024}, bound) == own
         board = client.get("/v1/petitions", params={"limit": 2}, headers=auth(d2, **seen)).json()["items"]
         assert [row["id"] for row in board] == ["x0", "x2"]  # its own petitions, not the city's first two filtered
+        registry = client.get("/v1/officers", params={"limit": 1}, headers=auth(d2, **seen)).json()["items"]
+        assert [row["id"] for row in registry] == ["officer2"]  # not t1's people, registered first, filtered out
         head = ledger.recorder.max_notification_id()
         for path in ("/v1/petitions", "/v1/triggers", "/v1/officers"):
             refused = client.get(path, params={"limit": 2, "after": "bm9wZQ"}, headers=city)
