@@ -617,8 +617,8 @@ def _stored(
 #: A page of scores holds rows carrying about this many deductions at most, short of its ``limit`` if need be (and
 #: one row, however many its row carries): a city's row carries its territory's year of them (~540 in the demo
 #: city's year), and at a million events a page of 100 rows holding 47 cities' rows carried 25,762 of them (4.5 MB
-#: of JSON, 200-400 ms to work out). At 1,000 a page over HTTP on PostgreSQL took 17 ms p50, 20 at p90 (286 KB at
-#: most); at 500, 11 and 12-14 (180 KB), for twice as many pages.
+#: of JSON, 206-586 ms to work out, warm, on SQLite). At 1,000 a page over HTTP on PostgreSQL took 17 ms p50, 20 at
+#: p90 (286 KB at most); at 500, 11 and 12-14 (180 KB), for twice as many pages.
 DEDUCTIONS_PER_PAGE = 500
 #: How many units' deductions a scores page counts at once (:func:`_weights`): the candidates' territories, a batch
 #: at a time, so a page of cities stops counting once a few of them have filled it.

@@ -617,7 +617,7 @@ class Bulletins:
         """Let a step underway finish (a worker stopping: its report is kept, not cut off), then end the process
         that ran the steps; after ``timeout`` a fold still underway is left to end its process when done. A step
         back-issuing ends at the next moment rather than sweep on for the rest of its ten seconds (:func:`stopping`:
-        under load, a worker on a small store took 7-8 s to end after SIGTERM, and once in a full test run over 20).
+        under load, a worker on a small store took 7-8 s to end after SIGTERM).
         Closed for good: a later step would do nothing."""
         self._stopping.set()
         self.wait(timeout)
