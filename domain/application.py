@@ -671,7 +671,9 @@ class Ledger(Application[UUID]):
         return self._command(Petition, petition_id, lambda p, s: p.hold_meeting(party, s), **cmd)
 
     def extend_petition(self, petition_id: str, days: int, **cmd: Any) -> Receipt:
-        return self._command(Petition, petition_id, lambda p, s: p.extend(days, s), **cmd)
+        return self._command(
+            Petition, petition_id, lambda p, s: p.extend(days, self.policy_in_force(p.opened_at), s), **cmd
+        )
 
     def reply_petition(self, petition_id: str, summary: str, **cmd: Any) -> Receipt:
         return self._command(Petition, petition_id, lambda p, s: p.reply(summary, s), **cmd)

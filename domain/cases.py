@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -44,6 +45,7 @@ class EnforcementCase(Record):
         area_mu: Decimal | None
         value_yuan: Decimal | None
         major_by_size: bool
+        policy_version: int
         declared_major: bool
         filed: bool
         handler_ids: list[str]
@@ -58,6 +60,15 @@ class EnforcementCase(Record):
     def is_major(self) -> bool:
         """Major (重大) by decision or by the policy's area and value thresholds (R4)."""
         return self.declared_major or self.major_by_size
+
+    def judged(self, policy: PolicyVersion) -> EnforcementCase:
+        """This case with its size judged by ``policy`` (R4's thresholds): the one in force when its clue was
+        reported as known at a later moment, which an amendment recorded since with an earlier effective date
+        (追溯修订) may have changed, as it changes the projections'. A copy: a loaded record may be shared."""
+        judged = copy.copy(self)
+        judged.major_by_size = is_major_by_size(self.area_mu, self.value_yuan, policy)
+        judged.policy_version = policy.version
+        return judged
 
     class ClueReported(Record.Created):
         """A clue reported (线索); ``major_by_size`` and ``policy_version`` record how R4 judged its size."""
@@ -80,6 +91,7 @@ class EnforcementCase(Record):
             case.area_mu = self.area_mu
             case.value_yuan = self.value_yuan
             case.major_by_size = self.major_by_size
+            case.policy_version = self.policy_version
             case.declared_major = False
             case.filed = False
             case.handler_ids = []

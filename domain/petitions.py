@@ -3,7 +3,8 @@ escalations, nail cases and closure (R9–R18)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import copy
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from domain.base import Record, Stamp, check_id, check_text
@@ -33,9 +34,11 @@ class Petition(Record):
         initial: bool
         handling_deadline: datetime
         max_extension_days: int
+        policy_version: int
         owner_id: str | None
         meetings: set[Meeting]
         extended: bool
+        extension_days: int
         replied: bool
         return_visits: list[bool]
         escalations: list[str]
@@ -58,6 +61,18 @@ class Petition(Record):
             "nail_case": self.nail_case,
         }
         return [flag for flag, on in named.items() if on] + key_flags(named, self.owner_id)
+
+    def judged(self, policy: PolicyVersion) -> Petition:
+        """This petition with its derived facts (collective 集体访, handling deadline 办理期限, the extension allowed)
+        judged by ``policy``: the one in force at its registration as known at a later moment. Registration
+        recorded them by the policy then known; an amendment recorded since with an earlier effective date
+        (追溯修订) changes them, as it changes the board's. A copy: a loaded record may be shared."""
+        judged = copy.copy(self)
+        judged.collective = is_collective(self.petitioner_count, policy)
+        judged.handling_deadline = handling_deadline(self.opened_at, policy, self.extension_days)
+        judged.max_extension_days = policy.days("max_extension_days")
+        judged.policy_version = policy.version
+        return judged
 
     class Registered(Record.Created):
         """Registered one by one (逐一登记, R9) with the derived flags and deadlines of the policy then in force."""
@@ -90,9 +105,11 @@ class Petition(Record):
             petition.initial = self.initial
             petition.handling_deadline = self.handling_deadline
             petition.max_extension_days = self.max_extension_days
+            petition.policy_version = self.policy_version
             petition.owner_id = None
             petition.meetings = set()
             petition.extended = False
+            petition.extension_days = 0
             petition.replied = False
             petition.return_visits = []
             petition.escalations = []
@@ -137,6 +154,7 @@ class Petition(Record):
 
         def apply(self, petition: Any) -> None:
             petition.extended = True
+            petition.extension_days = self.days
             petition.handling_deadline = self.handling_deadline
 
     class Replied(Record.Event):
@@ -276,15 +294,18 @@ class Petition(Record):
             raise RuleViolation("the meeting with the leader needs a leader who owns the petition", rule="R9")
         self._record(self.MeetingHeld, stamp, party=str(party))
 
-    def extend(self, days: int, stamp: Stamp) -> None:
+    def extend(self, days: int, policy: PolicyVersion, stamp: Stamp) -> None:
+        """R18's one extension, judged by ``policy``: the one in force at registration as known now."""
         self._check_open("extend it")
         if self.extended:
             raise RuleViolation("a petition's deadline can be extended only once", rule="R18")
-        if isinstance(days, bool) or not 1 <= days <= self.max_extension_days:
-            raise RuleViolation(f"an extension is 1 to {self.max_extension_days} days, not {days}", rule="R18")
-        if stamp.occurred_at > self.handling_deadline:
+        now = self.judged(policy)
+        if isinstance(days, bool) or not 1 <= days <= now.max_extension_days:
+            raise RuleViolation(f"an extension is 1 to {now.max_extension_days} days, not {days}", rule="R18")
+        if stamp.occurred_at > now.handling_deadline:
             raise RuleViolation("the deadline has passed; an extension must be granted before it", rule="R18")
-        self._record(self.Extended, stamp, days=days, handling_deadline=self.handling_deadline + timedelta(days=days))
+        deadline = handling_deadline(self.opened_at, policy, days)
+        self._record(self.Extended, stamp, days=days, handling_deadline=deadline)
 
     def reply(self, summary: str, stamp: Stamp) -> None:
         self._check_open("reply")

@@ -104,6 +104,10 @@ class CasePublic(RecordMeta):
     petition_id: str | None
     major: bool
     major_by_size: bool
+    policy_version: int = Field(
+        description="the policy version `major_by_size` is judged by: the one in force when the clue was reported, "
+        "as known at `known_at` (now when not given)"
+    )
     declared_major: bool
     filed: bool
     handler_ids: list[str]
@@ -219,6 +223,7 @@ def read_case(case_id: str, ledger: LedgerDep, principal: AuthorizedDep, read_at
     """A case, current, at `version` or as of a business time."""
     case = read_at.load(ledger, EnforcementCase, case_id)
     require_territory(ledger, principal, case.unit_id, f"case {case_id}")
+    case = case.judged(ledger.policy_in_force(case.opened_at, read_at.known_at))
     clue = ledger.events_of(EnforcementCase.KIND, case_id)[0]
     return CasePublic(
         **meta(case),
@@ -231,6 +236,7 @@ def read_case(case_id: str, ledger: LedgerDep, principal: AuthorizedDep, read_at
         petition_id=getattr(clue, "petition_id", None),
         major=case.is_major,
         major_by_size=case.major_by_size,
+        policy_version=case.policy_version,
         declared_major=case.declared_major,
         filed=case.filed,
         handler_ids=list(case.handler_ids),

@@ -112,6 +112,10 @@ class PetitionPublic(RecordMeta):
     flags: list[str]
     handling_deadline: datetime
     extended: bool
+    policy_version: int = Field(
+        description="the policy version `collective` and `handling_deadline` are judged by: the one in force at "
+        "registration, as known at `known_at` (now when not given)"
+    )
     owner_id: str | None
     meetings: list[Meeting]
     replied: bool
@@ -241,6 +245,7 @@ def read_petition(
     """A petition; the petitioner only to clerks and auditors, each such read logged."""
     petition = read_at.load(ledger, Petition, petition_id)
     require_territory(ledger, principal, petition.unit_id, f"petition {petition_id}")
+    petition = petition.judged(ledger.policy_in_force(petition.opened_at, read_at.known_at))
     registered = ledger.events_of(Petition.KIND, petition_id)[0]
     assert isinstance(registered, Petition.Registered)
     petitioner: str | None = None
@@ -263,6 +268,7 @@ def read_petition(
         flags=petition.flags,
         handling_deadline=petition.handling_deadline,
         extended=petition.extended,
+        policy_version=petition.policy_version,
         owner_id=petition.owner_id,
         meetings=sorted(petition.meetings),
         replied=petition.replied,

@@ -7,7 +7,7 @@ was known when.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +17,10 @@ from fastapi.testclient import TestClient
 from api.auth import issue_token
 from domain.application import Ledger
 from domain.base import LEDGER_EPOCH
+from domain.errors import RuleViolation
 from domain.vocabulary import Channel, ClueSource, Meeting, PetitionCategory, Post, Role, UnitKind, Violation
+from projections.engine import catch_up
+from projections.queries import Queries
 from tests.api.conftest import auth
 from tests.projections.conftest import Clock, at
 
@@ -154,3 +157,52 @@ def test_an_agreements_location_reads_it_back_within_the_territory(
     ledger.register_unit("laicheng", "莱城区", UnitKind.DISTRICT, "laiwu", actor="setup")
     elsewhere = issue_token(ledger, "clerk-lc", Role.CLERK, ["laicheng"], actor="setup")
     assert read(client, elsewhere, location).status_code == 403
+
+
+def test_a_retroactive_amendment_rejudges_a_records_read_as_it_does_the_board(
+    client: TestClient, ledger: Ledger, history: Clock, store_url: str
+) -> None:
+    """A petition's collective flag and handling deadline (集体访, 办理期限) and a case's size (重大案件) are judged
+    by the policy in force when the record began, as known at the read: an amendment recorded later with an
+    earlier effective date (追溯修订) changes them in the record's read, in the board and in R18's extension
+    alike; read as known before the amendment, they are as first recorded."""
+    auditor = issue_token(ledger, "auditor-1", Role.AUDITOR, actor="setup")
+    registered = history.now  # 1 August
+    ledger.register_petition(
+        "gangcheng", Channel.VISIT, 3, "三人", "补偿", PetitionCategory.COMPENSATION, petition_id="x2", actor="c"
+    )
+    ledger.report_clue(
+        "gangcheng", Violation.ILLEGAL_LAND_USE, ClueSource.PATROL, case_id="c2", area_mu=Decimal(6), actor="o"
+    )
+    history.now = at("2025-08-05")
+    before = history.now.isoformat()
+    history.now = at("2025-08-06")
+    changes = {"collective_threshold": 3, "handling_days": 40, "max_extension_days": 10, "major_case_area_mu": 5}
+    ledger.amend_policy(at("2025-07-01"), changes, actor="admin")
+
+    then = read(client, auditor, "/v1/petitions/x2", known_at=before).json()
+    assert (then["collective"], then["policy_version"]) == (False, 1)
+    assert datetime.fromisoformat(then["handling_deadline"]) == registered + timedelta(days=60)
+    assert "collective" not in then["flags"]
+    now = read(client, auditor, "/v1/petitions/x2").json()
+    assert (now["collective"], now["policy_version"]) == (True, 2)
+    assert datetime.fromisoformat(now["handling_deadline"]) == registered + timedelta(days=40)
+    assert {"collective", "key", "unowned"} <= set(now["flags"])
+    case_then = read(client, auditor, "/v1/cases/c2", known_at=before).json()
+    assert (case_then["major_by_size"], case_then["major"], case_then["policy_version"]) == (False, False, 1)
+    case_now = read(client, auditor, "/v1/cases/c2").json()
+    assert (case_now["major_by_size"], case_now["major"], case_now["policy_version"]) == (True, True, 2)
+    untouched = read(client, auditor, "/v1/petitions/x1").json()  # registered on 2 January, before it took effect
+    assert (untouched["collective"], untouched["policy_version"]) == (False, 1)
+
+    with pytest.raises(RuleViolation, match="1 to 10 days"):  # the amended R18 limit, not the 30 recorded
+        ledger.extend_petition("x2", 20, actor="c")
+    ledger.extend_petition("x2", 10, actor="c")
+    extended = read(client, auditor, "/v1/petitions/x2").json()
+    assert datetime.fromisoformat(extended["handling_deadline"]) == registered + timedelta(days=50)
+
+    catch_up(store_url)
+    board = {row["id"]: row for row in Queries(store_url).petitions()}
+    assert datetime.fromisoformat(board["x2"]["deadline"]) == registered + timedelta(days=50)
+    assert board["x2"]["policy_version"] == extended["policy_version"] == 2
+    assert set(board["x2"]["flags"]) == set(extended["flags"])
