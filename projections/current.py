@@ -92,9 +92,11 @@ SELF_DATED = {
 #: name a key petition and one without a leader owning it (R9: ``key``, ``unowned``), an officer's report no
 #: longer revises what came before it (R7 counts a finding from its report on), and each person has a row in the
 #: officer registry (``officer``); its reports count the open key petitions without an owner; 8: a board row keeps
-#: its ``status`` and ``overdue`` in their place, empty, to be set when read. A new number also
+#: its ``status`` and ``overdue`` in their place, empty, to be set when read; 9: R14's and R18's evidence names the
+#: ownership, extension and diversions they rest on, and R4 holds the leaders in post by business time (kept
+#: reports count its triggers). A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
-FORMAT = 8
+FORMAT = 9
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.

@@ -129,6 +129,11 @@ class PetitionState:
                 unit = e.data["to_unit_id"]
         return unit
 
+    def diversions_by(self, at: int) -> list[int]:
+        """The positions of the diversions that placed the petition by business time ``at`` (:meth:`unit_at`'s
+        evidence)."""
+        return [e.position for e in self.events if e.type == "diverted" and e.occurred_at <= at]
+
     def ownership_at(self, at: int, position: int | None = None) -> Ev | None:
         """The ownership (领导包案) in force at business time ``at``: the last taken by then, by business time as every
         number is (an ownership recorded late still dates from when it was taken). With ``position``, just before
@@ -933,13 +938,13 @@ class Known:
                         "escalation",
                         "R14",
                         e.occurred_at,
-                        [rec.position, e.position],
+                        sorted([rec.position, *p.diversions_by(e.occurred_at), e.position]),
                         "points_escalation",
                         rid,
                     )
                 )
         if p.overdue:
-            evidence = [rec.position] + [e.position for e in p.events if e.type == "extended"]
+            evidence = [rec.position, *self.deadline_evidence(p)]
             found.append(
                 self._occurrence(
                     p.unit_at(p.deadline),
@@ -1175,13 +1180,13 @@ class Known:
         leaders = self.principals
         found = []
         for m in majors:
-            last = max(m.evidence)
             government = self.structure.government_of(m.unit_id)
             units = [m.unit_id] if government in (None, m.unit_id) else [m.unit_id, government]
             for leader in [leader for unit in units for leader in leaders.get(unit, [])]:
-                # In post when the case became major: registered before it, not removed from post by then (the
-                # ledger treats a removed leader as out of post: no petition ownership, no reception owed).
-                if leader.position < last and (leader.removed is None or leader.removed > m.at):
+                # In post when the case became major, in business time (as removal and R17 judge it, whatever
+                # order the two were entered in): registered by then, not removed from post by then (the ledger
+                # treats a removed leader as out of post: no petition ownership, no reception owed).
+                if leader.registered <= m.at and (leader.removed is None or leader.removed > m.at):
                     found.append(
                         _trigger(
                             "R4",
@@ -1206,9 +1211,11 @@ class Known:
             ownership = p.ownership_at(e.occurred_at, e.position)
             if ownership is None:
                 continue
-            owner, owned = ownership.data["leader_id"], [ownership.position]
+            owner = ownership.data["leader_id"]
             unit = p.unit_at(e.occurred_at)
             reason = f"owned petition {pid} escalated to {e.data['level']} (R14)"
+            # Both name the ownership that makes it R14's and the diversions that placed it (R20).
+            evidence = sorted([p.rec.position, ownership.position, *p.diversions_by(e.occurred_at), e.position])
             found.append(
                 _trigger(
                     "R14",
@@ -1216,7 +1223,7 @@ class Known:
                     unit,
                     owner,
                     reason,
-                    [p.rec.position, *owned, e.position],
+                    evidence,
                     e.occurred_at,
                     self.policy.at(e.occurred_at).version,
                 )
@@ -1228,26 +1235,34 @@ class Known:
                     unit,
                     None,
                     reason,
-                    [p.rec.position, e.position],
+                    evidence,
                     e.occurred_at,
                     self.policy.at(e.occurred_at).version,
                 )
             )
         if p.overdue:
-            owner = p.owner_at(p.deadline)  # who owned it when it went overdue
+            owned = p.ownership_at(p.deadline)  # who owned it when it went overdue
+            # The events that set the deadline (an extension), place it (diversions) and name its owner (R20).
+            setting = self.deadline_evidence(p)
             found.append(
                 _trigger(
                     "R18",
                     ["petition", pid, "overdue"],
                     p.unit_at(p.deadline),
-                    owner,
+                    owned.data["leader_id"] if owned is not None else None,
                     f"petition {pid} still open past its deadline {iso(p.deadline)}",
-                    [p.rec.position],
+                    sorted([p.rec.position, *setting, *([owned.position] if owned is not None else [])]),
                     p.deadline,
                     p.policy_version,  # the version that set the deadline
                 )
             )
         return found
+
+    @staticmethod
+    def deadline_evidence(p: PetitionState) -> list[int]:
+        """Beside its registration, the events an overdue petition's facts rest on: the extension that set its
+        deadline and the diversions that placed it by then (positions, in log order)."""
+        return sorted([e.position for e in p.events if e.type == "extended"] + p.diversions_by(p.deadline))
 
     def person_triggers(self, person: Rec, evs: list[Ev]) -> list[dict[str, Any]]:
         """R7: each substantiated misconduct report, open until the removal from post is recorded. A person is removed

@@ -107,6 +107,58 @@ def test_two_major_cases_in_a_township_deduct_twice_from_its_district(world: Wor
     assert set(by_unit(q.scores(2024, "lc", as_of=as_of))) == {"lc", "kz", "yl"}
 
 
+def test_r4_holds_the_leaders_in_post_when_the_case_became_major_whatever_order_they_were_entered(
+    world: World,
+) -> None:
+    """R4 names the principal leaders (主要领导) in post at the business time a case became major: one whose
+    registration was entered late (补录) but dated before it is held; one who took post after it is not, though
+    the case was entered after him."""
+    w = world
+    major_case(w, "c1", "kz", "2024-03-01")
+    w.clock.set("2024-03-10")
+    w.do("register_person", "口镇老镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-old", when="2024-01-05")
+    w.do("register_person", "口镇新镇长", "kz", Post.PRINCIPAL_LEADER, person_id="kz-new", when="2024-04-01")
+    w.clock.set("2024-04-02")
+    major_case(w, "c2", "kz", "2024-02-01")
+
+    expected = {"R4.case.c1.kz-old", "R4.case.c2.kz-old"}
+    for q in (w.queries(), w.folds()):
+        leaders = {t["id"] for t in q.triggers() if t["rule"] == "R4" and t["subject"].get("person_id")}
+        assert leaders == expected
+        later = {t["id"] for t in q.triggers(as_of=at("2024-03-05")) if t["subject"].get("person_id")}
+        assert later == expected  # as known now: c2 is dated 1 February
+        then = q.triggers(as_of=at("2024-03-05"), known_at=at("2024-03-05"))
+        assert not [t for t in then if t["subject"].get("person_id")]  # kz-old was not yet entered
+
+
+def test_a_petitions_triggers_and_deductions_name_the_events_their_deadline_owner_and_unit_rest_on(
+    world: World,
+) -> None:
+    """R20: an overdue petition's R18 trigger (超期) names its registration, the diversion that placed it (分流), the
+    ownership that names its leader (包案) and the extension that set its deadline (延期); an escalation's R14
+    triggers name the ownership and the diversion too, and the score's deductions the events that place them."""
+    w = world
+    w.do("register_person", "羊里镇长", "yl", Post.PRINCIPAL_LEADER, person_id="yl-head", when="2024-01-01")
+    registered = petition(w, "p1", "kz", "2024-02-01").position
+    diverted = w.do("divert_petition", "p1", "yl", when="2024-02-03").position
+    owned = w.do("take_ownership", "p1", "yl-head", when="2024-02-05").position
+    extended = w.do("extend_petition", "p1", 30, when="2024-02-10").position
+    escalated = w.do("escalate", "p1", EscalationLevel.PROVINCE, False, when="2024-03-01").position
+
+    for q in (w.queries(), w.folds()):
+        found = {t["id"]: t for t in q.triggers(as_of=at("2024-06-01")) if t["rule"] in ("R14", "R18")}
+        overdue = found.pop("R18.petition.p1.overdue")
+        assert overdue["subject"] == {"unit_id": "yl", "person_id": "yl-head"}
+        assert overdue["evidence"] == [registered, diverted, owned, extended]
+        assert len(found) == 2  # R14's leader and unit
+        assert [t["evidence"] for t in found.values()] == [[registered, diverted, owned, escalated]] * 2
+        deductions = {
+            d["indicator"]: d["evidence"] for d in by_unit(q.scores(2024, as_of=at("2024-06-01")))["yl"]["deductions"]
+        }
+        assert deductions["overdue_petition"] == [registered, diverted, extended]
+        assert deductions["escalation"] == [registered, diverted, escalated]
+
+
 def test_quota_goes_negative_and_is_flagged(world: World) -> None:
     w = world
     w.do("allocate_quota", "gc", 2024, Decimal(15), when="2024-01-02")

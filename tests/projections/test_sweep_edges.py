@@ -424,9 +424,10 @@ def test_decisions_on_leaders_r4_and_r6_before_and_after_their_triggers(world: W
 
 
 def test_principal_leaders_registered_after_a_case_became_major(world: World) -> None:
-    """R4 for leaders: one registered after the case became major (later in the log, though dated before) is not held to
-    account; one of the government a land station lies in, registered before the station's case was declared
-    major, is; a leader registered ahead of the recording clock is known only once it happened."""
+    """R4 for leaders, by business time: one whose registration was entered after the case became major but dated
+    before it (补录) was in post then and is held to account, as the issuer's sweep learns once it is entered; one of
+    the government a land station lies in, registered before the station's case was declared major, is; a leader
+    registered ahead of the recording clock is known only once it happened."""
     w = world
     w.do("register_unit", "kz-st", "口镇所", UnitKind.LAND_STATION, "kz", when="2024-02-01")
     clue(w, "c1", "kz-st", "2024-02-03T10:00", area=1)
@@ -453,5 +454,6 @@ def test_principal_leaders_registered_after_a_case_became_major(world: World) ->
         "R4.case.c2",
         "R4.case.c1.kz-head",
         "R4.case.c1.kz-2",
+        "R4.case.c2.kz-head",  # in post from 2 February, though entered on the 4th, after c2 became major
     }
     q.close()
