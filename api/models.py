@@ -1,7 +1,9 @@
 """Shared request and response models (公共模型): the command envelope, receipts, lists.
 
 Request models refuse unknown fields (``extra="forbid"``) and bound every string; times must
-carry a UTC offset (a naive time is ambiguous across the bureau's and the server's zones).
+carry a UTC offset (a naive time is ambiguous across the bureau's and the server's zones); flags,
+counts and amounts must be JSON booleans and numbers (``StrictBool``, ``StrictInt``, :data:`AmountIn`),
+never a string or a boolean read as one.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints
 
 from domain.base import Record
 
@@ -21,7 +23,16 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 Note = Annotated[str, StringConstraints(max_length=4000)]
 #: Areas and sums travel as JSON numbers (exact decimals inside the ledger).
 Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
-AmountIn = Annotated[Decimal, Field(ge=0, le=Decimal(10) ** 12, allow_inf_nan=False)]
+
+
+def json_number(value: Any) -> Any:
+    """A JSON number and nothing else: pydantic would read ``true`` or ``"1e3"`` as an amount."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+AmountIn = Annotated[Decimal, BeforeValidator(json_number), Field(ge=0, le=Decimal(10) ** 12, allow_inf_nan=False)]
 
 
 class CommandIn(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Response
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, covers_agreement, require_territory
 from api.models import CommandIn, Receipt, RecordId, RecordMeta, meta
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/agreements", tags=["agreements"])
 class AgreementCreate(CommandIn):
     """An agreement the issuer signs with the responsible unit for a year (签订责任书)."""
 
-    year: int = Field(ge=2000, le=2100)
+    year: StrictInt = Field(ge=2000, le=2100)
     issuer_unit_id: RecordId
     responsible_unit_id: RecordId
     targets: Annotated[

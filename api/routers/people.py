@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
 from api.models import CommandIn, MisconductReceipt, Name, Receipt, RecordId, RecordMeta, Text, meta
@@ -38,7 +38,7 @@ class FindingCreate(CommandIn):
     """The investigation's finding on a report (调查结论)."""
 
     report_id: RecordId
-    substantiated: bool
+    substantiated: StrictBool
 
 
 class CommendationCreate(CommandIn):

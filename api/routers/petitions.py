@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
 from api.models import CommandIn, Name, Receipt, RecordId, RecordMeta, Text, meta
@@ -24,11 +24,11 @@ class PetitionCreate(CommandIn):
     id: RecordId | None = None
     unit_id: RecordId
     channel: Channel
-    petitioner_count: int = Field(ge=1, le=100_000)
+    petitioner_count: StrictInt = Field(ge=1, le=100_000)
     petitioner: Name
     subject: Text
     category: PetitionCategory
-    skip_level: bool = False
+    skip_level: StrictBool = False
     repeat_of: RecordId | None = None
     assigned_from: AssignedFrom | None = None
 
@@ -48,7 +48,7 @@ class MeetingCreate(CommandIn):
 class ExtensionCreate(CommandIn):
     """Extend the handling deadline (延期), once."""
 
-    days: int = Field(ge=1, le=365)
+    days: StrictInt = Field(ge=1, le=365)
 
 
 class ReplyCreate(CommandIn):
@@ -60,14 +60,14 @@ class ReplyCreate(CommandIn):
 class ReturnVisitCreate(CommandIn):
     """A return visit (回访) and whether the petitioner was satisfied."""
 
-    satisfied: bool
+    satisfied: StrictBool
 
 
 class EscalationCreate(CommandIn):
     """The petitioner went over our heads (赴京, 进省, 来市), possibly collectively."""
 
     level: EscalationLevel
-    collective: bool = False
+    collective: StrictBool = False
 
 
 class OnSiteOwnershipCreate(CommandIn):

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, StrictFloat, StrictInt
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer
 from api.models import Amount, CommandIn, Receipt
@@ -14,7 +14,8 @@ from api.problems import InvalidParameter
 from domain.policy import Amendment, Policy, in_force
 
 router = APIRouter(prefix="/policy", tags=["policy"])
-Number = Annotated[float, Field(allow_inf_nan=False)] | int
+#: A JSON number only: ``true`` or ``"30"`` is refused, not read as 1 or 30.
+Number = StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 class AmendmentCreate(CommandIn):

@@ -7,17 +7,21 @@ from typing import Annotated
 
 from eventsourcing.utils import get_topic
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, StrictInt
 
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
-from api.models import Amount, CommandIn, Name, Receipt, RecordId, RecordMeta, meta
+from api.models import Amount, CommandIn, Name, Receipt, RecordId, RecordMeta, json_number, meta
 from api.problems import InvalidParameter
 from domain.errors import RecordNotFound
 from domain.units import Unit
 from domain.vocabulary import UnitKind
 
 router = APIRouter(prefix="/units", tags=["units"])
-Mu = Annotated[Decimal, Field(gt=0, le=Decimal(10) ** 9, allow_inf_nan=False, description="area in mu (亩)")]
+Mu = Annotated[
+    Decimal,
+    BeforeValidator(json_number),
+    Field(gt=0, le=Decimal(10) ** 9, allow_inf_nan=False, description="area in mu (亩)"),
+]
 
 
 class UnitCreate(CommandIn):
@@ -32,7 +36,7 @@ class UnitCreate(CommandIn):
 class QuotaAllocationCreate(CommandIn):
     """Allocate land-use quota for a year (下达用地指标)."""
 
-    year: int = Field(ge=2000, le=2100)
+    year: StrictInt = Field(ge=2000, le=2100)
     mu: Mu
 
 

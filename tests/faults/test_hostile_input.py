@@ -7,11 +7,13 @@ characters in any string (422), every field bounded and typed, unknown fields re
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -150,6 +152,38 @@ def test_malformed_bodies(client: tuple[TestClient, dict[str, str]], ledger: Led
     assert ledger.recorder.max_notification_id() == before
 
 
+AMEND = {"effective_from": "2024-01-01T00:00:00+08:00"}
+CLUE = {"unit_id": "t1", "violation": "illegal_land_use", "source": "patrol"}
+#: A flag, a count or an amount given as another JSON type: pydantic's lax mode would read each as a value
+#: (``true`` as 1, ``"yes"`` as true, ``"1e3"`` as 1,000) and record it.
+WRONG_TYPES = [
+    ("/v1/petitions", petition("typed", petitioner_count=True)),
+    ("/v1/petitions", petition("typed", petitioner_count="7")),
+    ("/v1/petitions", petition("typed", petitioner_count=7.0)),
+    ("/v1/petitions", petition("typed", skip_level="yes")),
+    ("/v1/petitions", petition("typed", skip_level=1)),
+    ("/v1/policy/amendments", {**AMEND, "params": {"handling_days": True}}),
+    ("/v1/policy/amendments", {**AMEND, "params": {"acceptance_days": "30"}}),
+    ("/v1/people/leader1/findings", {"report_id": "r1", "substantiated": "y"}),
+    ("/v1/cases", {**CLUE, "area_mu": "1e3"}),
+    ("/v1/cases", {**CLUE, "value_yuan": True}),
+    ("/v1/units/d1/quota-allocations", {"year": "2024", "mu": 10}),
+    ("/v1/units/t1/land-approvals", {"mu": "5", "project": "工业园"}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), WRONG_TYPES)
+def test_a_value_of_the_wrong_json_type_is_refused_not_read_as_one(
+    client: tuple[TestClient, dict[str, str]], ledger: Ledger, path: str, body: dict[str, Any]
+) -> None:
+    http, tokens = client
+    admin = auth(tokens["admin"])
+    before = ledger.recorder.max_notification_id()
+    r = http.post(path, json=body, headers=admin)
+    refused(r, 422)
+    assert ledger.recorder.max_notification_id() == before
+
+
 @pytest.mark.parametrize("bad_id", NOT_IDS)
 def test_ids_that_are_not_ids(client: tuple[TestClient, dict[str, str]], ledger: Ledger, bad_id: str) -> None:
     http, tokens = client
@@ -186,6 +220,39 @@ def test_dates_far_in_the_past_or_future(
         r = http.get(f"{path}{sep}known_at={moment}", headers=supervisor)
         assert r.status_code < 500, (path, moment, r.text[:300])
     assert ledger.recorder.max_notification_id() == before
+
+
+#: Times a question cannot name: past the calendar's ends once in UTC, or outside 1900-9000.
+BEYOND = ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "1899-12-31T23:59:59+00:00", "9000-01-01T00:00Z"]
+
+
+def cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).rstrip(b"=").decode()
+
+
+def test_questions_beyond_the_calendar_are_the_clients_error(client: tuple[TestClient, dict[str, str]]) -> None:
+    """A moment, a report's period or a forged cursor past what the stores and Python's times hold is a 422
+    naming the parameter, not a 500 from an overflow."""
+    http, tokens = client
+    supervisor = auth(tokens["supervisor"])
+    for moment in BEYOND:
+        for path in ("/v1/scores?year=2024", "/v1/triggers", "/v1/petitions", "/v1/reports/daily?date=2024-03-01"):
+            for key in ("as_of", "known_at"):
+                sep = "&" if "?" in path else "?"
+                r = http.get(f"{path}{sep}{urlencode({key: moment})}", headers=supervisor)
+                refused(r, 422)
+                assert r.json()["errors"][0]["loc"] == ["query", key], (path, key, moment)
+    for path in (
+        "/v1/reports/daily?date=9999-12-31",
+        "/v1/reports/weekly?week=9999-W52",
+        "/v1/reports/monthly?month=9999-12",
+        "/v1/reports/daily?date=1000-01-01",
+        f"/v1/petitions?limit=5&after={cursor([2**63])}",
+        f"/v1/officers?limit=5&after={cursor([-(2**63) - 1])}",
+    ):
+        refused(http.get(path, headers=supervisor), 422)
+    forged = http.get(f"/v1/triggers?limit=5&after={cursor(['9999-12-31T23:59:59-14:00', 'x'])}", headers=supervisor)
+    assert forged.status_code < 500, forged.text
 
 
 @pytest.mark.skipif(not LONG, reason="the long schemathesis run: LEDGER_FAULTS_LONG=1")
