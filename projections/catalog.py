@@ -28,6 +28,21 @@ from domain.policy import Policy
 from domain.units import Unit
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The moments a question may name (as_of, known_at, a report's period). Python's times end at the years 1 and
+#: 9999, and 9999-12-31T23:59:59-14:00 lies past them once in UTC; a question also reaches a day or a year on.
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def check_moment(value: datetime, name: str) -> datetime:
+    """``value``, if a question may name it: with a UTC offset, between :data:`EARLIEST` and :data:`LATEST`; else
+    ``ValueError`` naming ``name`` (the client's error)."""
+    if value.utcoffset() is None:
+        raise ValueError(f"{name} needs a UTC offset")
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"{name} must lie between {EARLIEST.year} and {LATEST.year}, not {value.isoformat()}")
+    return value
+
+
 #: The index of diversions by destination unit (``engine.ensure_schema`` creates it).
 DIVERTED_INDEX = "proj_petitions_events_diverted"
 #: Reports as issued (已发布的报告, ``projections.reports.issued``), kept once final; emptied whenever any

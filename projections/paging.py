@@ -73,7 +73,10 @@ def key_of(cursor: str, shape: tuple[type, ...]) -> Key:
 
 
 def _is(value: Any, kind: type) -> bool:
-    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    """Whether a cursor's value is of its key's kind: an int within the stores' 64 bits (SQLite overflows past it)."""
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+    return isinstance(value, kind)
 
 
 def window(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Key], page: Page) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import orjson
 
 from domain.application import utc_now
 from projections import current, late, paging, quota, reports
-from projections.catalog import CURRENT, micros
+from projections.catalog import CURRENT, check_moment, micros
 from projections.db import Db
 from projections.engine import positions
 from projections.facts import kept
@@ -60,11 +60,7 @@ TRIGGER_KINDS = {"case": "cases", "petition": "petitions", "person": "people", "
 
 
 def moment(value: datetime | None, default: datetime) -> datetime:
-    if value is None:
-        return default
-    if value.utcoffset() is None:
-        raise ValueError("as_of and known_at need a UTC offset")
-    return value
+    return default if value is None else check_moment(value, "as_of and known_at")
 
 
 class Past(NamedTuple):
@@ -558,10 +554,9 @@ def _page_of(name: str, limit: int | None, after: str | None) -> paging.Page:
 def _opened(value: str) -> int | None:
     """The micros of a trigger's ``opened_at`` as a cursor carries it (``None`` if it is no such time)."""
     try:
-        moment = datetime.fromisoformat(value)
+        return micros(check_moment(datetime.fromisoformat(value), "after"))
     except ValueError:
         return None
-    return micros(moment) if moment.utcoffset() is not None else None
 
 
 def _territories(k: Known, units: Iterable[str]) -> set[str]:

@@ -29,7 +29,17 @@ from domain.application import utc_now
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Violation
 from projections import late, lease
-from projections.catalog import ISSUED, KNOWN, PROJECTIONS, RUNNING, from_micros, micros, with_current
+from projections.catalog import (
+    EARLIEST,
+    ISSUED,
+    KNOWN,
+    LATEST,
+    PROJECTIONS,
+    RUNNING,
+    from_micros,
+    micros,
+    with_current,
+)
 from projections.db import Db, utf8
 from projections.engine import positions
 from projections.history import REPORT_TYPES, Known, Occurrence, Structure, iso
@@ -44,23 +54,31 @@ log = logging.getLogger(__name__)
 
 
 def period(kind: str, label: str) -> tuple[datetime, datetime]:
-    """The [start, end) of a report's period, in the bureau's zone."""
+    """The [start, end) of a report's period, in the bureau's zone; ``ValueError`` for a label that names none, or
+    one outside the moments a question may name (:data:`~projections.catalog.EARLIEST` to ``LATEST``)."""
+    shapes = {"daily": "YYYY-MM-DD", "weekly": "YYYY-Www", "monthly": "YYYY-MM"}
     try:
-        if kind == "daily":
-            day = date.fromisoformat(label)
-            start = datetime(day.year, day.month, day.day, tzinfo=BUREAU_TZ)
-            return start, start + timedelta(days=1)
-        if kind == "weekly":
-            year, week = label.split("-W")
-            monday = date.fromisocalendar(int(year), int(week), 1)
-            start = datetime(monday.year, monday.month, monday.day, tzinfo=BUREAU_TZ)
-            return start, start + timedelta(days=7)
-        y, m = (int(part) for part in label.split("-"))
-        start = datetime(y, m, 1, tzinfo=BUREAU_TZ)
-        return start, datetime(y + m // 12, m % 12 + 1, 1, tzinfo=BUREAU_TZ)
-    except ValueError:
-        shapes = {"daily": "YYYY-MM-DD", "weekly": "YYYY-Www", "monthly": "YYYY-MM"}
+        start, end = _bounds(kind, label)
+    except (ValueError, OverflowError):  # OverflowError: the day after 9999-12-31
         raise ValueError(f"{kind} report period must look like {shapes[kind]}, not {label!r}") from None
+    if start < EARLIEST or end > LATEST:
+        raise ValueError(f"a report's period must lie between {EARLIEST.year} and {LATEST.year}, not {label!r}")
+    return start, end
+
+
+def _bounds(kind: str, label: str) -> tuple[datetime, datetime]:
+    if kind == "daily":
+        day = date.fromisoformat(label)
+        start = datetime(day.year, day.month, day.day, tzinfo=BUREAU_TZ)
+        return start, start + timedelta(days=1)
+    if kind == "weekly":
+        year, week = label.split("-W")
+        monday = date.fromisocalendar(int(year), int(week), 1)
+        start = datetime(monday.year, monday.month, monday.day, tzinfo=BUREAU_TZ)
+        return start, start + timedelta(days=7)
+    y, m = (int(part) for part in label.split("-"))
+    start = datetime(y, m, 1, tzinfo=BUREAU_TZ)
+    return start, datetime(y + m // 12, m % 12 + 1, 1, tzinfo=BUREAU_TZ)
 
 
 class Kept(NamedTuple):

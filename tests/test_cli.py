@@ -329,4 +329,7 @@ def test_queries_on_the_command_line_answer_as_the_api_and_page_by_cursor(empty_
     refused(ledger_cli(empty_url, "query", "scores", "--year", "2025", "--as-of", "2025-06-01T00:00"), 2, "--as-of")
     refused(ledger_cli(empty_url, "query", "triggers", "--limit", "2", "--after", "bm9wZQ"), 2, "cursor")
     refused(ledger_cli(empty_url, "query", "report", "monthly", "2025-13"), 2, "month")
+    far = "9999-12-31T23:59:59-14:00"  # past the calendar once in UTC: an overflow's traceback before
+    refused(ledger_cli(empty_url, "query", "scores", "--year", "2025", "--as-of", far), 2, "--as-of", "9000")
+    refused(ledger_cli(empty_url, "query", "report", "daily", "9999-12-31"), 2, "daily")
     refused(ledger_cli(empty_url, "query", "petitions", "--status", "lost"), 2, "status")

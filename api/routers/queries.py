@@ -19,6 +19,7 @@ from api.deps import AuthorizedDep, LedgerDep
 from api.models import QueryAnswer
 from api.problems import InvalidParameter
 from domain.application import Ledger
+from projections.catalog import check_moment
 from projections.queries import Territory, next_after
 
 router = APIRouter(tags=["queries"])
@@ -129,6 +130,11 @@ def _ask(
         moment = options.get(key)
         if moment is not None and moment.utcoffset() is None:
             raise InvalidParameter(f"{key} must carry a UTC offset", "query", key)
+        try:
+            if moment is not None:
+                check_moment(moment, key)
+        except ValueError as e:
+            raise InvalidParameter(str(e), "query", key) from None
     with _reader(request, ledger, seen, name) as reader:
         result = getattr(reader, name)(*args, **options)
         position, lag = projections_link.progress(reader.db)
