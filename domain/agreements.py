@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from domain.base import Record, Stamp, check_id, check_text
 from domain.errors import InvalidValue, RuleViolation
-from domain.vocabulary import DecisionOutcome
+from domain.vocabulary import DecisionOutcome, UnitKind
+
+if TYPE_CHECKING:
+    from domain.units import Unit
 
 
 def agreement_id(year: int, issuer_unit_id: str, responsible_unit_id: str) -> str:
     """One agreement per year and pair of units: its id says which."""
     return f"{year}.{issuer_unit_id}.{responsible_unit_id}"
+
+
+#: The kinds of unit that are governments (政府): a bureau office answers to the one it lies in.
+GOVERNMENTS = frozenset({UnitKind.CITY, UnitKind.DISTRICT, UnitKind.TOWNSHIP})
+
+
+def check_parties(issuer: Sequence[Unit], responsible: Sequence[Unit]) -> None:
+    """R5, R6: an agreement runs downwards, between governments (R5: 政府与下级政府) or between the bureau's offices
+    (R6: 市局与分局, 分局与土管所). A government signs with a government below it; an office with an office inside
+    the territory of the government it lies in, never one above it. Each party is given as its chain of units,
+    itself first (属地管理): a district cannot make its city answer to it, nor a land station the city bureau."""
+    issuer_is_government = issuer[0].kind in GOVERNMENTS
+    if issuer_is_government != (responsible[0].kind in GOVERNMENTS):
+        raise RuleViolation(
+            f"{issuer[0].record_id} and {responsible[0].record_id} are not both governments nor both bureau offices",
+            rule="R6",
+        )
+    government = next((u.record_id for u in issuer if u.kind in GOVERNMENTS), None)
+    above_responsible = {u.record_id for u in responsible[1:]}
+    above_issuer = {u.record_id for u in issuer}
+    if government not in above_responsible or responsible[0].record_id in above_issuer:
+        raise RuleViolation(
+            f"{responsible[0].record_id} does not lie below {issuer[0].record_id}"
+            f" (within {government}): an agreement is signed with a unit below the issuer",
+            rule="R6",
+        )
 
 
 class TargetAgreement(Record):

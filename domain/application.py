@@ -24,7 +24,7 @@ from eventsourcing.domain import Aggregate, DomainEvent, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
 
 from domain.access import AccessGrant, AccessLog
-from domain.agreements import AccountabilityDecision, TargetAgreement, agreement_id
+from domain.agreements import AccountabilityDecision, TargetAgreement, agreement_id, check_parties
 from domain.base import LEDGER_EPOCH, Record, Stamp, check_id, record_uuid
 from domain.cases import EnforcementCase
 from domain.errors import InvalidValue, RecordExists, RecordNotFound, StaleVersion
@@ -718,6 +718,8 @@ class Ledger(Application[UUID]):
         stamp = self.stamp(actor, occurred_at, note)
         self._require(Unit, issuer_unit_id)
         self._require(Unit, responsible_unit_id)
+        if issuer_unit_id != responsible_unit_id:  # signing with itself is refused by the record (R6)
+            check_parties(self.ancestors(issuer_unit_id), self.ancestors(responsible_unit_id))
         return self._create(
             lambda: TargetAgreement.sign(year, issuer_unit_id, responsible_unit_id, targets or [], stamp),
             idempotency_key,
