@@ -94,6 +94,8 @@ class Record(Aggregate):
         record_id: str
         opened_at: datetime
         closed: bool
+        #: When each step that later steps rest on first happened (业务时间), by step name (:meth:`_not_before`).
+        done_at: dict[str, datetime]
 
     class Event(Aggregate.Event):
         actor: str
@@ -107,6 +109,20 @@ class Record(Aggregate):
             record.record_id = self.record_id
             record.opened_at = self.occurred_at
             record.closed = False
+            record.done_at = {}
+
+    class Step(Event):
+        """An event later steps rest on: when it first happened is kept under :attr:`STEP` (its own name, or a
+        name it gives, e.g. one per meeting)."""
+
+        def mutate(self, aggregate: Any) -> Any:
+            record = super().mutate(aggregate)
+            assert record is not None
+            record.done_at.setdefault(self.step(), self.occurred_at)
+            return record
+
+        def step(self) -> str:
+            return type(self).__name__
 
     class PersonalDataErased(Event):
         """The record's personal data was made permanently unreadable (个人信息删除), as the law required."""
@@ -146,6 +162,28 @@ class Record(Aggregate):
             note=stamp.note,
             **fields,
         )
+
+    def _not_before(self, stamp: Stamp, *steps: str) -> None:
+        """A step that rests on earlier ones (a closure on its reply, a removal on its finding) is dated at or after
+        them: an entry may come late (补录), never before what it follows in business time."""
+        for step in steps:
+            at = self.done_at.get(step)
+            if at is not None and stamp.occurred_at < at:
+                raise RuleViolation(
+                    f"{self.KIND} {self.record_id}: {step} happened at {at.isoformat()}; "
+                    f"what follows it cannot be dated before it ({stamp.occurred_at.isoformat()})",
+                    rule="chronology",
+                )
+
+    def check_began_by(self, stamp: Stamp, role: str) -> None:
+        """This record, acting in another's step as ``role`` (a petition's owner, a nail case's resolver), had begun by
+        then: no one owns a petition before taking post."""
+        if stamp.occurred_at < self.opened_at:
+            raise RuleViolation(
+                f"{self.record_id} was registered at {self.opened_at.isoformat()}; "
+                f"cannot be the {role} before then ({stamp.occurred_at.isoformat()})",
+                rule="chronology",
+            )
 
     def _check_open(self, action: str) -> None:
         if self.closed:

@@ -102,7 +102,7 @@ class EnforcementCase(Record):
             case.outcome = None
             case.wrongful = False
 
-    class Filed(Record.Event):
+    class Filed(Record.Step):
         """Filed for investigation (立案), with its handlers (承办人)."""
 
         handler_ids: list[str]
@@ -173,7 +173,7 @@ class EnforcementCase(Record):
         def apply(self, case: Any) -> None:
             case.transfers.append(self.to)
 
-    class Closed(Record.Event):
+    class Closed(Record.Step):
         """Closed (结案) with its outcome."""
 
         outcome: str
@@ -234,7 +234,7 @@ class EnforcementCase(Record):
         self._record(self.Filed, stamp, handler_ids=check_ids(handler_ids, "handler_ids"))
 
     def handle_jointly(self, agencies: list[Agency], stamp: Stamp) -> None:
-        self._check_filed("handle it jointly")
+        self._check_filed("handle it jointly", stamp)
         if not agencies or not set(agencies) <= JOINT_AGENCIES:
             raise InvalidValue("agencies must be police and/or discipline", "agencies")
         self._record(self.JointHandling, stamp, agencies=sorted(str(a) for a in set(agencies)))
@@ -246,15 +246,15 @@ class EnforcementCase(Record):
         self._record(self.DeclaredMajor, stamp, reason=check_text(reason, "reason"))
 
     def report_upward(self, stamp: Stamp) -> None:
-        self._check_filed("report it upward")
+        self._check_filed("report it upward", stamp)
         self._record(self.ReportedUpward, stamp)
 
     def file_for_record(self, stamp: Stamp) -> None:
-        self._check_filed("file it for the record")
+        self._check_filed("file it for the record", stamp)
         self._record(self.RecordFiled, stamp)
 
     def review_jointly(self, decision: str, stamp: Stamp) -> None:
-        self._check_filed("review it jointly")
+        self._check_filed("review it jointly", stamp)
         self._record(self.JointlyReviewed, stamp, decision=check_text(decision, "decision"))
 
     def supervise(self, by_unit_id: str, deadline: datetime, stamp: Stamp) -> None:
@@ -265,7 +265,7 @@ class EnforcementCase(Record):
         self._record(self.Supervised, stamp, by_unit_id=by_unit_id, deadline=deadline)
 
     def decide_penalty(self, fine_yuan: Decimal | None, demolition_mu: Decimal | None, stamp: Stamp) -> None:
-        self._check_filed("decide a penalty")
+        self._check_filed("decide a penalty", stamp)
         self._record(
             self.PenaltyDecided,
             stamp,
@@ -274,11 +274,11 @@ class EnforcementCase(Record):
         )
 
     def transfer(self, to: Agency, stamp: Stamp) -> None:
-        self._check_filed("transfer it")
+        self._check_filed("transfer it", stamp)
         self._record(self.Transferred, stamp, to=str(to))
 
     def close(self, outcome: str, stamp: Stamp) -> None:
-        self._check_filed("close it")
+        self._check_filed("close it", stamp)
         self._record(self.Closed, stamp, outcome=check_text(outcome, "outcome", limit=500))
 
     def find_wrongful(self, handler_ids: list[str], reason: str, stamp: Stamp) -> None:
@@ -289,6 +289,7 @@ class EnforcementCase(Record):
             raise RuleViolation(f"case {self.record_id} is not closed; a wrongful finding follows closure", rule="R2")
         if self.wrongful:
             raise RuleViolation(f"case {self.record_id} is already found wrongful", rule="R2")
+        self._not_before(stamp, "Closed")
         named = check_ids(handler_ids, "handler_ids")
         strangers = [i for i in named if i not in self.handler_ids]
         if strangers:
@@ -299,7 +300,9 @@ class EnforcementCase(Record):
             )
         self._record(self.FoundWrongful, stamp, handler_ids=named, reason=check_text(reason, "reason"))
 
-    def _check_filed(self, action: str) -> None:
+    def _check_filed(self, action: str, stamp: Stamp) -> None:
+        """Open and filed (立案), by the step's own business time too."""
         self._check_open(action)
         if not self.filed:
             raise RuleViolation(f"case {self.record_id} is not filed (立案) yet; cannot {action}", rule="R2")
+        self._not_before(stamp, "Filed")

@@ -19,6 +19,7 @@ class MisconductReport:
     kind: MisconductKind
     substantiated: bool | None = None
     reported_at: datetime | None = None  # when it was made: its finding cannot be dated before it
+    found_at: datetime | None = None  # when it was found: a sanction on it cannot be dated before it
 
 
 class Person(Record):
@@ -84,6 +85,7 @@ class Person(Record):
 
         def apply(self, person: Any) -> None:
             person.reports[self.report_id].substantiated = self.substantiated
+            person.reports[self.report_id].found_at = self.occurred_at
 
     class RemovedFromPost(Record.Event):
         """Removed from the enforcement post (调离执法岗位, R7), on the findings named."""
@@ -159,13 +161,13 @@ class Person(Record):
         """R7: once a report is substantiated, removal from the enforcement post is due at once."""
         if self.removed:
             raise RuleViolation(f"{self.record_id} has already been removed from the enforcement post", rule="R7")
-        basis = self._substantiated_basis("removal from the enforcement post")
+        basis = self._substantiated_basis("removal from the enforcement post", stamp)
         self._record(self.RemovedFromPost, stamp, report_ids=basis)
 
     def refer_to_judiciary(self, stamp: Stamp) -> None:
         if self.referred:
             raise RuleViolation(f"{self.record_id} has already been referred to the judicial organs", rule="R7")
-        basis = self._substantiated_basis("criminal referral")
+        basis = self._substantiated_basis("criminal referral", stamp)
         self._record(self.ReferredToJudiciary, stamp, report_ids=basis)
 
     def commend(self, title: Commendation, stamp: Stamp) -> None:
@@ -183,8 +185,17 @@ class Person(Record):
             raise RuleViolation("public receptions (公开接访) are held by leaders", rule="R17")
         self._record(self.ReceptionHeld, stamp, place=check_text(place, "place", limit=200))
 
-    def _substantiated_basis(self, action: str) -> list[str]:
-        basis = [r.report_id for r in self.substantiated_reports]
-        if not basis:
+    def _substantiated_basis(self, action: str, stamp: Stamp) -> list[str]:
+        """The reports found substantiated by the action's business time: it rests on them (一经发现, 调查属实)."""
+        found = self.substantiated_reports
+        if not found:
             raise RuleViolation(f"{action} needs a substantiated misconduct finding (调查属实)", rule="R7")
+        basis = [r.report_id for r in found if r.found_at is None or r.found_at <= stamp.occurred_at]
+        if not basis:
+            first = min(r.found_at for r in found if r.found_at is not None)
+            raise RuleViolation(
+                f"{action} rests on a substantiated finding, the first found at {first.isoformat()}; "
+                f"it cannot be dated before it ({stamp.occurred_at.isoformat()})",
+                rule="chronology",
+            )
         return basis

@@ -120,7 +120,7 @@ class Petition(Record):
             petition.on_site_owner_id = None
             petition.on_site_deadline = None
 
-    class OwnershipTaken(Record.Event):
+    class OwnershipTaken(Record.Step):
         """A leader takes ownership (领导包案, R9)."""
 
         leader_id: str
@@ -138,10 +138,13 @@ class Petition(Record):
             petition.on_site_owner_id = self.person_id
             petition.on_site_deadline = self.deadline
 
-    class MeetingHeld(Record.Event):
+    class MeetingHeld(Record.Step):
         """One of the three meetings (三见面, R16)."""
 
         party: str
+
+        def step(self) -> str:
+            return f"MeetingHeld:{self.party}"
 
         def apply(self, petition: Any) -> None:
             petition.meetings.add(Meeting(self.party))
@@ -157,7 +160,7 @@ class Petition(Record):
             petition.extension_days = self.days
             petition.handling_deadline = self.handling_deadline
 
-    class Replied(Record.Event):
+    class Replied(Record.Step):
         """The written reply to the petitioner (答复意见)."""
 
         summary: str
@@ -165,7 +168,7 @@ class Petition(Record):
         def apply(self, petition: Any) -> None:
             petition.replied = True
 
-    class ReturnVisited(Record.Event):
+    class ReturnVisited(Record.Step):
         """A return visit (回访, R16) and whether the petitioner was satisfied."""
 
         satisfied: bool
@@ -182,7 +185,7 @@ class Petition(Record):
         def apply(self, petition: Any) -> None:
             petition.escalations.append(self.level)
 
-    class DesignatedNailCase(Record.Event):
+    class DesignatedNailCase(Record.Step):
         """Designated a nail case (钉子案, R12) with its named resolver (逐案明确解决责任)."""
 
         resolver_id: str
@@ -191,10 +194,13 @@ class Petition(Record):
             petition.nail_case = True
             petition.resolver_id = self.resolver_id
 
-    class NailCheckRecorded(Record.Event):
+    class NailCheckRecorded(Record.Step):
         """One of the four checks of R12 (四个不放过) is done."""
 
         check: str
+
+        def step(self) -> str:
+            return f"NailCheckRecorded:{self.check}"
 
         def apply(self, petition: Any) -> None:
             petition.nail_checks.add(NailCheck(self.check))
@@ -275,6 +281,7 @@ class Petition(Record):
             raise RuleViolation(f"{leader.record_id} was removed from post and cannot own a petition", rule="R9")
         if self.owner_id == leader.record_id:
             raise RuleViolation(f"{leader.record_id} already owns petition {self.record_id}", rule="R9")
+        leader.check_began_by(stamp, "owner")
         self._record(self.OwnershipTaken, stamp, leader_id=leader.record_id)
 
     def assign_on_site(self, person: Person, deadline: datetime, stamp: Stamp) -> None:
@@ -282,6 +289,7 @@ class Petition(Record):
         self._check_open("assign on-site ownership")
         if person.removed:
             raise RuleViolation(f"{person.record_id} was removed from post and cannot take a case on site", rule="R17")
+        person.check_began_by(stamp, "on-site owner")
         if deadline.utcoffset() is None or deadline <= stamp.occurred_at:
             raise InvalidValue("an on-site deadline must be a time after the assignment", "deadline")
         self._record(self.OnSiteOwnershipAssigned, stamp, person_id=person.record_id, deadline=deadline)
@@ -290,8 +298,10 @@ class Petition(Record):
         self._check_open("hold a meeting")
         if party in self.meetings:
             raise RuleViolation(f"the meeting with the {party} is already recorded", rule="R16")
-        if party is Meeting.LEADER and self.owner_id is None:
-            raise RuleViolation("the meeting with the leader needs a leader who owns the petition", rule="R9")
+        if party is Meeting.LEADER:
+            if self.owner_id is None:
+                raise RuleViolation("the meeting with the leader needs a leader who owns the petition", rule="R9")
+            self._not_before(stamp, "OwnershipTaken")
         self._record(self.MeetingHeld, stamp, party=str(party))
 
     def extend(self, days: int, policy: PolicyVersion, stamp: Stamp) -> None:
@@ -317,6 +327,7 @@ class Petition(Record):
         """R10, R16: the return visit checks the result, so it may follow closure (回访核查)."""
         if not self.replied:
             raise RuleViolation("a return visit (回访) follows the reply", rule="R16")
+        self._not_before(stamp, "Replied")
         self._record(self.ReturnVisited, stamp, satisfied=satisfied)
 
     def escalate(self, level: EscalationLevel, collective: bool, stamp: Stamp) -> None:
@@ -333,6 +344,7 @@ class Petition(Record):
             raise RuleViolation(
                 f"{resolver.record_id} was removed from post and cannot resolve a nail case", rule="R12"
             )
+        resolver.check_began_by(stamp, "resolver")
         self._record(self.DesignatedNailCase, stamp, resolver_id=resolver.record_id)
 
     def record_nail_check(self, check: NailCheck, stamp: Stamp) -> None:
@@ -341,6 +353,7 @@ class Petition(Record):
             raise RuleViolation(f"petition {self.record_id} is not a nail case", rule="R12")
         if check in self.nail_checks:
             raise RuleViolation(f"the check {check} is already recorded", rule="R12")
+        self._not_before(stamp, "DesignatedNailCase")
         self._record(self.NailCheckRecorded, stamp, check=str(check))
 
     def cease(self, stamp: Stamp) -> None:
@@ -362,7 +375,18 @@ class Petition(Record):
         if missing:
             rule, what = missing[0]
             raise RuleViolation(f"petition {self.record_id} cannot close: {what}", rule=rule)
+        self._not_before(stamp, *self.needed_for_closure())
         self._record(self.Closed, stamp)
+
+    def needed_for_closure(self) -> list[str]:
+        """The steps closure rests on (:meth:`missing_for_closure`), each to be dated by the closure: the reply; for
+        an initial petition the three meetings and its return visit; for a nail case the four checks."""
+        needed = ["Replied"]
+        if self.initial:
+            needed += [f"MeetingHeld:{m}" for m in Meeting] + ["ReturnVisited"]
+        if self.nail_case:
+            needed += [f"NailCheckRecorded:{c}" for c in NailCheck]
+        return needed
 
     def missing_for_closure(self) -> list[tuple[str, str]]:
         """What still stands between the petition and closure, each with its rule."""

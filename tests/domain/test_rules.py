@@ -247,6 +247,46 @@ def test_r7_removal_needs_a_substantiated_finding(world: Ledger) -> None:
     )
 
 
+def test_a_step_cannot_be_dated_before_the_steps_it_rests_on(world: Ledger) -> None:
+    """An entry may come late (补录), but never dated before what it follows in business time: a removal before its
+    finding, a closure before its reply, a wrongful finding before the closure, a step of a case before its filing,
+    an ownership before the leader took post. Each refused records nothing; dated at or after, each is taken."""
+    report = world.report_misconduct("officer", MisconductKind.TAKING, "匿名群众", "收受好处", **cmd(2)).extra
+    world.record_finding("officer", report["report_id"], True, **cmd(10))
+    refused(world, RuleViolation, "chronology", lambda: world.remove_from_post("officer", **cmd(5)))
+    refused(world, RuleViolation, "chronology", lambda: world.refer_to_judiciary("officer", **cmd(9)))
+    world.remove_from_post("officer", **cmd(10))
+
+    repeat = petition(world, "XF-R", repeat_of=petition(world, "XF-0"))  # not initial: closure needs its reply
+    world.reply_petition(repeat, "已答复", **cmd(8))
+    refused(world, RuleViolation, "chronology", lambda: world.close_petition(repeat, **cmd(3)))
+    refused(world, RuleViolation, "chronology", lambda: world.return_visit(repeat, True, **cmd(7)))
+    world.return_visit(repeat, True, **cmd(20))  # after closure's date-to-be: not what closure rests on
+    world.close_petition(repeat, **cmd(9))
+
+    initial = petition(world, "XF-I")
+    ready_to_close(world, initial)  # its last step, the return visit, on day 12
+    refused(world, RuleViolation, "chronology", lambda: world.close_petition(initial, **cmd(11)))
+    world.close_petition(initial, **cmd(12))
+
+    owned = petition(world, "XF-O")
+    world.take_ownership(owned, "head", **cmd(6))
+    refused(world, RuleViolation, "chronology", lambda: world.hold_meeting(owned, Meeting.LEADER, **cmd(5)))
+    world.hold_meeting(owned, Meeting.LEADER, **cmd(6))
+    world.register_person(
+        "新镇长", "kouzhen", Post.PRINCIPAL_LEADER, person_id="head-2", actor=CLERK, occurred_at=day(4)
+    )
+    refused(world, RuleViolation, "chronology", lambda: world.take_ownership(owned, "head-2", **cmd(3)))
+
+    cid = case(world)
+    world.file_case(cid, ["officer"], **cmd(5))
+    refused(world, RuleViolation, "chronology", lambda: world.decide_penalty(cid, Decimal(1000), None, **cmd(4)))
+    refused(world, RuleViolation, "chronology", lambda: world.close_case(cid, "结案", **cmd(4)))
+    world.close_case(cid, "结案", **cmd(8))
+    refused(world, RuleViolation, "chronology", lambda: world.find_wrongful(cid, ["officer"], "错案", **cmd(7)))
+    world.find_wrongful(cid, ["officer"], "错案", **cmd(8))
+
+
 def test_r17_only_leaders_hold_public_receptions(world: Ledger) -> None:
     refused(world, RuleViolation, "R17", lambda: world.hold_reception("officer", "口镇便民中心", **cmd(2)))
     world.hold_reception("head", "口镇便民中心", **cmd(2))
