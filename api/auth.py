@@ -42,13 +42,24 @@ def grant_token(
     *,
     actor: str,
     ttl: timedelta | None = None,
-) -> tuple[Receipt, str]:
-    """Record a grant; answer its receipt and bearer token (the secret is shown only this once)."""
+    idempotency_key: str | None = None,
+) -> tuple[Receipt, str | None]:
+    """Record a grant; answer its receipt and bearer token (the secret is shown only this once). A repeat under an
+    ``idempotency_key`` already used records nothing and answers the first grant's receipt with no token: its
+    secret was shown once and is not kept."""
     secret = secrets.token_urlsafe(32)
     expires_at = ledger.clock() + ttl if ttl is not None else None
     receipt = ledger.grant_access(
-        subject, Role(role), list(unit_ids), hash_secret(secret), expires_at=expires_at, actor=actor
+        subject,
+        Role(role),
+        list(unit_ids),
+        hash_secret(secret),
+        expires_at=expires_at,
+        actor=actor,
+        idempotency_key=idempotency_key,
     )
+    if ledger.get(AccessGrant, receipt.id).secret_hash != hash_secret(secret):
+        return receipt, None
     return receipt, f"{receipt.id}.{secret}"
 
 
@@ -62,7 +73,9 @@ def issue_token(
     ttl: timedelta | None = None,
 ) -> str:
     """A new bearer token for ``subject`` (for ``ledger token create``)."""
-    return grant_token(ledger, subject, role, unit_ids, actor=actor, ttl=ttl)[1]
+    token = grant_token(ledger, subject, role, unit_ids, actor=actor, ttl=ttl)[1]
+    assert token is not None  # no idempotency key: always a new grant
+    return token
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -18,7 +19,7 @@ from api.permissions import API_PREFIX, allowed
 from api.problems import InvalidParameter, ProblemError, located
 from domain.access import AccessGrant
 from domain.agreements import TargetAgreement
-from domain.application import Ledger
+from domain.application import IdempotencyKey, Ledger
 from domain.application import Receipt as DomainReceipt
 from domain.base import Record, unit_of
 from store.db import connect
@@ -144,7 +145,7 @@ class Command:
         require_territory(self.ledger, self.principal, unit_id, what)
 
 
-def get_command(
+async def get_command(
     request: Request,
     ledger: LedgerDep,
     principal: Annotated[Principal, Depends(authorize)],
@@ -163,11 +164,22 @@ def get_command(
         expected = int(match.group(1))
     key: str | None = None
     if idempotency_key:
-        # The actor and the route are part of the key, so two clients' keys never collide.
+        # The actor and the route are part of the key, so two clients' keys never collide; the request's body is
+        # its fingerprint, so a repeat with another body is refused (422) rather than answered with the first's.
         route = getattr(request.scope.get("route"), "path", "")
         scoped = f"{principal.subject}\n{request.method} {request.url.path}\n{route}\n{idempotency_key}"
-        key = hashlib.sha256(scoped.encode()).hexdigest()
+        key = IdempotencyKey(hashlib.sha256(scoped.encode()).hexdigest(), _fingerprint(await request.body()))
     return Command(ledger, principal, expected, key)
+
+
+def _fingerprint(body: bytes) -> str:
+    """A request body's fingerprint: of its JSON with keys sorted (the same request, however spaced or ordered),
+    else of its bytes."""
+    try:
+        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body.strip() else b""
+    except orjson.JSONDecodeError:
+        canonical = body
+    return hashlib.sha256(canonical).hexdigest()
 
 
 CommandDep = Annotated[Command, Depends(get_command)]

@@ -170,7 +170,10 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     status = domain_status(exc)
     if isinstance(exc, InvalidValue):
         where = exc.where if isinstance(exc, InvalidParameter) else "body"
-        errors = [{"loc": [where, *exc.field_path], "msg": exc.message, "type": "invalid_value"}]
+        path = list(exc.field_path)
+        if exc.field == "idempotency_key":  # the one value a command refuses that came in a header
+            where, path = "header", ["Idempotency-Key"]
+        errors = [{"loc": [where, *path], "msg": exc.message, "type": "invalid_value"}]
         return problem_response(422, exc.message, errors=errors)
     if isinstance(exc, (RuleViolation, RecordExists)) or status == 409:
         rule = exc.rule or "rule"

@@ -88,6 +88,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class IdempotencyKey(str):
+    """An idempotency key (幂等键) that knows the fingerprint of the request it was given for (``request``): kept with
+    the first answer, so a repeat under the key with another request is refused rather than answered with the
+    first one's receipt. A plain ``str`` key is checked by the key alone."""
+
+    request: str | None
+
+    def __new__(cls, key: str, request: str | None = None) -> IdempotencyKey:
+        made = super().__new__(cls, key)
+        made.request = request
+        return made
+
+
 @dataclass(frozen=True)
 class Receipt:
     """What a command answers: the record, its new version and the event's place in the global log."""
@@ -346,12 +359,22 @@ class Ledger(Application[UUID]):
         return [r.notification.id for r in recordings]
 
     def _replayed(self, idempotency_key: str | None) -> Receipt | None:
-        """The first answer to a command already done under this key, if any."""
+        """The first answer to a command already done under this key, if any; a key given with another request
+        than the one it was first given with (:class:`IdempotencyKey`) is refused: answering the first request's
+        receipt would tell the client its second command was recorded."""
         if not idempotency_key:
             return None
-        positions = self.recorder.idempotent_result(idempotency_key)  # type: ignore[attr-defined]
-        if not positions:
+        answer = self.recorder.idempotent_answer(idempotency_key)  # type: ignore[attr-defined]
+        if not answer or not answer[0]:
             return None
+        positions, request = answer
+        asked = getattr(idempotency_key, "request", None)
+        if request is not None and asked is not None and request != asked:
+            raise InvalidValue(
+                "this idempotency key was used for another request; a repeat must be the same request, and a new"
+                " command needs a new key",
+                "idempotency_key",
+            )
         last = positions[-1]
         notification = self.recorder.select_notifications(start=last, limit=1)[0]
         event = self.mapper.to_domain_event(notification)
@@ -758,13 +781,15 @@ class Ledger(Application[UUID]):
         grant_id: str | None = None,
         expires_at: datetime | None = None,
         actor: str,
+        idempotency_key: str | None = None,
     ) -> Receipt:
         for unit_id in unit_ids:
             self._require(Unit, unit_id)
         stamp = self.stamp(actor)
         new_id = grant_id or new_record_id("g")
         return self._create(
-            lambda: AccessGrant.grant(new_id, subject, role, unit_ids, secret_hash, expires_at, stamp), None
+            lambda: AccessGrant.grant(new_id, subject, role, unit_ids, secret_hash, expires_at, stamp),
+            idempotency_key,
         )
 
     def revoke_access(self, grant_id: str, **cmd: Any) -> Receipt:

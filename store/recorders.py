@@ -197,6 +197,20 @@ def _first(pair: tuple[int, StoredEvent]) -> int:
     return pair[0]
 
 
+def _keyed(positions: list[int], key: str) -> Any:
+    """What an idempotency row keeps: the save's positions and, when the key carries one (``request``, the
+    fingerprint of the request it was given for; ``domain.application.IdempotencyKey``), that fingerprint."""
+    request = getattr(key, "request", None)
+    return positions if request is None else {"positions": positions, "request": request}
+
+
+def _unkeyed(stored: Any) -> tuple[list[int], str | None]:
+    """An idempotency row's positions and request fingerprint (``None`` for a row kept without one)."""
+    if isinstance(stored, dict):
+        return cast("list[int]", stored["positions"]), stored.get("request")
+    return cast("list[int]", stored), None
+
+
 def _idempotency_key(kwargs: dict[str, Any]) -> str | None:
     key = kwargs.get(IDEMPOTENCY_KEY)
     if key is not None and not isinstance(key, str):
@@ -292,7 +306,7 @@ class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         if key is not None:
             c.execute(
                 f"INSERT INTO {self.idempotency_table_name} (key, positions) VALUES (?, ?)",
-                (key, json.dumps(positions, separators=(",", ":"))),
+                (str(key), json.dumps(_keyed(positions, key), separators=(",", ":"))),
             )
         return positions
 
@@ -308,13 +322,18 @@ class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
     def idempotent_result(self, key: str) -> list[int] | None:
         """Positions recorded under key, or None if the key is unused."""
+        answer = self.idempotent_answer(key)
+        return None if answer is None else answer[0]
+
+    def idempotent_answer(self, key: str) -> tuple[list[int], str | None] | None:
+        """Positions recorded under key and the fingerprint of the request they answered, or None if unused."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 f"SELECT positions FROM {self.idempotency_table_name} WHERE key = ?",
-                (key,),
+                (str(key),),
             )
             row = c.fetchone()
-        return None if row is None else cast("list[int]", json.loads(row[0]))
+        return None if row is None else _unkeyed(json.loads(row[0]))
 
 
 class LedgerSQLiteProcessRecorder(LedgerSQLiteApplicationRecorder, SQLiteProcessRecorder):
@@ -598,7 +617,7 @@ class LedgerPostgresApplicationRecorder(SerialisedCreation, PostgresApplicationR
                 with conn.cursor() as curs:
                     curs.execute(
                         self._insert_key,
-                        (key, json.dumps(positions, separators=(",", ":"))),
+                        (str(key), json.dumps(_keyed(positions, key), separators=(",", ":"))),
                         prepare=True,
                     )
             # No sync here: a violation in the statements above (say, a repeated
@@ -620,10 +639,15 @@ class LedgerPostgresApplicationRecorder(SerialisedCreation, PostgresApplicationR
 
     def idempotent_result(self, key: str) -> list[int] | None:
         """Positions recorded under key, or None if the key is unused."""
+        answer = self.idempotent_answer(key)
+        return None if answer is None else answer[0]
+
+    def idempotent_answer(self, key: str) -> tuple[list[int], str | None] | None:
+        """Positions recorded under key and the fingerprint of the request they answered, or None if unused."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select_key, (key,), prepare=True)
+            curs.execute(self._select_key, (str(key),), prepare=True)
             row = curs.fetchone()
-        return None if row is None else cast("list[int]", row["positions"])
+        return None if row is None else _unkeyed(row["positions"])
 
 
 class LedgerPostgresProcessRecorder(LedgerPostgresApplicationRecorder, PostgresProcessRecorder):

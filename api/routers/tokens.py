@@ -50,8 +50,20 @@ def create_token(body: TokenCreate, cmd: CommandDep, response: Response) -> Toke
     if body.ttl is not None and not timedelta(0) < body.ttl <= MAX_TTL:
         raise InvalidValue(f"ttl must be positive and at most {MAX_TTL.days} days", "ttl")
     receipt, token = grant_token(
-        cmd.ledger, body.subject, body.role, body.unit_ids, actor=cmd.principal.subject, ttl=body.ttl
+        cmd.ledger,
+        body.subject,
+        body.role,
+        body.unit_ids,
+        actor=cmd.principal.subject,
+        ttl=body.ttl,
+        idempotency_key=cmd.idempotency_key,
     )
+    if token is None:
+        raise ProblemError(
+            409,
+            f"a token was granted under this Idempotency-Key already ({receipt.id}) and nothing new is recorded;"
+            " its secret was shown once and is not kept: revoke that grant if it was lost",
+        )
     grant = cmd.ledger.get(AccessGrant, receipt.id)
     public = answer(receipt, response, "/v1/tokens")
     return TokenPublic(**public.model_dump(), token=token, expires_at=grant.expires_at)

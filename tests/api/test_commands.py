@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 
@@ -142,6 +143,49 @@ def test_idempotency_key_replays_the_first_answer_and_records_nothing_new(
     a = client.post(f"/v1/petitions/{pid}/escalations", json={"level": "beijing"}, headers=keyed)
     b = client.post(f"/v1/petitions/{pid}/escalations", json={"level": "beijing"}, headers=keyed)
     assert a.status_code == b.status_code == 200 and a.json() == b.json()
+
+
+def test_an_idempotency_key_repeated_with_another_request_is_refused(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    """A key names one request: its repeat (however its JSON is spaced or ordered) replays the first answer; the key
+    with another body is a 422 naming the header, and records nothing, rather than a receipt for a command that
+    was never recorded."""
+    clerk = auth(tokens["clerk"], **{"Idempotency-Key": "k-2", "Content-Type": "application/json"})
+    body = petition_body(id="x9")
+    first = client.post("/v1/petitions", json=body, headers=clerk)
+    assert first.status_code == 201
+    before = head(ledger)
+    reordered = json.dumps(dict(reversed(list(body.items()))), indent=2).encode()
+    same = client.post("/v1/petitions", content=reordered, headers=clerk)
+    assert same.status_code == 201 and same.json() == first.json()
+    other = client.post("/v1/petitions", json={**body, "subject": "另一件事"}, headers=clerk)
+    assert other.status_code == 422 and other.headers["content-type"] == "application/problem+json"
+    assert other.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert head(ledger) == before
+    pid = first.json()["id"]
+    keyed = auth(tokens["clerk"], **{"Idempotency-Key": "esc-2"})
+    assert client.post(f"/v1/petitions/{pid}/escalations", json={"level": "beijing"}, headers=keyed).status_code == 200
+    moved = client.post(f"/v1/petitions/{pid}/escalations", json={"level": "province"}, headers=keyed)
+    assert moved.status_code == 422 and head(ledger) == before + 1
+
+
+def test_a_token_granted_under_a_key_is_granted_once(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    """A repeated token grant under its Idempotency-Key records no second live token; as the first secret is not
+    kept, the repeat is a 409 naming the grant made, not a second secret."""
+    admin = auth(tokens["admin"], **{"Idempotency-Key": "tok-1"})
+    body = {"subject": "督查乙", "role": "supervisor"}
+    first = client.post("/v1/tokens", json=body, headers=admin)
+    assert first.status_code == 201 and first.json()["token"].startswith(first.json()["id"])
+    before = head(ledger)
+    again = client.post("/v1/tokens", json=body, headers=admin)
+    assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
+    assert first.json()["id"] in again.json()["detail"] and "token" not in again.json()
+    assert head(ledger) == before
+    unkeyed = client.post("/v1/tokens", json=body, headers=auth(tokens["admin"]))
+    assert unkeyed.status_code == 201 and unkeyed.json()["id"] != first.json()["id"]
 
 
 def test_misconduct_report_answers_its_report_id_even_on_replay(client: TestClient, tokens: dict[str, str]) -> None:
