@@ -197,7 +197,10 @@ def write_bundle(url: str, out: IO[bytes], start: int | None = None, stop: int |
                         "inclusion": [p.hex() for p in merkle.inclusion_path(index, proof_cp.size, range_root)],
                     }
                 )
-                event = decode(_stored(writer.last))
+                try:
+                    event = decode(_stored(writer.last))
+                except Exception as exc:  # bytes altered past decoding (not JSON, not the topic's fields)
+                    raise StoreFailsCheck(e.position, f"its stored event cannot be decoded ({exc})") from exc
                 years.add(local_year(event.occurred_at))
                 last_recorded = event.timestamp
         finally:

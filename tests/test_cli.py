@@ -200,14 +200,16 @@ def test_a_missing_directory_is_refused_not_created(tmp_path: Path) -> None:
     assert not (tmp_path / "no").exists()
 
 
-def tamper_state(url: str, position: int) -> None:
-    """Edit an event's stored bytes as an intruder with database access would, triggers out of the way."""
+def tamper_state(url: str, position: int, *, garble: bool = False) -> None:
+    """Edit an event's stored bytes as an intruder with database access would, triggers out of the way: a space
+    added (the event still decodes), or with ``garble`` its last bytes cut (it no longer does)."""
     with AuditDB(url) as db:
         if db.engine == "sqlite":
-            db.execute("DROP TRIGGER stored_events_no_update")
+            db.execute("DROP TRIGGER IF EXISTS stored_events_no_update")
         else:
             db.execute("SET session_replication_role = replica")  # the test user is a superuser
-        state = next(db.events(position, position)).state + b" "
+        state = next(db.events(position, position)).state
+        state = state[:-3] if garble else state + b" "
         db.execute(f"UPDATE {db.events_table} SET state = ? WHERE {db.position_column} = ?", (state, position))
 
 

@@ -192,6 +192,8 @@ def export(
     from a store that fails its check in the range (500, naming the first bad position). A city-wide token's only:
     see :func:`refuse_bundle_to_bound`."""
     refuse_bundle_to_bound(principal)
+    if start is not None and stop is not None and start > stop:
+        raise InvalidParameter(f"from ({start}) must not be after to ({stop})", "query", "from")
     return Response(service.export_bytes(request.app.state.url, start, stop), media_type=NDJSON)
 
 

@@ -40,6 +40,12 @@ def test_the_export_is_a_checked_bundle_and_a_tampered_store_sends_none(
     assert verify_bundle(tmp_path / "before.jsonl").ok
     assert ledger.recorder.max_notification_id() == head
 
+    tamper_state(store_url, 5, garble=True)  # bytes that no longer decode: named as well, not a bare 500
+    problem = assert_problem(client.get("/v1/audit/export", params={"from": 4, "to": 6}, headers=auditor), 500)
+    assert problem["first_bad_position"] == 5 and "cannot be decoded" in problem["detail"]
+    backwards = assert_problem(client.get("/v1/audit/export", params={"from": 4, "to": 2}, headers=auditor), 422)
+    assert backwards["errors"][0]["loc"] == ["query", "from"]
+
 
 def test_a_unit_bound_auditor_exports_no_bundle(client: TestClient, tokens: dict[str, str], ledger: Ledger) -> None:
     """A bundle verifies only whole (hash chain, Merkle tree, the city's figures recomputed), so it holds every
