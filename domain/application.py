@@ -332,22 +332,33 @@ class Ledger(Application[UUID]):
         """The record as it stood at business time ``as_of`` (业务时间) as known at recording time ``known_at``
         (登记时间); either left out is now (a business time runs at most a clock skew ahead of its recording).
 
-        Events apply in their recorded order, up to the first that happened after ``as_of`` or was
-        recorded after ``known_at``: what was entered later, back-dated or not, was not known then.
-        A record with no event left was not yet registered (or not yet known): RecordNotFound.
+        Every event that happened by ``as_of`` and was recorded by ``known_at`` applies, in recorded order; the
+        others are left out wherever they stand. A late entry (补录) dated before ``as_of`` counts once recorded,
+        as the projections count it (a case declared major on 10 March but entered on 1 April is major as of the
+        15th as known now, not as known on the 20th); an entry dated after ``as_of`` never does. ``version`` is the
+        last event applied. A record whose registration is left out was not yet registered (or not yet known):
+        RecordNotFound.
         """
         self._require(cls, record_id)
-        version = 0
-        for event in self.events_of(cls.KIND, record_id):
-            if as_of is not None and getattr(event, "occurred_at", as_of) > as_of:
-                break
-            if known_at is not None and event.timestamp > known_at:  # type: ignore[attr-defined]
-                break
-            version = event.originator_version
-        if version == 0:
+        events = self.events_of(cls.KIND, record_id)
+        kept = [
+            e
+            for e in events
+            if (as_of is None or getattr(e, "occurred_at", as_of) <= as_of)
+            and (known_at is None or e.timestamp <= known_at)  # type: ignore[attr-defined]
+        ]
+        if not kept or kept[0].originator_version != 1:
             asked = ((" as of", as_of), (" as known at", known_at))
             raise RecordNotFound(cls.KIND, record_id + "".join(f"{w} {t.isoformat()}" for w, t in asked if t))
-        return self.get(cls, record_id, version=version)
+        if kept == events[: len(kept)]:  # a prefix: the state at that version, as the repository answers it
+            return self.get(cls, record_id, version=kept[-1].originator_version)
+        record: R | None = None
+        for event in kept:  # some left out between: each applied on what came before it
+            if record is not None:
+                record.version = event.originator_version - 1
+            record = event.mutate(record)  # type: ignore[attr-defined]
+        assert record is not None
+        return record
 
     def _save(
         self, records: list[Record], idempotency_key: str | None, references: dict[UUID, int] | None = None

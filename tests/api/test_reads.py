@@ -206,3 +206,28 @@ def test_a_retroactive_amendment_rejudges_a_records_read_as_it_does_the_board(
     assert datetime.fromisoformat(board["x2"]["deadline"]) == registered + timedelta(days=50)
     assert board["x2"]["policy_version"] == extended["policy_version"] == 2
     assert set(board["x2"]["flags"]) == set(extended["flags"])
+
+
+def test_a_record_as_of_a_date_counts_a_late_entry_dated_before_it(
+    client: TestClient, ledger: Ledger, history: Clock
+) -> None:
+    """As of 15 August a case is as everything dated by then makes it, as known at the read: its declaration as
+    major, dated the 10th but entered on 1 September after a filing dated the 20th, counts (as R4's trigger and the
+    quota deduction count it); the filing does not. As known on 25 August, the declaration was not yet known."""
+    auditor = issue_token(ledger, "auditor-1", Role.AUDITOR, actor="setup")
+    ledger.report_clue("gangcheng", Violation.ILLEGAL_LAND_USE, ClueSource.PATROL, case_id="c3", actor="o")
+    history.now = at("2025-08-20")
+    ledger.file_case("c3", ["p1"], actor="o")
+    history.now = at("2025-09-01")
+    ledger.declare_major("c3", "面积大", actor="o", occurred_at=at("2025-08-10"))
+    mid_august = at("2025-08-15").isoformat()
+
+    now_known = read(client, auditor, "/v1/cases/c3", as_of=mid_august).json()
+    assert (now_known["declared_major"], now_known["major"], now_known["filed"]) == (True, True, False)
+    assert now_known["version"] == 3  # the last event applied; the filing (version 2) left out
+    then_known = read(client, auditor, "/v1/cases/c3", as_of=mid_august, known_at=at("2025-08-25").isoformat()).json()
+    assert (then_known["declared_major"], then_known["filed"], then_known["version"]) == (False, False, 1)
+    current = read(client, auditor, "/v1/cases/c3").json()
+    assert (current["declared_major"], current["filed"], current["version"]) == (True, True, 3)
+    early = read(client, auditor, "/v1/cases/c3", as_of=at("2025-07-31").isoformat())
+    assert early.status_code == 404  # not yet reported then
