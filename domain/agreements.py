@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from domain.base import Record, Stamp, check_id, check_text
@@ -114,8 +115,24 @@ class AccountabilityDecision(Record):
             decision.reason = self.reason
 
     @classmethod
-    def decide(cls, trigger_id: str, rule: str, outcome: DecisionOutcome, reason: str, stamp: Stamp) -> Self:
+    def decide(
+        cls,
+        trigger_id: str,
+        rule: str,
+        outcome: DecisionOutcome,
+        reason: str,
+        stamp: Stamp,
+        opened_at: datetime | None = None,
+    ) -> Self:
+        """The decision on a trigger; dated no earlier than the trigger opened (``opened_at``, when known): a
+        decision rests on what it decides."""
         check_text(reason, "reason")
+        if opened_at is not None and stamp.occurred_at < opened_at:
+            raise RuleViolation(
+                f"trigger {trigger_id} opened at {opened_at.isoformat()}; "
+                f"its decision cannot be dated before it ({stamp.occurred_at.isoformat()})",
+                rule="chronology",
+            )
         return cls._open(
             cls.Decided, trigger_id, stamp, trigger_id=trigger_id, rule=rule, outcome=str(outcome), reason=reason
         )

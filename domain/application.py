@@ -773,11 +773,14 @@ class Ledger(Application[UUID]):
         occurred_at: datetime | None = None,
         note: str = "",
         idempotency_key: str | None = None,
+        opened_at: datetime | None = None,
     ) -> Receipt:
-        """Record a supervisor's decision on a trigger; the caller has checked the trigger exists."""
+        """Record a supervisor's decision on a trigger; the caller has checked the trigger exists and gives when it
+        opened (``opened_at``), which the decision may not precede."""
         stamp = self.stamp(actor, occurred_at, note)
         return self._create(
-            lambda: AccountabilityDecision.decide(trigger_id, rule, outcome, reason, stamp), idempotency_key
+            lambda: AccountabilityDecision.decide(trigger_id, rule, outcome, reason, stamp, opened_at),
+            idempotency_key,
         )
 
     # --- access and personal data -----------------------------------------------------------

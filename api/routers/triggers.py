@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
@@ -45,5 +46,8 @@ def decide_trigger(
         raise RecordNotFound("trigger", trigger_id)
     subject = trigger.get("subject") or {}
     cmd.guard_unit(subject.get("unit_id"), f"trigger {trigger_id}")
-    receipt = cmd.ledger.decide_trigger(trigger_id, str(trigger["rule"]), body.outcome, body.reason, **cmd.create(body))
+    opened_at = datetime.fromisoformat(str(trigger["opened_at"]))
+    receipt = cmd.ledger.decide_trigger(
+        trigger_id, str(trigger["rule"]), body.outcome, body.reason, opened_at=opened_at, **cmd.create(body)
+    )
     return answer(receipt, response, "/v1/triggers")

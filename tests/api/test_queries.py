@@ -18,7 +18,7 @@ from domain.base import BUREAU_TZ
 from domain.vocabulary import Channel, PetitionCategory, Role
 from projections import queries
 from store.ledger import init_store
-from tests.api.conftest import auth, petition_body
+from tests.api.conftest import PAST, auth, petition_body
 
 JANUARY = datetime(2024, 1, 10, tzinfo=BUREAU_TZ)
 
@@ -59,6 +59,26 @@ def test_a_decision_needs_an_existing_trigger(client: TestClient, tokens: dict[s
         "/v1/triggers/t-nope/decision", json={"outcome": "warning", "reason": "x"}, headers=auth(tokens["supervisor"])
     )
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_decision_cannot_be_dated_before_its_trigger_opened(
+    store_url: str, ledger: Ledger, tokens: dict[str, str]
+) -> None:
+    """R4's trigger on a case major from its report (1 March) opens then: a decision dated in February would read
+    as decided before there was anything to decide (409 chronology, nothing recorded); dated after, it is taken."""
+    case = {"unit_id": "t1", "violation": "illegal_land_use", "source": "patrol", "area_mu": 20, "occurred_at": PAST}
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
+        reported = client.post("/v1/cases", json={**case, "id": "c-big"}, headers=auth(tokens["officer"])).json()
+        seen = {"X-Ledger-Position": str(reported["position"])}
+        opened = client.get("/v1/triggers/R4.case.c-big", headers={**auth(tokens["supervisor"]), **seen})
+        assert opened.status_code == 200, opened.text
+        decision = {"outcome": "warning", "reason": "约谈", "occurred_at": "2024-02-15T09:00:00+08:00"}
+        supervisor = auth(tokens["supervisor"])
+        early = client.post("/v1/triggers/R4.case.c-big/decision", json=decision, headers=supervisor)
+        assert early.status_code == 409 and early.json()["rule"] == "chronology"
+        assert ledger.recorder.max_notification_id() == reported["position"]
+        later = {**decision, "occurred_at": "2024-03-05T09:00:00+08:00"}
+        assert client.post("/v1/triggers/R4.case.c-big/decision", json=later, headers=supervisor).status_code == 201
 
 
 def test_quota_lists_page_by_district(store_url: str, ledger: Ledger, tokens: dict[str, str]) -> None:
