@@ -71,11 +71,12 @@ def late_entries(
     min_gap: timedelta,
     start: int = 1,
     limit: int = 100,
-    within: Callable[[str | None], bool] | None = None,
+    within: Callable[[Owner], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Events from ``start`` recorded at least ``min_gap`` after they occurred (补录/倒签), oldest first, each naming
     its record's kind, id and unit (``unit_id``, None for a record of no one unit). With ``within``, only the
-    entries whose unit it accepts (a unit-bound token's territory, 属地管理) count towards ``limit``."""
+    entries whose record it accepts (kind, id and unit: a unit-bound token's territory, 属地管理, which also reads
+    the policy, its agreements and the decisions on its triggers) count towards ``limit``."""
     decode = offline_decoder()
     found: list[dict[str, Any]] = []
     with AuditDB(url) as db:
@@ -86,14 +87,15 @@ def late_entries(
             if occurred is None or event.timestamp - occurred < min_gap:
                 continue
             kind, record_id, unit_id = records.at(row.originator_id, row.originator_version)
-            if within is not None and not within(unit_id):
+            record_id = record_id or getattr(event, "record_id", None)
+            if within is not None and not within((kind, record_id, unit_id)):
                 continue
             gap = event.timestamp - occurred
             found.append(
                 {
                     "position": row.position,
                     "kind": kind,
-                    "record_id": record_id or getattr(event, "record_id", None),
+                    "record_id": record_id,
                     "unit_id": unit_id,
                     "originator_id": row.originator_id,
                     **{k: v for k, v in describe(event).items() if k != "data"},

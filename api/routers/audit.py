@@ -17,11 +17,12 @@ from api.auth import Principal
 from api.deps import AuthorizedDep, LedgerDep, covers_agreement, covers_grant
 from api.problems import INTEGRITY_FAULT, InvalidParameter, ProblemError, located
 from audit import history, service
+from audit.history import Owner
 from domain.access import AccessGrant
 from domain.agreements import AccountabilityDecision, TargetAgreement
 from domain.application import Ledger, record_class
 from domain.base import Record, unit_of
-from domain.errors import RecordNotFound
+from domain.errors import DomainError, RecordNotFound
 from domain.policy import Policy
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -210,8 +211,21 @@ def late_entries(
     token sees only those of records in its units (属地管理)."""
     if min_gap < timedelta(0):
         raise InvalidParameter("min_gap must not be negative", "query", "min_gap")
-    within = partial(principal.covers, ledger) if principal.bound else None
-    items = service.late_entries(request.app.state.url, min_gap, after + 1, limit, within)
+
+    def within(owner: Owner) -> bool:
+        """A record of a unit by that unit; one of no unit (the policy, an agreement, a decision, a grant) as its
+        audit trail is read (:func:`within_territory`)."""
+        kind, record_id, unit_id = owner
+        if unit_id is not None:
+            return principal.covers(ledger, unit_id)
+        if kind is None or record_id is None:
+            return False
+        try:
+            return within_territory(request, ledger, principal, kind, record_id)
+        except DomainError:  # a record no longer read as recorded: verification names it
+            return False
+
+    items = service.late_entries(request.app.state.url, min_gap, after + 1, limit, within if principal.bound else None)
     next_after = items[-1]["position"] if len(items) == limit else None
     return LateEntries(items=[LateEntry.model_validate(i) for i in items], next_after=next_after)
 

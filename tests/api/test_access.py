@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from api.auth import issue_token
 from api.permissions import MATRIX
 from audit import history
 from domain.application import Ledger
+from domain.base import BUREAU_TZ
 from domain.vocabulary import DecisionOutcome, MisconductKind, Role
 from projections.engine import catch_up
 from tests.api.conftest import auth, petition_body
@@ -119,10 +121,11 @@ def late_rows(client: TestClient, token: str, limit: int = 1000) -> list[dict[st
 
 
 def test_late_entries_name_their_unit_and_a_bound_auditor_sees_only_its_territorys(
-    client: TestClient, tokens: dict[str, str], ledger: Ledger
+    client: TestClient, tokens: dict[str, str], ledger: Ledger, store_url: str
 ) -> None:
     """Every row names its record's unit as it stood once the event happened (null for none); a unit-bound auditor
-    sees only rows within its units (属地管理), page by page alike."""
+    sees only rows within its units (属地管理), page by page alike, and those of records of no unit it may read as
+    their events are read: the city's policy."""
     clerk = auth(tokens["clerk"])
     client.post("/v1/petitions", json=petition_body(id="x1"), headers=clerk)  # in t1, occurred in March 2024
     client.post(
@@ -142,10 +145,33 @@ def test_late_entries_name_their_unit_and_a_bound_auditor_sees_only_its_territor
 
     d2_auditor = issue_token(ledger, "auditor-d2", Role.AUDITOR, ["d2"], actor="setup")
     seen = late_rows(client, d2_auditor)
-    assert {r["unit_id"] for r in seen} == {"d2"}
-    assert {(r["kind"], r["record_id"]) for r in seen} == {("unit", "d2"), ("person", "officer2"), ("petition", "x1")}
-    assert [r["position"] for r in seen] == [r["position"] for r in rows if r["unit_id"] == "d2"]
+    assert {r["unit_id"] for r in seen} == {"d2", None}
+    assert {(r["kind"], r["record_id"]) for r in seen} == {
+        ("unit", "d2"),
+        ("person", "officer2"),
+        ("petition", "x1"),
+        ("policy", "bureau"),
+    }
+    assert [r["position"] for r in seen] == [
+        r["position"] for r in rows if r["unit_id"] == "d2" or r["kind"] == "policy"
+    ]
     assert late_rows(client, d2_auditor, limit=1) == seen
+
+    # A decision on x1's R18 trigger (its subject now d2), entered months after its date: d2's auditor sees it, as
+    # it reads the decision's events; d1's does not.
+    ledger.decide_trigger(
+        "R18.petition.x1.overdue",
+        "R18",
+        DecisionOutcome.WARNING,
+        "约谈",
+        actor="sup",
+        occurred_at=datetime(2024, 6, 1, tzinfo=BUREAU_TZ),
+    )
+    catch_up(store_url)
+    decision = ("decision", "R18.petition.x1.overdue")
+    assert decision in {(r["kind"], r["record_id"]) for r in late_rows(client, d2_auditor)}
+    d1_auditor = issue_token(ledger, "auditor-d1", Role.AUDITOR, ["d1"], actor="setup")
+    assert decision not in {(r["kind"], r["record_id"]) for r in late_rows(client, d1_auditor)}
 
 
 def events_status(client: TestClient, token: str, kind: str, record_id: str) -> int:

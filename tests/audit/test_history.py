@@ -81,7 +81,9 @@ def test_late_entries_name_backdated_events(ledger: Ledger, store_url: str) -> N
     assert [f["record_id"] for f in found] == ["laiwu", "d1"]
     assert [(f["kind"], f["unit_id"]) for f in found] == [("unit", "laiwu"), ("unit", "d1")]  # a unit is its own
     assert late_entries(store_url, timedelta(days=7))[0]["unit_id"] is None  # the policy belongs to no one unit
-    assert [f["record_id"] for f in late_entries(store_url, timedelta(days=7), within=lambda u: u == "d1")] == ["d1"]
+    assert [
+        f["record_id"] for f in late_entries(store_url, timedelta(days=7), within=lambda owner: owner[2] == "d1")
+    ] == ["d1"]
     assert found[1]["actor"] == "clerk-7"
     assert found[1]["gap"].startswith("P10D")
     assert on_time.position not in [f["position"] for f in found]
