@@ -471,6 +471,14 @@ class _Check:
                 except (ProofError, KeyError) as e:
                     return self.fail(f"checkpoints {rec['first']} and {rec['second']} are not consistent: {e}")
             elif kind == "anchor":
+                # The anchor is the chain hash before the range: events cut from the bundle's head (their anchor
+                # moved past them) leave it at or after the first position the header claims.
+                if rec["position"] >= header["from"]:
+                    return self.fail(
+                        f"the chain anchor ({rec['position']}) is not before the bundle's first position"
+                        f" ({header['from']}): events are missing from its head",
+                        rec["position"],
+                    )
                 prev = bytes.fromhex(rec["hash"])
                 last_position = rec["position"]
             elif kind == "event":

@@ -97,6 +97,22 @@ def test_dropped_event_and_cut_off_file_are_caught(bundle_path: Path) -> None:
     assert not verify_bundle(cut).ok
 
 
+def test_events_cut_from_the_head_with_the_anchor_moved_are_caught(bundle_path: Path) -> None:
+    """Dropping the first events and moving the anchor to the chain hash of the last one dropped keeps the chain and
+    every inclusion proof intact, but the header still says the bundle starts at 1."""
+    records = [orjson.loads(line) for line in bundle_path.read_bytes().splitlines()]
+    kept_from = 5
+    moved = next(r for r in records if r["kind"] == "event" and r["position"] == kept_from - 1)
+
+    def cut_head(r: dict[str, Any]) -> dict[str, Any] | None:
+        if r["kind"] == "event" and r["position"] < kept_from:
+            return None
+        return {**r, "position": moved["position"], "hash": moved["hash"]} if r["kind"] == "anchor" else r
+
+    result = verify_bundle(rewrite(bundle_path, cut_head))
+    assert not result.ok and "missing from its head" in result.reason
+
+
 def test_forged_checkpoint_and_untrusted_key(bundle_path: Path, signing_key: Path, tmp_path: Path) -> None:
     def edit(r: dict[str, Any]) -> dict[str, Any]:
         if r["kind"] == "checkpoint":
