@@ -13,7 +13,8 @@ from audit.db import AuditDB
 NODES = "ledger_merkle_nodes"
 CHECKPOINTS = "ledger_checkpoints"
 KEYS = "ledger_signing_keys"
-_APPEND_ONLY = (CHECKPOINTS, KEYS)
+#: Written once and never changed: a Merkle node, once its subtree is complete, is fixed as the events below it.
+_APPEND_ONLY = (CHECKPOINTS, KEYS, NODES)
 # Arbitrary constant naming "audit schema creation" among PostgreSQL advisory locks.
 _SCHEMA_LOCK_KEY = 0x4C45444745520002
 

@@ -105,6 +105,40 @@ class StoredTree:
             raise LookupError(msg)
         return int(rows[0][0])
 
+    def first_bad_node(self) -> tuple[int, str] | None:
+        """The first cached node that is not what the hash chain makes it, as the log position of the first leaf
+        under it and why; ``None`` when every one is. Proofs and roots are read from this cache, so a node edited
+        in it would hand out proofs that fail for intact events while the chain itself verifies."""
+        size = self.size()
+        done = 0
+        while done < size:
+            rows = self.db.query(
+                f"SELECT n.idx, n.hash, n.position, h.leaf FROM {NODES} n LEFT JOIN {self.db.hashes_table} h"
+                f" ON h.position = n.position WHERE n.level = 0 AND n.idx >= ? ORDER BY n.idx LIMIT {BATCH}",
+                (done,),
+            )
+            for i, (idx, cached, position, leaf) in enumerate(rows):
+                if int(idx) != done + i or leaf is None or as_bytes(cached) != as_bytes(leaf):
+                    return int(position or 0), f"the Merkle tree's leaf {idx} is not the chain's leaf at {position}"
+            done += len(rows)
+        level = 1
+        while size >> level:
+            for start in range(0, size >> level, BATCH // 2):
+                stop = min(start + BATCH // 2, size >> level)
+                children = self._level(level - 1, 2 * start, 2 * stop)
+                for i, (idx, cached) in enumerate(self._level(level, start, stop)):
+                    if idx != start + i or cached != merkle.hash_node(children[2 * i][1], children[2 * i + 1][1]):
+                        first = self.position_of(idx << level)
+                        return first, f"the Merkle tree's node ({level}, {idx}) is not its children's hash"
+            level += 1
+        return None
+
+    def _level(self, level: int, lo: int, hi: int) -> list[tuple[int, bytes]]:
+        rows = self.db.query(
+            f"SELECT idx, hash FROM {NODES} WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx", (level, lo, hi)
+        )
+        return [(int(idx), as_bytes(h)) for idx, h in rows]
+
     def inclusion(self, index: int, size: int) -> list[bytes]:
         return merkle.inclusion_path(index, size, self.range_root)
 

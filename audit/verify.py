@@ -32,6 +32,8 @@ from audit import checkpoints
 from audit.chain import GENESIS, HASH_SIZE
 from audit.db import AuditDB
 from audit.merkle import Accumulator
+from audit.schema import NODES
+from audit.tree import StoredTree
 
 Progress = Callable[[int, int], None]
 """Called with (events checked, events in the store) after every range of positions."""
@@ -103,9 +105,26 @@ def verify(
         workers = min(workers or os.cpu_count() or 1, math.ceil((db.last_position() or 0) / RANGE))
         runs = _checked_in_pool(url, ranges, workers) if workers > 1 else (_check_range(db, *r) for r in ranges)
         try:
-            return _Walk(db, keys, progress, total).run(runs)
+            result = _Walk(db, keys, progress, total).run(runs)
         finally:
             runs.close()  # stopped at a bad position: the ranges still queued are not started
+        # The proofs handed out come from the tree's cached nodes: each must be what the verified chain makes it.
+        # A chain recomputed after a rewrite fails a checkpoint somewhere in a range; the cache kept each leaf as
+        # first seen, so the first leaf that differs names the rewritten event within that range.
+        bad = StoredTree(db).first_bad_node() if db.table_exists(NODES) and (result.ok or _rewritten(result)) else None
+        if bad is None:
+            return result
+        if result.ok:
+            return VerifyResult(False, result.checked, result.head, *bad)
+        assert result.first_bad_position is not None
+        if bad[0] > result.first_bad_position:
+            return VerifyResult(False, result.checked, result.head, bad[0], f"{result.reason}; {bad[1]}")
+        return result
+
+
+def _rewritten(result: VerifyResult) -> bool:
+    """Whether ``result`` is a checkpoint's root failing over a range of positions (history rewritten)."""
+    return not result.ok and result.first_bad_position is not None and "was rewritten" in result.reason
 
 
 def _ranges(db: AuditDB) -> Iterator[tuple[int, int]]:

@@ -133,6 +133,30 @@ def test_recomputed_chain_is_caught_by_the_checkpoints(
     assert verify(store_url).first_bad_position == target
 
 
+def test_a_rewrite_deep_in_a_checkpoints_range_is_named_at_its_position(
+    store_url: str, history: list[int], tamper: AuditDB
+) -> None:
+    """Event 6 rewritten and the chain recomputed: the first checkpoint's root fails over positions 1 to its end,
+    and the tree's cached leaves, kept as first seen, name 6 rather than the range's start."""
+    target = history[5]
+    event = next(tamper.events(start=target, stop=target))
+    set_state(tamper, target, event.state + b" ")
+    _recompute_chain(tamper)
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position) == (False, target)
+    assert "rewritten" in result.reason and f"leaf {target - 1}" in result.reason
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_an_edited_merkle_node_is_caught(store_url: str, history: list[int], tamper: AuditDB, level: int) -> None:
+    """Proofs come from the tree's cached nodes: one edited there (a leaf, or a node above two) would hand out
+    proofs that fail for intact events while the chain verifies; verify names the first leaf under it."""
+    tamper.execute("UPDATE ledger_merkle_nodes SET hash = ? WHERE level = ? AND idx = 2", (b"\x00" * 32, level))
+    result = verify(store_url)
+    assert not result.ok and result.first_bad_position == history[2 << level]
+    assert "Merkle tree" in result.reason
+
+
 def test_forged_checkpoint_signature(store_url: str, history: list[int], tamper: AuditDB) -> None:
     tamper.execute("UPDATE ledger_checkpoints SET signature = ?", ("00" * 64,))
     result = verify(store_url)
@@ -148,6 +172,7 @@ def test_direct_update_fails_while_triggers_are_in_place(store_url: str, history
             f"UPDATE {db.hashes_table} SET leaf = hash WHERE position = 2",
             "UPDATE ledger_checkpoints SET root = root",
             "DELETE FROM ledger_checkpoints",
+            "UPDATE ledger_merkle_nodes SET hash = hash",
         ):
             with pytest.raises((psycopg.Error, Exception), match="append-only"):
                 db.execute(sql)
