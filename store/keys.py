@@ -80,7 +80,8 @@ def load_master_key(environ: dict[str, str] | None = None, *, create: bool = Fal
         if not path.exists():
             if not create:
                 raise FileNotFoundError(
-                    f"no cipher key: set LEDGER_CIPHER_KEY or LEDGER_KEY_FILE, or run `ledger init` to create {path}"
+                    f"no cipher key: set LEDGER_CIPHER_KEY or LEDGER_KEY_FILE to the store's key"
+                    f" (`ledger init` creates {path} for a new store only)"
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -89,6 +90,28 @@ def load_master_key(environ: dict[str, str] | None = None, *, create: bool = Fal
         key = base64.b64decode(path.read_text().strip())
     AESCipher.check_key_size(len(key))
     return key
+
+
+def check_master_key(master_key: bytes | None, connect: Callable[[], Any]) -> None:
+    """Refuse (``ValueError``) a master key that does not open the data keys the store already holds, or none
+    (a new one about to be made): personal data sealed under the store's key would no longer read, and data sealed
+    from then on would need the new one. Checked on one wrapped key; a store without personal data takes any."""
+    conn = connect()
+    try:
+        row = conn.execute(f"SELECT wrapped FROM {KEYS_TABLE} LIMIT 1").fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        return
+    try:
+        if master_key is None:
+            raise ValueError("no key")
+        cipher_for(master_key).decrypt(bytes(row[0]))
+    except ValueError:
+        raise ValueError(
+            "this store holds personal data sealed under a master key not configured here: set"
+            " LEDGER_CIPHER_KEY or LEDGER_KEY_FILE to that key (a new key would leave the data unreadable)"
+        ) from None
 
 
 class KeyVault:

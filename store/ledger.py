@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from audit.checkpoints import ensure_signing_key
 from audit.schema import create_audit_tables
@@ -16,7 +17,7 @@ from projections.engine import ensure_schema
 from store import throttle
 from store.config import create_schema, database_url, persistence_environment
 from store.db import connect, placeholder
-from store.keys import KeyVault, load_master_key
+from store.keys import KeyVault, check_master_key, load_master_key
 from store.transcoder import OrjsonTranscoder
 
 
@@ -24,7 +25,12 @@ def init_store(url: str | None = None, *, clock: Clock = utc_now) -> None:
     """Create the store's schema (idempotent), the cipher key file if none is configured, and policy v1."""
     url = url or database_url()
     create_schema(url)
-    load_master_key(dict(os.environ), create=True)
+    configured = dict(os.environ)
+    if configured.get("LEDGER_CIPHER_KEY") or Path(configured.get("LEDGER_KEY_FILE", "ledger.key")).exists():
+        check_master_key(load_master_key(configured), lambda: connect(url))
+    else:  # no key yet: only a store without personal data may have one made for it
+        check_master_key(None, lambda: connect(url))
+        load_master_key(configured, create=True)
     create_audit_tables(url)
     ensure_signing_key()
     db = Db(url)

@@ -25,6 +25,7 @@ import pytest
 from api.auth import hash_secret
 from api.demo import DemoRefused, Step, demo_plan, load_demo
 from audit.db import AuditDB
+from domain.vocabulary import Channel, PetitionCategory, UnitKind
 from projections import engine
 from projections.queries import Queries
 from store.ledger import init_store, open_ledger
@@ -84,6 +85,29 @@ def test_init_creates_a_private_key_file_and_is_idempotent(tmp_path: Path) -> No
         result = ledger_cli(url, "init")
         assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_init_refuses_a_key_that_does_not_open_the_stores_personal_data(tmp_path: Path) -> None:
+    """Once a store holds personal data, `ledger init` with no key configured would make a new one (and every
+    petitioner unreadable), and with another key would seal new data apart: both are refused, nothing made."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    init_store(url)
+    ledger = open_ledger(url)
+    try:
+        ledger.register_unit("laiwu", "莱芜市", UnitKind.CITY, None, actor="setup")
+        ledger.register_petition(
+            "laiwu", Channel.VISIT, 1, "赵大娘", "补偿", PetitionCategory.COMPENSATION, petition_id="x1", actor="c"
+        )
+    finally:
+        ledger.close()
+    missing = tmp_path / "new.key"
+    no_key = ledger_cli(url, "init", env={"LEDGER_KEY_FILE": str(missing)})
+    refused(no_key, 2, "personal data sealed under a master key", "LEDGER_KEY_FILE")
+    assert not missing.exists()
+    other = tmp_path / "other.key"
+    other.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    refused(ledger_cli(url, "init", env={"LEDGER_KEY_FILE": str(other)}), 2, "not configured here")
+    assert ledger_cli(url, "init").returncode == 0  # the store's own key: idempotent as ever
 
 
 def test_demo_then_history_then_demo_refused(empty_url: str) -> None:
