@@ -10,8 +10,10 @@ batches: a worker can die at any moment and another can take over.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,6 +38,8 @@ from projections.catalog import (
 from projections.db import Db
 from projections.source import open_log
 from store.config import log_table
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -393,15 +397,37 @@ def run(
     follower = Follower(url, names, batch_size=batch_size)
     try:
         while not stop.is_set():
-            consumed = follower.step()
-            # Near the head, the view follows every batch; far behind, it waits until the facts catch up.
-            derived = follower.derive() if consumed < batch_size else 0
+            try:
+                consumed = follower.step()
+                # Near the head, the view follows every batch; far behind, it waits until the facts catch up.
+                derived = follower.derive() if consumed < batch_size else 0
+            except Exception as error:
+                if not dropped_under(error):
+                    raise
+                # A rebuild elsewhere dropped the tables and has not made them again yet: follow anew from the
+                # positions it leaves, rather than end (a worker on a host of its own has no one to restart it).
+                log.warning("projection tables dropped under this worker (a rebuild?); following again: %s", error)
+                follower.close()
+                stop.wait(REBUILT_WAIT_SECONDS)
+                follower = Follower(url, names, batch_size=batch_size)
+                continue
             if not consumed and not derived:
                 if idle is not None:
                     idle()
                 stop.wait(poll_interval)
     finally:
         follower.close()
+
+
+#: How long a worker whose tables were dropped under it waits before following again.
+REBUILT_WAIT_SECONDS = 1.0
+
+
+def dropped_under(error: BaseException) -> bool:
+    """Whether ``error`` is a table missing under a running follower (dropped by a rebuild in another process)."""
+    if isinstance(error, sqlite3.OperationalError):
+        return "no such table" in str(error)
+    return type(error).__name__ == "UndefinedTable"  # psycopg.errors.UndefinedTable, without importing psycopg
 
 
 def drop(db: Db, projections: Sequence[Projection], *, view: bool = True) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from domain.vocabulary import Channel, ClueSource, EscalationLevel, PetitionCategory, Post, Violation
+from domain.vocabulary import Channel, ClueSource, EscalationLevel, PetitionCategory, Post, UnitKind, Violation
 from projections import current, engine
 from projections.catalog import NAMES, PROJECTIONS
 from projections.db import Db
@@ -263,6 +263,30 @@ def test_a_worker_killed_mid_batch_restarts_to_the_same_views_as_a_rebuild(world
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=10) == 0
     assert dump(world.url) == dump(offline_copy(world, tmp_path))
+
+
+def test_a_worker_keeps_following_through_rebuilds_in_another_process(world: World) -> None:
+    """`ledger projections rebuild` drops the tables a worker on another host is writing to and makes them again:
+    the worker, finding them gone in between, follows anew rather than ending with a traceback, and applies what
+    is recorded after."""
+    populate(world, 4)
+    env = {**os.environ, "LEDGER_DATABASE_URL": world.url, "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "projections.worker"], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert engine.wait_for(world.url, world.ledger.recorder.max_notification_id() or 0, timeout=30)
+        for _ in range(4):
+            engine.rebuild(world.url)
+            time.sleep(0.2)
+        assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+        head = world.do("register_unit", "rebuilt", "重建镇", UnitKind.TOWNSHIP, "lc", when="2024-06-01").position
+        assert engine.wait_for(world.url, head, timeout=30)  # only the worker applies it
+        assert worker.poll() is None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=20)
+    assert worker.returncode == 0 and "Traceback" not in err, err
 
 
 def test_a_killed_worker_leaves_no_issuing_process_behind(world: World) -> None:
