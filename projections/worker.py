@@ -11,9 +11,11 @@ import sys
 import time
 from types import FrameType
 
+from projections.catalog import select
 from projections.engine import DEFAULT_BATCH, run
 from projections.reports import issuer
 from store.config import database_url
+from store.db import require_store, unavailable
 
 
 class Stopping:
@@ -46,9 +48,17 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, halt)
     signal.signal(signal.SIGINT, halt)
-    sizes = [int(a.split("=", 1)[1]) for a in argv if a.startswith("--batch-size=")]
     names = [a for a in argv if not a.startswith("--")]
-    url = database_url()
+    try:
+        # As `ledger projections run`: a missing, uninitialised or unreachable store, a bad option or an unknown
+        # projection is one line and exit 2, with nothing created (connecting would make an empty SQLite file).
+        sizes = [int(a.split("=", 1)[1]) for a in argv if a.startswith("--batch-size=")]
+        url = require_store(database_url())
+        select(names or None)
+    except Exception as error:
+        what = "the store is unreachable: " if unavailable(error) else ""
+        print(f"ledger: {what}{' '.join(str(error).split())}", file=sys.stderr)
+        return 2
     batch_size = sizes[-1] if sizes else DEFAULT_BATCH
     bulletins = issuer(url, names or None)
     run(url, names or None, stop=stop, poll_interval=0.05, batch_size=batch_size, idle=bulletins)

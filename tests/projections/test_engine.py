@@ -289,6 +289,24 @@ def test_a_worker_keeps_following_through_rebuilds_in_another_process(world: Wor
     assert worker.returncode == 0 and "Traceback" not in err, err
 
 
+def test_a_worker_started_wrong_says_so_in_one_line_and_makes_nothing(world: World, tmp_path: Path) -> None:
+    """The projection host's command fails as `ledger projections run` does: a missing store (not created by
+    connecting to it), an unknown projection or a bad option is one `ledger:` line and exit 2."""
+    missing = tmp_path / "none.db"
+    for url, args, words in (
+        (f"sqlite:///{missing}", [], "ledger init"),
+        (world.url, ["nosuch"], "unknown projection 'nosuch'"),
+        (world.url, ["--batch-size=many"], "many"),
+    ):
+        env = {**os.environ, "LEDGER_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            [sys.executable, "-m", "projections.worker", *args], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 2 and done.stderr.startswith("ledger: ") and words in done.stderr, done.stderr
+        assert len(done.stderr.splitlines()) == 1
+    assert not missing.exists()
+
+
 def test_a_killed_worker_leaves_no_issuing_process_behind(world: World) -> None:
     """The worker folds reports in a process of its own (``reports.Bulletins``); killed with SIGKILL, the worker
     never shuts it down, so that process ends by itself instead of waiting for a next step for ever."""
