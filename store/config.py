@@ -9,6 +9,7 @@ init``), which is idempotent and safe to run from several processes at once.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from contextlib import closing
@@ -49,6 +50,8 @@ TIMEOUTS: dict[str, float] = {
     "SQLITE_LOCK_TIMEOUT": SQLITE_LOCK_TIMEOUT_SECONDS,
 }
 _SQLITE_PREFIX = "sqlite:///"
+#: A schema name PostgreSQL reads the same quoted or not, within its 63 bytes.
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _EXPECTED = "expected sqlite:///path/to/file.db or postgresql://user[:password]@host[:port]/dbname[?schema=NAME]"
 
 
@@ -133,6 +136,10 @@ def _parse_postgres(url: str) -> PostgresURL:
     schemas = query.pop("schema", [""])
     if query or parts.fragment or len(schemas) != 1:
         msg = f"PostgreSQL URL {redacted!r} takes only ?schema=NAME: {_EXPECTED}"
+        raise ValueError(msg)
+    if schemas[0] and not SCHEMA_NAME.fullmatch(schemas[0]):
+        # The library writes the schema into its SQL unquoted: any other name fails half-way through `ledger init`.
+        msg = f"schema {schemas[0]!r} must be lower-case letters, digits and _, not starting with a digit: {_EXPECTED}"
         raise ValueError(msg)
     return PostgresURL(
         user=unquote(parts.username or ""),

@@ -78,6 +78,9 @@ def test_parse_accepts(url_text: str, expected: SQLiteURL | PostgresURL) -> None
         ("postgresql://u@h:5432/", "lacks database name"),
         ("postgresql://u@h:port/db", "invalid port"),
         ("postgresql://u@h/db?sslmode=require", "takes only [?]schema=NAME"),
+        ("postgresql://u@h/db?schema=ReviewOps", "lower-case letters"),  # the library writes it unquoted
+        ("postgresql://u@h/db?schema=bad-name", "lower-case letters"),
+        ("postgresql://u@h/db?schema=1st", "not starting with a digit"),
     ],
 )
 def test_parse_rejects_with_clear_message(url_text: str, message: str) -> None:
