@@ -18,7 +18,7 @@ import typer
 
 from api import serve_cli
 from api.auth import issue_admin_token_for_cli
-from api.serve_cli import serve_forever
+from api.serve_cli import check_port, serve_forever
 from audit import cli as audit_cli
 from audit.history import history as record_history
 from domain.errors import DomainError
@@ -60,11 +60,13 @@ def init() -> None:
 def demo(
     serve: Annotated[bool, typer.Option("--serve", help="serve the demo over HTTP afterwards")] = False,
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
     """Load the Laiwu demo year into an empty store and print an admin token."""
     from api.demo import DemoRefused, load_demo
 
+    if serve:
+        check_port(host, port)  # before the year is loaded, not after
     url = database_url()
     init_store(url)
     try:

@@ -16,7 +16,7 @@ token_app = typer.Typer(help="Bearer tokens (访问令牌).", no_args_is_help=Tr
 
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(help="server processes (each runs its own projection follower)")] = 1,
     no_projections: Annotated[bool, typer.Option("--no-projections", help="do not follow the log here")] = False,
 ) -> None:
@@ -29,6 +29,7 @@ def serve(
     os.environ["LEDGER_SERVE_PROJECTIONS"] = "0" if no_projections else "1"
     bound_connections()
     check_store(os.environ["LEDGER_DATABASE_URL"])
+    check_port(host, port)
     uvicorn.run("api.serve_cli:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
@@ -68,6 +69,18 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION, *gc.get_threshold()[1:])
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse (``ValueError``, the CLI's one line and exit 2) a host and port this process cannot listen on, before
+    anything is loaded: uvicorn would log its own lines and exit 3, after ``ledger demo`` had loaded a whole year."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def check_store(url: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -108,6 +109,21 @@ def test_init_refuses_a_key_that_does_not_open_the_stores_personal_data(tmp_path
     other.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
     refused(ledger_cli(url, "init", env={"LEDGER_KEY_FILE": str(other)}), 2, "not configured here")
     assert ledger_cli(url, "init").returncode == 0  # the store's own key: idempotent as ever
+
+
+def test_serving_on_a_port_in_use_or_out_of_range_is_refused_before_anything_loads(
+    empty_url: str, tmp_path: Path
+) -> None:
+    """`ledger serve` and `ledger demo --serve` check their port first: one line and exit 2 for one in use (not
+    uvicorn's own lines and exit 3, after a demo year was loaded), a usage error for one past 65535."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        refused(ledger_cli(empty_url, "serve", "--port", port), 2, "cannot listen on 127.0.0.1:" + port)
+        fresh = f"sqlite:///{tmp_path / 'demo.db'}"
+        refused(ledger_cli(fresh, "demo", "--serve", "--port", port), 2, "cannot listen")
+        assert not (tmp_path / "demo.db").exists()  # refused before the store was made and the year loaded
+    too_high = ledger_cli(empty_url, "serve", "--port", "99999")
+    assert too_high.returncode == 2 and "Traceback" not in too_high.stderr and "65535" in too_high.stderr
 
 
 def test_demo_then_history_then_demo_refused(empty_url: str) -> None:
