@@ -112,8 +112,8 @@ class Record(Aggregate):
             record.done_at = {}
 
     class Step(Event):
-        """An event later steps rest on: when it first happened is kept under :attr:`STEP` (its own name, or a
-        name it gives, e.g. one per meeting)."""
+        """An event later steps rest on: when it first happened is kept in the record's ``done_at`` under
+        :meth:`step` (its class's name, or a name of its own, e.g. one per meeting)."""
 
         def mutate(self, aggregate: Any) -> Any:
             record = super().mutate(aggregate)
