@@ -1,7 +1,9 @@
 """What the audit HTTP routes call (审计服务): plain functions over a store URL, JSON-ready answers.
 
-Hashes, roots and signatures are lowercase hex. Proofs are against tree sizes the caller names;
-a size beyond the signed log is refused, so every proof can be checked against a checkpoint.
+Hashes, roots and signatures are lowercase hex. Proofs are against tree sizes the caller names; a size
+beyond the log is refused. A size no checkpoint has signed yet is answered too (the tree is synced to it), and
+its proof is checked against a signed root once a checkpoint of that size or a consistency proof to a later
+signed one is at hand: ``/v1/audit/checkpoints/latest`` names the size last signed.
 """
 
 from __future__ import annotations
