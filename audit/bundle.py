@@ -41,6 +41,7 @@ from audit.tree import StoredTree
 from domain.application import Ledger
 from domain.base import local_year
 from domain.personal import KeylessVault
+from domain.policy import Policy
 
 FORMAT = "accountability-ledger-bundle"
 VERSION = 1
@@ -556,4 +557,14 @@ def _recompute(path: Path) -> str | None:
     for name in ("scores", "quota_deductions", "triggers"):
         if mine[name] != stated[name]:
             return f"recomputed {name} differ from what the bundle (to position {header['to']}) states"
+    # The policy versions the bundle lists, as its own policy events make them (those amended after its last
+    # position are listed too, and cannot be checked from it).
+    policy: Any = None
+    for _, rec in _lines(path):
+        if rec["kind"] == "event" and rec["topic"].startswith(f"{Policy.__module__}:"):
+            policy = decode(_stored(rec)).mutate(policy)
+    listed = next(rec["versions"] for _, rec in _lines(path) if rec["kind"] == "policy_versions")
+    versions = [_amendment(a) for a in policy.versions()] if policy is not None else []
+    if listed[: len(versions)] != versions:
+        return f"the policy versions the bundle lists differ from its policy events (to position {header['to']})"
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.bundle import export, verify_bundle
 from audit.checkpoints import load_public_key, take_checkpoint
 from domain.application import Ledger
+from domain.base import BUREAU_TZ
 from domain.vocabulary import UnitKind
 from tests.audit.conftest import record_history
 
@@ -139,6 +141,27 @@ def test_false_statement_is_caught_only_by_recompute(bundle_path: Path) -> None:
     assert verify_bundle(forged).ok  # the statement is not signed...
     result = verify_bundle(forged, recompute=True)  # ...but it does not follow from the events
     assert not result.ok and "scores" in result.reason
+
+
+def test_a_forged_policy_version_list_is_caught_by_recompute(
+    ledger: Ledger, store_url: str, signing_key: Path, tmp_path: Path
+) -> None:
+    """The bundle lists the policy versions beside its events, unsigned; recompute folds its policy events and
+    finds a listed parameter changed (an auditor reading the list would judge by the wrong figure)."""
+    record_history(ledger)
+    ledger.amend_policy(datetime(2026, 1, 1, tzinfo=BUREAU_TZ), {"handling_days": 45}, actor="admin")
+    take_checkpoint(store_url)
+    path = tmp_path / "bundle.jsonl"
+    export(store_url, path)
+    assert verify_bundle(path, recompute=True).ok
+
+    def edit(r: dict[str, Any]) -> dict[str, Any]:
+        if r["kind"] == "policy_versions":
+            r["versions"][-1]["changes"]["handling_days"] = 90
+        return r
+
+    result = verify_bundle(rewrite(path, edit), recompute=True)
+    assert not result.ok and "policy versions" in result.reason
 
 
 def test_partial_range(ledger: Ledger, store_url: str, signing_key: Path, tmp_path: Path) -> None:
