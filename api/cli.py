@@ -11,6 +11,7 @@ not initialised or unreachable).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -134,7 +135,16 @@ def main() -> None:
 
 
 def _store_name() -> str:
+    """The store a command failed to reach: the primary, and the query replica when one is set (`ledger query`
+    reads it, so either may be the one away; the driver's error beside it names the host)."""
     try:
-        return redact(database_url())
+        name = redact(database_url())
     except ValueError:
-        return "(no valid LEDGER_DATABASE_URL)"
+        name = "(no valid LEDGER_DATABASE_URL)"
+    replica = os.environ.get("LEDGER_QUERY_DATABASE_URL")
+    if replica:
+        try:
+            name += f" or its query replica {redact(replica)}"
+        except ValueError:
+            name += " or its query replica (no valid LEDGER_QUERY_DATABASE_URL)"
+    return name

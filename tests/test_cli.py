@@ -126,6 +126,14 @@ def test_serving_on_a_port_in_use_or_out_of_range_is_refused_before_anything_loa
     assert too_high.returncode == 2 and "Traceback" not in too_high.stderr and "65535" in too_high.stderr
 
 
+def test_an_unreachable_query_replica_is_named(empty_url: str) -> None:
+    """`ledger query` reads LEDGER_QUERY_DATABASE_URL when set: when it is away the line names it beside the
+    primary, not the primary alone."""
+    replica = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    result = ledger_cli(empty_url, "query", "triggers", env={"LEDGER_QUERY_DATABASE_URL": replica})
+    refused(result, 2, "is unreachable", f"or its query replica {replica}")
+
+
 def test_demo_then_history_then_demo_refused(empty_url: str) -> None:
     result = ledger_cli(empty_url, "demo")
     assert result.returncode == 0, result.stderr
