@@ -31,7 +31,9 @@ _ENVELOPE = {"originator_id", "originator_version", "timestamp", "actor", "occur
 
 
 def history(ledger: Ledger, kind: str, record_id: str) -> list[dict[str, Any]]:
-    """Every event of a record in order: position, type, actor, times, data (sealed) and chain hash."""
+    """Every event of a record in order: position, type, actor, times, data (sealed), the record's unit once the
+    event happened (``unit_id``, 属地: a diversion moves a petition; None for a record of no one unit) and chain
+    hash."""
     cls = record_class(kind)
     check_id(record_id)
     oid = record_uuid(cls.KIND, record_id)
@@ -40,13 +42,19 @@ def history(ledger: Ledger, kind: str, record_id: str) -> list[dict[str, Any]]:
         raise RecordNotFound(kind, record_id)
     decode = offline_decoder()
     out = []
+    record: Any = None
     for position, version, topic, state, chain_hash in rows:
         event = decode(StoredEvent(oid, version, topic, state))
+        try:
+            record = event.mutate(record)
+        except (OriginatorIDError, OriginatorVersionError, AssertionError):  # out of step: verify names where
+            record = None
         out.append(
             {
                 "position": position,
                 "version": version,
                 **describe(event),
+                "unit_id": unit_of(record) if record is not None else None,
                 "hash": chain_hash.hex() if chain_hash else None,
             }
         )

@@ -40,6 +40,9 @@ class AuditEvent(BaseModel):
     occurred_at: datetime | None
     recorded_at: datetime
     data: dict[str, Any]
+    unit_id: str | None = Field(
+        default=None, description="the record's unit once this event happened (属地); null for a record of no one unit"
+    )
     hash: str | None
 
 

@@ -143,6 +143,9 @@ def test_late_entries_name_their_unit_and_a_bound_auditor_sees_only_its_territor
     assert owners[("person", "officer1", "Person.Registered")] == "t1"
     assert owners[("policy", "bureau", "Policy.Established")] is None
 
+    trail = client.get("/v1/audit/events?kind=petition&id=x1", headers=auth(tokens["auditor"])).json()["items"]
+    assert [e["unit_id"] for e in trail] == ["t1", "t1", "d2"]  # each row names its unit as it stood then
+
     d2_auditor = issue_token(ledger, "auditor-d2", Role.AUDITOR, ["d2"], actor="setup")
     seen = late_rows(client, d2_auditor)
     assert {r["unit_id"] for r in seen} == {"d2", None}
