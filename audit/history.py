@@ -171,7 +171,9 @@ def personal_data_reads(
     are sparse, until ``limit`` reads are found or the log's start is reached: a page holds the latest reads however
     far back they lie, not only those among the newest positions."""
     topic = get_topic(AccessLog.PersonalDataRead)
-    stop = before - 1 if before is not None else ledger.recorder.max_notification_id() or 0
+    head = ledger.recorder.max_notification_id() or 0
+    # Never from past the log's head: a `before` of 10^12 walked back through a million empty windows.
+    stop = head if before is None else min(before - 1, head)
     window = READS_WINDOW_PER_READ * limit
     owners = _ReadRecords(ledger, within)
     found: list[dict[str, Any]] = []

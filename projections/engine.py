@@ -150,6 +150,9 @@ def _create_missing(db: Db, statements: Iterable[str]) -> None:
 
 
 def _serialise_ddl(db: Db) -> None:
+    """Take the store-wide DDL lock for this transaction (PostgreSQL), before any tracking row: every transaction
+    that creates or drops the projections' tables or indexes takes it, or one's catalogue read (``_create_missing``)
+    misses what the other is creating (a CREATE INDEX failed with a unique violation on ``pg_class``)."""
     if db.dialect == "postgres":
         # Concurrent CREATE … IF NOT EXISTS can still collide in the catalogue: serialise it.
         db.query("SELECT pg_advisory_xact_lock(7215083)")
@@ -210,6 +213,7 @@ def derive_current(db: Db) -> int:
     if touched is None:
         analyze(db, [f"proj_{name}_{kind}" for name in current.SOURCES for kind in ("records", "events")])
         with db.transaction():
+            _serialise_ddl(db)  # as ensure_schema: an API process's first query creates missing indexes too
             if not _still_at(db, start):
                 return 0
             current.drop_lookups(db)  # built again below, once the records' rows are in
@@ -229,6 +233,7 @@ def derive_current(db: Db) -> int:
             analyze(db, [current.TABLE])  # else PostgreSQL scans the growing table for each chunk's ids
     if touched is None:
         with db.transaction():
+            _serialise_ddl(db)
             for statement in current.lookups():  # the agreements below read the rows by territory
                 db.execute(statement)
     groups = current.agreements(db, None if touched is None else changed, start, target)
@@ -245,6 +250,8 @@ def derive_current(db: Db) -> int:
                 return 0
             current.derive_quota(db, year, keys)
     with db.transaction():
+        if touched is None:
+            _serialise_ddl(db)  # first, as ensure_schema takes it before the tracking rows: no lock cycle
         if not _still_at(db, start):
             return 0
         db.execute(f"UPDATE {TRACKING} SET position = ? WHERE name = ?", (target, CURRENT))
@@ -433,6 +440,7 @@ def dropped_under(error: BaseException) -> bool:
 def drop(db: Db, projections: Sequence[Projection], *, view: bool = True) -> None:
     """Drop the projections' tables (and the current view's, with ``view``) and forget their positions."""
     with db.transaction():
+        _serialise_ddl(db)
         db.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
         db.execute(f"DROP TABLE IF EXISTS {ISSUED}")  # built from the tables dropped here
         db.execute(f"DROP TABLE IF EXISTS {RUNNING}")

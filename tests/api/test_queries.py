@@ -16,7 +16,7 @@ from api.auth import issue_token
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
 from domain.vocabulary import Channel, PetitionCategory, Role
-from projections import queries
+from projections import engine, queries
 from store.ledger import init_store
 from tests.api.conftest import PAST, auth, petition_body
 
@@ -69,8 +69,9 @@ def test_a_decision_cannot_be_dated_before_its_trigger_opened(
     case = {"unit_id": "t1", "violation": "illegal_land_use", "source": "patrol", "area_mu": 20, "occurred_at": PAST}
     with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
         reported = client.post("/v1/cases", json={**case, "id": "c-big"}, headers=auth(tokens["officer"])).json()
-        seen = {"X-Ledger-Position": str(reported["position"])}
-        opened = client.get("/v1/triggers/R4.case.c-big", headers={**auth(tokens["supervisor"]), **seen})
+        # The board and lists wait for X-Ledger-Position; a trigger read and a decision read what is applied.
+        assert engine.wait_for(store_url, reported["position"], timeout=30)
+        opened = client.get("/v1/triggers/R4.case.c-big", headers=auth(tokens["supervisor"]))
         assert opened.status_code == 200, opened.text
         decision = {"outcome": "warning", "reason": "约谈", "occurred_at": "2024-02-15T09:00:00+08:00"}
         supervisor = auth(tokens["supervisor"])
