@@ -45,10 +45,7 @@ def history(ledger: Ledger, kind: str, record_id: str) -> list[dict[str, Any]]:
     record: Any = None
     for position, version, topic, state, chain_hash in rows:
         event = decode(StoredEvent(oid, version, topic, state))
-        try:
-            record = event.mutate(record)
-        except (OriginatorIDError, OriginatorVersionError, AssertionError):  # out of step: verify names where
-            record = None
+        record = _applied(record, event)
         out.append(
             {
                 "position": position,
@@ -116,6 +113,15 @@ def late_entries(
     return found
 
 
+def _applied(record: Any, event: Any) -> Any:
+    """``record`` with ``event`` applied, as the ledger folds it; None where the stored events no longer fold in
+    order (a record's first event missing, versions out of step: verification names where)."""
+    try:
+        return event.mutate(record)
+    except (OriginatorIDError, OriginatorVersionError, AssertionError):
+        return None
+
+
 #: What a late entry names of its record: kind, public id and unit (each None where unknown).
 Owner = tuple[str | None, str | None, str | None]
 
@@ -143,9 +149,8 @@ class _Records:
         record: Any = None
         for row in self._db.record_events(originator_id):
             event = self._decode(StoredEvent(UUID(originator_id), row.originator_version, row.topic, row.state))
-            try:
-                record = event.mutate(record)
-            except (OriginatorIDError, OriginatorVersionError):
+            record = _applied(record, event)
+            if record is None:
                 break
             owners[row.originator_version] = (record.KIND, record.record_id, unit_of(record))
         return owners

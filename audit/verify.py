@@ -104,14 +104,15 @@ def verify(
         # A pool only pays for itself when there is more than one range to share out.
         workers = min(workers or os.cpu_count() or 1, math.ceil((db.last_position() or 0) / RANGE))
         runs = _checked_in_pool(url, ranges, workers) if workers > 1 else (_check_range(db, *r) for r in ranges)
+        walk = _Walk(db, keys, progress, total)
         try:
-            result = _Walk(db, keys, progress, total).run(runs)
+            result = walk.run(runs)
         finally:
             runs.close()  # stopped at a bad position: the ranges still queued are not started
         # The proofs handed out come from the tree's cached nodes: each must be what the verified chain makes it.
         # A chain recomputed after a rewrite fails a checkpoint somewhere in a range; the cache kept each leaf as
         # first seen, so the first leaf that differs names the rewritten event within that range.
-        bad = StoredTree(db).first_bad_node() if db.table_exists(NODES) and (result.ok or _rewritten(result)) else None
+        bad = StoredTree(db).first_bad_node() if db.table_exists(NODES) and (result.ok or walk.rewritten) else None
         if bad is None:
             return result
         if result.ok:
@@ -120,11 +121,6 @@ def verify(
         if bad[0] > result.first_bad_position:
             return VerifyResult(False, result.checked, result.head, bad[0], f"{result.reason}; {bad[1]}")
         return result
-
-
-def _rewritten(result: VerifyResult) -> bool:
-    """Whether ``result`` is a checkpoint's root failing over a range of positions (history rewritten)."""
-    return not result.ok and result.first_bad_position is not None and "was rewritten" in result.reason
 
 
 def _ranges(db: AuditDB) -> Iterator[tuple[int, int]]:
@@ -218,6 +214,9 @@ class _Walk:
         self.last_position = 0
         self.cps = checkpoints.iter_checkpoints(db)
         self.pending = next(self.cps, None)
+        #: Whether the walk stopped at a checkpoint whose root the chain no longer makes: a rewrite somewhere in
+        #: the range it names, which the tree's cache (leaves as first seen) can place.
+        self.rewritten = False
         # The first position after the last checkpoint that matched: a rewrite found at a later
         # checkpoint lies somewhere from here on.
         self.unproven_from: int | None = None
@@ -314,6 +313,7 @@ class _Walk:
                 f"the Merkle root of the first {cp.size} events differs from the signed checkpoint: "
                 f"history between positions {start} and {self.last_position} was rewritten"
             )
+            self.rewritten = True
         if problem:
             return self.bad(start, problem)
         self.unproven_from = None

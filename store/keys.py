@@ -103,15 +103,16 @@ def check_master_key(master_key: bytes | None, connect: Callable[[], Any]) -> No
         conn.close()
     if row is None:
         return
-    try:
-        if master_key is None:
-            raise ValueError("no key")
-        cipher_for(master_key).decrypt(bytes(row[0]))
-    except ValueError:
-        raise ValueError(
-            "this store holds personal data sealed under a master key not configured here: set"
-            " LEDGER_CIPHER_KEY or LEDGER_KEY_FILE to that key (a new key would leave the data unreadable)"
-        ) from None
+    if master_key is not None:
+        try:
+            cipher_for(master_key).decrypt(bytes(row[0]))
+            return
+        except ValueError:
+            pass  # another key's data key: MAC check failed
+    raise ValueError(
+        "this store holds personal data sealed under a master key not configured here: set"
+        " LEDGER_CIPHER_KEY or LEDGER_KEY_FILE to that key (a new key would leave the data unreadable)"
+    )
 
 
 class KeyVault:

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from api.app import MAX_DEPTH, create_app
 from api.problems import MAX_BODY_BYTES
 from domain.application import Ledger
+from domain.vocabulary import MisconductKind
 from tests.faults.conftest import LONG, auth, petition, seed_ledger
 
 PROBLEM = "application/problem+json"
@@ -178,6 +179,8 @@ def test_a_value_of_the_wrong_json_type_is_refused_not_read_as_one(
 ) -> None:
     http, tokens = client
     admin = auth(tokens["admin"])
+    # A report r1 to find on: without it the finding's body would be refused for naming no report, typed or not.
+    ledger.report_misconduct("leader1", MisconductKind.EATING, "群众", "吃请", actor="setup")
     before = ledger.recorder.max_notification_id()
     r = http.post(path, json=body, headers=admin)
     refused(r, 422)
