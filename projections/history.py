@@ -889,9 +889,21 @@ class Known:
     # --- occurrences (考核事项) ------------------------------------------------------------------
 
     def _occurrence(
-        self, unit_id: str, indicator: str, rule: str, at: int, evidence: list[int], param: str, record_id: str
+        self,
+        unit_id: str,
+        indicator: str,
+        rule: str,
+        at: int,
+        evidence: list[int],
+        param: str,
+        record_id: str,
+        *,
+        caused_at: int | None = None,
     ) -> Occurrence:
-        policy = self.policy.at(at)
+        """An occurrence at ``at``, priced by the policy in force when the event that caused it happened
+        (``caused_at``, by default ``at``): a missed deadline (有案不查, an overdue petition) is caused by the clue or
+        the registration whose policy set it, and its trigger names that same version (R20: one fact, one version)."""
+        policy = self.policy.at(at if caused_at is None else caused_at)
         return Occurrence(unit_id, indicator, rule, at, evidence, int(policy[param]), policy.version, record_id)
 
     # Each record's own occurrences and triggers come from its own facts (and the policy) only: the current
@@ -915,6 +927,7 @@ class Known:
                     [case.rec.position],
                     "points_case_not_investigated",
                     rid,
+                    caused_at=case.rec.occurred_at,
                 )
             )
         return found
@@ -954,6 +967,7 @@ class Known:
                     evidence,
                     "points_overdue_petition",
                     rid,
+                    caused_at=rec.occurred_at,
                 )
             )
         return found

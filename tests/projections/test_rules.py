@@ -218,6 +218,27 @@ def test_a_mid_year_amendment_changes_points_after_its_effective_date_only(world
     assert [i["land_quota_mu"] for i in by_unit(q.quota_deductions(2024))["lc"]["items"]] == [10, 15]
 
 
+def test_a_deadline_missed_after_an_amendment_is_priced_by_the_policy_that_set_it(world: World) -> None:
+    """有案不查 and an overdue petition (超期) are caused by the clue and the registration whose policy set their
+    deadlines: an amendment taking effect before the deadline falls changes neither their points nor their version,
+    and each deduction names the version its trigger names (R20)."""
+    w = world
+    w.do("report_clue", "yl", Violation.ILLEGAL_LAND_USE, ClueSource.PATROL, case_id="c1", when="2024-06-20")
+    petition(w, "p1", "yl", "2024-06-01")
+    w.do(
+        "amend_policy",
+        at("2024-07-01"),
+        {"points_case_not_investigated": 9, "points_overdue_petition": 7},
+        when="2024-06-25",
+    )
+    for q in (w.queries(), w.folds()):
+        row = by_unit(q.scores(2024, as_of=at("2024-10-01")))["yl"]
+        priced = {d["indicator"]: (d["points"], d["policy_version"]) for d in row["deductions"]}
+        assert priced == {"case_not_investigated": (5, 1), "overdue_petition": (2, 1)}
+        versions = {t["id"]: t["policy_version"] for t in q.triggers(as_of=at("2024-10-01"))}
+        assert versions["R7.case.c1.unfiled"] == versions["R18.petition.p1.overdue"] == 1
+
+
 def test_an_amendment_recorded_late_was_not_known_before_it_was_recorded(world: World) -> None:
     w = world
     major_case(w, "c1", "yl", "2024-03-01")
