@@ -1419,13 +1419,15 @@ def _trigger(
     rule: str, parts: list[str], unit_id: str, person_id: str | None, reason: str, evidence: list[int], at: int,
     policy_version: int, **extra: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """A trigger (问责线索): its rule, subject and reason, the events and the policy version that opened it (R20)."""
+    """A trigger (问责线索): its rule, subject and reason, the events and the policy version that opened it (R20).
+    Its ``unit_id`` is its subject's (API.md: every row names its unit)."""
     subject: dict[str, Any] = {"unit_id": unit_id}
     if person_id:
         subject["person_id"] = person_id
     return {
         "id": trigger_id(rule, parts),
         "rule": rule,
+        "unit_id": unit_id,
         "subject": subject,
         "reason": reason,
         "evidence": sorted(set(evidence)),

@@ -73,6 +73,9 @@ def test_a_decision_cannot_be_dated_before_its_trigger_opened(
         assert engine.wait_for(store_url, reported["position"], timeout=30)
         opened = client.get("/v1/triggers/R4.case.c-big", headers=auth(tokens["supervisor"]))
         assert opened.status_code == 200, opened.text
+        assert opened.json()["unit_id"] == opened.json()["subject"]["unit_id"] == "t1"  # API.md: rows name unit_id
+        listed = client.get("/v1/triggers?status=open", headers=auth(tokens["supervisor"])).json()["items"]
+        assert listed and all(row["unit_id"] == row["subject"]["unit_id"] for row in listed)
         decision = {"outcome": "warning", "reason": "约谈", "occurred_at": "2024-02-15T09:00:00+08:00"}
         supervisor = auth(tokens["supervisor"])
         early = client.post("/v1/triggers/R4.case.c-big/decision", json=decision, headers=supervisor)
