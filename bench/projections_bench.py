@@ -47,7 +47,7 @@ from domain.application import Ledger, utc_now
 from domain.base import BUREAU_TZ
 from domain.personal import DryRunVault
 from domain.policy import Policy
-from projections import engine, paging
+from projections import engine, paging, reports
 from projections.catalog import ISSUED
 from projections.queries import CURSORS, Queries
 from projections.source import open_log
@@ -210,9 +210,10 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         "quota_deductions(page 20)": lambda q: q.quota_deductions(YEAR, limit=PAGE, after=district()),
         "petitions(open, district)": lambda q: q.petitions("open", unit_id=district()),
         "trigger(id)": lambda q: q.trigger(f"R7.person.{rng.choice(OFFICERS)}{suffix(rng.randrange(copies))}.r1"),
-        # A bulletin is folded once and kept (projections.reports.issued): asked again, and asked the first time.
-        "monthly(YYYY-MM), kept": lambda q: q.monthly(f"{YEAR}-06"),
-        "daily(date), first ask": lambda q: q.daily((date(YEAR, 12, 31) - timedelta(days=next(days))).isoformat()),
+        # A bulletin as issued (known at its period's end) is folded once and kept (projections.reports.issued):
+        # asked again, and asked the first time.
+        "monthly(YYYY-MM), kept": lambda q: q.monthly(f"{YEAR}-06", known_at=_issued("monthly", f"{YEAR}-06")),
+        "daily(date), first ask": lambda q: _daily_as_issued(q, date(YEAR, 12, 31) - timedelta(days=next(days))),
         # An auditor's "as known now" of a bulletin: folded once (the warm-up ask), then its kept fold read back.
         "monthly(YYYY-MM, known_at now), kept": lambda q: q.monthly(f"{YEAR}-06", known_at=utc_now()),
         # As of a past month's end, as known now: the view's rows, and a fold of the records revised after it.
@@ -274,6 +275,15 @@ def _known_later(rng: random.Random) -> dict[str, datetime]:
     """A random month's end (``as_of``), as known two weeks later (``known_at``)."""
     as_of = _month_end(rng)
     return {"as_of": as_of, "known_at": as_of + timedelta(days=14)}
+
+
+def _issued(kind: str, label: str) -> datetime:
+    """A report's issue date (its period's end): asked as known then, it is the report as issued."""
+    return reports.period(kind, label)[1]
+
+
+def _daily_as_issued(q: Queries, day: date) -> Any:
+    return q.daily(day.isoformat(), known_at=_issued("daily", day.isoformat()))
 
 
 def _month_end(rng: random.Random) -> datetime:

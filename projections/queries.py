@@ -438,44 +438,45 @@ class Queries:
     # A report's totals count the whole city unless ``covers`` names a territory (属地管理: the units a token may see):
     # then they are the sums over the units inside it. Its rows are the caller's to filter.
 
+    # By default a report is as of its period's end (now, for a period in progress: a report is of its period) and
+    # as known now (API.md: ``known_at`` defaults to now), so a fact entered late (补录) shows in it; the bulletin as
+    # issued is the one asked as known at the period's end (``known_at`` = its end).
+
     def daily(
         self, date: str, *, as_of: datetime | None = None, known_at: datetime | None = None, covers: Covers = None
     ) -> dict[str, Any]:
-        """日调度 for a date ``YYYY-MM-DD``, as known at the end of that day by default."""
+        """日调度 for a date ``YYYY-MM-DD``."""
         return self._report("daily", date, as_of, known_at, covers)
 
     def weekly(
         self, week: str, *, as_of: datetime | None = None, known_at: datetime | None = None, covers: Covers = None
     ) -> dict[str, Any]:
-        """周汇报 for an ISO week ``YYYY-Www``, as known when the week ends by default."""
+        """周汇报 for an ISO week ``YYYY-Www``."""
         return self._report("weekly", week, as_of, known_at, covers)
 
     def monthly(
         self, month: str, *, as_of: datetime | None = None, known_at: datetime | None = None, covers: Covers = None
     ) -> dict[str, Any]:
-        """月通报 for ``YYYY-MM``, as known at its issue date (the first moment after the month) by default."""
+        """月通报 for ``YYYY-MM``."""
         return self._report("monthly", month, as_of, known_at, covers)
 
-    def report_as_kept(self, kind: str, label: str) -> bytes:
-        """The city's report of a period (``daily``, ``weekly``, ``monthly``) as issued, as the JSON it is kept as
-        (``reports.issued``); the answer of :meth:`daily`, :meth:`weekly` or :meth:`monthly` asked with no moment."""
-        return reports.issued(self, kind, label).body
+    def report_as_known_now(self, kind: str, label: str) -> bytes:
+        """The city's report of a period (``daily``, ``weekly``, ``monthly``) as the JSON it is kept as, read back
+        where it stands (``reports.as_known``): the answer of :meth:`daily`, :meth:`weekly` or :meth:`monthly` asked
+        with no moment."""
+        kept = reports.as_known(self, kind, label, None)
+        assert kept is not None  # as known now, a report is always read back or kept
+        return kept.body
 
     def _report(
         self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None, covers: Covers
     ) -> dict[str, Any]:
-        kept = None
-        if as_of is None and known_at is None:
-            kept = reports.issued(self, kind, label, tallies=covers is not None)
-        elif as_of is None and known_at is not None:  # as issued or last folded, unless a late entry changed it
-            kept = reports.as_known_at(self, kind, label, known_at, tallies=covers is not None)
+        kept = None if as_of is not None else reports.as_known(self, kind, label, known_at, tallies=covers is not None)
         if kept is not None:
             answer: dict[str, Any] = orjson.loads(kept.body)
-            if known_at is not None:
-                answer["known_at"] = iso(micros(known_at))
             tallies = orjson.loads(kept.tallies) if kept.tallies is not None else {}
         else:
-            answer = reports.folded(self, kind, label, as_of, known_at)
+            answer = reports.folded(self, kind, label, as_of, known_at or utc_now())
             tallies = answer.pop(reports.TALLIES)
         return reports.within(answer, tallies, covers)
 

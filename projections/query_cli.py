@@ -232,7 +232,8 @@ def register(app: typer.Typer) -> None:
         as_of: AsOf = None,
         known_at: KnownAt = None,
     ) -> None:
-        """An R13 report as JSON: as issued by default, or as of / as known at the moments given."""
+        """An R13 report as JSON: as of its period's end and as known now by default (its bulletin as issued with
+        --known-at at the period's end), or as of / as known at the moments given."""
         if kind not in ("daily", "weekly", "monthly"):
             raise ValueError(f"a report is daily, weekly or monthly, not {kind!r}")
         moments = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}

@@ -167,6 +167,32 @@ def as_known_at(queries: Queries, kind: str, label: str, known_at: datetime, *, 
     return kept if tallies else Kept(kept.body)
 
 
+def as_known(
+    queries: Queries, kind: str, label: str, known_at: datetime | None, *, tallies: bool = False
+) -> Kept | None:
+    """The report of a period as of its end, as known at ``known_at`` — now when ``None``, as API.md's queries
+    default — read back where it stands, its ``known_at`` restated: a period in progress asked as known now is its
+    running report (:func:`running`), a period over is :func:`as_known_at` (its bulletin as issued unless a fact was
+    entered late since). ``None`` where only a fold answers: ``known_at`` before the issue date, or a period in
+    progress asked as known at another moment than now."""
+    if known_at is None:
+        now = utc_now()
+        if now <= period(kind, label)[1]:
+            return running(queries, kind, label, now, tallies=tallies)
+        known_at = now
+    kept = as_known_at(queries, kind, label, known_at, tallies=tallies)
+    return None if kept is None else Kept(restated(kept.body, known_at), kept.tallies)
+
+
+def restated(body: bytes, known_at: datetime) -> bytes:
+    """A kept report's JSON with its ``known_at`` (the first one: the report's own, before its rows) restated: the
+    answer read back as known at a later moment than it was folded at."""
+    key = b'"known_at":'
+    start = body.index(key) + len(key)
+    end = body.index(b'"', start + 1) + 1
+    return body[:start] + orjson.dumps(iso(micros(known_at))) + body[end:]
+
+
 def _keep_known(db: Db, kind: str, label: str, known_at: int, head: int, kept: Kept) -> None:
     """Keep a fold as known at ``known_at`` (read from the facts applied by ``head``) unless one kept is known at a
     later moment: an auditor's asks are mostly "as known now", each later than the last."""
@@ -922,6 +948,7 @@ def within(
 __all__ = [
     "Kept",
     "Known",
+    "as_known",
     "as_known_at",
     "assemble",
     "backlog",

@@ -289,8 +289,9 @@ def _report(
     as_of: datetime | None,
     known_at: datetime | None,
 ) -> QueryAnswer | Response:
-    """A report: for a unit-bound token its totals are summed over the token's territory, and its rows filtered;
-    for the whole city, the report as issued is handed on as kept (:func:`_as_kept`)."""
+    """A report, as of its period's end (now for a period in progress) and as known now unless asked otherwise: for a
+    unit-bound token its totals are summed over the token's territory, and its rows filtered; for the whole city,
+    the report is handed on as kept (:func:`_as_kept`)."""
     if not principal.bound and as_of is None and known_at is None:
         return _as_kept(request, ledger, seen, kind, label)
     covers = (lambda unit: principal.covers(ledger, unit)) if principal.bound else None
@@ -298,11 +299,11 @@ def _report(
 
 
 def _as_kept(request: Request, ledger: Ledger, seen: int | None, kind: str, label: str) -> Response:
-    """The city's report as issued, its kept JSON sent as stored after the answer's own fields (the same document
+    """The city's report as known now, its kept JSON sent as stored after the answer's own fields (the same document
     :class:`QueryAnswer` would write): decoding a 1.6 MB bulletin into objects and encoding it again was most of
     its answer over HTTP."""
     with _reader(request, ledger, seen, kind) as reader:
-        body = reader.report_as_kept(kind, label)
+        body = reader.report_as_known_now(kind, label)
         position, lag = projections_link.progress(reader.db)
     head = orjson.dumps({"items": [], "position": position, "lag": lag, "next_after": None})
     return Response(head[:-1] + b"," + body[1:], media_type="application/json")

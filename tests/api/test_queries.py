@@ -308,11 +308,15 @@ def test_a_kept_report_is_sent_as_stored_and_reads_as_the_answer_model_writes_it
         modelled = client.get("/v1/reports/monthly", params=params, headers={**city, **seen})
         assert sent.status_code == modelled.status_code == 200
         assert sent.headers["content-type"] == "application/json"
-        assert list(sent.json()) == list(modelled.json()) and sent.json() == modelled.json()
+        assert list(sent.json()) == list(modelled.json())
+        # each as known now, when it was asked (API.md: known_at defaults to now); otherwise the same document
+        moments = [datetime.fromisoformat(r.json()["known_at"]) for r in (sent, modelled)]
+        assert moments[0] < moments[1] <= datetime.now(BUREAU_TZ)
+        assert {**sent.json(), "known_at": None} == {**modelled.json(), "known_at": None}
         assert sent.json()["petitions"]["registered"] == 2
         q = Queries(store_url)
         try:
-            answer = q.monthly("2024-03")
+            answer = q.monthly("2024-03", known_at=datetime.fromisoformat(sent.json()["known_at"]))
             position = sent.json()["position"]
             expected = QueryAnswer(**{"items": [], **answer, "position": position, "lag": sent.json()["lag"]})
             assert sent.content == expected.model_dump_json().encode()

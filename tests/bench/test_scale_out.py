@@ -20,7 +20,7 @@ import pytest
 from api.auth import issue_admin_token_for_cli
 from bench.generate import generate
 from bench.http_load import free_port, wait_until_healthy
-from projections import engine
+from projections import engine, reports
 from projections.catalog import NAMES
 from projections.queries import Queries
 from tests.conftest import fresh_store_url
@@ -45,7 +45,7 @@ def answers(url: str) -> dict[str, Any]:
             "quota": queries.quota(2025),
             "quota_deductions": queries.quota_deductions(2025),
             "petitions": queries.petitions("open", unit_id="laiwu"),
-            "monthly": queries.monthly("2025-03"),
+            "monthly": queries.monthly("2025-03", known_at=reports.period("monthly", "2025-03")[1]),  # as issued
         }
     finally:
         queries.close()

@@ -222,7 +222,7 @@ def _lean_answers(url: str, as_of: Any, known_at: Any) -> list[Any]:
         found += [q.triggers(status, u, **moment) for status in (None, "open") for u in (None, "lc", "kz", "ys")]
         found += [q.trigger(t["id"], **moment) for t in q.triggers(**moment)]
         found += [q.monthly(f"2024-{m:02d}", known_at=known_at) for m in (2, 5, 9)]
-        found += [q.weekly("2024-W20"), q.daily("2024-06-30")]
+        found += [q.weekly("2024-W20", known_at=known_at), q.daily("2024-06-30", known_at=known_at)]
         return found
     finally:
         q.close()

@@ -257,16 +257,23 @@ def test_a_late_recorded_event_changes_what_is_known_now_not_the_bulletin(world:
     w.clock.set("2024-06-10")
     late = petition(w, "x2", "kz", "2024-05-20", skip_level=True)
     q = w.queries()
-    issued = q.monthly("2024-05")
+    issued = q.monthly("2024-05", known_at=at("2024-06-01"))  # the bulletin as issued: known at the month's end
     assert issued["known_at"] == "2024-06-01T00:00:00+08:00"
     assert issued["petitions"]["registered"] == 1
     assert [d["record_id"] for d in issued["deductions"]] == ["x1"]
     now = q.monthly("2024-05", known_at=at("2024-07-01"))
     assert now["petitions"]["registered"] == 2
     assert late.position in {p for d in now["deductions"] for p in d["evidence"]}
-    assert q.daily("2024-05-20")["petitions"]["registered"] == 0
+    assert q.daily("2024-05-20", known_at=at("2024-05-21"))["petitions"]["registered"] == 0
     assert q.daily("2024-05-20", known_at=at("2024-07-01"))["petitions"]["registered"] == 1
     assert q.weekly("2024-W21", known_at=at("2024-07-01"))["petitions"]["registered"] == 1
+    # Asked with no moment, a report is as of its period's end and as known now (API.md's default for queries).
+    asked = datetime.now(BUREAU_TZ)
+    by_default = q.monthly("2024-05")
+    assert asked <= datetime.fromisoformat(by_default["known_at"]) <= datetime.now(BUREAU_TZ)
+    assert by_default["as_of"] == "2024-06-01T00:00:00+08:00"
+    assert {**by_default, "known_at": None} == {**now, "known_at": None}
+    assert q.daily("2024-05-20")["petitions"]["registered"] == 1
 
 
 def test_a_report_as_known_later_reads_the_issued_one_until_a_late_entry_changes_it(
@@ -281,7 +288,7 @@ def test_a_report_as_known_later_reads_the_issued_one_until_a_late_entry_changes
     w.clock.set("2024-06-10")
     petition(w, "x2", "kz", "2024-06-05")  # after May: outside what a fold as of May's end reads
     q = w.queries()
-    issued = q.monthly("2024-05")
+    issued = q.monthly("2024-05", known_at=at("2024-06-01"))
     folds: list[str] = []
     fold = reports.report
     monkeypatch.setattr(reports, "report", lambda k, kind, label: folds.append(label) or fold(k, kind, label))
@@ -300,7 +307,7 @@ def test_a_report_as_known_later_reads_the_issued_one_until_a_late_entry_changes
     folds.clear()
     assert q.monthly("2024-05", known_at=at("2024-07-20")) == {**now, "known_at": "2024-07-20T00:00:00+08:00"}
     assert q.monthly("2024-05", known_at=at("2024-06-20")) == later and folds == []
-    assert q.monthly("2024-05") == issued  # the bulletin as issued never changes
+    assert q.monthly("2024-05", known_at=at("2024-06-01")) == issued  # the bulletin as issued never changes
     q.close()
 
     w.clock.set("2024-07-25")
@@ -330,16 +337,16 @@ def test_an_issued_report_is_kept_and_folded_again_when_a_fact_known_by_its_issu
     projections afterwards (here, a history loaded with its own recording times) makes it fold again."""
     from projections.catalog import ISSUED
 
-    w = world
+    w, may_issued = world, at("2024-06-01")  # the bulletin as issued: as known at the month's end
     petition(w, "x1", "kz", "2024-05-03", skip_level=True)
     w.clock.set("2024-06-10")
     q = w.queries()
-    first = q.monthly("2024-05")
+    first = q.monthly("2024-05", known_at=may_issued)
     assert first["petitions"]["registered"] == 1
     kept = q.db.query(f"SELECT kind, label FROM {ISSUED}")
     assert kept == [("monthly", "2024-05")]
-    assert q.monthly("2024-05") == first  # read back
-    assert q.monthly("2024-05") == q.monthly("2024-05", as_of=at("2024-06-01"), known_at=at("2024-06-01"))
+    assert q.monthly("2024-05", known_at=may_issued) == first  # read back
+    assert q.monthly("2024-05", known_at=may_issued) == q.monthly("2024-05", as_of=may_issued, known_at=may_issued)
     q.close()
 
     w.clock.set("2024-05-25")  # recorded before the issue date, reaching the store only now
@@ -347,16 +354,16 @@ def test_an_issued_report_is_kept_and_folded_again_when_a_fact_known_by_its_issu
     w.clock.set("2024-06-20")
     petition(w, "x3", "kz", "2024-05-21", skip_level=True)  # recorded after it: never in the bulletin
     q = w.queries()
-    again = q.monthly("2024-05")
+    again = q.monthly("2024-05", known_at=may_issued)
     assert again["petitions"]["registered"] == 2
     assert again == q.monthly("2024-05", as_of=at("2024-06-01"), known_at=at("2024-06-01"))
-    assert q.monthly("2024-05") == again
+    assert q.monthly("2024-05", known_at=may_issued) == again
     q.close()
 
     engine.rebuild(w.url)  # the kept reports were built from the tables a rebuild drops
     q = Queries(w.url)
     assert q.db.query(f"SELECT kind, label FROM {ISSUED}") == []
-    assert q.monthly("2024-05") == again
+    assert q.monthly("2024-05", known_at=may_issued) == again
     q.close()
 
 
@@ -477,13 +484,16 @@ def test_concurrent_asks_that_need_a_fold_fold_once_and_answer_alike(
     answers = held.ask_at_once(lambda q: getattr(q, asked)(label), w)
     assert held.folds == ["asker-0"]
 
-    def unstamped(answer: dict[str, Any]) -> dict[str, Any]:  # each answer says the moment it answers about
-        return {key: value for key, value in answer.items() if key not in ("as_of", "known_at")}
-
     assert len(answers) == 3 and all(unstamped(a) == unstamped(answers["asker-0"]) for a in answers.values())
     q = w.queries()
-    assert answers["asker-0"] == build(q, asked, label, None, None)  # the fold as of now, or of the issue date
+    # the fold as of now, or of the issue date (a bulletin as known now is the one issued, nothing entered since)
+    assert unstamped(answers["asker-0"]) == unstamped(build(q, asked, label, None, None))
     q.close()
+
+
+def unstamped(answer: dict[str, Any]) -> dict[str, Any]:
+    """A report without the moments it answers about (each answer says its own)."""
+    return {key: value for key, value in answer.items() if key not in ("as_of", "known_at")}
 
 
 def test_concurrent_asks_of_a_report_as_known_later_fold_once(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -545,7 +555,7 @@ def test_an_ask_waits_for_another_processs_fold_of_the_same_report_unless_that_f
             reports.keep(other, asked, label, head, reports.split(folded(Queries(other), asked, label, None, None)))
     asker.join(10)
     assert folds == []  # it read back the other process's fold
-    assert answers == [reports.build(q, asked, label, None, None)]
+    assert [unstamped(a) for a in answers] == [unstamped(reports.build(q, asked, label, None, None))]
     folds.clear()
 
     if asked == "daily":  # a fact arrives: the kept fold is stale, and a fold begun before the fact is no answer
@@ -623,11 +633,13 @@ def test_the_worker_issues_the_reports_of_the_periods_just_ended(world: World) -
     assert {("daily", "2024-06-02"), ("weekly", "2024-W22"), ("monthly", "2024-05")} <= set(kept)
     assert kept[("monthly", "2024-05")]["petitions"]["registered"] == 1
     q = Queries(w.url)
-    assert q.monthly("2024-05") == kept[("monthly", "2024-05")]
-    assert q.monthly("2024-05") == q.monthly("2024-05", as_of=at("2024-06-01"), known_at=at("2024-06-01"))
-    assert q.weekly("2024-W22") == kept[("weekly", "2024-W22")]
-    assert q.weekly("2024-W22")["petitions"]["registered"] == 1
+    may, w22 = at("2024-06-01"), at("2024-06-03")  # each bulletin as issued: as known at its period's end
+    assert q.monthly("2024-05", known_at=may) == kept[("monthly", "2024-05")]
+    assert q.monthly("2024-05", known_at=may) == q.monthly("2024-05", as_of=may, known_at=may)
+    assert q.weekly("2024-W22", known_at=w22) == kept[("weekly", "2024-W22")]
+    assert q.weekly("2024-W22", known_at=w22)["petitions"]["registered"] == 1
     assert q.weekly("2024-W22", known_at=monday)["petitions"]["registered"] == 2
+    assert q.monthly("2024-05")["petitions"]["registered"] == 2  # as known now (x2 entered late)
     q.close()
 
 
@@ -680,7 +692,7 @@ def test_an_idle_worker_back_issues_every_earlier_period_monthly_first(world: Wo
     assert registered[("monthly", "2024-05")] == 1  # x2 was recorded after May's issue date
     assert registered[("weekly", "2024-W22")] == 2 and registered[("daily", "2024-05-31")] == 0
     assert bodies[("daily", "2024-06-12")]["petitions"]["escalations"] == 1
-    assert q.daily("2024-06-12") == bodies[("daily", "2024-06-12")]
+    assert q.daily("2024-06-12", known_at=at("2024-06-13")) == bodies[("daily", "2024-06-12")]
     q.close()
 
     idle()  # nothing left: nothing folded or kept again
