@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -22,6 +23,7 @@ from domain.agreements import TargetAgreement
 from domain.application import IdempotencyKey, Ledger
 from domain.application import Receipt as DomainReceipt
 from domain.base import Record, unit_of
+from domain.errors import DomainError
 from store.db import connect
 from store.ledger import open_ledger
 
@@ -143,6 +145,32 @@ class Command:
 
     def guard_unit(self, unit_id: str | None, what: str = "the unit") -> None:
         require_territory(self.ledger, self.principal, unit_id, what)
+
+    def recuse(self, person_id: str | None, what: str) -> None:
+        """Refuse (403, 回避) a token speaking for the person a trigger, a report or a commendation names: no one
+        decides their own accountability or finding, nor commends themselves."""
+        if person_id is not None and self.principal.subject == person_id:
+            raise ProblemError(403, f"{person_id} is named in {what} and cannot decide it (回避)")
+
+    def guard_named(self, cls: type[Record], record_ids: Iterable[str | None], beside: str | None) -> None:
+        """Refuse (403) a record the body names — a handler, a leader, a resolver, a supervising or receiving unit,
+        an earlier petition — that lies outside the token's territory (属地管理), unless it lies above ``beside``,
+        the unit of the record acted on (a city leader owns a district's petition, 包案; a higher level supervises
+        its case, 督办). Checked before any rule, so a refusal tells nothing of a record the token may not read (a
+        person's post, a removal); an unknown id is left to the command (404, as for any token)."""
+        if not self.principal.bound:
+            return
+        above = set(self.ledger.lineage(beside)) if beside is not None else set()
+        for record_id in record_ids:
+            if record_id is None:
+                continue
+            try:
+                named = self.ledger.get(cls, record_id)
+            except DomainError:
+                continue
+            unit = unit_of(named)
+            if unit not in above:
+                require_territory(self.ledger, self.principal, unit, f"{cls.KIND} {record_id}")
 
 
 async def get_command(

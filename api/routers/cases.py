@@ -11,6 +11,9 @@ from pydantic import AwareDatetime, BaseModel, Field
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
 from api.models import Amount, AmountIn, CommandIn, Name, Receipt, RecordId, RecordMeta, Text, meta
 from domain.cases import EnforcementCase
+from domain.people import Person
+from domain.petitions import Petition
+from domain.units import Unit
 from domain.vocabulary import Agency, ClueSource, Violation
 
 router = APIRouter(prefix="/cases", tags=["cases"])
@@ -126,6 +129,7 @@ Empty = Annotated[CommandIn | None, Body()]
 def report_clue(body: CaseCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Record a reported clue: the case begins (线索登记)."""
     cmd.guard_unit(body.unit_id, f"unit {body.unit_id}")
+    cmd.guard_named(Petition, [body.petition_id], body.unit_id)
     receipt = cmd.ledger.report_clue(
         body.unit_id,
         body.violation,
@@ -143,7 +147,8 @@ def report_clue(body: CaseCreate, cmd: CommandDep, response: Response) -> Receip
 @router.post("/{case_id}/filing", response_model=Receipt)
 def file_case(case_id: str, body: FilingCreate, cmd: CommandDep, response: Response) -> Receipt:
     """File the case (立案)."""
-    cmd.guard(EnforcementCase, case_id)
+    case = cmd.guard(EnforcementCase, case_id)
+    cmd.guard_named(Person, body.handler_ids, case.unit_id)
     return answer(cmd.ledger.file_case(case_id, body.handler_ids, **cmd.change(body)), response)
 
 
@@ -185,7 +190,8 @@ def review_jointly(case_id: str, body: JointReviewCreate, cmd: CommandDep, respo
 @router.post("/{case_id}/supervision", response_model=Receipt)
 def supervise(case_id: str, body: SupervisionCreate, cmd: CommandDep, response: Response) -> Receipt:
     """A higher unit supervises the case (督办)."""
-    cmd.guard(EnforcementCase, case_id)
+    case = cmd.guard(EnforcementCase, case_id)
+    cmd.guard_named(Unit, [body.by_unit_id], case.unit_id)
     return answer(cmd.ledger.supervise(case_id, body.by_unit_id, body.deadline, **cmd.change(body)), response)
 
 
@@ -214,7 +220,8 @@ def close_case(case_id: str, body: ClosureCreate, cmd: CommandDep, response: Res
 @router.post("/{case_id}/wrongful-finding", response_model=Receipt)
 def find_wrongful(case_id: str, body: WrongfulFindingCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Find the case wrongly handled (错案), which triggers accountability of its handlers."""
-    cmd.guard(EnforcementCase, case_id)
+    case = cmd.guard(EnforcementCase, case_id)
+    cmd.guard_named(Person, body.handler_ids, case.unit_id)
     return answer(cmd.ledger.find_wrongful(case_id, body.handler_ids, body.reason, **cmd.change(body)), response)
 
 

@@ -108,6 +108,7 @@ def report_misconduct(
 def record_finding(person_id: str, body: FindingCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Record whether a report was substantiated (属实/不属实)."""
     cmd.guard(Person, person_id)
+    cmd.recuse(person_id, f"report {body.report_id}")
     return answer(
         cmd.ledger.record_finding(person_id, body.report_id, body.substantiated, **cmd.change(body)), response
     )
@@ -135,6 +136,7 @@ def refer_to_judiciary(
 def commend(person_id: str, body: CommendationCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Commend the person (执法业务标兵, 国土资源卫士)."""
     cmd.guard(Person, person_id)
+    cmd.recuse(person_id, "the commendation")
     return answer(cmd.ledger.commend(person_id, body.title, **cmd.change(body)), response)
 
 

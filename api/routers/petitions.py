@@ -11,7 +11,9 @@ from pydantic import Field, StrictBool, StrictInt
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, ReadAtDep, answer, require_territory
 from api.models import CommandIn, Name, Receipt, RecordId, RecordMeta, Text, meta
 from api.privacy import log_read, may_see
+from domain.people import Person
 from domain.petitions import Petition
+from domain.units import Unit
 from domain.vocabulary import AssignedFrom, Channel, EscalationLevel, Meeting, NailCheck, PetitionCategory
 
 router = APIRouter(prefix="/petitions", tags=["petitions"])
@@ -133,6 +135,7 @@ class PetitionPublic(RecordMeta):
 def register_petition(body: PetitionCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Register a petition (信访登记)."""
     cmd.guard_unit(body.unit_id, f"unit {body.unit_id}")
+    cmd.guard_named(Petition, [body.repeat_of], body.unit_id)
     receipt = cmd.ledger.register_petition(
         body.unit_id,
         body.channel,
@@ -152,7 +155,8 @@ def register_petition(body: PetitionCreate, cmd: CommandDep, response: Response)
 @router.post("/{petition_id}/ownership", response_model=Receipt)
 def take_ownership(petition_id: str, body: OwnershipCreate, cmd: CommandDep, response: Response) -> Receipt:
     """A leader takes ownership of the petition (领导包案)."""
-    cmd.guard(Petition, petition_id)
+    petition = cmd.guard(Petition, petition_id)
+    cmd.guard_named(Person, [body.leader_id], petition.unit_id)
     return answer(cmd.ledger.take_ownership(petition_id, body.leader_id, **cmd.change(body)), response)
 
 
@@ -194,7 +198,8 @@ def escalate(petition_id: str, body: EscalationCreate, cmd: CommandDep, response
 @router.post("/{petition_id}/on-site-ownership", response_model=Receipt)
 def assign_on_site(petition_id: str, body: OnSiteOwnershipCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Send a person to the township or village to own the petition on site, with a deadline (蹲点包案, R17)."""
-    cmd.guard(Petition, petition_id)
+    petition = cmd.guard(Petition, petition_id)
+    cmd.guard_named(Person, [body.person_id], petition.unit_id)
     receipt = cmd.ledger.assign_on_site(petition_id, body.person_id, body.deadline, **cmd.change(body))
     return answer(receipt, response)
 
@@ -202,7 +207,8 @@ def assign_on_site(petition_id: str, body: OnSiteOwnershipCreate, cmd: CommandDe
 @router.post("/{petition_id}/nail-case", response_model=Receipt)
 def designate_nail_case(petition_id: str, body: NailCaseCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Designate the petition a nail case (钉子案, R12)."""
-    cmd.guard(Petition, petition_id)
+    petition = cmd.guard(Petition, petition_id)
+    cmd.guard_named(Person, [body.resolver_id], petition.unit_id)
     return answer(cmd.ledger.designate_nail_case(petition_id, body.resolver_id, **cmd.change(body)), response)
 
 
@@ -223,7 +229,8 @@ def record_cessation(petition_id: str, cmd: CommandDep, response: Response, body
 @router.post("/{petition_id}/diversion", response_model=Receipt)
 def divert_petition(petition_id: str, body: DiversionCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Divert the petition to the responsible unit (依法分流)."""
-    cmd.guard(Petition, petition_id)
+    petition = cmd.guard(Petition, petition_id)
+    cmd.guard_named(Unit, [body.to_unit_id], petition.unit_id)
     return answer(cmd.ledger.divert_petition(petition_id, body.to_unit_id, **cmd.change(body)), response)
 
 

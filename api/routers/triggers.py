@@ -46,6 +46,7 @@ def decide_trigger(
         raise RecordNotFound("trigger", trigger_id)
     subject = trigger.get("subject") or {}
     cmd.guard_unit(subject.get("unit_id"), f"trigger {trigger_id}")
+    cmd.recuse(subject.get("person_id"), f"trigger {trigger_id}")
     opened_at = datetime.fromisoformat(str(trigger["opened_at"]))
     receipt = cmd.ledger.decide_trigger(
         trigger_id, str(trigger["rule"]), body.outcome, body.reason, opened_at=opened_at, **cmd.create(body)

@@ -16,7 +16,7 @@ from domain.application import Ledger
 from domain.base import BUREAU_TZ
 from domain.vocabulary import DecisionOutcome, MisconductKind, Role
 from projections.engine import catch_up
-from tests.api.conftest import auth, petition_body
+from tests.api.conftest import PAST, auth, petition_body
 
 
 def test_the_matrix_names_every_route(client: TestClient) -> None:
@@ -63,6 +63,67 @@ def test_a_unit_bound_token_acts_and_sees_only_within_its_territory(
     amendment = {"effective_from": "2024-01-01T00:00:00+08:00", "params": {"handling_days": 50}}
     assert client.post("/v1/policy/amendments", json=amendment, headers=d1_admin).status_code == 403
     assert client.post("/v1/tokens", json={"subject": "x", "role": "clerk"}, headers=d1_admin).status_code == 403
+
+
+def test_a_bound_token_names_no_one_outside_its_territory_but_may_name_those_above(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    """属地管理 reaches what a command names, not only the record it acts on: a d1 token cannot make d2's officer a
+    handler, own a petition with d2's leader, divert to d2, have d2 supervise or point at d2's petition (403, the
+    refusal telling nothing of that person's post or standing, and nothing recorded); the city above d1 may own,
+    supervise or receive, as 包案 and 督办 come from above."""
+    ledger.register_person("钢城区长", "d2", "principal_leader", person_id="leader2", actor="setup")
+    ledger.register_person("市长", "laiwu", "principal_leader", person_id="mayor", actor="setup")
+    city_clerk = auth(tokens["clerk"])
+    client.post("/v1/petitions", json=petition_body(id="p-d2", unit_id="d2"), headers=city_clerk)
+    d1_clerk = auth(issue_token(ledger, "clerk-d1", Role.CLERK, ["d1"], actor="setup"))
+    d1_officer = auth(issue_token(ledger, "officer-d1", Role.OFFICER, ["d1"], actor="setup"))
+    assert client.post("/v1/petitions", json=petition_body(id="p-t1"), headers=d1_clerk).status_code == 201
+    case = {"unit_id": "t1", "violation": "illegal_land_use", "source": "patrol", "id": "c-t1"}
+    assert client.post("/v1/cases", json=case, headers=d1_officer).status_code == 201
+    head, later = ledger.recorder.max_notification_id(), "2099-01-01T00:00:00+08:00"
+    refused = [
+        client.post("/v1/cases/c-t1/filing", json={"handler_ids": ["officer1", "officer2"]}, headers=d1_officer),
+        client.post("/v1/cases/c-t1/supervision", json={"by_unit_id": "d2", "deadline": later}, headers=d1_officer),
+        client.post("/v1/cases", json={**case, "id": "c-2", "petition_id": "p-d2"}, headers=d1_officer),
+        client.post("/v1/petitions/p-t1/ownership", json={"leader_id": "leader2"}, headers=d1_clerk),
+        client.post("/v1/petitions/p-t1/nail-case", json={"resolver_id": "officer2"}, headers=d1_clerk),
+        client.post("/v1/petitions/p-t1/diversion", json={"to_unit_id": "d2"}, headers=d1_clerk),
+        client.post("/v1/petitions", json=petition_body(id="p-2", repeat_of="p-d2"), headers=d1_clerk),
+    ]
+    assert [r.status_code for r in refused] == [403] * len(refused), [r.text for r in refused]
+    assert all("outside this token's units" in r.json()["detail"] for r in refused)
+    assert ledger.recorder.max_notification_id() == head
+    assert client.post("/v1/petitions/p-t1/ownership", json={"leader_id": "mayor"}, headers=d1_clerk).status_code == 200
+    supervised = {"by_unit_id": "laiwu", "deadline": later}
+    assert client.post("/v1/cases/c-t1/supervision", json=supervised, headers=d1_officer).status_code == 200
+    filed = client.post("/v1/cases/c-t1/filing", json={"handler_ids": ["officer1"]}, headers=d1_officer)
+    assert filed.status_code == 200, filed.text
+
+
+def test_no_one_decides_their_own_trigger_or_finding_nor_commends_themselves(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    """回避: a token speaking for officer1 cannot find the report on officer1 unsubstantiated, decide the R7 trigger
+    on officer1 or commend officer1 (403, nothing recorded); another supervisor can."""
+    supervisor = auth(tokens["supervisor"])
+    body = {"kind": "taking", "reporter": "举报人甲", "detail": "收受礼金", "occurred_at": PAST}
+    report = client.post("/v1/people/officer1/misconduct-reports", json=body, headers=supervisor).json()["report_id"]
+    himself = auth(issue_token(ledger, "officer1", Role.SUPERVISOR, [], actor="setup"))
+    head = ledger.recorder.max_notification_id()
+    finding = {"report_id": report, "substantiated": False}
+    commendation = {"title": "law_enforcement_model"}
+    assert client.post("/v1/people/officer1/findings", json=finding, headers=himself).status_code == 403
+    assert client.post("/v1/people/officer1/commendations", json=commendation, headers=himself).status_code == 403
+    assert ledger.recorder.max_notification_id() == head
+    found = {**finding, "substantiated": True, "occurred_at": PAST}
+    assert client.post("/v1/people/officer1/findings", json=found, headers=supervisor).status_code == 200
+    catch_up(client.app.state.url)  # type: ignore[attr-defined]
+    trigger = next(t for t in client.get("/v1/triggers", headers=supervisor).json()["items"] if t["rule"] == "R7")
+    decision = {"outcome": "dismissed", "reason": "不属实"}
+    mine = client.post(f"/v1/triggers/{trigger['id']}/decision", json=decision, headers=himself)
+    assert mine.status_code == 403 and "回避" in mine.json()["detail"]
+    assert client.post(f"/v1/triggers/{trigger['id']}/decision", json=decision, headers=supervisor).status_code == 201
 
 
 def test_the_reported_person_never_sees_the_reporter(
