@@ -43,6 +43,7 @@ def grant_token(
     actor: str,
     ttl: timedelta | None = None,
     idempotency_key: str | None = None,
+    granted_under: str | None = None,
 ) -> tuple[Receipt, str | None]:
     """Record a grant; answer its receipt and bearer token (the secret is shown only this once). A repeat under an
     ``idempotency_key`` already used records nothing and answers the first grant's receipt with no token: its
@@ -55,6 +56,7 @@ def grant_token(
         list(unit_ids),
         hash_secret(secret),
         expires_at=expires_at,
+        granted_under=granted_under,
         actor=actor,
         idempotency_key=idempotency_key,
     )
@@ -86,6 +88,8 @@ class Principal:
     subject: str
     role: Role
     unit_ids: tuple[str, ...] = ()
+    #: The subjects of the tokens that granted this one, nearest first: each stands behind it (回避).
+    grantors: tuple[str, ...] = ()
     _covered: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -151,7 +155,25 @@ def _check(ledger: Ledger, token: str) -> Principal:
         raise _Refused("revoked", grant.record_id)
     if not grant.valid_at(ledger.clock()):
         raise _Refused("expired", grant.record_id)
-    return Principal(grant.record_id, grant.subject, grant.role, tuple(grant.unit_ids))
+    return Principal(grant.record_id, grant.subject, grant.role, tuple(grant.unit_ids), _grantors(ledger, grant))
+
+
+#: How far up a chain of grants (a token granted by a token granted by …) its grantors are followed.
+MAX_GRANT_CHAIN = 16
+
+
+def _grantors(ledger: Ledger, grant: AccessGrant) -> tuple[str, ...]:
+    """The subjects of the tokens that granted this one, nearest first (none for a grant from the command line)."""
+    found: list[str] = []
+    under = grant.granted_under
+    while under is not None and len(found) < MAX_GRANT_CHAIN:
+        try:
+            above = ledger.get(AccessGrant, under)
+        except DomainError:
+            break
+        found.append(above.subject)
+        under = above.granted_under
+    return tuple(found)
 
 
 def limit(environ: Mapping[str, str] = os.environ) -> throttle.Limit:

@@ -10,8 +10,9 @@ DEFAULT_PURPOSE = "case handling (办理)"
 
 
 def may_see(principal: Principal, field: str, *, named_person: str | None = None) -> bool:
-    """Whether the token may see ``field``; the person a report names never sees its reporter."""
-    if named_person is not None and principal.subject == named_person:
+    """Whether the token may see ``field``; the person a report names never sees its reporter, neither through their
+    own token nor through one they granted (directly or down a chain of grants)."""
+    if named_person is not None and named_person in (principal.subject, *principal.grantors):
         return False
     return principal.role in PERSONAL_DATA.get(field, frozenset())
 

@@ -25,6 +25,7 @@ class AccessGrant(Record):
         secret_hash: str
         expires_at: datetime | None
         revoked: bool
+        granted_under: str | None
 
     class Granted(Record.Created):
         """The grant, with the hash of its secret. The store keeps the hash (every bearer is checked against it),
@@ -37,6 +38,10 @@ class AccessGrant(Record):
         unit_ids: list[str]
         secret_hash: str
         expires_at: datetime | None
+        #: The grant of the token that granted this one (None from the command line, and in grants recorded before
+        #: it was kept): who stands behind a token, for 回避 (a person cannot read their reporter through a token
+        #: they granted).
+        granted_under: str | None = None
 
         def apply(self, grant: Any) -> None:
             super().apply(grant)
@@ -45,6 +50,7 @@ class AccessGrant(Record):
             grant.unit_ids = list(self.unit_ids)
             grant.secret_hash = self.secret_hash
             grant.expires_at = self.expires_at
+            grant.granted_under = getattr(self, "granted_under", None)  # absent from older grants' stored state
             grant.revoked = False
 
     class Revoked(Record.Event):
@@ -62,6 +68,7 @@ class AccessGrant(Record):
         secret_hash: str,
         expires_at: datetime | None,
         stamp: Stamp,
+        granted_under: str | None = None,
     ) -> Self:
         check_text(subject, "actor", limit=128)
         for unit_id in unit_ids:
@@ -77,6 +84,7 @@ class AccessGrant(Record):
             unit_ids=sorted(set(unit_ids)),
             secret_hash=secret_hash,
             expires_at=expires_at,
+            granted_under=granted_under,
         )
 
     def revoke(self, stamp: Stamp) -> None:

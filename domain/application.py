@@ -794,6 +794,7 @@ class Ledger(Application[UUID]):
         *,
         grant_id: str | None = None,
         expires_at: datetime | None = None,
+        granted_under: str | None = None,
         actor: str,
         idempotency_key: str | None = None,
     ) -> Receipt:
@@ -802,7 +803,7 @@ class Ledger(Application[UUID]):
         stamp = self.stamp(actor)
         new_id = grant_id or new_record_id("g")
         return self._create(
-            lambda: AccessGrant.grant(new_id, subject, role, unit_ids, secret_hash, expires_at, stamp),
+            lambda: AccessGrant.grant(new_id, subject, role, unit_ids, secret_hash, expires_at, stamp, granted_under),
             idempotency_key,
         )
 

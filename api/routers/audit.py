@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from api import projections_link
 from api.auth import Principal
 from api.deps import AuthorizedDep, LedgerDep, covers_agreement, covers_grant
+from api.privacy import may_see
 from api.problems import INTEGRITY_FAULT, InvalidParameter, ProblemError, located
 from audit import history, service
 from audit.history import Owner
@@ -23,6 +24,7 @@ from domain.agreements import AccountabilityDecision, TargetAgreement
 from domain.application import Ledger, record_class
 from domain.base import Record, unit_of
 from domain.errors import DomainError, RecordNotFound
+from domain.people import Person
 from domain.policy import Policy
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -136,7 +138,20 @@ def record_events(
     require_record_territory(request, ledger, principal, kind, id)
     with located(kind="query", id="query"):
         events = history.history(ledger, kind, id)
+    if kind == Person.KIND and not may_see(principal, "reporter", named_person=id):
+        events = [_without_detail(e) for e in events]
     return AuditEvents(items=[AuditEvent.model_validate(e) for e in events])
+
+
+#: A misconduct report's ``detail`` goes with its reporter (``GET /v1/people/{id}``): what was reported can name who
+#: reported it, so whoever may not see the reporter (the person named, the admin) sees it withheld here too.
+_REPORT = Person.MisconductReported.__qualname__
+
+
+def _without_detail(event: dict[str, Any]) -> dict[str, Any]:
+    if event["type"] != _REPORT or "detail" not in event["data"]:
+        return event
+    return {**event, "data": {**event["data"], "detail": None}}
 
 
 @router.get("/verify")

@@ -57,6 +57,7 @@ def create_token(body: TokenCreate, cmd: CommandDep, response: Response) -> Toke
         actor=cmd.principal.subject,
         ttl=body.ttl,
         idempotency_key=cmd.idempotency_key,
+        granted_under=cmd.principal.grant_id,
     )
     if token is None:
         raise ProblemError(
@@ -77,6 +78,7 @@ class GrantPublic(RecordMeta):
     unit_ids: list[str] = Field(description="the territory it acts and sees within; empty = the whole city")
     expires_at: datetime | None
     revoked: bool
+    granted_under: str | None = Field(description="the grant of the token that granted it; null from the command line")
 
 
 @router.get("/{grant_id}", response_model=GrantPublic)
@@ -97,6 +99,7 @@ def read_grant(grant_id: str, ledger: LedgerDep, principal: AuthorizedDep) -> Gr
         unit_ids=list(grant.unit_ids),
         expires_at=grant.expires_at,
         revoked=grant.revoked,
+        granted_under=grant.granted_under,
     )
 
 

@@ -141,6 +141,18 @@ def test_the_reported_person_never_sees_the_reporter(
     himself_audit = auth(issue_token(ledger, "officer1", Role.AUDITOR, [], actor="setup"))
     events = client.get("/v1/audit/events?kind=person&id=officer1", headers=himself_audit).json()["items"]
     assert all(e["data"].get("reporter") != "举报人甲" for e in events)  # sealed in the audit view
+    reported = [e["data"] for e in events if "detail" in e["data"]]
+    assert reported and all(data["detail"] is None for data in reported)  # withheld with the reporter
+    audited = client.get("/v1/audit/events?kind=person&id=officer1", headers=auth(tokens["auditor"])).json()["items"]
+    assert [e["data"]["detail"] for e in audited if "detail" in e["data"]] == ["收受礼金"]
+    # Nor through a token they grant, or one granted down the chain from it (回避).
+    himself_admin = auth(issue_token(ledger, "officer1", Role.ADMIN, [], actor="setup"))
+    helper = client.post("/v1/tokens", json={"subject": "helper", "role": "admin"}, headers=himself_admin).json()
+    assert client.get(f"/v1/tokens/{helper['id']}", headers=himself_admin).json()["granted_under"] is not None
+    below = {"subject": "helper-2", "role": "supervisor"}
+    further = client.post("/v1/tokens", json=below, headers=auth(helper["token"])).json()["token"]
+    assert client.get("/v1/people/officer1", headers=auth(further)).json()["reports"][0]["reporter"] is None
+    assert client.get("/v1/people/officer1", headers=supervisor).json()["reports"][0]["reporter"] == "举报人甲"
 
 
 def test_personal_data_is_shown_only_to_those_who_need_it_and_every_read_is_logged(
