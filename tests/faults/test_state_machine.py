@@ -2,8 +2,11 @@
 
 A hypothesis state machine drives ``domain.application.Ledger``. After every command: a refused
 command (a domain error) recorded nothing; an accepted one recorded exactly its own events — all
-of its record, versions following on, the receipt naming the last one. After every run: folding
-each record's events from the global log reproduces the state the repository loads.
+of its record, versions following on, the receipt naming the last one. A closure (结案) is checked
+against a model of what it rests on: the reply (R18); for an initial petition (初信初访) the three
+meetings and a return visit (R16); for a nail case (钉子案) its four checks (R12): it is taken exactly
+when the model has them all, and a refusal names the rule and exactly what is missing. After every
+run: folding each record's events from the global log reproduces the state the repository loads.
 Many runs on an in-memory (POPO) ledger; a few on each real store.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,12 +24,12 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, rule,
 
 from domain.application import Ledger, Receipt
 from domain.base import BUREAU_TZ, record_uuid
-from domain.errors import DomainError
+from domain.errors import DomainError, RuleViolation
 from domain.people import Person
 from domain.personal import DryRunVault
 from domain.petitions import Petition
 from domain.units import Unit
-from domain.vocabulary import Channel, EscalationLevel, Meeting, PetitionCategory, Post, UnitKind
+from domain.vocabulary import Channel, EscalationLevel, Meeting, NailCheck, PetitionCategory, Post, UnitKind
 from store.transcoder import OrjsonTranscoder
 from tests.faults.conftest import LONG
 
@@ -38,6 +42,34 @@ def popo_ledger() -> Ledger:
     ledger = Ledger(env, vault=DryRunVault(), transcoder=OrjsonTranscoder())
     ledger.ensure_policy()  # as `ledger init` does for a real store
     return ledger
+
+
+#: Closures are dated after every other step (DAYS), so only what is missing can refuse them, never chronology.
+CLOSING_DAY = 500
+
+
+@dataclass
+class Steps:
+    """The model of one registered petition: the steps its closure rests on, as accepted so far."""
+
+    initial: bool = True  # 初信初访: it repeats no earlier petition
+    meetings: set[str] = field(default_factory=set)
+    replied: bool = False
+    visited: bool = False
+    nail_case: bool = False
+    checks: set[str] = field(default_factory=set)
+    closed: bool = False
+
+    def missing(self) -> dict[str, set[str]]:
+        """What closure still lacks, by rule, in the order the rules are checked."""
+        lacking = {
+            "R12": {str(c) for c in NailCheck} - self.checks if self.nail_case else set(),
+            "R16": {str(m) for m in Meeting} - self.meetings if self.initial else set(),
+            "R18": set() if self.replied else {"reply"},
+        }
+        if self.initial and not self.visited:
+            lacking["R16"].add("return visit")
+        return {rule: absent for rule, absent in lacking.items() if absent}
 
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
@@ -55,6 +87,7 @@ def machine_for(ledger_factory: Callable[[], Ledger]) -> type[RuleBasedStateMach
             self.ledger = ledger_factory()
             self.prefix = secrets.token_hex(3)  # real stores are shared across examples
             self.touched: set[tuple[type[Any], str]] = set()
+            self.model: dict[str, Steps] = {}  # every petition whose registration was taken
 
         def teardown(self) -> None:
             try:
@@ -184,7 +217,14 @@ def machine_for(ledger_factory: Callable[[], Ledger]) -> type[RuleBasedStateMach
                     occurred_at=self.when(days),
                 ),
             )
+            if made:
+                self.model[made] = Steps()
             return made or pid
+
+        def step(self, petition: str, command: Callable[[], Receipt]) -> Steps | None:
+            """Attempt a step; the petition's model if it was taken."""
+            taken = self.attempt(Petition, petition, command)
+            return self.model[petition] if taken else None
 
         @rule(petition=petitions, leader=people, days=DAYS, stale=st.booleans())
         def take_ownership(self, petition: str, leader: str, days: int, stale: bool) -> None:
@@ -199,11 +239,10 @@ def machine_for(ledger_factory: Callable[[], Ledger]) -> type[RuleBasedStateMach
 
         @rule(petition=petitions, party=st.sampled_from(list(Meeting)), days=DAYS)
         def hold_meeting(self, petition: str, party: Meeting, days: int) -> None:
-            self.attempt(
-                Petition,
-                petition,
-                lambda: self.ledger.hold_meeting(petition, party, actor="t", occurred_at=self.when(days)),
-            )
+            if taken := self.step(
+                petition, lambda: self.ledger.hold_meeting(petition, party, actor="t", occurred_at=self.when(days))
+            ):
+                taken.meetings.add(str(party))
 
         @rule(petition=petitions, days=st.integers(-5, 45), when=DAYS)
         def extend(self, petition: str, days: int, when: int) -> None:
@@ -215,19 +254,110 @@ def machine_for(ledger_factory: Callable[[], Ledger]) -> type[RuleBasedStateMach
 
         @rule(petition=petitions, summary=TEXT, days=DAYS)
         def reply(self, petition: str, summary: str, days: int) -> None:
-            self.attempt(
-                Petition,
-                petition,
-                lambda: self.ledger.reply_petition(petition, summary, actor="t", occurred_at=self.when(days)),
-            )
+            if taken := self.step(
+                petition, lambda: self.ledger.reply_petition(petition, summary, actor="t", occurred_at=self.when(days))
+            ):
+                taken.replied = True
 
         @rule(petition=petitions, satisfied=st.booleans(), days=DAYS)
         def return_visit(self, petition: str, satisfied: bool, days: int) -> None:
-            self.attempt(
-                Petition,
+            if taken := self.step(
+                petition, lambda: self.ledger.return_visit(petition, satisfied, actor="t", occurred_at=self.when(days))
+            ):
+                taken.visited = True
+
+        @rule(petition=petitions, resolver=people, days=DAYS)
+        def designate_nail_case(self, petition: str, resolver: str, days: int) -> None:
+            if taken := self.step(
                 petition,
-                lambda: self.ledger.return_visit(petition, satisfied, actor="t", occurred_at=self.when(days)),
+                lambda: self.ledger.designate_nail_case(petition, resolver, actor="t", occurred_at=self.when(days)),
+            ):
+                taken.nail_case = True
+
+        @rule(petition=petitions, check=st.sampled_from(list(NailCheck)), days=DAYS)
+        def nail_check(self, petition: str, check: NailCheck, days: int) -> None:
+            if taken := self.step(
+                petition, lambda: self.ledger.record_nail_check(petition, check, actor="t", occurred_at=self.when(days))
+            ):
+                taken.checks.add(str(check))
+
+        @rule(
+            target=petitions,
+            meetings=st.sets(st.sampled_from(list(Meeting))),
+            reply=st.booleans(),
+            visit=st.booleans(),
+            nail=st.booleans(),
+            checks=st.sets(st.sampled_from(list(NailCheck))),
+            repeat=st.booleans(),
+        )
+        def towards_closure(
+            self, meetings: set[Meeting], reply: bool, visit: bool, nail: bool, checks: set[NailCheck], repeat: bool
+        ) -> Any:
+            """A petition of the city walked through some of its steps in order, then closed: random commands seldom
+            reach a closure with everything in place, and the model must be checked both ways."""
+            city, leader = self.rid("city"), self.register_person(self.rid("city"), "市长", Post.PRINCIPAL_LEADER, 0)
+            petition = self.register_petition(
+                city, 1, "张", "征地", Channel.VISIT, PetitionCategory.OTHER, skip=False, days=1
             )
+            if repeat:  # a repeat of that one (重复信访): not initial, so R16 asks nothing of it
+                original, petition = petition, self.rid(f"x{secrets.token_hex(2)}")
+                if self.attempt(
+                    Petition,
+                    petition,
+                    lambda: self.ledger.register_petition(
+                        city,
+                        Channel.VISIT,
+                        1,
+                        "张",
+                        "征地",
+                        PetitionCategory.OTHER,
+                        petition_id=petition,
+                        repeat_of=original,
+                        actor="t",
+                        occurred_at=self.when(1),
+                    ),
+                ):
+                    self.model[petition] = Steps(initial=False)
+            self.take_ownership(petition, leader, days=2, stale=False)
+            for party in sorted(meetings):
+                self.hold_meeting(petition, party, days=3)
+            if reply:
+                self.reply(petition, "答复", days=4)
+            if visit:
+                self.return_visit(petition, satisfied=True, days=5)
+            if nail:
+                self.designate_nail_case(petition, leader, days=6)
+                for check in sorted(checks):
+                    self.nail_check(petition, check, days=7)
+            self.close(petition)
+            return petition
+
+        @rule(petition=petitions)
+        def close(self, petition: str) -> None:
+            """结案 against the model: taken exactly when nothing is missing; else refused by the first rule that
+            finds something missing (R12, R16, R18 in that order), naming all of that rule's missing steps."""
+            steps = self.model.get(petition)
+            before = self.ledger.recorder.max_notification_id() or 0
+            try:
+                self.ledger.close_petition(petition, actor="t", occurred_at=self.when(CLOSING_DAY))
+            except RuleViolation as refused:
+                assert (self.ledger.recorder.max_notification_id() or 0) == before
+                if steps is None or steps.closed:
+                    return  # unknown, or closed already: the record's own refusal
+                missing = steps.missing()
+                assert missing, f"refused with nothing missing: {refused}"
+                rule_, absent = next(iter(missing.items()))
+                assert refused.rule == rule_, (refused.rule, missing)
+                listed = absent - {"return visit"}  # R12's checks, or R16's meetings: the refusal lists them all
+                if rule_ == "R12" or (rule_ == "R16" and listed):
+                    assert set(str(refused).rsplit(": ", 1)[1].split(", ")) == listed, (str(refused), absent)
+                return
+            except DomainError:
+                assert steps is None, "a registered petition's closure refused for something other than a rule"
+                return
+            assert steps is not None and not steps.closed and not steps.missing(), steps
+            steps.closed = True
+            self.touched.add((Petition, petition))
 
         @rule(petition=petitions, level=st.sampled_from(list(EscalationLevel)), collective=st.booleans(), days=DAYS)
         def escalate(self, petition: str, level: EscalationLevel, collective: bool, days: int) -> None:
@@ -244,11 +374,11 @@ def machine_for(ledger_factory: Callable[[], Ledger]) -> type[RuleBasedStateMach
                 petition,
                 lambda: self.ledger.record_cessation(petition, actor="t", occurred_at=self.when(days)),
             )
-            self.attempt(
-                Petition,
-                petition,
-                lambda: self.ledger.close_petition(petition, actor="t", occurred_at=self.when(days + 1)),
-            )
+            if self.step(
+                petition, lambda: self.ledger.close_petition(petition, actor="t", occurred_at=self.when(days + 1))
+            ):
+                assert not self.model[petition].missing(), self.model[petition]
+                self.model[petition].closed = True
 
         @rule(person=people, course=TEXT, days=DAYS)
         def training(self, person: str, course: str, days: int) -> None:
