@@ -52,6 +52,8 @@ class EnforcementCase(Record):
         agencies: set[str]
         steps: list[str]
         supervisions: list[tuple[str, datetime]]
+        joint_reviews: list[str]
+        penalties: list[tuple[Decimal | None, Decimal | None]]
         transfers: list[str]
         outcome: str | None
         wrongful: bool
@@ -98,6 +100,8 @@ class EnforcementCase(Record):
             case.agencies = set()
             case.steps = []
             case.supervisions = []
+            case.joint_reviews = []
+            case.penalties = []
             case.transfers = []
             case.outcome = None
             case.wrongful = False
@@ -146,6 +150,7 @@ class EnforcementCase(Record):
 
         def apply(self, case: Any) -> None:
             case.steps.append("joint_review")
+            case.joint_reviews.append(self.decision)
 
     class Supervised(Record.Event):
         """A higher level supervises the case with a deadline (督办, R2)."""
@@ -164,6 +169,7 @@ class EnforcementCase(Record):
 
         def apply(self, case: Any) -> None:
             case.steps.append("penalty")
+            case.penalties.append((self.fine_yuan, self.demolition_mu))
 
     class Transferred(Record.Event):
         """Transferred to police, discipline or the judiciary (移送制度, R2)."""

@@ -95,6 +95,13 @@ class SupervisionPublic(BaseModel):
     deadline: datetime
 
 
+class PenaltyPublic(BaseModel):
+    """An administrative penalty decided (行政处罚决定)."""
+
+    fine_yuan: Amount | None
+    demolition_mu: Amount | None
+
+
 class CasePublic(RecordMeta):
     """A case as it stands (or stood)."""
 
@@ -117,6 +124,8 @@ class CasePublic(RecordMeta):
     agencies: list[str]
     steps: list[str]
     supervisions: list[SupervisionPublic]
+    joint_reviews: list[str] = Field(description="each joint review's decision (会审), in order")
+    penalties: list[PenaltyPublic] = Field(description="each penalty decided, in order")
     transfers: list[str]
     outcome: str | None
     wrongful: bool
@@ -250,6 +259,8 @@ def read_case(case_id: str, ledger: LedgerDep, principal: AuthorizedDep, read_at
         agencies=sorted(case.agencies),
         steps=list(case.steps),
         supervisions=[SupervisionPublic(by_unit_id=u, deadline=d) for u, d in case.supervisions],
+        joint_reviews=list(case.joint_reviews),
+        penalties=[PenaltyPublic(fine_yuan=fine, demolition_mu=mu) for fine, mu in case.penalties],
         transfers=list(case.transfers),
         outcome=case.outcome,
         wrongful=case.wrongful,

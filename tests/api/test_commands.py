@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
@@ -83,6 +82,22 @@ def test_petition_lifecycle_and_case_commands(client: TestClient, tokens: dict[s
     assert client.post("/v1/cases/c1/joint-handling", json={"agencies": ["police"]}, headers=officer).status_code == 200
     case = client.get("/v1/cases/c1", headers=officer).json()
     assert case["filed"] and case["agencies"] == ["police"] and case["petition_id"] == "x1" and case["area_mu"] == 3
+    # R2's institutions, each as decided: who supervises by when (督办), the joint review's decision (会审), the
+    # penalty (处罚), where it was transferred (移送), how it closed.
+    steps = [
+        ("supervision", {"by_unit_id": "laiwu", "deadline": "2099-06-30T18:00:00+08:00"}),
+        ("joint-review", {"decision": "依法拆除并罚款"}),
+        ("penalty", {"fine_yuan": 12000.5, "demolition_mu": 1.5}),
+        ("transfer", {"to": "judiciary"}),
+        ("closure", {"outcome": "已拆除"}),
+    ]
+    for step, body in steps:
+        assert client.post(f"/v1/cases/c1/{step}", json=body, headers=officer).status_code == 200, step
+    case = client.get("/v1/cases/c1", headers=officer).json()
+    assert case["supervisions"] == [{"by_unit_id": "laiwu", "deadline": "2099-06-30T18:00:00+08:00"}]
+    assert case["joint_reviews"] == ["依法拆除并罚款"]
+    assert case["penalties"] == [{"fine_yuan": 12000.5, "demolition_mu": 1.5}]
+    assert case["transfers"] == ["judiciary"] and case["outcome"] == "已拆除"
 
 
 def test_a_wrongful_finding_naming_someone_who_did_not_handle_the_case_is_refused(
@@ -227,12 +242,13 @@ def test_twenty_concurrent_clients_lose_and_duplicate_no_event(
     assert len(answers) == 40
 
 
-def test_occurred_at_must_carry_an_offset(client: TestClient, tokens: dict[str, str]) -> None:
+def test_occurred_at_must_carry_an_offset(client: TestClient, tokens: dict[str, str], ledger: Ledger) -> None:
+    head = ledger.recorder.max_notification_id()
     r = client.post(
         "/v1/petitions", json=petition_body(occurred_at="2024-03-01T09:00:00"), headers=auth(tokens["clerk"])
     )
     assert r.status_code == 422 and r.json()["errors"][0]["loc"][-1] == "occurred_at"
-    assert datetime.now(UTC)  # the ledger's clock is aware; nothing naive gets in
+    assert ledger.recorder.max_notification_id() == head  # nothing naive got in: nothing was recorded
 
 
 def test_revoked_and_expired_tokens_stop_working_at_once(
