@@ -320,8 +320,9 @@ def refused(ctx: World, status: str, rule: str | None, field: str | None) -> Non
 def refusal_names(ctx: World, missing: str) -> None:
     assert ctx.last is not None
     detail = ctx.last.json()["detail"]
-    for word in words(missing):
-        assert code({**NAIL_CHECKS, **MEETINGS}, word) in detail, f"{word} is not named in: {detail}"
+    wanted = {code({**NAIL_CHECKS, **MEETINGS}, word) for word in words(missing)}
+    named = set(detail.rsplit(": ", 1)[-1].rstrip(".").split(", "))  # the refusal lists what is missing, last
+    assert named == wanted, f"expected exactly {sorted(wanted)} named as missing in: {detail}"
 
 
 # --- accountability triggers ------------------------------------------------------------------
@@ -353,6 +354,7 @@ def no_trigger(ctx: World, rule: str) -> None:
 def trigger_presence(ctx: World, rule: str, who: str, presence: str) -> None:
     found = ctx.trigger_for(rule, who)
     assert bool(found) is YES[presence], f"{rule} trigger for {who}: expected {presence}, found {found}"
+    assert all(t["evidence"] and t["rule"] == rule for t in found), f"a trigger without its evidence: {found}"
 
 
 @then(parsers.re(r"依据 (?P<rule>R\d+) 针对 (?P<who>\S+) 的问责线索已处理(?:, 处理结果为 (?P<outcome>\S+))?"))
