@@ -286,10 +286,10 @@ class World:
         return items
 
     def require_route(self, method: str, path: str, why: str) -> None:
-        """Skip the scenario, naming the route, when the API does not offer it yet."""
+        """Fail the scenario, naming the route, when the API does not offer it (a lost route is a regression)."""
         spec = self.client.get("/openapi.json").json()
         if method.lower() not in spec.get("paths", {}).get(path, {}):
-            pytest.skip(f"route {method} {path} is missing from the API ({why})")
+            pytest.fail(f"route {method} {path} is missing from the API ({why})")
 
     # --- derived lookups --------------------------------------------------------------------
 
