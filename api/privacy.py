@@ -21,4 +21,6 @@ def log_read(
     ledger: Ledger, principal: Principal, kind: str, record_id: str, fields: list[str], purpose: str | None
 ) -> None:
     """Record the read as an event, so auditors can list who saw whose data (查阅留痕)."""
-    ledger.log_personal_data_read(kind, record_id, fields, purpose or DEFAULT_PURPOSE, actor=principal.subject)
+    ledger.log_personal_data_read(
+        kind, record_id, fields, purpose or DEFAULT_PURPOSE, actor=principal.subject, grant_id=principal.grant_id
+    )

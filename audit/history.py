@@ -209,6 +209,7 @@ def _read(position: int | None, record: tuple[str, str], event: Any) -> dict[str
         "fields": list(getattr(event, "fields", [])),
         "purpose": str(getattr(event, "purpose", "")),
         "actor": str(getattr(event, "actor", "")),
+        "grant_id": getattr(event, "grant_id", None),
         "read_at": event.timestamp,
     }
 

@@ -108,12 +108,15 @@ class AccessLog(Record):
     class PersonalDataRead(Record.Event):
         fields: list[str]
         purpose: str
+        #: The grant of the token that read (None in reads logged before it was kept): with its ``granted_under``
+        #: chain it names who stands behind the reader, a token granted by an admin included.
+        grant_id: str | None = None
 
     @classmethod
     def open_for(cls, record_kind: str, record_id: str, stamp: Stamp) -> Self:
         return cls._open(cls.Opened, f"{record_kind}.{record_id}", stamp, record_kind=record_kind, record_key=record_id)
 
-    def record_read(self, fields: list[str], purpose: str, stamp: Stamp) -> None:
+    def record_read(self, fields: list[str], purpose: str, stamp: Stamp, grant_id: str | None = None) -> None:
         check_text(purpose, "purpose", limit=200)
         # A read is logged whenever it happens, even of data opened before the log existed.
         self.trigger_event(
@@ -124,4 +127,5 @@ class AccessLog(Record):
             note=stamp.note,
             fields=fields,
             purpose=purpose,
+            grant_id=grant_id,
         )

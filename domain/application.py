@@ -810,8 +810,10 @@ class Ledger(Application[UUID]):
     def revoke_access(self, grant_id: str, **cmd: Any) -> Receipt:
         return self._command(AccessGrant, grant_id, lambda g, s: g.revoke(s), **cmd)
 
-    def log_personal_data_read(self, kind: str, record_id: str, fields: list[str], purpose: str, *, actor: str) -> None:
-        """Every read of personal data is itself an event (个人信息查阅留痕)."""
+    def log_personal_data_read(
+        self, kind: str, record_id: str, fields: list[str], purpose: str, *, actor: str, grant_id: str | None = None
+    ) -> None:
+        """Every read of personal data is itself an event (个人信息查阅留痕), naming the reader's grant."""
         stamp = self.stamp(actor)
         log_id = f"{kind}.{record_id}"
         for _ in range(CONCURRENT_RETRIES):
@@ -819,7 +821,7 @@ class Ledger(Application[UUID]):
                 log = self.get(AccessLog, log_id)
             except RecordNotFound:
                 log = AccessLog.open_for(kind, record_id, stamp)
-            log.record_read(fields, purpose, stamp)
+            log.record_read(fields, purpose, stamp, grant_id)
             try:
                 self._save([log], None)
             except IntegrityError:

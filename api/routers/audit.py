@@ -81,6 +81,9 @@ class PersonalDataReadPublic(BaseModel):
     fields: list[str]
     purpose: str
     actor: str
+    grant_id: str | None = Field(
+        description="the reading token's grant; its `granted_under` names the token that granted it (GET /v1/tokens)"
+    )
     read_at: datetime
 
 

@@ -158,7 +158,7 @@ def test_the_reported_person_never_sees_the_reporter(
 def test_personal_data_is_shown_only_to_those_who_need_it_and_every_read_is_logged(
     client: TestClient, tokens: dict[str, str]
 ) -> None:
-    clerk = auth(tokens["clerk"])
+    clerk, admin = auth(tokens["clerk"]), auth(tokens["admin"])
     client.post("/v1/petitions", json=petition_body(id="x1"), headers=clerk)
     assert client.get("/v1/petitions/x1", headers=auth(tokens["officer"])).json()["petitioner"] is None
     r = client.get("/v1/petitions/x1", params={"purpose": "回访联系"}, headers=clerk)
@@ -167,6 +167,16 @@ def test_personal_data_is_shown_only_to_those_who_need_it_and_every_read_is_logg
     assert log.status_code == 200
     reads = log.json()["items"]
     assert [(x["actor"], x["fields"], x["purpose"]) for x in reads] == [("clerk-1", ["petitioner"], "回访联系")]
+    # The read names its token's grant, and the grant who granted it: a token an admin grants reads in its own
+    # name, but the admin stands behind it (granted_under).
+    assert reads[0]["grant_id"] == tokens["clerk"].rpartition(".")[0]
+    minted = client.post("/v1/tokens", json={"subject": "auditor-zhang", "role": "auditor"}, headers=admin).json()
+    assert client.get("/v1/petitions/x1", headers=auth(minted["token"])).json()["petitioner"] == "赵大娘"
+    log = client.get("/v1/audit/access-log", params={"kind": "petition", "id": "x1"}, headers=auth(tokens["auditor"]))
+    last = log.json()["items"][-1]
+    assert (last["actor"], last["grant_id"]) == ("auditor-zhang", minted["id"])
+    grant = client.get(f"/v1/tokens/{minted['id']}", headers=admin).json()
+    assert grant["granted_under"] == tokens["admin"].rpartition(".")[0]
     latest = client.get("/v1/audit/access-log", headers=auth(tokens["auditor"])).json()["items"]
     assert latest[0]["kind"] == "petition" and latest[0]["id"] == "x1"
 
