@@ -33,6 +33,7 @@ class Petition(Record):
         collective: bool
         initial: bool
         handling_deadline: datetime
+        acceptance_deadline: datetime
         max_extension_days: int
         policy_version: int
         owner_id: str | None
@@ -70,6 +71,7 @@ class Petition(Record):
         judged = copy.copy(self)
         judged.collective = is_collective(self.petitioner_count, policy)
         judged.handling_deadline = handling_deadline(self.opened_at, policy, self.extension_days)
+        judged.acceptance_deadline = acceptance_deadline(self.opened_at, policy)
         judged.max_extension_days = policy.days("max_extension_days")
         judged.policy_version = policy.version
         return judged
@@ -104,6 +106,7 @@ class Petition(Record):
             petition.collective = self.collective
             petition.initial = self.initial
             petition.handling_deadline = self.handling_deadline
+            petition.acceptance_deadline = self.acceptance_deadline
             petition.max_extension_days = self.max_extension_days
             petition.policy_version = self.policy_version
             petition.owner_id = None

@@ -113,6 +113,7 @@ class PetitionPublic(RecordMeta):
     initial: bool
     flags: list[str]
     handling_deadline: datetime
+    acceptance_deadline: datetime = Field(description="受理期限: acceptance is decided by then (R18)")
     extended: bool
     policy_version: int = Field(
         description="the policy version `collective` and `handling_deadline` are judged by: the one in force at "
@@ -274,6 +275,7 @@ def read_petition(
         initial=petition.initial,
         flags=petition.flags,
         handling_deadline=petition.handling_deadline,
+        acceptance_deadline=petition.acceptance_deadline,
         extended=petition.extended,
         policy_version=petition.policy_version,
         owner_id=petition.owner_id,

@@ -177,16 +177,24 @@ def test_a_retroactive_amendment_rejudges_a_records_read_as_it_does_the_board(
     history.now = at("2025-08-05")
     before = history.now.isoformat()
     history.now = at("2025-08-06")
-    changes = {"collective_threshold": 3, "handling_days": 40, "max_extension_days": 10, "major_case_area_mu": 5}
+    changes = {
+        "collective_threshold": 3,
+        "handling_days": 40,
+        "max_extension_days": 10,
+        "major_case_area_mu": 5,
+        "acceptance_days": 10,
+    }
     ledger.amend_policy(at("2025-07-01"), changes, actor="admin")
 
     then = read(client, auditor, "/v1/petitions/x2", known_at=before).json()
     assert (then["collective"], then["policy_version"]) == (False, 1)
     assert datetime.fromisoformat(then["handling_deadline"]) == registered + timedelta(days=60)
+    assert datetime.fromisoformat(then["acceptance_deadline"]) == registered + timedelta(days=15)  # 受理期限
     assert "collective" not in then["flags"]
     now = read(client, auditor, "/v1/petitions/x2").json()
     assert (now["collective"], now["policy_version"]) == (True, 2)
     assert datetime.fromisoformat(now["handling_deadline"]) == registered + timedelta(days=40)
+    assert datetime.fromisoformat(now["acceptance_deadline"]) == registered + timedelta(days=10)
     assert {"collective", "key", "unowned"} <= set(now["flags"])
     case_then = read(client, auditor, "/v1/cases/c2", known_at=before).json()
     assert (case_then["major_by_size"], case_then["major"], case_then["policy_version"]) == (False, False, 1)
