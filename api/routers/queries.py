@@ -319,7 +319,8 @@ def daily_report(
     known_at: KnownAt = None,
     seen: SeenPosition = None,
 ) -> QueryAnswer | Response:
-    """Daily scheduling (日调度)."""
+    """Daily scheduling (日调度): as of the period's end (now, while it runs) and as known now by default; as
+    issued with `known_at` at the period's end."""
     return _report(request, ledger, principal, seen, "daily", date.isoformat(), as_of, known_at)
 
 
@@ -333,7 +334,8 @@ def weekly_report(
     known_at: KnownAt = None,
     seen: SeenPosition = None,
 ) -> QueryAnswer | Response:
-    """Weekly report (周汇报)."""
+    """Weekly report (周汇报): as of the period's end (now, while it runs) and as known now by default; as
+    issued with `known_at` at the period's end."""
     return _report(request, ledger, principal, seen, "weekly", week, as_of, known_at)
 
 
@@ -347,7 +349,8 @@ def monthly_report(
     known_at: KnownAt = None,
     seen: SeenPosition = None,
 ) -> QueryAnswer | Response:
-    """Monthly bulletin (月通报)."""
+    """Monthly bulletin (月通报): as of the period's end (now, while it runs) and as known now by default; as
+    issued with `known_at` at the period's end."""
     return _report(request, ledger, principal, seen, "monthly", month, as_of, known_at)
 
 
