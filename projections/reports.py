@@ -467,6 +467,22 @@ def refresh(queries: Queries, now: datetime, *, swept: bool = False) -> bool:
     return False
 
 
+def keep_known_now(queries: Queries, now: datetime) -> None:
+    """Keep the reports of the periods just ended as known now (an ask's default): a fact dated inside one and
+    entered since its issue (补录) makes the next ask fold the city (seconds at a million events), so an idle issuer
+    folds it first, one period a step, and the asks read it back. Nothing is folded while each still stands."""
+    for kind, label in last_ended(now):
+        _, end = period(kind, label)
+        since, asked = micros(end), micros(now)
+        later = _kept_known(queries.db, kind, label, asked, False)
+        if later is not None and not late.entered_between(queries.db, since, later[0], asked):
+            continue
+        if later is None and not late.entered_between(queries.db, since, since, asked):
+            continue
+        as_known_at(queries, kind, label, now)
+        return
+
+
 def last_ended(now: datetime) -> list[Period]:
     """The daily, weekly and monthly periods that ended last before ``now`` (kind, label)."""
     today = now.astimezone(BUREAU_TZ).date()
@@ -575,6 +591,8 @@ def step(url: str, now: datetime, due: list[Period], pending: list[Moment] | Non
             lease.announce(queries.db, SWEEPING, 3 * REFRESH_SECONDS)
         if pending and not folded:
             pending = sweep.back_issue(queries, pending)
+        elif not pending and not folded:
+            keep_known_now(queries, now)
         return [], pending
     finally:
         queries.close()

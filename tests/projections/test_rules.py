@@ -330,6 +330,35 @@ def test_a_report_as_known_later_reads_the_issued_one_until_a_late_entry_changes
     q.close()
 
 
+def test_an_idle_issuer_keeps_the_periods_just_ended_as_known_now(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """补录 after the bulletin's issue: an idle issuer's step folds the periods just ended as known now, one a step,
+    so a supervisor's default ask (as known now) reads it back rather than folding the city; with nothing entered
+    late, a step folds nothing."""
+    w = world
+    petition(w, "x1", "kz", "2024-05-03")
+    w.clock.set("2024-06-10T08:00")
+    petition(w, "x2", "kz", "2024-05-20")  # entered late into May
+    q = w.queries()
+    reports.issued(q, "monthly", "2024-05")  # as known at June 1: x1 alone
+    folds: list[str] = []
+    fold = reports.report
+    monkeypatch.setattr(reports, "report", lambda k, kind, label: folds.append(label) or fold(k, kind, label))
+    now = at("2024-06-10T12:00")
+    for _ in reports.last_ended(now):
+        reports.keep_known_now(q, now)
+    assert "2024-05" in folds
+    folds.clear()
+    reports.keep_known_now(q, now)  # each stands now: nothing more to fold
+    # The supervisor asks the next morning (the world's clock: its store was made today, in the test's real time).
+    monkeypatch.setattr(reports, "utc_now", lambda: at("2024-06-11T09:00"))
+    answer = q.monthly("2024-05")
+    assert folds == [] and answer["petitions"]["registered"] == 2
+    assert answer["known_at"] == "2024-06-11T09:00:00+08:00"
+    q.close()
+
+
 def test_an_issued_report_is_kept_and_folded_again_when_a_fact_known_by_its_issue_date_arrives(
     world: World,
 ) -> None:
