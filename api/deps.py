@@ -147,9 +147,10 @@ class Command:
         require_territory(self.ledger, self.principal, unit_id, what)
 
     def recuse(self, person_id: str | None, what: str) -> None:
-        """Refuse (403, 回避) a token speaking for the person a trigger, a report or a commendation names: no one
-        decides their own accountability or finding, nor commends themselves."""
-        if person_id is not None and self.principal.subject == person_id:
+        """Refuse (403, 回避) a token speaking for the person a trigger, a report or a commendation names, or granted
+        down a chain from that person's token: no one decides their own accountability or finding, nor commends
+        themselves, in their own name or through a token they granted."""
+        if person_id is not None and person_id in (self.principal.subject, *self.principal.grantors):
             raise ProblemError(403, f"{person_id} is named in {what} and cannot decide it (回避)")
 
     def guard_named(self, cls: type[Record], record_ids: Iterable[str | None], beside: str | None) -> None:

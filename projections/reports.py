@@ -1,10 +1,12 @@
 """The R13 reports (日调度、周汇报、月通报), built from the projections.
 
 A report covers a period of business time in the bureau's zone and, unless told otherwise, is
-answered as of the period's end and as known at its issue date (the first moment after the
-period, or now if the period has not ended): a late-recorded event changes what is known today
-about last month, never the bulletin as it was issued. Reports are kept as JSON once folded: an
-issued one for good (已发布), one of a period in progress until a fact or a deadline moves it.
+answered as of the period's end (now, if the period has not ended) and as known now: a
+late-recorded event changes what is known today about last month, never the bulletin as it was
+issued, which is the report as known at its issue date (the first moment after the period).
+Reports are kept as JSON once folded: an issued one for good (已发布), the last answer as known
+later until a late entry (补录) moves it, one of a period in progress until a fact or a deadline
+moves it.
 """
 
 from __future__ import annotations
@@ -189,6 +191,9 @@ def restated(body: bytes, known_at: datetime) -> bytes:
     answer read back as known at a later moment than it was folded at."""
     key = b'"known_at":'
     start = body.index(key) + len(key)
+    if not body.startswith(b'"', start):
+        # Not a moment's string, as :func:`assemble` writes it (its own fields, before its rows): the safe way round.
+        return orjson.dumps({**orjson.loads(body), "known_at": iso(micros(known_at))})
     end = body.index(b'"', start + 1) + 1
     return body[:start] + orjson.dumps(iso(micros(known_at))) + body[end:]
 

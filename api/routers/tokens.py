@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import grant_token
+from api.auth import MAX_GRANT_CHAIN, grant_token
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, answer, covers_grant, require_territory
 from api.models import CommandIn, Receipt, RecordId, RecordMeta, meta
 from api.problems import ProblemError, located
@@ -45,6 +45,9 @@ def create_token(body: TokenCreate, cmd: CommandDep, response: Response) -> Toke
     """Grant a token; a unit-bound admin grants only within its own units."""
     if cmd.principal.bound and not body.unit_ids:
         raise ProblemError(403, "a unit-bound token cannot grant a token for the whole city")
+    if len(cmd.principal.grantors) + 1 > MAX_GRANT_CHAIN:
+        # Every grantor up the chain stands behind a token (回避); a longer chain would not be followed in full.
+        raise ProblemError(403, f"this token was granted down a chain of {MAX_GRANT_CHAIN} and cannot grant further")
     for unit_id in body.unit_ids:
         cmd.guard_unit(unit_id, f"unit {unit_id}")
     if body.ttl is not None and not timedelta(0) < body.ttl <= MAX_TTL:

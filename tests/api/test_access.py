@@ -123,7 +123,30 @@ def test_no_one_decides_their_own_trigger_or_finding_nor_commends_themselves(
     decision = {"outcome": "dismissed", "reason": "不属实"}
     mine = client.post(f"/v1/triggers/{trigger['id']}/decision", json=decision, headers=himself)
     assert mine.status_code == 403 and "回避" in mine.json()["detail"]
+    # Nor through a token granted from theirs, however far down the chain.
+    his_admin = auth(issue_token(ledger, "officer1", Role.ADMIN, [], actor="setup"))
+    helper = client.post("/v1/tokens", json={"subject": "helper", "role": "admin"}, headers=his_admin).json()
+    below = {"subject": "helper-2", "role": "supervisor"}
+    through = auth(client.post("/v1/tokens", json=below, headers=auth(helper["token"])).json()["token"])
+    assert client.post(f"/v1/triggers/{trigger['id']}/decision", json=decision, headers=through).status_code == 403
+    assert client.post("/v1/people/officer1/commendations", json=commendation, headers=through).status_code == 403
     assert client.post(f"/v1/triggers/{trigger['id']}/decision", json=decision, headers=supervisor).status_code == 201
+
+
+def test_a_chain_of_grants_ends_where_it_could_no_longer_be_followed(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    """Each token granted down a chain has every grantor behind it (回避); a token at the end of a chain of
+    MAX_GRANT_CHAIN grants no further (403), so no chain is longer than is followed."""
+    from api.auth import MAX_GRANT_CHAIN
+
+    token = tokens["admin"]
+    for n in range(MAX_GRANT_CHAIN):
+        granted = client.post("/v1/tokens", json={"subject": f"h{n}", "role": "admin"}, headers=auth(token))
+        assert granted.status_code == 201, (n, granted.text)
+        token = granted.json()["token"]
+    refused = client.post("/v1/tokens", json={"subject": "last", "role": "supervisor"}, headers=auth(token))
+    assert refused.status_code == 403 and "chain" in refused.json()["detail"]
 
 
 def test_the_reported_person_never_sees_the_reporter(

@@ -1527,3 +1527,18 @@ def test_a_leader_removed_at_the_very_start_of_a_month_owes_no_reception_for_it(
     row = by_unit(q.scores(2024, as_of=at("2024-06-01")))["ys"]
     assert indicators(row, "missed_reception") == []
     assert row == by_unit(w.folds().scores(2024, as_of=at("2024-06-01")))["ys"]
+
+
+def test_a_kept_report_restated_as_known_later_stays_json() -> None:
+    """A kept report's ``known_at`` is restated in its bytes, its rows untouched; a body not shaped as the reports
+    write it (a null moment) is restated through JSON rather than broken."""
+    later = at("2024-07-01")
+    body = orjson.dumps({"report": "monthly", "as_of": "x", "known_at": "2024-06-01T00:00:00+08:00", "rows": [1]})
+    assert orjson.loads(reports.restated(body, later)) == {
+        "report": "monthly",
+        "as_of": "x",
+        "known_at": "2024-07-01T00:00:00+08:00",
+        "rows": [1],
+    }
+    odd = orjson.dumps({"known_at": None, "x": "y"})
+    assert orjson.loads(reports.restated(odd, later)) == {"known_at": "2024-07-01T00:00:00+08:00", "x": "y"}
