@@ -132,7 +132,9 @@ class Amendment:
 def in_force(amendments: list[Amendment], at: datetime, known_at: datetime | None = None) -> PolicyVersion:
     """The policy in force at business time ``at`` as known at recording time ``known_at``.
 
-    Amendments apply in order of effective date (ties by version), each over the ones before it.
+    Amendments apply in order of effective date (ties by version), each over the ones before it. Its ``version``
+    is the last of them in that order: after a retroactive amendment (effective before an earlier-recorded one) the
+    version named at a later date is that earlier-recorded one's, though the retroactive one's changes apply too.
     """
     known = [a for a in amendments if a.effective_from <= at and (known_at is None or a.known_from <= known_at)]
     if not known:
