@@ -95,7 +95,8 @@ SELF_DATED = {
 #: its ``status`` and ``overdue`` in their place, empty, to be set when read; 9: R14's and R18's evidence names the
 #: ownership, extension and diversions they rest on, and R4 holds the leaders in post by business time (kept
 #: reports count its triggers); 10: a missed deadline (有案不查, an overdue petition) is priced by the policy that set
-#: it, as its trigger names, and a trigger names its unit beside its subject (``unit_id``). A new number also
+#: it, as its trigger names, a trigger names its unit beside its subject (``unit_id``), and R6's evidence names the
+#: commendations its score counts. A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
 FORMAT = 10
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.

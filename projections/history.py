@@ -1339,11 +1339,12 @@ class Known:
             if self.as_of < end:
                 continue
             unit = agreement.unit_id or ""
-            deductions, _, score = self._tally(unit, year)
+            deductions, commendations, score = self._tally(unit, year)
             closing = self.policy.at(end - 1)
             pass_score = int(closing["pass_score"])
             if score < pass_score:
-                evidence = [agreement.position] + [p for d in deductions for p in d.evidence]
+                # R20: every event the score rests on — what was deducted and what was added back (表彰).
+                evidence = [agreement.position] + [p for o in (*deductions, *commendations) for p in o.evidence]
                 found.append(
                     _trigger(
                         "R6",

@@ -1053,19 +1053,25 @@ def test_a_clue_left_unfiled_is_not_investigated_from_its_deadline(world: World)
 
 def test_a_year_closed_below_pass_score_triggers_r6(world: World) -> None:
     w = world
-    w.do("sign_agreement", 2024, "lc", "yl", ["耕地保护"], when="2024-01-05")
+    signed = w.do("sign_agreement", 2024, "lc", "yl", ["耕地保护"], when="2024-01-05").position
+    w.do("register_person", "羊里所员", "yl", Post.ENFORCEMENT_OFFICER, person_id="yl-o", when="2024-01-06")
+    commended = w.do("commend", "yl-o", Commendation.LAW_ENFORCEMENT_MODEL, when="2024-02-01").position
     for i in range(3):
         major_case(w, f"c{i}", "yl", f"2024-0{i + 3}-01")
     q = w.queries()
     assert by_unit(q.scores(2024, as_of=at("2024-12-31")))["yl"]["outcome"] == "pending"
     assert [t for t in q.triggers(as_of=at("2024-12-31")) if t["rule"] == "R6"] == []
     closed = by_unit(q.scores(2024, as_of=at("2025-01-01")))["yl"]
-    # three major cases (10 each) whose clues were never filed (有案不查, 5 each)
-    assert (closed["score"], closed["outcome"]) == (55, "criticise")
-    r6 = [t for t in q.triggers(as_of=at("2025-01-01")) if t["rule"] == "R6"]
-    assert [(t["id"], t["subject"], t["opened_at"]) for t in r6] == [
-        ("R6.agreement.2024.lc.yl", {"unit_id": "yl"}, "2025-01-01T00:00:00+08:00")
-    ]
+    # three major cases (10 each) whose clues were never filed (有案不查, 5 each), one commendation (+2)
+    assert (closed["score"], closed["outcome"]) == (57, "criticise")
+    for asked in (q, w.folds()):
+        r6 = [t for t in asked.triggers(as_of=at("2025-01-01")) if t["rule"] == "R6"]
+        assert [(t["id"], t["subject"], t["opened_at"]) for t in r6] == [
+            ("R6.agreement.2024.lc.yl", {"unit_id": "yl"}, "2025-01-01T00:00:00+08:00")
+        ]
+        # R20: the agreement, every deduction's events and the commendation the score counts
+        deducted = {p for d in closed["deductions"] for p in d["evidence"]}
+        assert set(r6[0]["evidence"]) == {signed, commended} | deducted
     assert by_unit(q.scores(2024, as_of=at("2025-01-01")))["ys"]["outcome"] == "commend"
 
 
