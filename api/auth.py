@@ -155,25 +155,7 @@ def _check(ledger: Ledger, token: str) -> Principal:
         raise _Refused("revoked", grant.record_id)
     if not grant.valid_at(ledger.clock()):
         raise _Refused("expired", grant.record_id)
-    return Principal(grant.record_id, grant.subject, grant.role, tuple(grant.unit_ids), _grantors(ledger, grant))
-
-
-#: How far up a chain of grants (a token granted by a token granted by …) its grantors are followed.
-MAX_GRANT_CHAIN = 16
-
-
-def _grantors(ledger: Ledger, grant: AccessGrant) -> tuple[str, ...]:
-    """The subjects of the tokens that granted this one, nearest first (none for a grant from the command line)."""
-    found: list[str] = []
-    under = grant.granted_under
-    while under is not None and len(found) < MAX_GRANT_CHAIN:
-        try:
-            above = ledger.get(AccessGrant, under)
-        except DomainError:
-            break
-        found.append(above.subject)
-        under = above.granted_under
-    return tuple(found)
+    return Principal(grant.record_id, grant.subject, grant.role, tuple(grant.unit_ids), ledger.grantors(grant))
 
 
 def limit(environ: Mapping[str, str] = os.environ) -> throttle.Limit:

@@ -159,17 +159,16 @@ class Command:
         the unit of the record acted on (a city leader owns a district's petition, 包案; a higher level supervises
         its case, 督办). Checked before any rule, so a refusal tells nothing of a record the token may not read (a
         person's post, a removal); an unknown id is left to the command (404, as for any token)."""
-        if not self.principal.bound:
+        named = [record_id for record_id in record_ids if record_id is not None]
+        if not self.principal.bound or not named:
             return
         above = set(self.ledger.lineage(beside)) if beside is not None else set()
-        for record_id in record_ids:
-            if record_id is None:
-                continue
+        for record_id in named:
             try:
-                named = self.ledger.get(cls, record_id)
+                record = self.ledger.get(cls, record_id)
             except DomainError:
                 continue
-            unit = unit_of(named)
+            unit = unit_of(record)
             if unit not in above:
                 require_territory(self.ledger, self.principal, unit, f"{cls.KIND} {record_id}")
 

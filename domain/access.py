@@ -9,6 +9,10 @@ from domain.base import Record, Stamp, check_id, check_text
 from domain.errors import InvalidValue, RuleViolation
 from domain.vocabulary import Role
 
+#: How far up a chain of grants (a token granted by a token granted by …) its grantors are followed; a token at the
+#: end of a chain this long grants no further (``POST /v1/tokens``), so every chain is followed in full.
+MAX_GRANT_CHAIN = 16
+
 
 class AccessGrant(Record):
     """A bearer token's grant: who it speaks for, in which role, within which units, until when.

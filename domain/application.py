@@ -23,7 +23,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate, DomainEvent, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
 
-from domain.access import AccessGrant, AccessLog
+from domain.access import MAX_GRANT_CHAIN, AccessGrant, AccessLog
 from domain.agreements import AccountabilityDecision, TargetAgreement, agreement_id, check_parties
 from domain.base import LEDGER_EPOCH, Record, Stamp, check_id, record_uuid
 from domain.cases import EnforcementCase
@@ -140,6 +140,7 @@ class Ledger(Application[UUID]):
         self._refs_lock = threading.Lock()
         self._reading = threading.local()  # .seen: the reference versions the running command read
         self._lineages: dict[str, tuple[str, ...]] = {}  # unit id -> its ancestors' ids (see lineage)
+        self._grantors: dict[str, tuple[str, ...]] = {}  # grant id -> its grantors' subjects (see grantors)
         super().__init__(env)
         self._checks_references = bool(getattr(self.recorder, "checks_reference_versions", False))
 
@@ -525,6 +526,21 @@ class Ledger(Application[UUID]):
         found = self._lineages.get(unit_id)
         if found is None:
             found = self._lineages[unit_id] = tuple(u.record_id for u in self.ancestors(unit_id))
+        return found
+
+    def grantors(self, grant: AccessGrant) -> tuple[str, ...]:
+        """The subjects of the tokens that granted this one, nearest first (none for a grant from the command line),
+        followed up to ``MAX_GRANT_CHAIN``. A grant's subject and ``granted_under`` are fixed when it is granted, so
+        each chain is kept for the life of this ledger: it is asked on every request a token makes."""
+        found = self._grantors.get(grant.record_id)
+        if found is None:
+            chain: list[str] = []
+            under = grant.granted_under
+            while under is not None and len(chain) < MAX_GRANT_CHAIN:
+                above = self.get(AccessGrant, under)
+                chain.append(above.subject)
+                under = above.granted_under
+            found = self._grantors[grant.record_id] = tuple(chain)
         return found
 
     # --- people and conduct -----------------------------------------------------------------

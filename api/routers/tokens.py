@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import MAX_GRANT_CHAIN, grant_token
+from api.auth import grant_token
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, answer, covers_grant, require_territory
 from api.models import CommandIn, Receipt, RecordId, RecordMeta, meta
 from api.problems import ProblemError, located
-from domain.access import AccessGrant
+from domain.access import MAX_GRANT_CHAIN, AccessGrant
 from domain.errors import InvalidValue
 from domain.vocabulary import Role
 

@@ -138,7 +138,7 @@ def test_a_chain_of_grants_ends_where_it_could_no_longer_be_followed(
 ) -> None:
     """Each token granted down a chain has every grantor behind it (回避); a token at the end of a chain of
     MAX_GRANT_CHAIN grants no further (403), so no chain is longer than is followed."""
-    from api.auth import MAX_GRANT_CHAIN
+    from domain.access import MAX_GRANT_CHAIN
 
     token = tokens["admin"]
     for n in range(MAX_GRANT_CHAIN):
