@@ -31,7 +31,7 @@ from domain.vocabulary import (
     UnitKind,
     Violation,
 )
-from projections import engine, reports
+from projections import engine, late, reports
 from projections.db import Db
 from projections.queries import Queries
 from tests.projections.conftest import World, alive, at, children
@@ -350,12 +350,25 @@ def test_an_idle_issuer_keeps_the_periods_just_ended_as_known_now(
         reports.keep_known_now(q, now)
     assert "2024-05" in folds
     folds.clear()
+    checks: list[int] = []
+    entered = late.entered_between
+    monkeypatch.setattr(late, "entered_between", lambda *a: checks.append(a[2]) or entered(*a))
     reports.keep_known_now(q, now)  # each stands now: nothing more to fold
+    assert folds == [] and len(checks) == 3
+    reports.keep_known_now(q, now + timedelta(seconds=1))  # idle a second later: nothing applied, nothing checked
+    assert folds == [] and len(checks) == 3
     # The supervisor asks the next morning (the world's clock: its store was made today, in the test's real time).
     monkeypatch.setattr(reports, "utc_now", lambda: at("2024-06-11T09:00"))
     answer = q.monthly("2024-05")
     assert folds == [] and answer["petitions"]["registered"] == 2
     assert answer["known_at"] == "2024-06-11T09:00:00+08:00"
+    q.close()
+
+    w.clock.set("2024-06-10T12:00:01")
+    petition(w, "x3", "kz", "2024-05-25")  # entered late again: the next idle check finds it
+    q = w.queries()
+    reports.keep_known_now(q, now + timedelta(seconds=2))
+    assert folds == ["2024-06-09"] and len(checks) > 3  # the day just ended first: x3 stood open at its end
     q.close()
 
 
