@@ -96,9 +96,10 @@ SELF_DATED = {
 #: ownership, extension and diversions they rest on, and R4 holds the leaders in post by business time (kept
 #: reports count its triggers); 10: a missed deadline (有案不查, an overdue petition) is priced by the policy that set
 #: it, as its trigger names, a trigger names its unit beside its subject (``unit_id``), and R6's evidence names the
-#: commendations its score counts. A new number also
+#: commendations its score counts; 11: a quota row names the policy versions of its deductions, and the city has one
+#: when R4 deducted from it. A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
-FORMAT = 10
+FORMAT = 11
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.

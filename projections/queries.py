@@ -318,7 +318,8 @@ class Queries:
         limit: int | None = None,
         after: str | None = None,
     ) -> list[dict[str, Any]]:
-        """R19 per district: ``allocated_mu − used_mu − deducted_mu = remaining_mu``; ``negative`` flags a deficit.
+        """R19 per district: ``allocated_mu − used_mu − deducted_mu = remaining_mu``; ``negative`` flags a deficit;
+        ``evidence`` names the facts summed, ``policy_versions`` the policy versions that set the deductions.
 
         Paged by district id: at most ``limit`` rows with ``unit_id > after`` (all rows without ``limit``).
         """

@@ -37,25 +37,35 @@ ENTRY_KINDS = ("allocated", "used", "deducted")
 
 class Entry(NamedTuple):
     """One fact on a unit's quota ledger (指标台账): quota allocated to it (下达), land its territory used (用地), or
-    quota R4 deducted for a major case (扣减); when it happened and its evidence."""
+    quota R4 deducted for a major case (扣减); when it happened, its evidence and (a deduction) the policy version
+    that set its amount."""
 
     at: int
     kind: str
     mu: Decimal
     evidence: list[int]
+    version: int | None = None
 
 
 class Totals(NamedTuple):
-    """A unit's ledger summed up to a moment: mu per entry kind, the evidence, whether it was given quota by then."""
+    """A unit's ledger summed up to a moment: mu per entry kind, the evidence, whether it was given quota by then,
+    the policy versions of its deductions (R20)."""
 
     allocated: Decimal
     used: Decimal
     deducted: Decimal
     evidence: list[int]
     given: bool
+    versions: list[int]
+
+    @property
+    def figures(self) -> bool:
+        """Whether the unit carries a row of its own: given quota, or R4 deducted from it (the city, for a major
+        case at a unit under no district)."""
+        return self.given or self.deducted > 0
 
 
-NOTHING = Totals(Decimal(0), Decimal(0), Decimal(0), [], False)
+NOTHING = Totals(Decimal(0), Decimal(0), Decimal(0), [], False, [])
 
 
 def districts(k: Known, present: Iterable[str]) -> list[str]:
@@ -137,7 +147,7 @@ def entries(k: Known, year: int, majors: Iterable[MajorCase], events: dict[str, 
     for district, case, policy in _in_force(k, majors):
         if policy.version not in mu:
             mu[policy.version] = Decimal(str(policy[DEDUCTIONS["land_quota_mu"]]))
-        found[district].append(Entry(case.at, "deducted", mu[policy.version], case.evidence))
+        found[district].append(Entry(case.at, "deducted", mu[policy.version], case.evidence, policy.version))
     by_uuid = {u.uuid: u.record_id for u in k.units.values()}
     for uuid, evs in events.items():
         unit = by_uuid.get(uuid)
@@ -163,20 +173,22 @@ def totals(entries: list[Entry]) -> Totals:
         sums[e.kind] += e.mu
         evidence += e.evidence
     given = any(e.kind == "allocated" for e in entries)
-    return Totals(sums["allocated"], sums["used"], sums["deducted"], sorted(evidence), given)
+    versions = sorted({e.version for e in entries if e.version is not None})
+    return Totals(sums["allocated"], sums["used"], sums["deducted"], sorted(evidence), given, versions)
 
 
 def quota_rows(k: Known, year: int, majors: Iterable[MajorCase], events: dict[str, list[Ev]]) -> list[dict[str, Any]]:
     """R19 per district: ``allocated_mu − used_mu − deducted_mu = remaining_mu``; ``negative`` flags a deficit.
     ``events`` are the units' quota events of the year (:meth:`Known.quota_events`). A district has a row, and any
-    other unit given quota (its territory's use and R4's deductions go to its district)."""
+    other unit given quota (its territory's use and R4's deductions go to its district) or whose quota R4 deducted
+    (the city's, for a major case under no district)."""
     return _ledger_rows(k, year, entries(k, year, majors, events))
 
 
 def _ledger_rows(k: Known, year: int, found: dict[str, list[Entry]]) -> list[dict[str, Any]]:
     sums = {unit: totals(unit_entries) for unit, unit_entries in found.items()}
-    given = [unit for unit, t in sums.items() if t.given]
-    return [_ledger_row(k, year, unit, sums.get(unit, NOTHING)) for unit in districts(k, given)]
+    present = [unit for unit, t in sums.items() if t.figures]
+    return [_ledger_row(k, year, unit, sums.get(unit, NOTHING)) for unit in districts(k, present)]
 
 
 def _ledger_row(k: Known, year: int, unit: str, t: Totals) -> dict[str, Any]:
@@ -190,7 +202,8 @@ def _ledger_row(k: Known, year: int, unit: str, t: Totals) -> dict[str, Any]:
         "deducted_mu": number(t.deducted),
         "remaining_mu": number(remaining),
         "negative": remaining < 0,
-        "evidence": list(t.evidence),  # NOTHING's list is shared
+        "evidence": list(t.evidence),  # NOTHING's lists are shared
+        "policy_versions": list(t.versions),  # of the policy that set each deduction (R20)
     }
 
 
@@ -219,15 +232,17 @@ def _running(entries: list[Entry]) -> dict[str, Any]:
     at: list[int] = []
     running: list[list[str]] = []
     evidence: list[list[int]] = []
+    versions: list[int | None] = []
     given = None
     for e in sorted(entries, key=lambda e: e.at):
         sums[e.kind] += e.mu
         at.append(e.at)
         running.append([str(sums[kind]) for kind in ENTRY_KINDS])
         evidence.append(e.evidence)
+        versions.append(e.version)
         if e.kind == "allocated" and given is None:
             given = e.at
-    return {"at": at, "sums": running, "evidence": evidence, "given": given}
+    return {"at": at, "sums": running, "evidence": evidence, "versions": versions, "given": given}
 
 
 def at_moment(k: Known, kind: str, row: dict[str, Any], as_of: int, district: bool) -> dict[str, Any] | None:
@@ -244,5 +259,7 @@ def at_moment(k: Known, kind: str, row: dict[str, Any], as_of: int, district: bo
     else:
         allocated, used, deducted = (Decimal(s) for s in running["sums"][n - 1])
         evidence = sorted(itertools.chain.from_iterable(running["evidence"][:n]))
-        t = Totals(allocated, used, deducted, evidence, running["given"] is not None and running["given"] <= as_of)
-    return _ledger_row(k, year, unit, t) if t.given or district else None
+        given = running["given"] is not None and running["given"] <= as_of
+        versions = sorted({v for v in running["versions"][:n] if v is not None})
+        t = Totals(allocated, used, deducted, evidence, given, versions)
+    return _ledger_row(k, year, unit, t) if t.figures or district else None

@@ -198,8 +198,34 @@ def test_the_quota_ledger_as_of_a_past_moment_is_the_views_rows_cut_there(world:
         ("c1", 10, 1),
         ("c2", 15, 2),
     ]
+    # R20: the ledger's deducted mu names the versions that set it, as of each moment.
+    assert by_unit(q.quota(2024, as_of=at("2024-05-01")))["lc"]["policy_versions"] == [1]
+    assert by_unit(q.quota(2024))["lc"]["policy_versions"] == [1, 2]
+    assert by_unit(q.quota(2024))["gc"]["policy_versions"] == []
     assert deductions["land_quota_mu"] == 25
     assert "_running" not in q.quota(2024)[0] and "_at" not in q.quota_deductions(2024)[0]  # about now: as answered
+
+
+def test_a_deduction_from_the_city_shows_on_its_quota_ledger(world: World) -> None:
+    """R4 takes quota from the city for a major case at a unit under no district (the city bureau, 市局): the R19
+    ledger carries the city's row from that moment, though it was given no quota, so the two answers agree."""
+    w = world
+    w.do("register_unit", "laiwu-bureau", "莱芜市国土资源局", UnitKind.CITY_BUREAU, "laiwu", when="2024-01-01")
+    w.do("allocate_quota", "lc", 2024, Decimal(300), when="2024-01-10")
+    major_case(w, "c1", "laiwu-bureau", "2024-03-01")
+    q, fold = w.queries(), w.folds()
+    for answer in (q, fold):
+        rows = by_unit(answer.quota(2024))
+        assert (rows["laiwu"]["deducted_mu"], rows["laiwu"]["remaining_mu"], rows["laiwu"]["negative"]) == (
+            10,
+            -10,
+            True,
+        )
+        assert rows["laiwu"]["policy_versions"] == [1]
+        assert sum(r["deducted_mu"] for r in rows.values()) == sum(
+            r["land_quota_mu"] for r in answer.quota_deductions(2024)
+        )
+        assert "laiwu" not in by_unit(answer.quota(2024, as_of=at("2024-02-01")))  # no figures yet: no row
 
 
 def test_a_mid_year_amendment_changes_points_after_its_effective_date_only(world: World) -> None:
