@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from domain.base import Record, Stamp, check_id, check_text
 from domain.errors import InvalidValue, RuleViolation
-from domain.vocabulary import DecisionOutcome, UnitKind
+from domain.units import GOVERNMENTS
+from domain.vocabulary import DecisionOutcome
 
 if TYPE_CHECKING:
     from domain.units import Unit
@@ -17,10 +18,6 @@ if TYPE_CHECKING:
 def agreement_id(year: int, issuer_unit_id: str, responsible_unit_id: str) -> str:
     """One agreement per year and pair of units: its id says which."""
     return f"{year}.{issuer_unit_id}.{responsible_unit_id}"
-
-
-#: The kinds of unit that are governments (政府): a bureau office answers to the one it lies in.
-GOVERNMENTS = frozenset({UnitKind.CITY, UnitKind.DISTRICT, UnitKind.TOWNSHIP})
 
 
 def check_parties(issuer: Sequence[Unit], responsible: Sequence[Unit]) -> None:

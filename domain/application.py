@@ -27,12 +27,12 @@ from domain.access import MAX_GRANT_CHAIN, AccessGrant, AccessLog
 from domain.agreements import AccountabilityDecision, TargetAgreement, agreement_id, check_parties
 from domain.base import LEDGER_EPOCH, Record, Stamp, check_id, record_uuid
 from domain.cases import EnforcementCase
-from domain.errors import InvalidValue, RecordExists, RecordNotFound, StaleVersion
+from domain.errors import InvalidValue, RecordExists, RecordNotFound, RuleViolation, StaleVersion
 from domain.people import Person
 from domain.personal import PERSONAL_KEYS, PersonalDataMapper, PersonalDataVault, PersonalKeyExists, subject_of
 from domain.petitions import Petition
 from domain.policy import Amendment, Policy, PolicyVersion
-from domain.units import Unit
+from domain.units import Unit, is_above
 from domain.vocabulary import (
     Agency,
     AssignedFrom,
@@ -606,9 +606,9 @@ class Ledger(Application[UUID]):
         idempotency_key: str | None = None,
     ) -> Receipt:
         stamp = self.stamp(actor, occurred_at, note)
-        self._require(Unit, unit_id)
+        self._began(Unit, unit_id, stamp, "unit of a case")
         if petition_id is not None:
-            self._require(Petition, petition_id)
+            self._began(Petition, petition_id, stamp, "petition a case comes from")
         new_id = case_id or new_record_id("c")
         return self._create(
             lambda: EnforcementCase.report_clue(
@@ -628,7 +628,12 @@ class Ledger(Application[UUID]):
 
     def file_case(self, case_id: str, handler_ids: list[str], **cmd: Any) -> Receipt:
         self._require_people(handler_ids, "handler_ids")
-        return self._command(EnforcementCase, case_id, lambda c, s: c.file(handler_ids, s), **cmd)
+
+        def file(case: EnforcementCase, stamp: Stamp) -> None:
+            self._people_began(handler_ids, stamp, "handler")
+            case.file(handler_ids, stamp)
+
+        return self._command(EnforcementCase, case_id, file, **cmd)
 
     def handle_jointly(self, case_id: str, agencies: list[Agency], **cmd: Any) -> Receipt:
         return self._command(EnforcementCase, case_id, lambda c, s: c.handle_jointly(agencies, s), **cmd)
@@ -647,7 +652,17 @@ class Ledger(Application[UUID]):
 
     def supervise(self, case_id: str, by_unit_id: str, deadline: datetime, **cmd: Any) -> Receipt:
         self._require(Unit, by_unit_id)
-        return self._command(EnforcementCase, case_id, lambda c, s: c.supervise(by_unit_id, deadline, s), **cmd)
+
+        def supervise(case: EnforcementCase, stamp: Stamp) -> None:
+            if not is_above(self.ancestors(by_unit_id), self.ancestors(case.unit_id)):
+                raise RuleViolation(
+                    f"{by_unit_id} is not above {case.unit_id}: a case is supervised by a higher level (上级督办)",
+                    rule="R2",
+                )
+            self._ref(Unit, by_unit_id).check_began_by(stamp, "supervising unit")
+            case.supervise(by_unit_id, deadline, stamp)
+
+        return self._command(EnforcementCase, case_id, supervise, **cmd)
 
     def decide_penalty(
         self, case_id: str, fine_yuan: Decimal | None, demolition_mu: Decimal | None, **cmd: Any
@@ -663,7 +678,7 @@ class Ledger(Application[UUID]):
         return self._command(EnforcementCase, case_id, lambda c, s: c.close(outcome, s), **cmd)
 
     def find_wrongful(self, case_id: str, handler_ids: list[str], reason: str, **cmd: Any) -> Receipt:
-        self._require_people(handler_ids, "handler_ids")
+        self._require_people(handler_ids, "handler_ids")  # each one a handler since the filing (R2)
         return self._command(EnforcementCase, case_id, lambda c, s: c.find_wrongful(handler_ids, reason, s), **cmd)
 
     # --- petitions --------------------------------------------------------------------------
@@ -687,9 +702,9 @@ class Ledger(Application[UUID]):
         idempotency_key: str | None = None,
     ) -> Receipt:
         stamp = self.stamp(actor, occurred_at, note)
-        self._require(Unit, unit_id)
+        self._began(Unit, unit_id, stamp, "unit of a petition")
         if repeat_of is not None:
-            self._require(Petition, repeat_of)
+            self._began(Petition, repeat_of, stamp, "petition this one repeats")
         new_id = petition_id or new_record_id("x")
         return self._create(
             lambda: Petition.register(
@@ -872,6 +887,17 @@ class Ledger(Application[UUID]):
         for person_id in person_ids:
             check_id(person_id, field_name)
             self._require(Person, person_id)
+
+    def _began(self, cls: type[Record], record_id: str, stamp: Stamp, role: str) -> None:
+        """The record named exists and had begun by the command's business time: nothing is filed under a unit, nor
+        repeats a petition, before it was registered (a late entry may name it once it has)."""
+        self._require(cls, record_id)
+        record = self._ref(Unit, record_id) if cls is Unit else self.get(cls, record_id)
+        record.check_began_by(stamp, role)
+
+    def _people_began(self, person_ids: list[str], stamp: Stamp, role: str) -> None:
+        for person_id in person_ids:
+            self.get(Person, person_id).check_began_by(stamp, role)
 
     def iter_log(self, start: int = 1, stop: int | None = None, batch: int = 1000) -> Iterator[tuple[int, Any]]:
         """The global log from ``start``: (position, domain event) pairs, in order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -18,10 +19,34 @@ ALLOWED_PARENTS: dict[UnitKind, frozenset[UnitKind | None]] = {
     UnitKind.BRANCH_BUREAU: frozenset({UnitKind.DISTRICT, UnitKind.CITY_BUREAU}),
     UnitKind.LAND_STATION: frozenset({UnitKind.TOWNSHIP, UnitKind.BRANCH_BUREAU}),
 }
+#: The kinds of unit that are governments (政府): a bureau office answers to the one it lies in.
+GOVERNMENTS = frozenset({UnitKind.CITY, UnitKind.DISTRICT, UnitKind.TOWNSHIP})
+#: Each kind's level (级别), the city's first: a bureau office stands at the level of the government it mirrors.
+LEVELS: dict[UnitKind, int] = {
+    UnitKind.CITY: 0,
+    UnitKind.CITY_BUREAU: 0,
+    UnitKind.DISTRICT: 1,
+    UnitKind.BRANCH_BUREAU: 1,
+    UnitKind.TOWNSHIP: 2,
+    UnitKind.LAND_STATION: 2,
+}
 #: Land quota (用地指标) is allocated to the city and its districts (R19) and used by districts and townships.
 QUOTA_HOLDERS = frozenset({UnitKind.CITY, UnitKind.DISTRICT})
 QUOTA_USERS = frozenset({UnitKind.DISTRICT, UnitKind.TOWNSHIP})
 MAX_MU = Decimal(10) ** 9
+
+
+def is_above(upper: Sequence[Unit], lower: Sequence[Unit]) -> bool:
+    """Whether the unit ``upper`` stands above ``lower`` (上级), each given as its chain of units, itself first: an
+    ancestor of it, or a bureau office of a higher level inside whose government ``lower`` lies (the city bureau
+    above a district and its townships; a branch bureau under a district above that district's townships)."""
+    if upper[0].record_id in {u.record_id for u in lower[1:]}:
+        return True
+    if upper[0].kind in GOVERNMENTS:
+        return False
+    government = next((u.record_id for u in upper if u.kind in GOVERNMENTS), None)
+    inside = government in {u.record_id for u in lower}
+    return inside and LEVELS[upper[0].kind] < LEVELS[lower[0].kind]
 
 
 def check_mu(mu: Decimal, field: str = "mu") -> Decimal:

@@ -16,13 +16,17 @@ from domain.people import Person
 from domain.petitions import Petition
 from domain.vocabulary import (
     Agency,
+    Channel,
+    ClueSource,
     Commendation,
     EscalationLevel,
     Meeting,
     MisconductKind,
     NailCheck,
+    PetitionCategory,
     Post,
     UnitKind,
+    Violation,
 )
 from tests.domain.world import CLERK, build, case, day, petition
 
@@ -223,6 +227,58 @@ def test_supervision_needs_a_deadline_after_it_begins(world: Ledger) -> None:
     cid = case(world)
     refused(world, InvalidValue, None, lambda: world.supervise(cid, "laiwu", day(0), **cmd(2)))
     world.supervise(cid, "laiwu", day(30), **cmd(2))
+
+
+def test_r2_a_case_is_supervised_by_a_higher_level_only(world: Ledger) -> None:
+    """上级督办: the units above the case's unit, and the bureau offices of a higher level whose government it lies
+    in; not the unit itself, a sibling, or an office of another district."""
+    a = {"actor": "admin", "occurred_at": day(0)}
+    world.register_unit("gangcheng", "钢城区", UnitKind.DISTRICT, "laiwu", **a)
+    world.register_unit("laiwu-bureau", "莱芜市国土资源局", UnitKind.CITY_BUREAU, "laiwu", **a)
+    world.register_unit("laicheng-branch", "莱城分局", UnitKind.BRANCH_BUREAU, "laicheng", **a)
+    world.register_unit("gangcheng-branch", "钢城分局", UnitKind.BRANCH_BUREAU, "gangcheng", **a)
+    cid = case(world)  # at 口镇国土资源所, in 口镇, 莱城区
+    for unit in ("kouzhen-station", "gangcheng", "gangcheng-branch"):
+        error = refused(world, RuleViolation, "R2", lambda u=unit: world.supervise(cid, u, day(30), **cmd(2)))
+        assert f"{unit} is not above kouzhen-station" in str(error)
+    for unit in ("kouzhen", "laicheng", "laiwu", "laiwu-bureau", "laicheng-branch"):
+        world.supervise(cid, unit, day(30), **cmd(2))
+    district_case = world.report_clue(
+        "laicheng", Violation.ILLEGAL_LAND_USE, ClueSource.PATROL, case_id="AJ-D", actor="officer", occurred_at=day(1)
+    ).id
+    refused(world, RuleViolation, "R2", lambda: world.supervise(district_case, "laicheng-branch", day(30), **cmd(2)))
+    refused(world, RuleViolation, "R2", lambda: world.supervise(district_case, "kouzhen", day(30), **cmd(2)))
+    world.supervise(district_case, "laiwu-bureau", day(30), **cmd(2))
+
+
+def test_a_record_names_only_units_and_people_registered_by_its_date(world: Ledger) -> None:
+    """A case or petition is filed under a unit, repeats a petition, names handlers and is supervised by a unit, each
+    registered by the command's business time: a late entry (补录) may name them once they existed, not before."""
+    a = {"actor": "admin", "occurred_at": day(5)}
+    world.register_unit("xinzhen", "新镇", UnitKind.TOWNSHIP, "laicheng", **a)
+    world.register_unit("laiwu-bureau", "莱芜市国土资源局", UnitKind.CITY_BUREAU, "laiwu", **a)
+    world.register_person("新执法", "kouzhen-station", Post.ENFORCEMENT_OFFICER, person_id="officer-2", **a)
+    later = petition(world, "XF-later", at=6)
+    for action in (
+        lambda: world.report_clue(
+            "xinzhen", Violation.ILLEGAL_LAND_USE, ClueSource.PATROL, actor="officer", occurred_at=day(4)
+        ),
+        lambda: world.register_petition(
+            "xinzhen", Channel.VISIT, 1, "张三", "事由", PetitionCategory.OTHER, actor=CLERK, occurred_at=day(4)
+        ),
+        lambda: petition(world, "XF-early", repeat_of=later, at=3),
+        lambda: world.report_clue(
+            "kouzhen", Violation.ILLEGAL_LAND_USE, ClueSource.PETITION, petition_id=later, **cmd(3)
+        ),
+    ):
+        refused(world, RuleViolation, "chronology", action)
+    cid = case(world, at=2)
+    refused(world, RuleViolation, "chronology", lambda: world.file_case(cid, ["officer-2"], **cmd(4)))
+    refused(world, RuleViolation, "chronology", lambda: world.supervise(cid, "laiwu-bureau", day(30), **cmd(4)))
+    world.file_case(cid, ["officer", "officer-2"], **cmd(5))
+    world.supervise(cid, "laiwu-bureau", day(30), **cmd(5))
+    petition(world, "XF-repeat", repeat_of=later, at=6)
+    world.report_clue("xinzhen", Violation.ILLEGAL_LAND_USE, ClueSource.PETITION, petition_id=later, **cmd(6))
 
 
 # --- conduct ----------------------------------------------------------------------------------
