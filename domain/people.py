@@ -65,9 +65,11 @@ class Person(Record):
             person.receptions = 0
 
     class MisconductReported(Record.Event):
-        """A report of misconduct (举报); who reported it is personal data, encrypted at rest."""
+        """A report of misconduct (举报); who reported it is personal data, encrypted at rest, and so are what was
+        reported and the note beside it, which can name the reporter as well as any field (the person named must
+        never learn who reported them; an erasure must leave none of it readable)."""
 
-        personal_fields: ClassVar[tuple[str, ...]] = ("reporter",)
+        personal_fields: ClassVar[tuple[str, ...]] = ("reporter", "detail", "note")
         report_id: str
         kind: str
         reporter: str

@@ -146,15 +146,16 @@ def record_events(
     return AuditEvents(items=[AuditEvent.model_validate(e) for e in events])
 
 
-#: A misconduct report's ``detail`` goes with its reporter (``GET /v1/people/{id}``): what was reported can name who
-#: reported it, so whoever may not see the reporter (the person named, the admin) sees it withheld here too.
+#: A misconduct report's ``detail`` and ``note`` go with its reporter (``GET /v1/people/{id}``): what was reported can
+#: name who reported it, so whoever may not see the reporter (the person named, the admin) sees them withheld here,
+#: even sealed (reports recorded before they were sealed hold them in plain text).
 _REPORT = Person.MisconductReported.__qualname__
 
 
 def _without_detail(event: dict[str, Any]) -> dict[str, Any]:
     if event["type"] != _REPORT or "detail" not in event["data"]:
         return event
-    return {**event, "data": {**event["data"], "detail": None}}
+    return {**event, "data": {**event["data"], "detail": None, "note": None}}
 
 
 @router.get("/verify")

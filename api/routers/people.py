@@ -170,7 +170,7 @@ def read_person(
             if isinstance(event, Person.MisconductReported) and event.originator_version <= person.version:
                 reports[event.report_id].reporter = event.reporter
                 reports[event.report_id].detail = event.detail
-        log_read(ledger, principal, Person.KIND, person_id, ["reporter"], purpose)
+        log_read(ledger, principal, Person.KIND, person_id, ["reporter", "detail"], purpose)
     return PersonPublic(
         **meta(person),
         name=person.name,

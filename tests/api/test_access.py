@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import datetime
 from typing import Any
@@ -153,10 +154,10 @@ def test_the_reported_person_never_sees_the_reporter(
     client: TestClient, tokens: dict[str, str], ledger: Ledger
 ) -> None:
     supervisor = auth(tokens["supervisor"])
-    body = {"kind": "taking", "reporter": "举报人甲", "detail": "收受礼金"}
+    body = {"kind": "taking", "reporter": "举报人甲", "detail": "收受礼金", "note": "举报人甲来电"}
     assert client.post("/v1/people/officer1/misconduct-reports", json=body, headers=supervisor).status_code == 200
     seen = client.get("/v1/people/officer1", headers=supervisor).json()["reports"][0]
-    assert seen["reporter"] == "举报人甲"
+    assert (seen["reporter"], seen["detail"]) == ("举报人甲", "收受礼金")
     himself = auth(issue_token(ledger, "officer1", Role.SUPERVISOR, [], actor="setup"))
     hidden = client.get("/v1/people/officer1", headers=himself).json()["reports"][0]
     assert hidden["reporter"] is None and hidden["detail"] is None and hidden["kind"] == "taking"
@@ -165,9 +166,14 @@ def test_the_reported_person_never_sees_the_reporter(
     events = client.get("/v1/audit/events?kind=person&id=officer1", headers=himself_audit).json()["items"]
     assert all(e["data"].get("reporter") != "举报人甲" for e in events)  # sealed in the audit view
     reported = [e["data"] for e in events if "detail" in e["data"]]
-    assert reported and all(data["detail"] is None for data in reported)  # withheld with the reporter
+    assert reported and all(data["detail"] is None and data["note"] is None for data in reported)  # withheld
     audited = client.get("/v1/audit/events?kind=person&id=officer1", headers=auth(tokens["auditor"])).json()["items"]
-    assert [e["data"]["detail"] for e in audited if "detail" in e["data"]] == ["收受礼金"]
+    sealed = [e["data"] for e in audited if "detail" in e["data"]]
+    assert [(d["detail"][:10], d["note"][:10]) for d in sealed] == [("sealed:v1:", "sealed:v1:")]  # as the reporter
+    # Sealed at rest: the audit bundle (the stored bytes) holds none of it, and an erasure leaves none readable.
+    bundle = client.get("/v1/audit/export", headers=auth(tokens["auditor"])).content.decode()
+    states = "".join(base64.b64decode(s).decode() for s in re.findall(r'"state":"([A-Za-z0-9+/=]+)"', bundle))
+    assert "收受礼金" not in states and "举报人甲" not in states and "officer1" in states
     # Nor through a token they grant, or one granted down the chain from it (回避).
     himself_admin = auth(issue_token(ledger, "officer1", Role.ADMIN, [], actor="setup"))
     helper = client.post("/v1/tokens", json={"subject": "helper", "role": "admin"}, headers=himself_admin).json()
