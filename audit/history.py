@@ -78,7 +78,8 @@ def late_entries(
     limit: int = 100,
     within: Callable[[Owner], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Events from ``start`` recorded at least ``min_gap`` after they occurred (补录/倒签), oldest first, each naming
+    """Events from ``start`` recorded at least ``min_gap`` after they occurred or (a policy amendment) took effect
+    (补录/倒签), oldest first, each naming
     its record's kind, id and unit (``unit_id``, None for a record of no one unit). With ``within``, only the
     entries whose record it accepts (kind, id and unit: a unit-bound token's territory, 属地管理, which also reads
     the policy, its agreements and the decisions on its triggers) count towards ``limit``."""
@@ -89,6 +90,11 @@ def late_entries(
         for row in db.events(start=start):
             event = decode(StoredEvent(UUID(row.originator_id), row.originator_version, row.topic, row.state))
             occurred = getattr(event, "occurred_at", None)
+            # An amendment takes effect from its effective_from: one recorded today for a year ago rewrites that
+            # year's outcomes, and is as back-dated as any entry dated then.
+            effective = getattr(event, "effective_from", None)
+            if occurred is not None and effective is not None:
+                occurred = min(occurred, effective)
             if occurred is None or event.timestamp - occurred < min_gap:
                 continue
             kind, record_id, unit_id = records.at(row.originator_id, row.originator_version)
@@ -104,6 +110,7 @@ def late_entries(
                     "unit_id": unit_id,
                     "originator_id": row.originator_id,
                     **{k: v for k, v in describe(event).items() if k != "data"},
+                    "effective_from": _plain(effective),
                     "gap": iso_duration(gap),
                     "gap_seconds": int(gap.total_seconds()),
                 }

@@ -63,6 +63,9 @@ class LateEntry(BaseModel):
     actor: str | None
     occurred_at: datetime | None
     recorded_at: datetime
+    effective_from: datetime | None = Field(
+        default=None, description="a policy amendment's: the gap runs from it when earlier than occurred_at"
+    )
     gap: str = Field(description="ISO 8601 duration")
     gap_seconds: int
 

@@ -89,6 +89,12 @@ def test_late_entries_name_backdated_events(ledger: Ledger, store_url: str) -> N
     assert on_time.position not in [f["position"] for f in found]
     assert [f["record_id"] for f in late_entries(store_url, timedelta(days=20), start=2)] == ["laiwu"]
     assert len(late_entries(store_url, timedelta(days=7), start=2, limit=1)) == 1
+    # An amendment recorded today, effective a year ago, rewrites that year: listed by its effective_from.
+    amended = ledger.amend_policy(now - timedelta(days=365), {"pass_score": 70}, actor="admin")
+    ledger.amend_policy(now, {"pass_score": 80}, actor="admin")  # in force from now on: not back-dated
+    [listed] = [f for f in late_entries(store_url, timedelta(days=7), start=2) if f["kind"] == "policy"]
+    assert (listed["position"], listed["gap"][:5]) == (amended.position, "P365D")
+    assert listed["effective_from"] == (now - timedelta(days=365)).isoformat() and found[0]["effective_from"] is None
 
 
 def test_iso_duration() -> None:
