@@ -202,7 +202,8 @@ def write_bundle(url: str, out: IO[bytes], start: int | None = None, stop: int |
                     event = decode(_stored(writer.last))
                 except Exception as exc:  # bytes altered past decoding (not JSON, not the topic's fields)
                     raise StoreFailsCheck(e.position, f"its stored event cannot be decoded ({exc})") from exc
-                years.add(local_year(event.occurred_at))
+                if not isinstance(event, Policy.Established):  # the defaults, dated the epoch: no year's figures
+                    years.add(local_year(event.occurred_at))
                 last_recorded = event.timestamp
         finally:
             log.close()

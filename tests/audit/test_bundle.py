@@ -203,6 +203,7 @@ def test_stated_projections_are_written_a_territory_at_a_time(
     line = next(x for x in path.read_bytes().splitlines() if x.startswith(b'{"kind":"projections"'))
     stated = orjson.loads(line)
     assert stated["scores"]["2025"] and stated["quota_deductions"]["2025"] and stated["triggers"]
+    assert 2000 not in stated["years"]  # the policy's defaults are dated the epoch: no year of figures
     assert {t["subject"]["unit_id"].endswith("-c1") for t in stated["triggers"]} == {True, False}
     queries = Queries(store_url)
     try:
