@@ -52,7 +52,7 @@ class Petition(Record):
 
     @property
     def flags(self) -> list[str]:
-        """The board's flags (越级, 重复, 集体, 省以上交办, 初信初访, 钉子案; 重点, 未包案)."""
+        """The board's flags (越级, 重复, 集体, 省以上交办, 初信初访, 钉子案, 已上行; 重点, 未包案), in the board's order."""
         named = {
             "skip_level": self.skip_level,
             "repeat": self.repeat_of is not None,
@@ -60,6 +60,7 @@ class Petition(Record):
             "assigned": self.assigned_from in (AssignedFrom.PROVINCE, AssignedFrom.CENTRAL),
             "initial": self.initial,
             "nail_case": self.nail_case,
+            "escalated": bool(self.escalations),
         }
         return [flag for flag, on in named.items() if on] + key_flags(named, self.owner_id)
 

@@ -18,7 +18,17 @@ from api.auth import issue_token
 from domain.application import Ledger
 from domain.base import LEDGER_EPOCH
 from domain.errors import RuleViolation
-from domain.vocabulary import Channel, ClueSource, Meeting, PetitionCategory, Post, Role, UnitKind, Violation
+from domain.vocabulary import (
+    Channel,
+    ClueSource,
+    EscalationLevel,
+    Meeting,
+    PetitionCategory,
+    Post,
+    Role,
+    UnitKind,
+    Violation,
+)
 from projections.engine import catch_up
 from projections.queries import Queries
 from tests.api.conftest import auth
@@ -209,11 +219,14 @@ def test_a_retroactive_amendment_rejudges_a_records_read_as_it_does_the_board(
     extended = read(client, auditor, "/v1/petitions/x2").json()
     assert datetime.fromisoformat(extended["handling_deadline"]) == registered + timedelta(days=50)
 
+    ledger.escalate("x2", EscalationLevel.CITY, False, actor="c")
+    extended = read(client, auditor, "/v1/petitions/x2").json()
+
     catch_up(store_url)
     board = {row["id"]: row for row in Queries(store_url).petitions()}
     assert datetime.fromisoformat(board["x2"]["deadline"]) == registered + timedelta(days=50)
     assert board["x2"]["policy_version"] == extended["policy_version"] == 2
-    assert set(board["x2"]["flags"]) == set(extended["flags"])
+    assert board["x2"]["flags"] == extended["flags"] and "escalated" in extended["flags"]  # the board's, as read
 
 
 def test_a_record_as_of_a_date_counts_a_late_entry_dated_before_it(
