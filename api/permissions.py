@@ -116,6 +116,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
             "events",
             "verify",
             "checkpoints/latest",
+            "keys",
             "proofs/inclusion",
             "proofs/consistency",
             "export",

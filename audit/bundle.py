@@ -18,6 +18,7 @@ there in the order :func:`stated_projections` gives, byte for byte the same JSON
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import sqlite3
 import tempfile
@@ -75,6 +76,10 @@ class BundleResult:
     first_bad_position: int | None = None
     reason: str = ""
     recomputed: bool = False
+    #: The ids of the keys whose signatures on the checkpoints were checked, and whether they were the trusted key
+    #: given (else the bundle's own: it vouches for itself until its key id is compared with the one published).
+    signed_by: tuple[str, ...] = ()
+    trusted: bool = False
 
 
 # --- decoding without keys -----------------------------------------------------------------------
@@ -411,7 +416,7 @@ def verify_bundle(
     problem = _recompute(Path(path))
     if problem:
         return BundleResult(False, result.events, None, problem)
-    return BundleResult(True, result.events, recomputed=True)
+    return dataclasses.replace(result, recomputed=True)
 
 
 class _Check:
@@ -423,6 +428,7 @@ class _Check:
         self.trusted = trusted_key is not None
         self.roots: dict[int, bytes] = {}
         self.events = 0
+        self.signed_by: list[str] = []
 
     def fail(self, reason: str, position: int | None = None) -> BundleResult:
         return BundleResult(False, self.events, position, reason)
@@ -460,6 +466,8 @@ class _Check:
                 problem = checkpoints.signature_problem(cp, self.keys)
                 if problem:
                     return self.fail(problem)
+                if cp.key_id not in self.signed_by:
+                    self.signed_by.append(cp.key_id)
                 self.roots[cp.size] = bytes.fromhex(cp.root)
             elif kind == "consistency":
                 try:
@@ -503,7 +511,7 @@ class _Check:
             return self.fail("the bundle's trailer does not match its contents")
         if header is not None and self.events and last_position != header["to"]:
             return self.fail(f"the bundle ends at {last_position}, its header says {header['to']}", last_position)
-        return BundleResult(True, self.events)
+        return BundleResult(True, self.events, signed_by=tuple(self.signed_by), trusted=self.trusted)
 
     @staticmethod
     def check_event(rec: dict[str, Any], prev: bytes, proof: checkpoints.Checkpoint) -> str | None:

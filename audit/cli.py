@@ -84,7 +84,11 @@ def verify_bundle(
         result = bundle.BundleResult(False, 0, None, str(e))
     if result.ok:
         extra = ", projections recomputed and equal" if result.recomputed else ""
-        typer.echo(f"bundle intact: {result.events} events{extra}")
+        keys = ", ".join(result.signed_by)
+        whose = (
+            "the trusted key given" if result.trusted else "the bundle's own key: compare it with the audit office's"
+        )
+        typer.echo(f"bundle intact: {result.events} events{extra}; checkpoints signed by key {keys} ({whose})")
         return
     where = f"position {result.first_bad_position}: " if result.first_bad_position else ""
     raise _fail(f"bundle check failed: {where}{result.reason}")
@@ -99,9 +103,30 @@ def checkpoint() -> None:
     typer.echo(f"checkpoint size {cp.size} root {cp.root} key {cp.key_id}")
 
 
+def public_key(
+    out: Annotated[Path | None, typer.Option("--out", help="write the PEM here rather than to stdout")] = None,
+) -> None:
+    """Print the checkpoint signing key's public half (PEM) and its id: what the audit office hands auditors, whose
+    `ledger verify-bundle --key` then trusts it rather than the key a bundle carries."""
+    path = checkpoints.signing_key_path()
+    if not path.is_file():
+        raise _fail(f"no signing key at {path} (LEDGER_SIGNING_KEY_FILE)")
+    try:
+        key = checkpoints.load_signing_key(path).public_key()
+    except (ValueError, TypeError) as e:  # not PEM; PEM of another kind of key
+        raise _fail(f"{path} holds no Ed25519 signing key: {e}") from None
+    pem = checkpoints.public_key_pem(key)
+    if out is None:
+        typer.echo(pem, nl=False)
+    else:
+        out.write_text(pem)
+    typer.echo(f"key id {checkpoints.key_id(key)}", err=out is None)
+
+
 def register(app: typer.Typer) -> None:
     """Add the audit commands to the ``ledger`` CLI."""
     app.command("verify")(verify)
     app.command("export")(export)
     app.command("verify-bundle")(verify_bundle)
     app.command("checkpoint")(checkpoint)
+    app.command("public-key")(public_key)

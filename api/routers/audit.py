@@ -176,6 +176,15 @@ def latest_checkpoint(request: Request, _: AuthorizedDep) -> dict[str, Any]:
     return checkpoint
 
 
+@router.get("/keys")
+def signing_keys(request: Request, _: AuthorizedDep) -> dict[str, Any]:
+    """The public keys checkpoints were signed with (`key_id`, `pem`): the one the audit office holds is what
+    `ledger verify-bundle --key` should trust; a bundle's own key vouches only for itself."""
+    return {
+        "items": [{"key_id": kid, "pem": pem} for kid, pem in sorted(service.public_key(request.app.state.url).items())]
+    }
+
+
 @router.get("/proofs/inclusion")
 def inclusion_proof(request: Request, _: AuthorizedDep, position: Position, size: Position) -> dict[str, Any]:
     """Merkle inclusion proof (RFC 9162 §2.1.3): `{leaf_index, tree_size, leaf_hash, path}`."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api.auth import issue_token
+from audit import checkpoints
 from audit.bundle import verify_bundle
 from audit.checkpoints import ensure_signing_key
 from domain.application import Ledger
@@ -57,3 +58,18 @@ def test_a_unit_bound_auditor_exports_no_bundle(client: TestClient, tokens: dict
         problem = assert_problem(client.get("/v1/audit/export", params=asked, headers=d1_auditor), 403)
         assert "bound to units (d1)" in problem["detail"] and "/v1/audit/proofs/inclusion" in problem["detail"]
     assert client.get("/v1/audit/export", headers=auth(tokens["auditor"])).status_code == 200
+
+
+def test_the_signing_keys_are_published_with_the_ids_the_checkpoints_name(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    """`GET /v1/audit/keys`: the public half of each key checkpoints were signed with, by the id each checkpoint and
+    `ledger verify-bundle` names, for the auditor to compare with the key the audit office holds."""
+    auditor = auth(tokens["auditor"])
+    assert client.get("/v1/audit/keys", headers=auditor).json() == {"items": []}  # nothing signed yet
+    ensure_signing_key()
+    assert client.get("/v1/audit/export", headers=auditor).status_code == 200  # takes the first checkpoint
+    latest = client.get("/v1/audit/checkpoints/latest", headers=auditor).json()
+    [key] = client.get("/v1/audit/keys", headers=auditor).json()["items"]
+    assert key["key_id"] == latest["key_id"] == checkpoints.key_id(checkpoints.load_public_key(key["pem"]))
+    assert client.get("/v1/audit/keys", headers=auth(tokens["clerk"])).status_code == 403

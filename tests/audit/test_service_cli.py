@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from audit import merkle, service
-from audit.checkpoints import take_checkpoint
+from audit import checkpoints, merkle, service
+from audit.checkpoints import ensure_signing_key, take_checkpoint
 from audit.cli import register
 from audit.db import AuditDB
 from domain.application import Ledger
@@ -63,6 +63,21 @@ def test_cli(
     assert runner.invoke(app, ["export", "--out", str(out), "--from", "2"]).exit_code == 0
     checked = runner.invoke(app, ["verify-bundle", str(out), "--key", str(signing_key)])
     assert checked.exit_code == 0, checked.output
+    # The audit office hands out the public half; a bundle checked against it names the key it trusted, and one
+    # checked against its own bundled key says so, to be compared with the key id the office published.
+    published = runner.invoke(app, ["public-key", "--out", str(tmp_path / "pub.pem")])
+    kid = checkpoints.key_id(checkpoints.load_public_key((tmp_path / "pub.pem").read_bytes()))
+    assert published.exit_code == 0 and f"key id {kid}" in published.output
+    trusted = runner.invoke(app, ["verify-bundle", str(out), "--key", str(tmp_path / "pub.pem")])
+    assert f"signed by key {kid} (the trusted key given)" in trusted.output
+    own = runner.invoke(app, ["verify-bundle", str(out)])
+    assert own.exit_code == 0 and f"signed by key {kid} (the bundle's own key" in own.output
+    other = tmp_path / "other.pem"
+    other.write_text(
+        checkpoints.public_key_pem(checkpoints.load_signing_key(ensure_signing_key(tmp_path / "o.key")).public_key())
+    )
+    refused = runner.invoke(app, ["verify-bundle", str(out), "--key", str(other)])
+    assert refused.exit_code == 1 and "untrusted key" in refused.output
     with AuditDB(store_url) as db:
         if db.engine == "sqlite":
             db.execute("DROP TRIGGER stored_events_no_update")
