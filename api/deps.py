@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import re
 import threading
 from collections.abc import Iterable
@@ -184,6 +186,7 @@ async def get_command(
         str | None, Header(max_length=200, description="a repeat returns the first answer and records nothing new")
     ] = None,
 ) -> Command:
+    _refuse_duplicate_keys(await request.body())
     expected: int | None = None
     if if_match is not None:
         match = _IF_MATCH.match(if_match)
@@ -198,6 +201,23 @@ async def get_command(
         scoped = f"{principal.subject}\n{request.method} {request.url.path}\n{route}\n{idempotency_key}"
         key = IdempotencyKey(hashlib.sha256(scoped.encode()).hexdigest(), _fingerprint(await request.body()))
     return Command(ledger, principal, expected, key)
+
+
+def _refuse_duplicate_keys(body: bytes) -> None:
+    """400 for a body naming a field twice (``{"id": "a1", "id": "b2"}``): JSON parsers keep the last, so a
+    command on record would say other than what a reader of the request sees. A body that is no JSON is left to
+    the validation (400 as malformed)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        if len(set(keys)) < len(keys):
+            twice = next(key for key in keys if keys.count(key) > 1)
+            raise ProblemError(400, f"the body names {twice!r} more than once")
+        return dict(items)
+
+    if body.strip():
+        with contextlib.suppress(ValueError):  # not JSON, or not UTF-8: the validation names it
+            json.loads(body, object_pairs_hook=pairs)
 
 
 def _fingerprint(body: bytes) -> str:

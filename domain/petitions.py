@@ -52,7 +52,7 @@ class Petition(Record):
 
     @property
     def flags(self) -> list[str]:
-        """The board's flags (越级, 重复, 集体, 省以上交办, 初信初访, 钉子案, 已上行; 重点, 未包案), in the board's order."""
+        """The board's flags, in its order (越级, 重复, 集体, 省以上交办, 初信初访, 钉子案, 上行; 重点, 未包案)."""
         named = {
             "skip_level": self.skip_level,
             "repeat": self.repeat_of is not None,

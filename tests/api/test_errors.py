@@ -143,5 +143,13 @@ def test_a_body_that_is_absent_or_not_an_object_is_malformed(
         assert all(len(e["loc"]) == 2 for e in fields["errors"])
     # A command whose body is optional takes none, but not one that is there and is not an object.
     assert_problem(client.post("/v1/petitions/p1/cessation", content=b"[]", headers={**clerk, **json_type}), 400)
+    # A field named twice: JSON parsers keep the last, so what is recorded would not be what a reader sees.
+    twice = b'{"id": "a1", "name": "A", "kind": "district", "parent_id": "laiwu", "id": "b2"}'
+    assert (
+        "'id' more than once"
+        in assert_problem(client.post("/v1/units", content=twice, headers={**admin, **json_type}), 400)["detail"]
+    )
+    nested = b'{"effective_from": "2025-01-01T00:00:00+08:00", "params": {"pass_score": 60, "pass_score": 80}}'
+    assert_problem(client.post("/v1/policy/amendments", content=nested, headers={**admin, **json_type}), 400)
     assert ledger.recorder.max_notification_id() == before
     assert client.post("/v1/petitions/p1/cessation", headers=clerk).status_code == 200
