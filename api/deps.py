@@ -216,7 +216,7 @@ def _refuse_duplicate_keys(body: bytes) -> None:
         return dict(items)
 
     if body.strip():
-        with contextlib.suppress(ValueError):  # not JSON, or not UTF-8: the validation names it
+        with contextlib.suppress(ValueError, RecursionError):  # not JSON, not UTF-8, too deep: validation names it
             json.loads(body, object_pairs_hook=pairs)
 
 

@@ -470,6 +470,7 @@ class Queries:
         """The city's report of a period (``daily``, ``weekly``, ``monthly``) as the JSON it is kept as, read back
         where it stands (``reports.as_known``): the answer of :meth:`daily`, :meth:`weekly` or :meth:`monthly` asked
         with no moment."""
+        reports.begun(kind, label, utc_now())
         kept = reports.as_known(self, kind, label, None)
         assert kept is not None  # as known now, a report is always read back or kept
         return kept.body
@@ -477,6 +478,7 @@ class Queries:
     def _report(
         self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None, covers: Covers
     ) -> dict[str, Any]:
+        reports.begun(kind, label, utc_now())
         kept = None if as_of is not None else reports.as_known(self, kind, label, known_at, tallies=covers is not None)
         if kept is not None:
             answer: dict[str, Any] = orjson.loads(kept.body)

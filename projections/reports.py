@@ -68,6 +68,15 @@ def period(kind: str, label: str) -> tuple[datetime, datetime]:
     return start, end
 
 
+def begun(kind: str, label: str, now: datetime) -> tuple[datetime, datetime]:
+    """The period of a report asked for at ``now`` (:func:`period`); ``ValueError`` for one that has not begun: it
+    would answer today's standing under a future date."""
+    start, end = period(kind, label)
+    if start > now:
+        raise ValueError(f"the {kind} report {label} covers a period that has not begun")
+    return start, end
+
+
 def _bounds(kind: str, label: str) -> tuple[datetime, datetime]:
     if kind == "daily":
         day = date.fromisoformat(label)

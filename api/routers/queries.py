@@ -109,6 +109,13 @@ def _outside(row: dict[str, Any], ledger: Ledger, principal: Principal) -> bool:
     return (unit is not None or "unit_id" in row) and not principal.covers(ledger, unit)
 
 
+def _named(ledger: Ledger, unit_id: str | None) -> str | None:
+    """The unit a question names, which must exist (404 for a mistyped id, not an empty list)."""
+    if unit_id is not None:
+        ledger.lineage(unit_id)  # RecordNotFound for a unit never registered; kept once found
+    return unit_id
+
+
 def _territory(unit_id: str | None, principal: Principal) -> Territory:
     """What a list of units' rows is asked of: the unit named; else a unit-bound token's units, whose rows of the
     city's list are their territories' rows (tests/projections/test_paging.py), in pages of their own rather than the
@@ -164,7 +171,7 @@ def scores(
     with ``limit`` and ``after`` (a page stops short of ``limit`` once its rows carry about 500 deductions, and
     names the next in ``next_after`` all the same)."""
     page = {"limit": limit, "after": after}
-    asked = _territory(unit_id, principal)  # none weighed by another territory's deductions either
+    asked = _territory(_named(ledger, unit_id), principal)  # none weighed by another territory's deductions either
     return _ask(request, ledger, principal, seen, "scores", year, asked, as_of=as_of, known_at=known_at, **page)
 
 
@@ -184,7 +191,18 @@ def triggers(
     """Accountability triggers (责任追究线索), open or decided, in the order they opened; paged with ``limit`` and
     ``after`` (the last page's ``next_after``)."""
     page = {"limit": limit, "after": after}
-    return _ask(request, ledger, principal, seen, "triggers", status, unit_id, as_of=as_of, known_at=known_at, **page)
+    return _ask(
+        request,
+        ledger,
+        principal,
+        seen,
+        "triggers",
+        status,
+        _named(ledger, unit_id),
+        as_of=as_of,
+        known_at=known_at,
+        **page,
+    )
 
 
 @router.get("/quota-deductions", response_model=QueryAnswer)
@@ -239,7 +257,7 @@ def petition_board(
     paged with ``limit`` and ``after`` (the last page's ``next_after``)."""
     page = {"limit": limit, "after": after}
     moments = {"as_of": as_of, "known_at": known_at}
-    asked = _territory(unit_id, principal)
+    asked = _territory(_named(ledger, unit_id), principal)
     return _ask(request, ledger, principal, seen, "petitions", status, flag, asked, **moments, **page)
 
 
@@ -259,7 +277,7 @@ def officer_registry(
     """The officer registry (执法人员档案): removal due, removed, referred, commended (R7, R8), in registration
     order; paged with ``limit`` and ``after`` (the last page's ``next_after``)."""
     page = {"limit": limit, "after": after}
-    asked = _territory(unit_id, principal)
+    asked = _territory(_named(ledger, unit_id), principal)
     return _ask(request, ledger, principal, seen, "officers", status, asked, as_of=as_of, known_at=known_at, **page)
 
 

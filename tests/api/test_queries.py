@@ -52,6 +52,17 @@ def test_queries_wait_for_the_clients_last_write_and_filter_by_territory(
             r = client.get(path, headers=auth(tokens["auditor"]))
             assert r.status_code == 200, (path, r.text)
             assert {"items", "position", "lag"} <= set(r.json())
+        # A unit that does not exist is a 404 naming it, not an empty list that reads as "nothing there".
+        for path in ("/v1/scores?year=2024&", "/v1/triggers?", "/v1/petitions?", "/v1/officers?"):
+            r = client.get(f"{path}unit_id=d9", headers=auth(tokens["auditor"]))
+            assert r.status_code == 404 and "d9" in r.json()["detail"], (path, r.text)
+            assert client.get(f"{path}unit_id=d1", headers=auth(tokens["auditor"])).status_code == 200
+        # A report of a period that has not begun would answer today's standing under a future date: 422.
+        for path in ("daily?date=2099-01-01", "weekly?week=2099-W01", "monthly?month=2099-01"):
+            for bound in ("auditor", "supervisor"):
+                r = client.get(f"/v1/reports/{path}", headers=auth(tokens[bound]))
+                assert r.status_code == 422 and "has not begun" in r.json()["detail"], (path, r.text)
+        assert client.get("/v1/reports/daily?date=2099-01-01", headers=d1).status_code == 422
 
 
 def test_a_decision_needs_an_existing_trigger(client: TestClient, tokens: dict[str, str]) -> None:
