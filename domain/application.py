@@ -493,14 +493,19 @@ class Ledger(Application[UUID]):
         kind: UnitKind,
         parent_id: str | None,
         *,
+        jurisdiction_id: str | None = None,
         actor: str,
         occurred_at: datetime | None = None,
         note: str = "",
         idempotency_key: str | None = None,
     ) -> Receipt:
+        """A unit under ``parent_id``; a branch bureau under the city bureau, or a land station under a branch
+        bureau, may name the district or township it covers (``jurisdiction_id``, 辖区: R4 and the district's
+        figures then reach its cases)."""
         stamp = self.stamp(actor, occurred_at, note)
-        parent = self._ref(Unit, parent_id) if parent_id else None
-        return self._create(lambda: Unit.register(unit_id, name, kind, parent, stamp), idempotency_key)
+        parent = self.ancestors(parent_id) if parent_id else []
+        jurisdiction = self.ancestors(jurisdiction_id) if jurisdiction_id else []
+        return self._create(lambda: Unit.register(unit_id, name, kind, parent, stamp, jurisdiction), idempotency_key)
 
     def allocate_quota(self, unit_id: str, year: int, mu: Decimal, **cmd: Any) -> Receipt:
         return self._command(Unit, unit_id, lambda u, s: u.allocate_quota(year, mu, s), **cmd)
@@ -509,13 +514,21 @@ class Ledger(Application[UUID]):
         return self._command(Unit, unit_id, lambda u, s: u.approve_land(mu, project, s), **cmd)
 
     def ancestors(self, unit_id: str) -> list[Unit]:
-        """The unit and every unit above it, nearest first (属地管理)."""
+        """The unit and every unit above it, nearest first (属地管理): up the government whose area a bureau office
+        covers (辖区), then up its parent office."""
         chain: list[Unit] = []
-        current: str | None = unit_id
-        while current is not None and len(chain) < 32:
+        seen: set[str] = set()
+
+        def climb(current: str) -> None:
+            if current in seen or len(chain) >= 32:
+                return
             unit = self._ref(Unit, current)
+            seen.add(current)
             chain.append(unit)
-            current = unit.parent_id
+            for above in unit.above:
+                climb(above)
+
+        climb(unit_id)
         return chain
 
     def lineage(self, unit_id: str) -> tuple[str, ...]:

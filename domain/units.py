@@ -30,6 +30,13 @@ LEVELS: dict[UnitKind, int] = {
     UnitKind.TOWNSHIP: 2,
     UnitKind.LAND_STATION: 2,
 }
+#: The government a bureau office under another office may be registered as covering (辖区): a branch bureau under the
+#: city bureau covers a district, a land station under a branch bureau a township. An office under a government
+#: covers that government's area.
+JURISDICTIONS: dict[UnitKind, UnitKind] = {
+    UnitKind.BRANCH_BUREAU: UnitKind.DISTRICT,
+    UnitKind.LAND_STATION: UnitKind.TOWNSHIP,
+}
 #: Land quota (用地指标) is allocated to the city and its districts (R19) and used by districts and townships.
 QUOTA_HOLDERS = frozenset({UnitKind.CITY, UnitKind.DISTRICT})
 QUOTA_USERS = frozenset({UnitKind.DISTRICT, UnitKind.TOWNSHIP})
@@ -49,6 +56,29 @@ def is_above(upper: Sequence[Unit], lower: Sequence[Unit]) -> bool:
     return inside and LEVELS[upper[0].kind] < LEVELS[lower[0].kind]
 
 
+def _check_jurisdiction(kind: UnitKind, parent: Sequence[Unit], jurisdiction: Sequence[Unit]) -> None:
+    """垂直管理: a branch bureau under the city bureau covers one of its city's districts, a land station under a
+    branch bureau one of the townships of the district the branch covers; an office under a government covers that
+    government's area already and names none."""
+    wanted = JURISDICTIONS.get(kind)
+    if wanted is None or not parent or parent[0].kind in GOVERNMENTS:
+        raise RuleViolation(
+            f"only a branch bureau or land station under a bureau office names the area it covers (辖区); a {kind}"
+            f" under {parent[0].record_id if parent else 'nothing'} covers its parent's",
+            rule="R15",
+        )
+    if jurisdiction[0].kind != wanted:
+        raise RuleViolation(
+            f"a {kind} covers a {wanted}, not the {jurisdiction[0].kind} {jurisdiction[0].record_id}", rule="R15"
+        )
+    government = next((u.record_id for u in parent if u.kind in GOVERNMENTS), None)
+    if government not in {u.record_id for u in jurisdiction[1:]}:
+        raise RuleViolation(
+            f"{jurisdiction[0].record_id} does not lie within {government}, the area {parent[0].record_id} covers",
+            rule="R15",
+        )
+
+
 def check_mu(mu: Decimal, field: str = "mu") -> Decimal:
     """An area in mu (亩) is positive and bounded."""
     if not isinstance(mu, Decimal) or not mu.is_finite() or mu <= 0 or mu > MAX_MU:
@@ -65,6 +95,7 @@ class Unit(Record):
         name: str
         kind: UnitKind
         parent_id: str | None
+        jurisdiction_id: str | None
         allocated: dict[int, Decimal]
         used: dict[int, Decimal]
 
@@ -72,14 +103,24 @@ class Unit(Record):
         name: str
         kind: str
         parent_id: str | None
+        #: The government whose area a bureau office under another office covers (辖区); registrations made
+        #: before offices named one have none.
+        jurisdiction_id: str | None = None
 
         def apply(self, unit: Any) -> None:
             super().apply(unit)
             unit.name = self.name
             unit.kind = UnitKind(self.kind)
             unit.parent_id = self.parent_id
+            unit.jurisdiction_id = self.jurisdiction_id
             unit.allocated = {}
             unit.used = {}
+
+    @property
+    def above(self) -> list[str]:
+        """The units this one answers to directly, nearest first: the government whose area it covers, when it is
+        registered as covering one, then its parent. Its chain (属地管理) runs up both."""
+        return [u for u in (self.jurisdiction_id, self.parent_id) if u is not None]
 
     class QuotaAllocated(Record.Event):
         """Land-use quota allocated for a year (下达用地指标)."""
@@ -101,16 +142,34 @@ class Unit(Record):
             unit.used[self.year] = unit.used.get(self.year, Decimal(0)) + self.mu
 
     @classmethod
-    def register(cls, unit_id: str, name: str, kind: UnitKind, parent: Unit | None, stamp: Stamp) -> Self:
+    def register(
+        cls,
+        unit_id: str,
+        name: str,
+        kind: UnitKind,
+        parent: Sequence[Unit],
+        stamp: Stamp,
+        jurisdiction: Sequence[Unit] = (),
+    ) -> Self:
+        """A unit under its ``parent`` (given as its chain, itself first; empty for the city); a bureau office under
+        another office may name the government whose area it covers (``jurisdiction``, its chain likewise)."""
         check_text(name, "name", limit=200)
-        parent_kind = parent.kind if parent else None
+        parent_kind = parent[0].kind if parent else None
         if parent_kind not in ALLOWED_PARENTS[kind]:
             allowed = ", ".join(sorted(k or "none" for k in ALLOWED_PARENTS[kind]))
             raise RuleViolation(
                 f"a {kind} cannot sit under a {parent_kind or 'missing parent'} (allowed: {allowed})", rule="R15"
             )
+        if jurisdiction:
+            _check_jurisdiction(kind, parent, jurisdiction)
         return cls._open(
-            cls.Registered, unit_id, stamp, name=name, kind=str(kind), parent_id=parent and parent.record_id
+            cls.Registered,
+            unit_id,
+            stamp,
+            name=name,
+            kind=str(kind),
+            parent_id=parent[0].record_id if parent else None,
+            jurisdiction_id=jurisdiction[0].record_id if jurisdiction else None,
         )
 
     def allocate_quota(self, year: int, mu: Decimal, stamp: Stamp) -> None:

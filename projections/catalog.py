@@ -175,7 +175,9 @@ UNITS = Projection(
     "units",
     {
         Unit.Registered: _record(
-            "unit", lambda e: {"name": e.name, "kind": e.kind, "parent_id": e.parent_id}, lambda e: e.record_id
+            "unit",
+            lambda e: {"name": e.name, "kind": e.kind, "parent_id": e.parent_id, "jurisdiction_id": e.jurisdiction_id},
+            lambda e: e.record_id,
         ),
         Unit.QuotaAllocated: _event("allocated", lambda e: {"year": e.year, "mu": e.mu}),
         Unit.LandApproved: _event("approved", lambda e: {"year": e.year, "mu": e.mu, "project": e.project}),

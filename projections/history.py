@@ -294,15 +294,21 @@ class Structure:
         self._governments: dict[str, str | None] = {}
 
     def ancestors(self, unit_id: str) -> list[str]:
-        """The unit and every unit above it, nearest first (属地管理)."""
+        """The unit and every unit above it, nearest first (属地管理): up the government whose area a bureau office
+        covers (辖区), then up its parent office, as ``domain.units.Unit.above`` reads them."""
         chain = self._ancestors.get(unit_id)
         if chain is None:
             chain = []
-            current: str | None = unit_id
-            while current is not None and current not in chain:
+            pending = [unit_id]
+            while pending:
+                current = pending.pop()
+                if current in chain:
+                    continue
                 chain.append(current)
                 unit = self.units.get(current)
-                current = unit.data["parent_id"] if unit else None
+                if unit is not None:
+                    above = [unit.data.get("jurisdiction_id"), unit.data["parent_id"]]
+                    pending += reversed([u for u in above if u is not None])
             self._ancestors[unit_id] = chain
         return chain
 

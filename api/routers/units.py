@@ -31,6 +31,11 @@ class UnitCreate(CommandIn):
     name: Name
     kind: UnitKind
     parent_id: RecordId | None = None
+    jurisdiction_id: RecordId | None = Field(
+        default=None,
+        description="a branch bureau under the city bureau: the district it covers; a land station under a branch"
+        " bureau: the township (辖区). Its cases then count for that district and its government (R4).",
+    )
 
 
 class QuotaAllocationCreate(CommandIn):
@@ -54,6 +59,7 @@ class UnitPublic(RecordMeta):
     name: str
     kind: UnitKind
     parent_id: str | None
+    jurisdiction_id: str | None = Field(description="the district or township a bureau office covers (辖区), if named")
     allocated: dict[int, Amount] = Field(description="quota allocated per year, mu")
     used: dict[int, Amount] = Field(description="land approved per year, mu")
 
@@ -72,6 +78,7 @@ def unit_public(unit: Unit) -> UnitPublic:
         name=unit.name,
         kind=unit.kind,
         parent_id=unit.parent_id,
+        jurisdiction_id=unit.jurisdiction_id,
         allocated=dict(unit.allocated),
         used=dict(unit.used),
     )
@@ -81,7 +88,10 @@ def unit_public(unit: Unit) -> UnitPublic:
 def register_unit(body: UnitCreate, cmd: CommandDep, response: Response) -> Receipt:
     """Register a unit under its parent (登记单位)."""
     cmd.guard_unit(body.parent_id, f"parent unit {body.parent_id}")
-    receipt = cmd.ledger.register_unit(body.id, body.name, body.kind, body.parent_id, **cmd.create(body))
+    cmd.guard_unit(body.jurisdiction_id, f"jurisdiction {body.jurisdiction_id}")
+    receipt = cmd.ledger.register_unit(
+        body.id, body.name, body.kind, body.parent_id, jurisdiction_id=body.jurisdiction_id, **cmd.create(body)
+    )
     return answer(receipt, response, "/v1/units")
 
 

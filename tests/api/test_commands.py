@@ -49,6 +49,30 @@ def test_unit_creation_answers_201_with_location_and_reads_back_at_version_and_a
     assert all(u["unit_id"] == u["id"] for u in listed)  # every row names its unit as unit_id (API.md)
 
 
+def test_a_bureau_office_under_another_names_its_area_and_the_districts_token_reaches_it(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    """`jurisdiction_id` (辖区): a branch bureau under the city bureau covering 莱城区 reads back with it, lies in
+    莱城区's territory for a token bound there, and a jurisdiction that is no district is a 409 naming R15."""
+    from api.auth import issue_token
+    from domain.vocabulary import Role
+
+    admin = auth(tokens["admin"])
+    unit = {"name": "市局", "kind": "city_bureau", "parent_id": "laiwu", "occurred_at": PAST}
+    assert client.post("/v1/units", json={"id": "bureau", **unit}, headers=admin).status_code == 201
+    branch = {"id": "b1", "name": "莱城分局", "kind": "branch_bureau", "parent_id": "bureau", "occurred_at": PAST}
+    refused = client.post("/v1/units", json={**branch, "jurisdiction_id": "t1"}, headers=admin)
+    assert refused.status_code == 409 and "R15" in refused.json()["detail"]
+    assert client.post("/v1/units", json={**branch, "jurisdiction_id": "d1"}, headers=admin).status_code == 201
+    read = client.get("/v1/units/b1", headers=admin).json()
+    assert (read["parent_id"], read["jurisdiction_id"]) == ("bureau", "d1")
+    assert client.get("/v1/units/d1", headers=admin).json()["jurisdiction_id"] is None
+    d1 = auth(issue_token(ledger, "sup-d1", Role.SUPERVISOR, ["d1"], actor="setup"))
+    d2 = auth(issue_token(ledger, "sup-d2", Role.SUPERVISOR, ["d2"], actor="setup"))
+    assert client.get("/v1/units/b1", headers=d1).status_code == 200
+    assert client.get("/v1/units/b1", headers=d2).status_code == 403
+
+
 def test_petition_lifecycle_and_case_commands(client: TestClient, tokens: dict[str, str]) -> None:
     clerk, officer = auth(tokens["clerk"]), auth(tokens["officer"])
     r = client.post("/v1/petitions", json=petition_body(id="x1"), headers=clerk)

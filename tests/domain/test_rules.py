@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -249,6 +250,32 @@ def test_r2_a_case_is_supervised_by_a_higher_level_only(world: Ledger) -> None:
     refused(world, RuleViolation, "R2", lambda: world.supervise(district_case, "laicheng-branch", day(30), **cmd(2)))
     refused(world, RuleViolation, "R2", lambda: world.supervise(district_case, "kouzhen", day(30), **cmd(2)))
     world.supervise(district_case, "laiwu-bureau", day(30), **cmd(2))
+
+
+def test_a_bureau_office_under_another_names_the_area_it_covers(world: Ledger) -> None:
+    """垂直管理 (R15): a branch bureau under the city bureau may name the district it covers, a land station under a
+    branch bureau one of that district's townships; its chain (属地管理) then runs up both, so the district's
+    supervisors, territory and agreements reach it. Any other jurisdiction is refused."""
+    a = {"actor": "admin", "occurred_at": day(0)}
+    world.register_unit("gangcheng", "钢城区", UnitKind.DISTRICT, "laiwu", **a)
+    world.register_unit("yanzhuang", "颜庄镇", UnitKind.TOWNSHIP, "gangcheng", **a)
+    world.register_unit("bureau", "莱芜市国土资源局", UnitKind.CITY_BUREAU, "laiwu", **a)
+    world.register_unit("lc-branch", "莱城分局", UnitKind.BRANCH_BUREAU, "bureau", jurisdiction_id="laicheng", **a)
+    for args, parent, jurisdiction in [
+        (("x1", "分局", UnitKind.BRANCH_BUREAU), "bureau", "kouzhen"),  # a branch covers a district
+        (("x2", "土管所", UnitKind.LAND_STATION), "lc-branch", "yanzhuang"),  # outside the branch's district
+        (("x3", "土管所", UnitKind.LAND_STATION), "kouzhen", "kouzhen"),  # under a government: covers its parent's
+        (("x4", "分局", UnitKind.BRANCH_BUREAU), "laicheng", "laicheng"),
+    ]:
+        register = functools.partial(world.register_unit, *args, parent, jurisdiction_id=jurisdiction, **a)
+        refused(world, RuleViolation, "R15", register)
+    world.register_unit("kz-station", "口镇土管所", UnitKind.LAND_STATION, "lc-branch", jurisdiction_id="kouzhen", **a)
+    assert world.lineage("kz-station") == ("kz-station", "kouzhen", "laicheng", "laiwu", "lc-branch", "bureau")
+    cid = world.report_clue(
+        "kz-station", Violation.ILLEGAL_LAND_USE, ClueSource.PATROL, case_id="AJ-S", actor="officer", occurred_at=day(1)
+    ).id
+    world.supervise(cid, "laicheng", day(30), **cmd(2))  # the district is above the station in its area
+    refused(world, RuleViolation, "R2", lambda: world.supervise(cid, "gangcheng", day(30), **cmd(2)))
 
 
 def test_a_record_names_only_units_and_people_registered_by_its_date(world: Ledger) -> None:

@@ -112,7 +112,8 @@ def ctx(feature_store: str | None, tmp_path: Path) -> Iterator[World]:
 
 @given("台账中有以下单位:")
 def units_exist(ctx: World, datatable: list[list[str]]) -> None:
-    for name, kind, parent in datatable[1:]:
+    """单位 | 类型 | 上级, and optionally | 辖区 (the district or township a bureau office under another covers)."""
+    for name, kind, parent, *area in datatable[1:]:
         body = {
             "id": ctx.id("unit", name),
             "name": name,
@@ -120,6 +121,8 @@ def units_exist(ctx: World, datatable: list[list[str]]) -> None:
             "parent_id": ctx.known("unit", parent) if parent.strip() else None,
             "occurred_at": SETUP_AT,
         }
+        if area and area[0].strip():
+            body["jurisdiction_id"] = ctx.known("unit", area[0])
         ctx.must("admin", "/v1/units", body)
 
 

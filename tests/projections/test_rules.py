@@ -107,6 +107,48 @@ def test_two_major_cases_in_a_township_deduct_twice_from_its_district(world: Wor
     assert set(by_unit(q.scores(2024, "lc", as_of=as_of))) == {"lc", "kz", "yl"}
 
 
+def test_a_bureau_office_under_the_city_bureau_answers_in_the_area_it_covers(world: World) -> None:
+    """垂直管理 as DOMAIN.md draws it: 市局 → 莱城分局 (covering 莱城区) → 羊里土管所 (covering 羊里镇). A major case at
+    the land station is 莱城区's to deduct (R4) and 羊里镇's principal leader's to answer for; it counts in the
+    township's, the district's, the branch's and the city bureau's scores alike, from the view and the fold."""
+    w = world
+    w.do("register_unit", "bureau", "莱芜市国土资源局", UnitKind.CITY_BUREAU, "laiwu", when="2024-01-01")
+    w.do(
+        "register_unit",
+        "lc-branch",
+        "莱城分局",
+        UnitKind.BRANCH_BUREAU,
+        "bureau",
+        jurisdiction_id="lc",
+        when="2024-01-01",
+    )
+    w.do(
+        "register_unit",
+        "yl-station",
+        "羊里土管所",
+        UnitKind.LAND_STATION,
+        "lc-branch",
+        jurisdiction_id="yl",
+        when="2024-01-01",
+    )
+    w.do("register_person", "市长", "laiwu", Post.PRINCIPAL_LEADER, person_id="mayor", when="2024-01-01")
+    w.do("register_person", "镇长", "yl", Post.PRINCIPAL_LEADER, person_id="yl-head", when="2024-01-01")
+    case = major_case(w, "c1", "yl-station", "2024-03-01")
+    for q in (w.queries(), w.folds()):
+        deductions = by_unit(q.quota_deductions(2024))
+        assert [i["case_id"] for i in deductions["lc"]["items"]] == ["c1"] and "laiwu" not in deductions
+        assert by_unit(q.quota(2024))["lc"]["deducted_mu"] == 10
+        leaders = {t["subject"].get("person_id") for t in q.triggers() if t["rule"] == "R4"}
+        assert leaders == {None, "yl-head"}  # the case's own trigger, and the township's leader: not the mayor
+        scores = by_unit(q.scores(2024, as_of=at("2024-06-01")))
+        for unit in ("yl-station", "yl", "lc", "lc-branch", "bureau", "laiwu"):
+            assert [d["evidence"] for d in scores[unit]["deductions"] if d["indicator"] == "major_case"] == [
+                [case.position]
+            ], unit
+        assert indicators(scores["gc"]) == [] and indicators(scores["kz"]) == []
+        assert set(by_unit(q.scores(2024, "lc-branch"))) == {"lc-branch", "yl-station"}
+
+
 def test_r4_holds_the_leaders_in_post_when_the_case_became_major_whatever_order_they_were_entered(
     world: World,
 ) -> None:
