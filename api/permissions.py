@@ -103,6 +103,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/quota-deductions"): QUERIES,
     ("GET", "/v1/quota"): QUERIES,
     ("GET", "/v1/petitions"): only(CLERK, SUPERVISOR, AUDITOR),
+    ("GET", "/v1/cases"): only(OFFICER, SUPERVISOR, AUDITOR),
     ("GET", "/v1/officers"): QUERIES,
     ("GET", "/v1/triggers/{trigger_id}"): QUERIES,
     ("GET", "/v1/reports/daily"): QUERIES,

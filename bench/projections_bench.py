@@ -209,6 +209,9 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         "quota_deductions(year)": lambda q: q.quota_deductions(YEAR),
         "quota_deductions(page 20)": lambda q: q.quota_deductions(YEAR, limit=PAGE, after=district()),
         "petitions(open, district)": lambda q: q.petitions("open", unit_id=district()),
+        # The case board is folded from the district's facts on each ask (no view rows).
+        "cases(open, district)": lambda q: q.cases("open", unit_id=district()),
+        "cases(page of 100, district)": lambda q: q.cases(unit_id=district(), limit=LIST_PAGE),
         "trigger(id)": lambda q: q.trigger(f"R7.person.{rng.choice(OFFICERS)}{suffix(rng.randrange(copies))}.r1"),
         # A bulletin as issued (known at its period's end) is folded once and kept (projections.reports.issued):
         # asked again, and asked the first time.

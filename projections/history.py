@@ -27,7 +27,7 @@ import orjson
 from domain.base import BUREAU_TZ, LEDGER_EPOCH
 from domain.policy import DEFAULTS, PARAMETERS, Amendment, PolicyVersion, in_force
 from domain.rules import filing_days, handling_days, is_collective, is_major_by_size, key_flags
-from domain.vocabulary import LEADER_POSTS, Post
+from domain.vocabulary import LEADER_POSTS, Post, Violation
 from projections.catalog import DIVERTED_INDEX, from_micros, micros
 from projections.db import Db, Row
 
@@ -106,6 +106,47 @@ class Case:
     unfiled_at: int | None = None
     filing_deadline: int = 0
     filed_in_time: bool = False
+    policy_version: int = 1
+
+    def board_row(self, as_of: int) -> dict[str, Any]:
+        """The case's row on the case board (案件台账) as of ``as_of``: its facts, steps and flags. A supervision
+        (督办) is overdue once its deadline has passed with the case still open."""
+        d, evs = self.rec.data, self.events
+        filed = next((e for e in evs if e.type == "filed"), None)
+        closed = next((e for e in evs if e.type == "closed"), None)
+        supervisions = [e for e in evs if e.type == "supervised"]
+        named = {
+            "major": self.major_at is not None,
+            "supervised": bool(supervisions),
+            "supervision_overdue": closed is None and any(int(e.data["deadline"]) < as_of for e in supervisions),
+            "not_investigated": self.unfiled_at is not None,
+            "wrongful": any(e.type == "wrongful" for e in evs),
+        }
+        return {
+            "id": self.rec.record_id,
+            "unit_id": self.rec.unit_id,
+            "violation": d["violation"],
+            "resource": Violation(d["violation"]).resource,
+            "source": d["source"],
+            "area_mu": number(d["area_mu"]) if d["area_mu"] is not None else None,
+            "value_yuan": number(d["value_yuan"]) if d["value_yuan"] is not None else None,
+            "petition_id": d.get("petition_id"),
+            "reported_at": iso(self.rec.occurred_at),
+            "filing_deadline": iso(self.filing_deadline),
+            "filed_at": iso(filed.occurred_at) if filed else None,
+            "handler_ids": list(filed.data["handler_ids"]) if filed else [],
+            "major_at": iso(self.major_at) if self.major_at is not None else None,
+            "supervisions": [
+                {"by_unit_id": e.data["by_unit_id"], "at": iso(e.occurred_at), "deadline": iso(int(e.data["deadline"]))}
+                for e in supervisions
+            ],
+            "status": "closed" if closed else "open",
+            "closed_at": iso(closed.occurred_at) if closed else None,
+            "outcome": closed.data["outcome"] if closed else None,
+            "flags": [flag for flag, on in named.items() if on],
+            "policy_version": self.policy_version,
+            "evidence": [self.rec.position] + [e.position for e in evs],
+        }
 
 
 @dataclass
@@ -798,6 +839,7 @@ class Known:
         for rec in records:
             case = Case(rec, events.get(rec.uuid, []))
             policy = self.policy.at(rec.occurred_at)
+            case.policy_version = policy.version
             area, value = rec.data["area_mu"], rec.data["value_yuan"]
             by_size = is_major_by_size(
                 Decimal(area) if area is not None else None, Decimal(value) if value is not None else None, policy

@@ -38,6 +38,8 @@ PETITION_FLAGS = (
     "unowned",
 )
 OFFICER_STATUSES = ("removal_due", "removed", "referred", "commended")
+CASE_STATUSES = ("open", "closed")
+CASE_FLAGS = ("major", "supervised", "supervision_overdue", "not_investigated", "wrongful")
 #: Per officer status, the event an officer must have (its type, and a text its data holds) and the one they must
 #: not: a removal falls due on a substantiated finding, until the removal. Candidates only: each row is then judged.
 STATUS_EVENTS: dict[str, tuple[tuple[str, str], str | None]] = {
@@ -52,6 +54,7 @@ CURSORS: dict[str, tuple[Callable[[dict[str, Any]], paging.Key], tuple[type, ...
     "triggers": (lambda t: (t["opened_at"], t["id"]), (str, str)),
     "petitions": (lambda row: (row["evidence"][0],), (int,)),
     "officers": (lambda row: (row["evidence"][0],), (int,)),
+    "cases": (lambda row: (row["evidence"][0],), (int,)),
 }
 #: Which units a question covers: one unit and those below it, several such (a unit-bound token's), or the city.
 Territory = str | tuple[str, ...] | None
@@ -405,6 +408,39 @@ class Queries:
             and not (status in ("overdue", "closed") and row["status"] != status)
         )
         return paging.window(rows, CURSORS["petitions"][0], page)
+
+    # --- cases --------------------------------------------------------------------------------
+
+    def cases(
+        self,
+        status: str | None = None,
+        flag: str | None = None,
+        unit_id: Territory = None,
+        *,
+        as_of: datetime | None = None,
+        known_at: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The case board (案件台账), in registration order: each case's facts, steps (filing, supervision 督办,
+        closure) and flags (major 重大, supervised, supervision_overdue 督办逾期, not_investigated 有案不查,
+        wrongful 错案) as of ``as_of``. Folded from the territory's facts (the current view keeps no case rows).
+        Paged: at most ``limit`` after the case whose cursor is ``after``."""
+        if status not in (None, *CASE_STATUSES):
+            raise ValueError(f"status must be one of {', '.join(CASE_STATUSES)}")
+        if flag not in (None, *CASE_FLAGS):
+            raise ValueError(f"flag must be one of {', '.join(CASE_FLAGS)}")
+        page = _page_of("cases", limit, after)
+        k, wanted = self._scoped(as_of, known_at, unit_id)
+        start = 0 if page.after is None else int(page.after[0])
+        rows = (
+            row
+            for row in (c.board_row(k.as_of) for c in k.cases if c.rec.position > start)
+            if (wanted is None or row["unit_id"] in wanted)
+            and (status is None or row["status"] == status)
+            and (flag is None or flag in row["flags"])
+        )
+        return paging.window(rows, CURSORS["cases"][0], page)
 
     # --- officers -----------------------------------------------------------------------------
 

@@ -59,6 +59,14 @@ PETITIONS: Columns = [
     ("status", lambda r: r["status"]),
     ("flags", lambda r: " ".join(r["flags"])),
 ]
+CASES: Columns = [
+    ("id", lambda r: r["id"]),
+    ("unit", lambda r: r["unit_id"]),
+    ("violation", lambda r: r["violation"]),
+    ("reported", lambda r: r["reported_at"]),
+    ("status", lambda r: r["status"]),
+    ("flags", lambda r: " ".join(r["flags"])),
+]
 OFFICERS: Columns = [
     ("id", lambda r: r["id"]),
     ("unit", lambda r: r["unit_id"]),
@@ -186,6 +194,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The petition board (信访台账), in registration order."""
         _list("petitions", PETITIONS, (status, flag, unit), as_of, known_at, limit, after, json_output)
+
+    @sub.command()
+    def cases(
+        status: Annotated[str | None, typer.Option("--status", help="open or closed")] = None,
+        flag: Annotated[
+            str | None,
+            typer.Option("--flag", help="major, supervised, supervision_overdue, not_investigated or wrongful"),
+        ] = None,
+        unit: Unit = None,
+        as_of: AsOf = None,
+        known_at: KnownAt = None,
+        limit: Limit = None,
+        after: After = None,
+        json_output: Json = False,
+    ) -> None:
+        """The case board (案件台账), in registration order."""
+        _list("cases", CASES, (status, flag, unit), as_of, known_at, limit, after, json_output)
 
     @sub.command()
     def officers(

@@ -356,8 +356,13 @@ def test_queries_on_the_command_line_answer_as_the_api_and_page_by_cursor(empty_
     try:
         expected = queries.triggers("open")
         scores = queries.scores(2025, "laicheng")
+        supervised = queries.cases(flag="supervised", unit_id="laicheng")
     finally:
         queries.close()
+    cases = ledger_cli(empty_url, "query", "cases", "--flag", "supervised", "--unit", "laicheng", "--json")
+    assert json.loads(cases.stdout) == {"items": supervised, "next_after": None} and supervised, cases.stderr
+    cases = ledger_cli(empty_url, "query", "cases", "--flag", "supervised", "--unit", "laicheng")
+    assert cases.returncode == 0 and all(row["id"] in cases.stdout for row in supervised), cases.stderr
     whole = ledger_cli(empty_url, "query", "triggers", "--status", "open", "--json")
     assert whole.returncode == 0, whole.stderr
     assert json.loads(whole.stdout) == {"items": expected, "next_after": None} and len(expected) > 4

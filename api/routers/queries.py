@@ -45,6 +45,7 @@ REFUSABLE: dict[str, str | tuple[str, ...]] = {
     "triggers": "after",
     "petitions": "after",
     "officers": "after",
+    "cases": "after",
 }
 PageLimit = Annotated[int | None, Query(ge=1, le=1000, description="at most this many rows per page")]
 PageAfter = Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN, description="the last page's next_after")]
@@ -237,6 +238,29 @@ def quota(
     """The quota ledger per district: allocated, used, deducted, remaining mu (R19)."""
     page = {"limit": limit, "after": after}
     return _ask(request, ledger, principal, seen, "quota", year, as_of=as_of, known_at=known_at, **page)
+
+
+@router.get("/cases", response_model=QueryAnswer)
+def case_board(
+    request: Request,
+    ledger: LedgerDep,
+    principal: AuthorizedDep,
+    status: Literal["open", "closed"] | None = None,
+    flag: Literal["major", "supervised", "supervision_overdue", "not_investigated", "wrongful"] | None = None,
+    unit_id: UnitFilter = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seen: SeenPosition = None,
+    limit: PageLimit = None,
+    after: PageCursor = None,
+) -> QueryAnswer:
+    """The case board (案件台账): open or closed cases, by flag (major 重大, supervised 督办, supervision_overdue 督办
+    逾期, not_investigated 有案不查, wrongful 错案) and unit, in registration order; paged with ``limit`` and ``after``
+    (the last page's ``next_after``)."""
+    page = {"limit": limit, "after": after}
+    moments = {"as_of": as_of, "known_at": known_at}
+    asked = _territory(_named(ledger, unit_id), principal)
+    return _ask(request, ledger, principal, seen, "cases", status, flag, asked, **moments, **page)
 
 
 @router.get("/petitions", response_model=QueryAnswer)

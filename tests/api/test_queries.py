@@ -355,3 +355,31 @@ def test_the_board_takes_every_flag_the_queries_know_and_refuses_others(
         assert [row["id"] for row in rows["items"]] == ["k1"] and "key" in rows["items"][0]["flags"]
         refused = client.get("/v1/petitions", params={"flag": "owned"}, headers=supervisor)
         assert refused.status_code == 422 and refused.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_case_board_answers_officers_supervisors_and_auditors_within_their_territory(
+    client: TestClient, tokens: dict[str, str], ledger: Ledger
+) -> None:
+    """GET /v1/cases: the case board (案件台账), filtered by status, flag and unit, a unit-bound token's by its
+    territory; a clerk has no cases to read (403); an unknown flag is a 422 naming it."""
+    officer = auth(tokens["officer"])
+    for case_id, unit in (("c1", "t1"), ("c2", "d2")):
+        body = {"id": case_id, "unit_id": unit, "violation": "illegal_land_use", "source": "patrol", "area_mu": 12}
+        assert client.post("/v1/cases", json={**body, "occurred_at": PAST}, headers=officer).status_code == 201
+    supervision = {"by_unit_id": "laiwu", "deadline": "2099-01-01T00:00:00+08:00"}
+    assert client.post("/v1/cases/c2/supervision", json=supervision, headers=officer).status_code == 200
+    engine.catch_up(client.app.state.url)  # type: ignore[attr-defined]
+    board = client.get("/v1/cases", headers=auth(tokens["supervisor"])).json()
+    assert [(r["id"], r["unit_id"], r["flags"]) for r in board["items"]] == [
+        ("c1", "t1", ["major", "not_investigated"]),  # reported long ago (PAST) and never filed: 有案不查
+        ("c2", "d2", ["major", "supervised", "not_investigated"]),
+    ]
+    assert [r["id"] for r in client.get("/v1/cases?flag=supervised", headers=officer).json()["items"]] == ["c2"]
+    assert [r["id"] for r in client.get("/v1/cases?unit_id=d1", headers=officer).json()["items"]] == ["c1"]
+    d1 = auth(issue_token(ledger, "sup-d1", Role.SUPERVISOR, ["d1"], actor="setup"))
+    assert [r["id"] for r in client.get("/v1/cases", headers=d1).json()["items"]] == ["c1"]
+    paged = client.get("/v1/cases?limit=1", headers=officer).json()
+    following = client.get(f"/v1/cases?limit=1&after={paged['next_after']}", headers=officer).json()
+    assert [r["id"] for r in paged["items"] + following["items"]] == ["c1", "c2"]
+    assert client.get("/v1/cases", headers=auth(tokens["clerk"])).status_code == 403
+    assert client.get("/v1/cases?flag=lost", headers=officer).status_code == 422

@@ -31,7 +31,7 @@ from domain.vocabulary import (
     UnitKind,
     Violation,
 )
-from projections import engine, late, reports
+from projections import engine, late, paging, queries, reports
 from projections.db import Db
 from projections.queries import Queries
 from tests.projections.conftest import World, alive, at, children
@@ -1642,3 +1642,59 @@ def test_a_kept_report_restated_as_known_later_stays_json() -> None:
     }
     odd = orjson.dumps({"known_at": None, "x": "y"})
     assert orjson.loads(reports.restated(odd, later)) == {"known_at": "2024-07-01T00:00:00+08:00", "x": "y"}
+
+
+def test_the_case_board_lists_each_cases_steps_and_flags_as_of_a_moment(world: World) -> None:
+    """案件台账: open and closed cases by unit and flag — major (重大), supervised and overdue (督办逾期), not
+    investigated (有案不查), wrongful (错案) — as they stood at ``as_of`` and as known at ``known_at``; pages join up
+    to the whole list."""
+    w = world
+    w.do("register_person", "执法员", "kz", Post.ENFORCEMENT_OFFICER, person_id="o1", when="2024-01-01")
+    big = major_case(w, "c1", "kz", "2024-03-01")
+    w.do("report_clue", "ys", Violation.INDISCRIMINATE_DIGGING, ClueSource.PATROL, case_id="c2", when="2024-03-02")
+    w.do("report_clue", "yl", Violation.UNLICENSED_MINING, ClueSource.REPORT, case_id="c3", when="2024-03-03")
+    w.do("file_case", "c3", ["o1"], when="2024-03-10")
+    w.do("supervise", "c3", "laiwu", at("2024-04-01"), when="2024-03-11")
+    w.do("file_case", "c1", ["o1"], when="2024-03-05")
+    w.do("close_case", "c1", "罚款并拆除", when="2024-05-10")
+    w.clock.set("2024-07-01")
+    w.do("find_wrongful", "c1", ["o1"], "认定事实不清", when="2024-06-01")
+    q = w.queries()
+
+    def board(**asked: Any) -> dict[str, dict[str, Any]]:
+        return {row["id"]: row for row in q.cases(**asked)}
+
+    now = board()
+    assert list(now) == ["c1", "c2", "c3"]
+    assert now["c1"]["flags"] == ["major", "wrongful"] and now["c1"]["status"] == "closed"
+    assert (now["c1"]["outcome"], now["c1"]["handler_ids"], now["c1"]["evidence"][0]) == (
+        "罚款并拆除",
+        ["o1"],
+        big.position,
+    )
+    assert now["c2"]["flags"] == ["not_investigated"] and now["c2"]["filed_at"] is None
+    assert now["c3"]["flags"] == ["supervised", "supervision_overdue"] and now["c3"]["resource"] == "minerals"
+    assert now["c3"]["supervisions"] == [
+        {"by_unit_id": "laiwu", "at": "2024-03-11T00:00:00+08:00", "deadline": "2024-04-01T00:00:00+08:00"}
+    ]
+    assert list(board(status="open")) == ["c2", "c3"] and list(board(flag="major")) == ["c1"]
+    assert list(board(unit_id="lc")) == ["c1", "c3"] and list(board(unit_id="gc")) == ["c2"]
+    # As of 25 March: c2's filing deadline (1 April) and c3's supervision deadline had not passed; c1 was open.
+    then = board(as_of=at("2024-03-25"))
+    assert [(r["status"], r["flags"]) for r in then.values()] == [
+        ("open", ["major"]),
+        ("open", []),
+        ("open", ["supervised"]),
+    ]
+    # As known before the wrongful finding was recorded (1 July), c1 was not yet found wrongful.
+    assert board(as_of=at("2024-06-15"), known_at=at("2024-06-30"))["c1"]["flags"] == ["major"]
+    pages, after = [], None
+    while True:
+        page = q.cases(limit=2, after=after)
+        pages += page
+        if len(page) < 2:
+            break
+        after = paging.token(queries.CURSORS["cases"][0](page[-1]))
+    assert pages == list(now.values())
+    with pytest.raises(ValueError, match="status"):
+        q.cases(status="lost")
