@@ -209,13 +209,8 @@ class Queries:
                 current.prepare(part, bounds, folded)
             return [part.score(u, year) for u in units]
 
-        # Only the territory's units are sorted: the city's whole tree is thousands of units at scale. A unit
-        # registered after the year has no score for it.
-        units = {
-            u
-            for u in (k.units.keys() if wanted is None else wanted & k.units.keys())
-            if k.units[u].occurred_at < bounds[1]
-        }
+        # Only the territory's units are sorted: the city's whole tree is thousands of units at scale.
+        units = k.units.keys() if wanted is None else wanted & k.units.keys()
         if limit is None and after is None:
             return rows(k, sorted(units))
         return _weighed(k, units, limit, after, bounds, lambda page: rows(k.within(_territories(k, page)), page))

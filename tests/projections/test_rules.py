@@ -1355,19 +1355,6 @@ def test_a_years_score_counts_what_older_records_caused_in_it(world: World) -> N
     assert by_unit(q.scores(2025, "lc", as_of=as_of))["lc"]["deductions"] == kz_2025["deductions"]
 
 
-def test_a_unit_has_no_score_for_a_year_before_it_was_registered(world: World) -> None:
-    """A township set up in 2025 has no 2024 score (not a commendation for a year it did not exist), in the city's
-    list, its district's and its own, from the view and the fold alike; from 2025 it has one."""
-    w = world
-    w.do("register_unit", "xz", "新镇", UnitKind.TOWNSHIP, "lc", when="2025-02-01")
-    for q in (w.queries(), w.folds()):
-        for unit in (None, "lc", "xz"):
-            assert "xz" not in by_unit(q.scores(2024, unit)) and "kz" in by_unit(q.scores(2024, None))
-            assert by_unit(q.scores(2025, unit))["xz"]["outcome"] in ("pending", "commend")
-        assert "xz" not in by_unit(q.scores(2024, as_of=at("2025-06-01"), known_at=at("2025-06-01")))
-        assert [r["unit_id"] for r in q.scores(2024, limit=50)] == [r["unit_id"] for r in q.scores(2024)]
-
-
 def test_the_current_view_counts_a_deadline_once_it_has_passed(world: World, monkeypatch: Any) -> None:
     """现状视图: today's answers come from stored rows; a deadline passing with no new event changes them,
     exactly as it changes the fold's answers."""
