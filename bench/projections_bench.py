@@ -221,6 +221,8 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         "monthly(YYYY-MM, known_at now), kept": lambda q: q.monthly(f"{YEAR}-06", known_at=utc_now()),
         # A bulletin asked with no moment: as known now (API.md's default), the same read back, stamped.
         "monthly(YYYY-MM), default": lambda q: q.monthly(f"{YEAR}-06"),
+        # The same as the HTTP API sends it to a city-wide token: the kept JSON's bytes, restated, never decoded.
+        "monthly(YYYY-MM), default, as sent": lambda q: q.report_as_known_now("monthly", f"{YEAR}-06"),
         # As of a past month's end, as known now: the view's rows, and a fold of the records revised after it.
         "scores(as_of, district)": lambda q: q.scores(YEAR, district(), as_of=_month_end(rng)),
         "triggers(open, as_of, district)": lambda q: q.triggers("open", district(), as_of=_month_end(rng)),

@@ -266,7 +266,7 @@ def derive_current(db: Db) -> int:
             for statement in current.lookups():
                 db.execute(statement)
     if touched is None:
-        analyze(db, [current.TABLE])
+        analyze(db, [current.TABLE], vacuum=True)
     return derived
 
 
@@ -288,13 +288,15 @@ def _still_at(db: Db, start: int) -> bool:
     return bool(locked) and int(locked[0][0]) == start
 
 
-def analyze(db: Db, tables: Sequence[str]) -> None:
+def analyze(db: Db, tables: Sequence[str], *, vacuum: bool = False) -> None:
     """Refresh PostgreSQL's statistics of tables just filled in bulk: without them its planner guesses a
     table's size and scans it whole for a few hundred ids (1M events: 70 ms a look-up instead of 2 ms).
-    Autovacuum would get there, later; SQLite's planner needs no statistics for these look-ups."""
+    With ``vacuum``, once a bulk load is done, also set the rows' hint bits and the visibility map: else the
+    first queries to read each page write it back (a question's p99 at 1M events: see bench/README.md).
+    Autovacuum would get there, later (if it is on at all); SQLite's planner needs no statistics for these."""
     if db.dialect == "postgres":
         for table in tables:
-            db.execute(f"ANALYZE {table}")
+            db.execute(f"{'VACUUM (ANALYZE)' if vacuum else 'ANALYZE'} {table}")
 
 
 class Follower:
@@ -355,7 +357,8 @@ class Follower:
                 break
         self.index()  # before ANALYZE, which also gathers the expression indexes' statistics
         if self.projections and head - start > ANALYZE_AFTER:
-            analyze(self.db, [t for p in self.projections for t in (p.records_table, p.events_table)])
+            tables = [t for p in self.projections for t in (p.records_table, p.events_table)]
+            analyze(self.db, tables, vacuum=True)
         self.derive()  # once the facts are in: each record derived once, not once per batch
         return self.position()
 
