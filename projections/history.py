@@ -108,20 +108,29 @@ class Case:
     filed_in_time: bool = False
     policy_version: int = 1
 
+    @property
+    def status(self) -> str:
+        return "closed" if any(e.type == "closed" for e in self.events) else "open"
+
+    def flags(self, as_of: int) -> list[str]:
+        """The case board's flags as of ``as_of``: a supervision (督办) is overdue once its deadline has passed with
+        the case still open."""
+        supervisions = [e for e in self.events if e.type == "supervised"]
+        named = {
+            "major": self.major_at is not None,
+            "supervised": bool(supervisions),
+            "supervision_overdue": self.status == "open" and any(int(e.data["deadline"]) < as_of for e in supervisions),
+            "not_investigated": self.unfiled_at is not None,
+            "wrongful": any(e.type == "wrongful" for e in self.events),
+        }
+        return [flag for flag, on in named.items() if on]
+
     def board_row(self, as_of: int) -> dict[str, Any]:
-        """The case's row on the case board (案件台账) as of ``as_of``: its facts, steps and flags. A supervision
-        (督办) is overdue once its deadline has passed with the case still open."""
+        """The case's row on the case board (案件台账) as of ``as_of``: its facts, steps and :meth:`flags`."""
         d, evs = self.rec.data, self.events
         filed = next((e for e in evs if e.type == "filed"), None)
         closed = next((e for e in evs if e.type == "closed"), None)
         supervisions = [e for e in evs if e.type == "supervised"]
-        named = {
-            "major": self.major_at is not None,
-            "supervised": bool(supervisions),
-            "supervision_overdue": closed is None and any(int(e.data["deadline"]) < as_of for e in supervisions),
-            "not_investigated": self.unfiled_at is not None,
-            "wrongful": any(e.type == "wrongful" for e in evs),
-        }
         return {
             "id": self.rec.record_id,
             "unit_id": self.rec.unit_id,
@@ -143,7 +152,7 @@ class Case:
             "status": "closed" if closed else "open",
             "closed_at": iso(closed.occurred_at) if closed else None,
             "outcome": closed.data["outcome"] if closed else None,
-            "flags": [flag for flag, on in named.items() if on],
+            "flags": self.flags(as_of),
             "policy_version": self.policy_version,
             "evidence": [self.rec.position] + [e.position for e in evs],
         }

@@ -429,11 +429,12 @@ class Queries:
         k, wanted = self._scoped(as_of, known_at, unit_id)
         start = 0 if page.after is None else int(page.after[0])
         rows = (
-            row
-            for row in (c.board_row(k.as_of) for c in k.cases if c.rec.position > start)
-            if (wanted is None or row["unit_id"] in wanted)
-            and (status is None or row["status"] == status)
-            and (flag is None or flag in row["flags"])
+            c.board_row(k.as_of)
+            for c in k.cases
+            if c.rec.position > start
+            and (wanted is None or c.rec.unit_id in wanted)
+            and (status is None or c.status == status)
+            and (flag is None or flag in c.flags(k.as_of))
         )
         return paging.window(rows, CURSORS["cases"][0], page)
 
