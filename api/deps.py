@@ -209,10 +209,11 @@ def _refuse_duplicate_keys(body: bytes) -> None:
     the validation (400 as malformed)."""
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in items]
-        if len(set(keys)) < len(keys):
-            twice = next(key for key in keys if keys.count(key) > 1)
-            raise ProblemError(400, f"the body names {twice!r} more than once")
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise ProblemError(400, f"the body names {key!r} more than once")
+            seen.add(key)
         return dict(items)
 
     if body.strip():

@@ -315,7 +315,7 @@ def _territories(queries: Any, known_at: datetime | None) -> list[str] | None:
 
     k = queries.known(known_at, known_at)
     units = set(k.units)
-    roots = sorted({k.ancestors(u)[-1] for u in units})
+    roots = sorted({k.root(u) for u in units})
     parts = [(k.subtree(r) | {r}) & units for r in roots]
     if len(roots) < 2 or sum(map(len, parts)) != len(units) or set().union(*parts) != units:
         return None

@@ -662,7 +662,8 @@ class Ledger(Application[UUID]):
         self._require(Unit, by_unit_id)
 
         def supervise(case: EnforcementCase, stamp: Stamp) -> None:
-            if not is_above(self.ancestors(by_unit_id), self.ancestors(case.unit_id)):
+            # The case's own unit may record it too (a city's own case has no level above it).
+            if by_unit_id != case.unit_id and not is_above(self.ancestors(by_unit_id), self.ancestors(case.unit_id)):
                 raise RuleViolation(
                     f"{by_unit_id} is not above {case.unit_id}: a case is supervised by a higher level (上级督办)",
                     rule="R2",
@@ -711,9 +712,7 @@ class Ledger(Application[UUID]):
         stamp = self.stamp(actor, occurred_at, note)
         self._require(Unit, unit_id)
         if repeat_of is not None:
-            # A repeat (重复访) of a petition registered after it would cost an R9 point for a petition not yet made
-            # and spare an initial one R16's meetings and return visit.
-            self.get(Petition, repeat_of).check_began_by(stamp, "petition this one repeats")
+            self._require(Petition, repeat_of)
         new_id = petition_id or new_record_id("x")
         return self._create(
             lambda: Petition.register(

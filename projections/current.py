@@ -260,7 +260,7 @@ def agreements(db: Db, units: set[tuple[str, int]] | None, after: int, upto: int
             found += Known(db, FOREVER, FOREVER, uuids=signed[i : i + IN_LIST]).agreements
     groups: dict[tuple[str, int], dict[str, Rec]] = {}
     for rec in found:
-        city = k.ancestors(rec.unit_id)[-1] if rec.unit_id else ""
+        city = k.root(rec.unit_id) if rec.unit_id else ""
         groups.setdefault((city, int(rec.data["year"])), {})[rec.uuid] = rec
     for key in sorted(groups):
         yield sorted(groups[key].values(), key=lambda rec: rec.position)
@@ -276,7 +276,7 @@ def derive_agreements(db: Db, group: list[Rec]) -> None:
         return
     start, end = year_bounds(int(group[0].data["year"]))
     k = Known(db, from_micros(end), FOREVER, lean=True)
-    city = k.ancestors(group[0].unit_id)[-1] if group[0].unit_id else ""
+    city = k.root(group[0].unit_id) if group[0].unit_id else ""
     k.scope = k.subtree(city) | {city}
     prepare(k, (start, end))
     rows: list[Row] = []

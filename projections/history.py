@@ -362,6 +362,14 @@ class Structure:
             self._ancestors[unit_id] = chain
         return chain
 
+    def root(self, unit_id: str) -> str:
+        """The city a unit lies in: the top of its chain of parents (its chain of :meth:`ancestors` may end with a
+        bureau office, reached through the area it covers first)."""
+        chain = self.ancestors(unit_id)
+        return next(
+            (u for u in reversed(chain) if u in self.units and self.units[u].data["parent_id"] is None), chain[-1]
+        )
+
     def subtree(self, unit_id: str) -> set[str]:
         """Every known unit whose chain goes through ``unit_id`` (itself included when known)."""
         if self._subtrees is None:
@@ -536,6 +544,7 @@ class Known:
         self.units = self.structure.units
         self.policy = self.structure.policy
         self.ancestors = self.structure.ancestors
+        self.root = self.structure.root
         self.subtree = self.structure.subtree
         self.district_of = self.structure.district_of
 

@@ -336,7 +336,8 @@ class Queries:
 
         if limit is None and after is None:
             return rows(k)
-        keys = {u for u, rec in k.units.items() if rec.data["kind"] == "district"} | k.allocated_units(year)
+        # Rows go to districts, to any unit given quota, and to a city R4 deducted from (a case under no district).
+        keys = {u for u, rec in k.units.items() if rec.data["kind"] in ("district", "city")} | k.allocated_units(year)
         return _paged(k, keys, limit, after, rows)
 
     @staticmethod

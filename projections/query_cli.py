@@ -82,7 +82,7 @@ QUOTA: Columns = [
     ("used mu", lambda r: r["used_mu"]),
     ("deducted mu", lambda r: r["deducted_mu"]),
     ("remaining mu", lambda r: r["remaining_mu"]),
-    ("policy", lambda r: ", ".join(map(str, r["policy_versions"]))),
+    ("policy", lambda r: ", ".join(map(str, r.get("policy_versions", [])))),  # rows of a view not yet derived again
 ]
 DEDUCTIONS: Columns = [
     ("district", lambda r: r["unit_id"]),

@@ -496,20 +496,24 @@ def keep_known_now(queries: Queries, now: datetime) -> None:
     # The last fold kept as known later of each, if by now; else (None) the check runs from its issue.
     kept = [int(rows[0][0]) if rows and int(rows[0][0]) <= asked else None for rows in folds]
     mark = (last_ended(now), kept, positions(db, list(PROJECTIONS)))
-    if _STANDING.get(db.url) == mark:
+    standing = _STANDING.get(db.url)
+    if standing is not None and standing[0] == mark and asked - standing[1] < STANDING_RECHECK:
         return
     for (kind, label), kept_at in zip(last_ended(now), kept, strict=True):
         since = micros(period(kind, label)[1])
         if late.entered_between(db, since, since if kept_at is None else kept_at, asked):
             as_known_at(queries, kind, label, now)
             return
-    _STANDING[db.url] = mark
+    _STANDING[db.url] = (mark, asked)
 
 
-#: Per store, what :func:`keep_known_now` last found standing: the periods just ended, their kept folds' moments and
-#: the projections' positions. Its check reads every fact table's lag index (1-6 ms a query at 1M events); a fact
-#: entered since must have been applied to be found, so nothing can have changed while none of these has.
-_STANDING: dict[str, tuple[list[Period], list[int | None], dict[str, int]]] = {}
+#: Per store, what :func:`keep_known_now` last found standing (the periods just ended, their kept folds' moments and
+#: the projections' positions) and when. Its check reads every fact table's lag index (1-6 ms a query at 1M events);
+#: a fact entered since must have been applied to be found, so nothing can have changed while none of these has,
+#: but for a fact a writer whose clock ran ahead recorded after that moment: checked again after
+#: :data:`STANDING_RECHECK` all the same.
+_STANDING: dict[str, tuple[tuple[list[Period], list[int | None], dict[str, int]], int]] = {}
+STANDING_RECHECK = 60_000_000  # micros
 
 
 def last_ended(now: datetime) -> list[Period]:

@@ -59,8 +59,8 @@ def test_queries_wait_for_the_clients_last_write_and_filter_by_territory(
             assert client.get(f"{path}unit_id=d1", headers=auth(tokens["auditor"])).status_code == 200
         # A report of a period that has not begun would answer today's standing under a future date: 422.
         for path in ("daily?date=2099-01-01", "weekly?week=2099-W01", "monthly?month=2099-01"):
-            for bound in ("auditor", "supervisor"):
-                r = client.get(f"/v1/reports/{path}", headers=auth(tokens[bound]))
+            for role in ("auditor", "supervisor"):
+                r = client.get(f"/v1/reports/{path}", headers=auth(tokens[role]))
                 assert r.status_code == 422 and "has not begun" in r.json()["detail"], (path, r.text)
         assert client.get("/v1/reports/daily?date=2099-01-01", headers=d1).status_code == 422
 

@@ -147,6 +147,9 @@ def test_a_bureau_office_under_the_city_bureau_answers_in_the_area_it_covers(wor
             ], unit
         assert indicators(scores["gc"]) == [] and indicators(scores["kz"]) == []
         assert set(by_unit(q.scores(2024, "lc-branch"))) == {"lc-branch", "yl-station"}
+    k = w.queries().known()
+    assert k.ancestors("yl-station") == ["yl-station", "yl", "lc", "laiwu", "lc-branch", "bureau"]
+    assert k.root("yl-station") == k.root("lc-branch") == "laiwu"  # the city, not the bureau its chain ends with
 
 
 def test_r4_holds_the_leaders_in_post_when_the_case_became_major_whatever_order_they_were_entered(
@@ -268,6 +271,12 @@ def test_a_deduction_from_the_city_shows_on_its_quota_ledger(world: World) -> No
             r["land_quota_mu"] for r in answer.quota_deductions(2024)
         )
         assert "laiwu" not in by_unit(answer.quota(2024, as_of=at("2024-02-01")))  # no figures yet: no row
+        for asked in ({}, {"as_of": at("2024-06-01")}, {"known_at": at("2024-06-01")}):
+            whole, pages, after = answer.quota(2024, **asked), [], None
+            while page := answer.quota(2024, limit=1, after=after, **asked):
+                pages += page
+                after = page[-1]["unit_id"]
+            assert pages == whole and "laiwu" in by_unit(pages), asked
 
 
 def test_a_mid_year_amendment_changes_points_after_its_effective_date_only(world: World) -> None:
@@ -425,6 +434,9 @@ def test_an_idle_issuer_keeps_the_periods_just_ended_as_known_now(
     assert folds == [] and len(checks) == 3
     reports.keep_known_now(q, now + timedelta(seconds=1))  # idle a second later: nothing applied, nothing checked
     assert folds == [] and len(checks) == 3
+    # A minute on, checked again all the same (a writer whose clock ran ahead may have recorded a fact past `now`).
+    reports.keep_known_now(q, now + timedelta(seconds=61))
+    assert folds == [] and len(checks) == 6
     # The supervisor asks the next morning (the world's clock: its store was made today, in the test's real time).
     monkeypatch.setattr(reports, "utc_now", lambda: at("2024-06-11T09:00"))
     answer = q.monthly("2024-05")
