@@ -209,7 +209,7 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         "quota_deductions(year)": lambda q: q.quota_deductions(YEAR),
         "quota_deductions(page 20)": lambda q: q.quota_deductions(YEAR, limit=PAGE, after=district()),
         "petitions(open, district)": lambda q: q.petitions("open", unit_id=district()),
-        # The case board is folded from the district's facts on each ask (no view rows).
+        # The case board about now: the current view's case rows (a past moment folds the district's cases).
         "cases(open, district)": lambda q: q.cases("open", unit_id=district()),
         "cases(page of 100, district)": lambda q: q.cases(unit_id=district(), limit=LIST_PAGE),
         "trigger(id)": lambda q: q.trigger(f"R7.person.{rng.choice(OFFICERS)}{suffix(rng.randrange(copies))}.r1"),

@@ -47,6 +47,7 @@ from projections.db import Db
 from projections.history import (
     FOLD_LIMIT,
     IN_LIST,
+    Case,
     Ev,
     Known,
     Leader,
@@ -54,6 +55,7 @@ from projections.history import (
     Occurrence,
     PetitionState,
     Rec,
+    case_flags,
     iso,
     year_bounds,
 )
@@ -97,9 +99,9 @@ SELF_DATED = {
 #: reports count its triggers); 10: a missed deadline (有案不查, an overdue petition) is priced by the policy that set
 #: it, as its trigger names, a trigger names its unit beside its subject (``unit_id``), and R6's evidence names the
 #: commendations its score counts; 11: a quota row names the policy versions of its deductions, and the city has one
-#: when R4 deducted from it. A new number also
+#: when R4 deducted from it; 12: each case has its row on the case board (``case``, ``case_closed``). A new number also
 #: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
-FORMAT = 11
+FORMAT = 12
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.
@@ -108,7 +110,7 @@ SPANS = "('span', 'petition_span', 'case_span')"
 SPAN_OF = {"span": "people", "petition_span": "petitions", "case_span": "cases"}
 #: The kinds of the rows that are no item of a score or a trigger (a record's span, board row, registry row): derived
 #: again, they change no agreement's R6 and no district's quota.
-ITEMLESS = (*SPAN_OF, "petition", "petition_closed", "officer")
+ITEMLESS = (*SPAN_OF, "petition", "petition_closed", "case", "case_closed", "officer")
 FORMAT_ROW = "format:current"
 
 
@@ -194,6 +196,18 @@ def _petition_row(p: PetitionState) -> Row:
     return p.rec.uuid, kind, p.unit_id, at, at, p.rec.position, _json(row)
 
 
+def _case_row(case: Case) -> Row:
+    """A case's row on the case board, derived as of for ever: its flags that a moment decides (a deadline
+    passed: 有案不查, 督办逾期) are judged when read (:func:`cases`) from what is kept beside it."""
+    row = case.board_row(None)  # its flags judged when read (kept in their place: no re-ordering)
+    row["_major"], row["_wrongful"] = case.major_at is not None, any(e.type == "wrongful" for e in case.events)
+    row["_deadlines"], row["_filing_deadline"] = case.supervision_deadlines, case.filing_deadline
+    row["_filed_in_time"] = case.filed_in_time
+    at = case.rec.occurred_at
+    kind = "case_closed" if row["status"] == "closed" else "case"
+    return case.rec.uuid, kind, case.rec.unit_id, at, at, case.rec.position, _json(row)
+
+
 def derive(db: Db, uuids: list[str], *, changes: bool = True) -> set[tuple[str, int]]:
     """Replace the rows of these records (at most :data:`CHUNK`) with what their facts now imply; with
     ``changes``, the units whose rows changed (before or after) with the years the rows fall in: the
@@ -209,6 +223,7 @@ def derive(db: Db, uuids: list[str], *, changes: bool = True) -> set[tuple[str, 
         rows += _trigger_rows(uuid, triggers)
         rows += [(uuid, "major", m.unit_id, m.at, m.at, 0, _json(list(m))) for m in majors]
         rows += _span_rows("cases", uuid, {case.rec.unit_id}, case.rec.occurred_at, case.events)
+        rows.append(_case_row(case))
     for p in k.petitions:
         rows += _occurrence_rows(p.rec.uuid, "deduction", k.petition_occurrences(p))
         rows += _trigger_rows(p.rec.uuid, k.petition_triggers(p))
@@ -790,6 +805,28 @@ def _folded_board(folded: Known, start: int | None, batch: int) -> Iterator[dict
         del ordered[:size]
         size = min(2 * size, batch)
         yield from sorted((p.board_row() for p in part.petitions), key=_registered)
+
+
+def cases(
+    k: Known, status: str | None = None, *, start: int | None = None, batch: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The case board about now, from the stored rows, in registration order, each row's flags judged against
+    ``k.as_of``; for a page, the rows registered after position ``start``, read ``batch`` at a time per kind (open,
+    closed)."""
+    kinds = {"open": ("case",), "closed": ("case_closed",)}.get(status or "", ("case", "case_closed"))
+    if batch is None:
+        return _case_rows(k, _in_seq(k, kinds, start))
+    return heapq.merge(*(_case_rows(k, _by_seq(k, kind, start, batch)) for kind in kinds), key=_registered)
+
+
+def _case_rows(k: Known, rows: Iterable[tuple[str, str, str]]) -> Iterator[dict[str, Any]]:
+    for _, kind, data in rows:
+        row = orjson.loads(data)
+        major, wrongful, deadlines = row.pop("_major"), row.pop("_wrongful"), row.pop("_deadlines")
+        filing_deadline, in_time = row.pop("_filing_deadline"), row.pop("_filed_in_time")
+        unfiled = filing_deadline < k.as_of and not in_time
+        row["flags"] = case_flags(major, deadlines, kind == "case", unfiled, wrongful, k.as_of)
+        yield row
 
 
 def officers(k: Known, start: int | None = None, batch: int | None = None) -> Iterator[dict[str, Any]]:

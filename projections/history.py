@@ -112,21 +112,24 @@ class Case:
     def status(self) -> str:
         return "closed" if any(e.type == "closed" for e in self.events) else "open"
 
-    def flags(self, as_of: int) -> list[str]:
-        """The case board's flags as of ``as_of``: a supervision (督办) is overdue once its deadline has passed with
-        the case still open."""
-        supervisions = [e for e in self.events if e.type == "supervised"]
-        named = {
-            "major": self.major_at is not None,
-            "supervised": bool(supervisions),
-            "supervision_overdue": self.status == "open" and any(int(e.data["deadline"]) < as_of for e in supervisions),
-            "not_investigated": self.unfiled_at is not None,
-            "wrongful": any(e.type == "wrongful" for e in self.events),
-        }
-        return [flag for flag, on in named.items() if on]
+    @property
+    def supervision_deadlines(self) -> list[int]:
+        return [int(e.data["deadline"]) for e in self.events if e.type == "supervised"]
 
-    def board_row(self, as_of: int) -> dict[str, Any]:
-        """The case's row on the case board (案件台账) as of ``as_of``: its facts, steps and :meth:`flags`."""
+    def flags(self, as_of: int) -> list[str]:
+        """The case board's flags as of ``as_of`` (:func:`case_flags`)."""
+        return case_flags(
+            self.major_at is not None,
+            self.supervision_deadlines,
+            self.status == "open",
+            self.unfiled_at is not None,
+            any(e.type == "wrongful" for e in self.events),
+            as_of,
+        )
+
+    def board_row(self, as_of: int | None) -> dict[str, Any]:
+        """The case's row on the case board (案件台账) as of ``as_of``: its facts, steps and :meth:`flags` (``None``
+        without a moment: the view's stored row, whose flags are judged when read)."""
         d, evs = self.rec.data, self.events
         filed = next((e for e in evs if e.type == "filed"), None)
         closed = next((e for e in evs if e.type == "closed"), None)
@@ -152,10 +155,26 @@ class Case:
             "status": "closed" if closed else "open",
             "closed_at": iso(closed.occurred_at) if closed else None,
             "outcome": closed.data["outcome"] if closed else None,
-            "flags": self.flags(as_of),
+            "flags": None if as_of is None else self.flags(as_of),
             "policy_version": self.policy_version,
             "evidence": [self.rec.position] + [e.position for e in evs],
         }
+
+
+def case_flags(
+    major: bool, deadlines: list[int], open_: bool, not_investigated: bool, wrongful: bool, as_of: int
+) -> list[str]:
+    """The case board's flags (重大, 督办, 督办逾期, 有案不查, 错案) as of ``as_of``, in the board's order: a
+    supervision is overdue once its deadline has passed with the case still open. Shared by the fold and the view's
+    stored rows."""
+    named = {
+        "major": major,
+        "supervised": bool(deadlines),
+        "supervision_overdue": open_ and any(deadline < as_of for deadline in deadlines),
+        "not_investigated": not_investigated,
+        "wrongful": wrongful,
+    }
+    return [flag for flag, on in named.items() if on]
 
 
 @dataclass

@@ -420,23 +420,32 @@ class Queries:
     ) -> list[dict[str, Any]]:
         """The case board (案件台账), in registration order: each case's facts, steps (filing, supervision 督办,
         closure) and flags (major 重大, supervised, supervision_overdue 督办逾期, not_investigated 有案不查,
-        wrongful 错案) as of ``as_of``. Folded from the territory's facts (the current view keeps no case rows).
-        Paged: at most ``limit`` after the case whose cursor is ``after``."""
+        wrongful 错案) as of ``as_of``: about now from the current view's rows, of a past moment folded from the
+        territory's facts. Paged: at most ``limit`` after the case whose cursor is ``after``."""
         if status not in (None, *CASE_STATUSES):
             raise ValueError(f"status must be one of {', '.join(CASE_STATUSES)}")
         if flag not in (None, *CASE_FLAGS):
             raise ValueError(f"flag must be one of {', '.join(CASE_FLAGS)}")
         page = _page_of("cases", limit, after)
-        k, wanted = self._scoped(as_of, known_at, unit_id)
-        start = 0 if page.after is None else int(page.after[0])
-        rows = (
-            c.board_row(k.as_of)
-            for c in k.cases
-            if c.rec.position > start
-            and (wanted is None or c.rec.unit_id in wanted)
-            and (status is None or c.status == status)
-            and (flag is None or flag in c.flags(k.as_of))
-        )
+        start = None if page.after is None else int(page.after[0])
+        if self._now(as_of, known_at) and current.formatted(self.db):  # a view of an older format has no case rows
+            k, wanted = self._scoped(None, None, unit_id, lean=True)
+            stored = current.cases(k, status, start=start, batch=paging.batch(page, filtered=flag is not None))
+            rows: Iterable[dict[str, Any]] = (
+                row
+                for row in stored
+                if (wanted is None or row["unit_id"] in wanted) and (not flag or flag in row["flags"])
+            )
+        else:
+            k, wanted = self._scoped(as_of, known_at, unit_id)
+            rows = (
+                c.board_row(k.as_of)
+                for c in k.cases
+                if (start is None or c.rec.position > start)
+                and (wanted is None or c.rec.unit_id in wanted)
+                and (status is None or c.status == status)
+                and (flag is None or flag in c.flags(k.as_of))
+            )
         return paging.window(rows, CURSORS["cases"][0], page)
 
     # --- officers -----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from domain.vocabulary import (
     UnitKind,
     Violation,
 )
-from projections import engine, late, paging, queries, reports
+from projections import current, engine, late, paging, queries, reports
 from projections.db import Db
 from projections.queries import Queries
 from tests.projections.conftest import World, alive, at, children
@@ -1697,3 +1697,27 @@ def test_the_case_board_lists_each_cases_steps_and_flags_as_of_a_moment(world: W
     assert pages == list(now.values())
     with pytest.raises(ValueError, match="status"):
         q.cases(status="lost")
+    # About now the board is read from the current view's rows: the same answers as the fold, asked every way.
+    fold = w.folds()
+    for asked in ({}, {"status": "open"}, {"status": "closed"}, {"flag": "supervision_overdue"}, {"unit_id": "lc"}):
+        assert q.cases(**asked) == fold.cases(**asked), asked
+        assert orjson.dumps(q.cases(**asked)) == orjson.dumps(fold.cases(**asked)), asked  # fields in one order
+        assert q.cases(limit=1, **asked) == fold.cases(limit=1, **asked), asked
+    assert q._now(None, None) and q.db.query(f"SELECT COUNT(*) FROM {current.TABLE} WHERE kind LIKE 'case%'") != [(0,)]
+
+
+def test_the_case_boards_rows_judge_a_deadline_that_passes_with_no_new_event(world: World, monkeypatch: Any) -> None:
+    """现状视图: a case reported today is not yet 有案不查, nor its supervision overdue; once the deadlines pass the
+    stored rows say so, as the fold does, with nothing recorded meanwhile."""
+    w = world
+    today = datetime.now(BUREAU_TZ).date()
+    w.do("report_clue", "kz", Violation.INDISCRIMINATE_DIGGING, ClueSource.PATROL, case_id="c1", when=today.isoformat())
+    deadline = at((today + timedelta(days=3)).isoformat())
+    w.do("supervise", "c1", "laiwu", deadline, when=today.isoformat())
+    q, fold = w.queries(), w.folds()
+    assert q.cases()[0]["flags"] == fold.cases()[0]["flags"] == ["supervised"]
+    later = datetime.now(BUREAU_TZ) + timedelta(days=40)  # past the supervision's deadline and the filing deadline
+    monkeypatch.setattr(queries, "utc_now", lambda: later)
+    overdue = ["supervised", "supervision_overdue", "not_investigated"]
+    assert q.cases()[0]["flags"] == fold.cases()[0]["flags"] == overdue
+    assert [r["id"] for r in q.cases(flag="supervision_overdue")] == ["c1"]
