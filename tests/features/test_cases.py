@@ -118,3 +118,22 @@ def cases_by_resource(ctx: World, land: int, minerals: int) -> None:
             "expected cases.by_resource = {land, minerals} or cases.land / cases.minerals"
         )
     assert (split.get("land"), split.get("minerals")) == (land, minerals), cases
+
+
+#: The case board's flags (案件台账) as the specs name them.
+CASE_FLAGS = {
+    "重大案件": "major",
+    "督办": "supervised",
+    "督办逾期": "supervision_overdue",
+    "有案不查": "not_investigated",
+    "错案": "wrongful",
+}
+
+
+@then(parsers.re(r"督查人员(?:查看 (?P<day>\S+) 的|在)案件台账上按 (?P<flag>\S+) 查到的案件为(?P<cases>.*)"))
+def case_board(ctx: World, day: str | None, flag: str, cases: str) -> None:
+    ctx.require_route("get", "/v1/cases", "the case board")
+    asked = {"flag": CASE_FLAGS[flag], "as_of": business_time(day) if day else None}
+    found = [row["id"] for row in ctx.items("supervisor", "/v1/cases", asked)]
+    expected = [] if cases.strip() == "空" else [ctx.known("case", c.strip('"')) for c in words(cases)]
+    assert found == expected, (flag, day, found)
