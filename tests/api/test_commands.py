@@ -71,6 +71,14 @@ def test_a_bureau_office_under_another_names_its_area_and_the_districts_token_re
     d2 = auth(issue_token(ledger, "sup-d2", Role.SUPERVISOR, ["d2"], actor="setup"))
     assert client.get("/v1/units/b1", headers=d1).status_code == 200
     assert client.get("/v1/units/b1", headers=d2).status_code == 403
+    # The city bureau's own admin registers its branch for 钢城区: the area is not its territory, the parent is.
+    bureau_admin = auth(issue_token(ledger, "bureau-admin", Role.ADMIN, ["bureau"], actor="setup"))
+    second = {**branch, "id": "b2", "name": "钢城分局", "jurisdiction_id": "d2"}
+    assert client.post("/v1/units", json=second, headers=bureau_admin).status_code == 201
+    assert (
+        client.post("/v1/units", json={**second, "id": "b3", "parent_id": "laiwu"}, headers=bureau_admin).status_code
+        == 403
+    )
 
 
 def test_petition_lifecycle_and_case_commands(client: TestClient, tokens: dict[str, str]) -> None:
