@@ -200,7 +200,7 @@ def _case_row(case: Case) -> Row:
     """A case's row on the case board, derived as of for ever: its flags that a moment decides (a deadline
     passed: 有案不查, 督办逾期) are judged when read (:func:`cases`) from what is kept beside it."""
     row = case.board_row(None)  # its flags judged when read (kept in their place: no re-ordering)
-    row["_major"], row["_wrongful"] = case.major_at is not None, any(e.type == "wrongful" for e in case.events)
+    row["_major"], row["_wrongful"] = case.major_at is not None, case.wrongful
     row["_deadlines"], row["_filing_deadline"] = case.supervision_deadlines, case.filing_deadline
     row["_filed_in_time"] = case.filed_in_time
     at = case.rec.occurred_at

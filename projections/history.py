@@ -113,6 +113,10 @@ class Case:
         return "closed" if any(e.type == "closed" for e in self.events) else "open"
 
     @property
+    def wrongful(self) -> bool:
+        return any(e.type == "wrongful" for e in self.events)
+
+    @property
     def supervision_deadlines(self) -> list[int]:
         return [int(e.data["deadline"]) for e in self.events if e.type == "supervised"]
 
@@ -123,7 +127,7 @@ class Case:
             self.supervision_deadlines,
             self.status == "open",
             self.unfiled_at is not None,
-            any(e.type == "wrongful" for e in self.events),
+            self.wrongful,
             as_of,
         )
 

@@ -379,10 +379,8 @@ class Queries:
     ) -> list[dict[str, Any]]:
         """The petition board (信访台账), in registration order. ``status=open`` lists every unclosed petition,
         overdue ones included. Paged: at most ``limit`` after the petition whose cursor is ``after``."""
-        if status not in (None, *PETITION_STATUSES):
-            raise ValueError(f"status must be one of {', '.join(PETITION_STATUSES)}")
-        if flag not in (None, *PETITION_FLAGS):
-            raise ValueError(f"flag must be one of {', '.join(PETITION_FLAGS)}")
+        _one_of(status, PETITION_STATUSES, "status")
+        _one_of(flag, PETITION_FLAGS, "flag")
         page = _page_of("petitions", limit, after)
         start = None if page.after is None else page.after[0]
         batch = paging.batch(page)
@@ -422,10 +420,8 @@ class Queries:
         closure) and flags (major 重大, supervised, supervision_overdue 督办逾期, not_investigated 有案不查,
         wrongful 错案) as of ``as_of``: about now from the current view's rows, of a past moment folded from the
         territory's facts. Paged: at most ``limit`` after the case whose cursor is ``after``."""
-        if status not in (None, *CASE_STATUSES):
-            raise ValueError(f"status must be one of {', '.join(CASE_STATUSES)}")
-        if flag not in (None, *CASE_FLAGS):
-            raise ValueError(f"flag must be one of {', '.join(CASE_FLAGS)}")
+        _one_of(status, CASE_STATUSES, "status")
+        _one_of(flag, CASE_FLAGS, "flag")
         page = _page_of("cases", limit, after)
         start = None if page.after is None else int(page.after[0])
         if self._now(as_of, known_at) and current.formatted(self.db):  # a view of an older format has no case rows
@@ -462,8 +458,7 @@ class Queries:
     ) -> list[dict[str, Any]]:
         """The officer registry (执法人员档案, R7, R8): removal due, removed, referred, commended; in registration
         order. Paged: at most ``limit`` after the officer whose cursor is ``after``, a page's officers folded alone."""
-        if status not in (None, *OFFICER_STATUSES):
-            raise ValueError(f"status must be one of {', '.join(OFFICER_STATUSES)}")
+        _one_of(status, OFFICER_STATUSES, "status")
         page = _page_of("officers", limit, after)
         start = None if page.after is None else page.after[0]
         batch = paging.batch(page, filtered=status is not None)
@@ -512,7 +507,7 @@ class Queries:
         """The city's report of a period (``daily``, ``weekly``, ``monthly``) as the JSON it is kept as, read back
         where it stands (``reports.as_known``): the answer of :meth:`daily`, :meth:`weekly` or :meth:`monthly` asked
         with no moment."""
-        reports.begun(kind, label, utc_now())
+        reports.check_begun(kind, label, utc_now())
         kept = reports.as_known(self, kind, label, None)
         assert kept is not None  # as known now, a report is always read back or kept
         return kept.body
@@ -520,7 +515,7 @@ class Queries:
     def _report(
         self, kind: str, label: str, as_of: datetime | None, known_at: datetime | None, covers: Covers
     ) -> dict[str, Any]:
-        reports.begun(kind, label, utc_now())
+        reports.check_begun(kind, label, utc_now())
         kept = None if as_of is not None else reports.as_known(self, kind, label, known_at, tallies=covers is not None)
         if kept is not None:
             answer: dict[str, Any] = orjson.loads(kept.body)
@@ -586,6 +581,12 @@ def _folds_of_pages(
         if len(found) < batch:
             return
         after, batch = found[-1][1], batch * 2
+
+
+def _one_of(value: str | None, choices: tuple[str, ...], name: str) -> None:
+    """``ValueError`` naming the choices for a ``value`` (given) that is none of them."""
+    if value is not None and value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}")
 
 
 def _page_of(name: str, limit: int | None, after: str | None) -> paging.Page:

@@ -68,13 +68,11 @@ def period(kind: str, label: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def begun(kind: str, label: str, now: datetime) -> tuple[datetime, datetime]:
-    """The period of a report asked for at ``now`` (:func:`period`); ``ValueError`` for one that has not begun: it
-    would answer today's standing under a future date."""
-    start, end = period(kind, label)
-    if start > now:
+def check_begun(kind: str, label: str, now: datetime) -> None:
+    """``ValueError`` for a report asked for at ``now`` whose period (:func:`period`) has not begun: it would answer
+    today's standing under a future date."""
+    if period(kind, label)[0] > now:
         raise ValueError(f"the {kind} report {label} covers a period that has not begun")
-    return start, end
 
 
 def _bounds(kind: str, label: str) -> tuple[datetime, datetime]:
@@ -488,18 +486,18 @@ def keep_known_now(queries: Queries, now: datetime) -> None:
     fact dated by its end entered since the last fold kept as known later, or else since its issue (the check
     :func:`as_known_at` makes, here without reading the kept JSON: this runs every idle second). Once all stand,
     the check is not made again until a projection moves on, a kept fold changes or another period ends."""
-    db, asked = queries.db, micros(now)
+    db, asked, ended = queries.db, micros(now), last_ended(now)
     try:
-        folds = [db.query(f"SELECT known_at FROM {KNOWN} WHERE kind = ? AND label = ?", p) for p in last_ended(now)]
+        folds = [db.query(f"SELECT known_at FROM {KNOWN} WHERE kind = ? AND label = ?", p) for p in ended]
     except db.errors:  # a store made before such reports were kept
         return
     # The last fold kept as known later of each, if by now; else (None) the check runs from its issue.
     kept = [int(rows[0][0]) if rows and int(rows[0][0]) <= asked else None for rows in folds]
-    mark = (last_ended(now), kept, positions(db, list(PROJECTIONS)))
+    mark = (ended, kept, positions(db, list(PROJECTIONS)))
     standing = _STANDING.get(db.url)
     if standing is not None and standing[0] == mark and asked - standing[1] < STANDING_RECHECK:
         return
-    for (kind, label), kept_at in zip(last_ended(now), kept, strict=True):
+    for (kind, label), kept_at in zip(ended, kept, strict=True):
         since = micros(period(kind, label)[1])
         if late.entered_between(db, since, since if kept_at is None else kept_at, asked):
             as_known_at(queries, kind, label, now)
