@@ -212,6 +212,8 @@ def query_cases(copies: int, seed: int = 7) -> dict[str, Callable[[Queries], Any
         # The case board about now: the current view's case rows (a past moment folds the district's cases).
         "cases(open, district)": lambda q: q.cases("open", unit_id=district()),
         "cases(page of 100, district)": lambda q: q.cases(unit_id=district(), limit=LIST_PAGE),
+        "cases(open, as_of, district)": lambda q: q.cases("open", unit_id=district(), as_of=_month_end(rng)),
+        "cases(as_of, known_at, district)": lambda q: q.cases(unit_id=district(), **_known_later(rng)),
         "trigger(id)": lambda q: q.trigger(f"R7.person.{rng.choice(OFFICERS)}{suffix(rng.randrange(copies))}.r1"),
         # A bulletin as issued (known at its period's end) is folded once and kept (projections.reports.issued):
         # asked again, and asked the first time.

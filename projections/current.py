@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,11 +99,15 @@ SELF_DATED = {
 #: reports count its triggers); 10: a missed deadline (有案不查, an overdue petition) is priced by the policy that set
 #: it, as its trigger names, a trigger names its unit beside its subject (``unit_id``), and R6's evidence names the
 #: commendations its score counts; 11: a quota row names the policy versions of its deductions, and the city has one
-#: when R4 deducted from it; 12: each case has its row on the case board (``case``, ``case_closed``). A new number also
-#: means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
-FORMAT = 12
+#: when R4 deducted from it; 12: each case has its row on the case board (``case``, ``case_closed``); 13: a case's span
+#: ends at its last event (the case board of a past moment folds the cases with an event after it). A new number
+#: also means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
+FORMAT = 13
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}
+#: The fact projections whose records have a board row (the petition board, the case board): their spans end at their
+#: last event of any kind, a board row changing with each (:func:`_span_rows`).
+BOARDED = frozenset({"petitions", "cases"})
 #: The kinds of the rows that find the records a past question folds (:func:`live`), and change no item.
 SPANS = "('span', 'petition_span', 'case_span')"
 #: The fact projection of each kind of span row (:func:`_span_rows`), the kinds :data:`SPANS` lists.
@@ -173,17 +177,19 @@ def _trigger_rows(uuid: str, triggers: list[dict[str, Any]]) -> Iterator[Row]:
 def _span_rows(projection: str, uuid: str, units: set[str | None], first: int, evs: list[Ev]) -> Iterator[Row]:
     """The record's span, once per unit: ``visible_from`` its first business time, ``at`` and ``seq`` its last
     revising one (an event not :data:`SELF_DATED`), so the unit index finds the spans that end after a moment. A
-    petition's span (``petition_span``) ends at its last event of any kind instead, its board row changing with
-    each, and keeps the last revising one as ``seq``; a case's (``case_span``) is a kind apart, so the quota
-    questions find their few without walking the officers'. None when nothing later revises (or, for a petition,
-    happens to) the record: it is never live."""
+    petition's span (``petition_span``) and a case's (``case_span``) end at their last event of any kind instead,
+    their board rows changing with each, and keep the last revising one as ``seq`` (0 when nothing revises: the
+    spans of the many records live for their boards alone then lie outside every range :data:`LIVE` reads by
+    ``seq``); a case's is a kind apart, so the quota questions find their few without walking the officers'. None
+    when nothing later revises (or, for a petition or case, happens to) the record: it is never live."""
     revised = max([first, *(e.occurred_at for e in evs if e.type not in SELF_DATED[projection])])
-    last = max([first, *(e.occurred_at for e in evs)]) if projection == "petitions" else revised
+    last = max([first, *(e.occurred_at for e in evs)]) if projection in BOARDED else revised
     if last == first:
         return
     kind = {"petitions": "petition_span", "cases": "case_span"}.get(projection, "span")
+    seq = revised if revised > first else 0
     for unit in sorted(u for u in units if u is not None):
-        yield uuid, kind, unit, last, first, revised, "[]"
+        yield uuid, kind, unit, last, first, seq, "[]"
 
 
 def _petition_row(p: PetitionState) -> Row:
@@ -423,16 +429,16 @@ def _where(k: Known, kinds: tuple[str, ...]) -> tuple[str, list[Any]]:
 
 
 #: Per question, the span rows of the records it folds rather than reads (:func:`live`): any record revised after
-#: ``as_of`` (a petition's span ends at its last event, its last revising one kept as ``seq``); for the petition
-#: board, a petition with any event after it; for the quota questions' major cases, a case revised after it (none
-#: while every case event is :data:`SELF_DATED`: a case is major from its report or first declaration, whatever
-#: follows; kept so a revising case event added later is folded, not read).
+#: ``as_of`` (a petition's or case's span ends at its last event, its last revising one kept as ``seq``); for the
+#: petition board, a petition with any event after it, and for the case board a case; for the quota questions'
+#: major cases, a case revised after it (a case is major from its report or first declaration, whatever follows).
 LIVE = {
     # seq > as_of means at > as_of too (a span's last event is at or after its last revising one): left out, so
     # the (kind, seq, visible_from, uuid) index answers alone (the city's month's end: 7-11 -> 0.3-0.8 ms).
     "records": f"kind IN {SPANS} AND seq > ?",
     "board": "kind = 'petition_span' AND at > ?",
-    "cases": "kind = 'case_span' AND at > ?",
+    "cases": "kind = 'case_span' AND seq > ?",
+    "case_board": "kind = 'case_span' AND at > ?",
 }
 
 
@@ -780,22 +786,37 @@ def petitions(
         stored = [_board_rows(k, _in_seq(k, wanted, start), skip)]
     else:  # a kind at a time: two ranges of the (kind, seq) index, merged here rather than sorted by the store
         stored = [_board_rows(k, _by_seq(k, kind, start, batch), skip) for kind in wanted]
+    return _with_folded(stored, folded, "petitions", lambda part: (p.board_row() for p in part.petitions), start, batch)
+
+
+def _with_folded(
+    stored: list[Iterator[dict[str, Any]]],
+    folded: Known | None,
+    projection: str,
+    board: Callable[[Known], Iterable[dict[str, Any]]],
+    start: int | None,
+    batch: int | None,
+) -> Iterator[dict[str, Any]]:
+    """A board's ``stored`` rows (in registration order, per kind) and, for a past moment, the ``board`` rows of
+    ``folded``'s records (of this fact ``projection``) from its fold, merged in registration order."""
     if folded is None:
         return heapq.merge(*stored, key=_registered)
     if batch is None:
-        rows = sorted((p.board_row() for p in folded.petitions), key=_registered)  # as the fold lists them
+        rows = sorted(board(folded), key=_registered)  # as the fold lists them
         return heapq.merge(*stored, rows, key=_registered)
-    return heapq.merge(*stored, _folded_board(folded, start, batch), key=_registered)
+    return heapq.merge(*stored, _folded_board(folded, projection, board, start, batch), key=_registered)
 
 
-def _folded_board(folded: Known, start: int | None, batch: int) -> Iterator[dict[str, Any]]:
-    """The board rows of ``folded``'s petitions registered after position ``start``, in registration order, folded
-    ``batch`` petitions at a time: a page folds those it may show, not the ~2,000 a month's end has revised."""
+def _folded_board(
+    folded: Known, projection: str, board: Callable[[Known], Iterable[dict[str, Any]]], start: int | None, batch: int
+) -> Iterator[dict[str, Any]]:
+    """The ``board`` rows of ``folded``'s records registered after position ``start``, in registration order, folded
+    ``batch`` records at a time: a page folds those it may show, not the ~2,000 a month's end has revised."""
     found: list[tuple[int, str]] = []
     uuids = folded.uuids or []
     for i in range(0, len(uuids), IN_LIST):
         some = uuids[i : i + IN_LIST]
-        sql = f"SELECT position, uuid FROM proj_petitions_records WHERE uuid IN ({', '.join('?' * len(some))})"
+        sql = f"SELECT position, uuid FROM proj_{projection}_records WHERE uuid IN ({', '.join('?' * len(some))})"
         found += [(int(position), uuid) for position, uuid in folded.db.query(sql, some)]
     ordered = [uuid for position, uuid in sorted(found) if start is None or position > start]
     # A few at first: they are a few percent of the board, so a page shows a handful of them.
@@ -804,23 +825,34 @@ def _folded_board(folded: Known, start: int | None, batch: int) -> Iterator[dict
         part = folded.of_records(ordered[:size])
         del ordered[:size]
         size = min(2 * size, batch)
-        yield from sorted((p.board_row() for p in part.petitions), key=_registered)
+        yield from sorted(board(part), key=_registered)
 
 
 def cases(
-    k: Known, status: str | None = None, *, start: int | None = None, batch: int | None = None
+    k: Known,
+    status: str | None = None,
+    folded: Known | None = None,
+    *,
+    start: int | None = None,
+    batch: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The case board about now, from the stored rows, in registration order, each row's flags judged against
-    ``k.as_of``; for a page, the rows registered after position ``start``, read ``batch`` at a time per kind (open,
+    """The case board as of ``k.as_of``, from the stored rows, in registration order, each row's flags judged
+    against it; for a past ``as_of``, the rows of ``folded``'s cases (:func:`live` of the ``case_board``) from its
+    fold. For a page, the rows registered after position ``start``, read ``batch`` at a time per kind (open,
     closed)."""
     kinds = {"open": ("case",), "closed": ("case_closed",)}.get(status or "", ("case", "case_closed"))
+    skip = _skipped(folded)
     if batch is None:
-        return _case_rows(k, _in_seq(k, kinds, start))
-    return heapq.merge(*(_case_rows(k, _by_seq(k, kind, start, batch)) for kind in kinds), key=_registered)
+        stored = [_case_rows(k, _in_seq(k, kinds, start), skip)]
+    else:
+        stored = [_case_rows(k, _by_seq(k, kind, start, batch), skip) for kind in kinds]
+    return _with_folded(stored, folded, "cases", lambda part: (c.board_row(k.as_of) for c in part.cases), start, batch)
 
 
-def _case_rows(k: Known, rows: Iterable[tuple[str, str, str]]) -> Iterator[dict[str, Any]]:
-    for _, kind, data in rows:
+def _case_rows(k: Known, rows: Iterable[tuple[str, str, str]], skip: frozenset[str]) -> Iterator[dict[str, Any]]:
+    for uuid, kind, data in rows:
+        if uuid in skip:
+            continue
         row = orjson.loads(data)
         major, wrongful, deadlines = row.pop("_major"), row.pop("_wrongful"), row.pop("_deadlines")
         filing_deadline, in_time = row.pop("_filing_deadline"), row.pop("_filed_in_time")

@@ -122,17 +122,18 @@ class Queries:
         known_at: datetime | None,
         unit_id: Territory,
         *,
-        board: bool = False,
+        of: str = "records",
         **fold: Any,
     ) -> Past | None:
-        """For a past ``as_of``, answered from the current view (``Past``; for the petition ``board``, the petitions
-        with any later event are folded, their rows showing every event). ``None`` when the view cannot answer
-        (:meth:`_view_answers`, :meth:`_late`) or a city-wide question has too many records to fold."""
+        """For a past ``as_of``, answered from the current view (``Past``; the records folded are those the question
+        ``of``, ``current.LIVE``, cannot read: for a board, those with any later event, their rows showing every
+        event). ``None`` when the view cannot answer (:meth:`_view_answers`, :meth:`_late`) or a city-wide question
+        has too many records to fold."""
         if not self._view_answers(as_of):
             return None
         k, wanted = self._scoped(as_of, known_at, unit_id, **fold)
         found = self._late(k, known_at)
-        folded = None if found is None else current.live(k, found.uuids, of="board" if board else "records")
+        folded = None if found is None else current.live(k, found.uuids, of=of)
         return None if found is None or folded is None else Past(k, wanted, folded, found.years)
 
     def _view_answers(self, as_of: datetime | None) -> bool:
@@ -387,7 +388,7 @@ class Queries:
         if self._now(as_of, known_at):
             k, wanted = self._scoped(None, None, unit_id, lean=True)
             board: Iterable[dict[str, Any]] = current.petitions(k, status, start=start, batch=batch)
-        elif past := self._past(as_of, known_at, unit_id, board=True):
+        elif past := self._past(as_of, known_at, unit_id, of="board"):
             k, wanted, folded, _ = past
             board = current.petitions(k, status, folded, start=start, batch=batch)
         else:
@@ -418,30 +419,31 @@ class Queries:
     ) -> list[dict[str, Any]]:
         """The case board (案件台账), in registration order: each case's facts, steps (filing, supervision 督办,
         closure) and flags (major 重大, supervised, supervision_overdue 督办逾期, not_investigated 有案不查,
-        wrongful 错案) as of ``as_of``: about now from the current view's rows, of a past moment folded from the
-        territory's facts. Paged: at most ``limit`` after the case whose cursor is ``after``."""
+        wrongful 错案) as of ``as_of``: from the current view's rows, and for a past moment a fold of the cases with an
+        event after it (or recorded after ``known_at``). Paged: at most ``limit`` after the case whose cursor is
+        ``after``."""
         _one_of(status, CASE_STATUSES, "status")
         _one_of(flag, CASE_FLAGS, "flag")
         page = _page_of("cases", limit, after)
         start = None if page.after is None else int(page.after[0])
+        batch = paging.batch(page, filtered=flag is not None)
+        board: Iterable[dict[str, Any]]
         if self._now(as_of, known_at) and current.formatted(self.db):  # a view of an older format has no case rows
             k, wanted = self._scoped(None, None, unit_id, lean=True)
-            stored = current.cases(k, status, start=start, batch=paging.batch(page, filtered=flag is not None))
-            rows: Iterable[dict[str, Any]] = (
-                row
-                for row in stored
-                if (wanted is None or row["unit_id"] in wanted) and (not flag or flag in row["flags"])
-            )
+            board = current.cases(k, status, start=start, batch=batch)
+        elif past := self._past(as_of, known_at, unit_id, of="case_board"):
+            k, wanted, folded, _ = past
+            board = current.cases(k, status, folded, start=start, batch=batch)
         else:
             k, wanted = self._scoped(as_of, known_at, unit_id)
-            rows = (
-                c.board_row(k.as_of)
-                for c in k.cases
-                if (start is None or c.rec.position > start)
-                and (wanted is None or c.rec.unit_id in wanted)
-                and (status is None or c.status == status)
-                and (flag is None or flag in c.flags(k.as_of))
-            )
+            board = (c.board_row(k.as_of) for c in k.cases if start is None or c.rec.position > start)
+        rows = (
+            row
+            for row in board
+            if (wanted is None or row["unit_id"] in wanted)
+            and (status is None or row["status"] == status)
+            and (not flag or flag in row["flags"])
+        )
         return paging.window(rows, CURSORS["cases"][0], page)
 
     # --- officers -----------------------------------------------------------------------------
