@@ -32,7 +32,9 @@ _ready_lock = threading.Lock()
 class Limit:
     """At most ``attempts`` failures per client within ``window`` seconds."""
 
-    attempts: int = 10
+    #: Enough for a client's honest mistakes (and an acceptance suite's refusals) in a minute; far too few to guess a
+    #: token, and few enough that a flood of failures is no cheap way to grow the table.
+    attempts: int = 100
     window: float = 60.0
 
 
