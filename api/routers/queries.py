@@ -125,6 +125,19 @@ def _territory(unit_id: str | None, principal: Principal) -> Territory:
     return unit_id if unit_id is not None or not principal.bound else principal.unit_ids
 
 
+def check_moments(**moments: datetime | None) -> None:
+    """422 for an ``as_of`` or ``known_at`` without a UTC offset or outside the ledger's time (``check_moment``)."""
+    for key, moment in moments.items():
+        if moment is None:
+            continue
+        if moment.utcoffset() is None:
+            raise InvalidParameter(f"{key} must carry a UTC offset", "query", key)
+        try:
+            check_moment(moment, key)
+        except ValueError as e:
+            raise InvalidParameter(str(e), "query", key) from None
+
+
 def _ask(
     request: Request,
     ledger: Ledger,
@@ -134,15 +147,7 @@ def _ask(
     *args: Any,
     **options: Any,
 ) -> QueryAnswer:
-    for key in ("as_of", "known_at"):
-        moment = options.get(key)
-        if moment is not None and moment.utcoffset() is None:
-            raise InvalidParameter(f"{key} must carry a UTC offset", "query", key)
-        try:
-            if moment is not None:
-                check_moment(moment, key)
-        except ValueError as e:
-            raise InvalidParameter(str(e), "query", key) from None
+    check_moments(as_of=options.get("as_of"), known_at=options.get("known_at"))
     with _reader(request, ledger, seen, name) as reader:
         result = getattr(reader, name)(*args, **options)
         position, lag = projections_link.progress(reader.db)

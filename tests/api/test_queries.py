@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,20 @@ def test_a_decision_cannot_be_dated_before_its_trigger_opened(
         assert early.status_code == 409 and early.json()["rule"] == "chronology"
         assert ledger.recorder.max_notification_id() == reported["position"]
         later = {**decision, "occurred_at": "2024-03-05T09:00:00+08:00"}
-        assert client.post("/v1/triggers/R4.case.c-big/decision", json=later, headers=supervisor).status_code == 201
+        between = datetime.now(UTC)
+        decided = client.post("/v1/triggers/R4.case.c-big/decision", json=later, headers=supervisor)
+        assert decided.status_code == 201
+        # Read alone, the trigger is as the list shows it at the moment asked: not yet open, open, decided.
+        assert engine.wait_for(store_url, decided.json()["position"], timeout=30)
+
+        def read(**moment: str) -> Any:
+            return client.get("/v1/triggers/R4.case.c-big", params=moment, headers=supervisor)
+
+        assert read(as_of="2024-02-20T00:00:00+08:00").status_code == 404
+        assert read(as_of="2024-03-03T00:00:00+08:00").json()["status"] == "open"
+        assert read().json()["status"] == read(as_of="2024-03-06T00:00:00+08:00").json()["status"] == "decided"
+        assert read(known_at=between.isoformat()).json()["status"] == "open"  # as known before it was decided
+        assert read(as_of="2024-03-03T00:00+08:00x").status_code == 422
 
 
 def test_quota_lists_page_by_district(store_url: str, ledger: Ledger, tokens: dict[str, str]) -> None:
