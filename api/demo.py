@@ -137,6 +137,7 @@ class _Planner:
         self.steps: list[Step] = []
         self.leaders: dict[str, list[str]] = {}  # unit -> leader person ids
         self.officers: dict[str, list[str]] = {}  # district -> officer ids
+        self.removed: dict[str, datetime] = {}  # officer -> removed from the enforcement post then (R7)
         self.station_of: dict[str, str] = {}  # township -> land station
         self.district_of: dict[str, str] = {}  # township -> district
         self.names: set[str] = set()
@@ -320,10 +321,21 @@ class _Planner:
             )
             if substantiated and n < 6:  # one removal still due at year end: R7's trigger stays open
                 self.add("remove_from_post", at(month + 1, 12), person_id=officer)
+                self.removed[officer] = at(month + 1, 12)
             if n == 0:
                 self.add("refer_to_judiciary", at(month + 2, 1), person_id=officer)
         for officer in self.rng.sample([o for o in officers if o not in accused[:7]], 6):
             self.add("commend", at(12, 20), person_id=officer, title=self.rng.choice(list(Commendation)))
+
+    def in_post(self, district: str, handlers: list[str], when: datetime) -> list[str]:
+        """The handlers drawn, an officer removed from the post by ``when`` replaced by the district's first one still
+        in it (R7: a removed officer handles no case); the draws stay as they were, so the rest of the year does."""
+
+        def serving(officer: str) -> bool:
+            return officer not in self.removed or self.removed[officer] > when
+
+        spare = [o for o in self.officers[district] if o not in handlers and serving(o)]
+        return [h if serving(h) else spare.pop(0) for h in handlers]
 
     def receptions(self) -> None:
         # R17: leaders receive petitioners publicly at the grassroots at least once a month; some miss months.
@@ -372,6 +384,7 @@ class _Planner:
                 continue  # never filed: 有案不查
             handlers = self.rng.sample(self.officers[district], 2)
             t = start + timedelta(days=self.rng.randint(1, 12))
+            handlers = self.in_post(district, handlers, t)
             self.add("file_case", t, case_id=case_id, handler_ids=handlers)
             if mineral or n % 7 == 0:
                 self.add(

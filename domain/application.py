@@ -641,7 +641,14 @@ class Ledger(Application[UUID]):
 
     def file_case(self, case_id: str, handler_ids: list[str], **cmd: Any) -> Receipt:
         self._require_people(handler_ids, "handler_ids")
-        return self._command(EnforcementCase, case_id, lambda c, s: c.file(handler_ids, s), **cmd)
+        handlers = [self.get(Person, person_id) for person_id in handler_ids]
+
+        def file(case: EnforcementCase, stamp: Stamp) -> None:
+            for handler in handlers:
+                handler.check_may_handle_cases(stamp)
+            case.file(handler_ids, stamp)
+
+        return self._command(EnforcementCase, case_id, file, **cmd)
 
     def handle_jointly(self, case_id: str, agencies: list[Agency], **cmd: Any) -> Receipt:
         return self._command(EnforcementCase, case_id, lambda c, s: c.handle_jointly(agencies, s), **cmd)

@@ -33,6 +33,7 @@ class Person(Record):
         post: Post
         reports: dict[str, MisconductReport]
         removed: bool
+        removed_at: datetime | None
         referred: bool
         commendations: list[str]
         trainings: list[str]
@@ -59,6 +60,7 @@ class Person(Record):
             person.post = Post(self.post)
             person.reports = {}
             person.removed = False
+            person.removed_at = None
             person.referred = False
             person.commendations = []
             person.trainings = []
@@ -96,6 +98,7 @@ class Person(Record):
 
         def apply(self, person: Any) -> None:
             person.removed = True
+            person.removed_at = self.occurred_at
 
     class ReferredToJudiciary(Record.Event):
         """Referred to the judicial organs (移交司法, R7)."""
@@ -165,6 +168,15 @@ class Person(Record):
             raise RuleViolation(f"{self.record_id} has already been removed from the enforcement post", rule="R7")
         basis = self._substantiated_basis("removal from the enforcement post", stamp)
         self._record(self.RemovedFromPost, stamp, report_ids=basis)
+
+    def check_may_handle_cases(self, stamp: Stamp) -> None:
+        """R7: an officer removed from the enforcement post (调离执法岗位) handles no case filed from then on."""
+        if self.removed_at is not None and stamp.occurred_at >= self.removed_at:
+            raise RuleViolation(
+                f"{self.record_id} was removed from the enforcement post at {self.removed_at.isoformat()}; "
+                "cannot handle a case",
+                rule="R7",
+            )
 
     def refer_to_judiciary(self, stamp: Stamp) -> None:
         if self.referred:

@@ -194,11 +194,23 @@ def report_clue(ctx: World, unit: str, day: str, source: str, case: str, options
         ctx.created_at[ctx.id("case", case)] = response.json()["position"]
 
 
-@given(parsers.parse('执法人员于 {day} 对案件 "{case}" 立案, 承办人为 {handlers}'))
-@when(parsers.parse('执法人员于 {day} 对案件 "{case}" 立案, 承办人为 {handlers}'))
-def file_case(ctx: World, day: str, case: str, handlers: str) -> None:
+FILING = '执法人员于 {day} 对案件 "{case}" 立案, 承办人为 {handlers}'
+
+
+def filing(ctx: World, day: str, case: str, handlers: str) -> tuple[str, dict[str, Any]]:
     body = {"handler_ids": [ctx.known("person", h) for h in words(handlers)], "occurred_at": business_time(day)}
-    ctx.must("officer", f"/v1/cases/{ctx.known('case', case)}/filing", body)
+    return f"/v1/cases/{ctx.known('case', case)}/filing", body
+
+
+@given(parsers.parse(FILING))
+def file_case(ctx: World, day: str, case: str, handlers: str) -> None:
+    ctx.must("officer", *filing(ctx, day, case, handlers))
+
+
+@when(parsers.parse(FILING))
+def try_filing(ctx: World, day: str, case: str, handlers: str) -> None:
+    """A filing whose answer the scenario checks (命令成功, 命令被拒绝)."""
+    ctx.command("officer", *filing(ctx, day, case, handlers))
 
 
 @given(parsers.parse("{unit} 在 {year:d} 年发生 {count:d} 起重大案件"))
