@@ -25,6 +25,7 @@ from domain.access import AccessLog
 from domain.application import Ledger, record_class
 from domain.base import check_id, record_uuid, unit_of
 from domain.errors import RecordNotFound
+from domain.policy import Policy
 
 #: Fields every event carries, shown beside ``data`` rather than in it.
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "actor", "occurred_at"}
@@ -89,6 +90,8 @@ def late_entries(
         records = _Records(db, decode)
         for row in db.events(start=start):
             event = decode(StoredEvent(UUID(row.originator_id), row.originator_version, row.topic, row.state))
+            if isinstance(event, Policy.Established):
+                continue  # the defaults, in force from the ledger's epoch as every store begins: dated so by design
             occurred = getattr(event, "occurred_at", None)
             # An amendment takes effect from its effective_from: one recorded today for a year ago rewrites that
             # year's outcomes, and is as back-dated as any entry dated then.

@@ -256,6 +256,8 @@ def test_late_entries_name_their_unit_and_a_bound_auditor_sees_only_its_territor
     )
     moved = {"to_unit_id": "d2", "occurred_at": "2024-03-06T09:00:00+08:00"}
     client.post("/v1/petitions/x1/diversion", json=moved, headers=clerk)
+    # An amendment in force from 2024: the city's policy, back-dated (the defaults, in force from the epoch, are not).
+    ledger.amend_policy(datetime(2024, 1, 1, tzinfo=BUREAU_TZ), {"pass_score": 70}, actor="admin")
 
     rows = late_rows(client, tokens["auditor"])
     owners = {(r["kind"], r["record_id"], r["type"]): r["unit_id"] for r in rows}
@@ -264,7 +266,8 @@ def test_late_entries_name_their_unit_and_a_bound_auditor_sees_only_its_territor
     assert owners[("petition", "x1", "Petition.Diverted")] == "d2"
     assert owners[("unit", "d2", "Unit.Registered")] == "d2"
     assert owners[("person", "officer1", "Person.Registered")] == "t1"
-    assert owners[("policy", "bureau", "Policy.Established")] is None
+    assert owners[("policy", "bureau", "Policy.Amended")] is None
+    assert ("policy", "bureau", "Policy.Established") not in owners
 
     trail = client.get("/v1/audit/events?kind=petition&id=x1", headers=auth(tokens["auditor"])).json()["items"]
     assert [e["unit_id"] for e in trail] == ["t1", "t1", "d2"]  # each row names its unit as it stood then

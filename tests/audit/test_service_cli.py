@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,10 @@ from audit.db import AuditDB
 from domain.application import Ledger
 from domain.vocabulary import UnitKind
 from tests.audit.conftest import record_history
+
+
+def days_ago(days: int) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
 
 
 def test_proofs_verify_against_signed_checkpoints(ledger: Ledger, store_url: str, signing_key: Path) -> None:
@@ -45,7 +49,9 @@ def test_proofs_verify_against_signed_checkpoints(ledger: Ledger, store_url: str
         service.inclusion_proof(store_url, 1, second.size + 5)
     assert service.verify(store_url)["ok"]
     assert service.export_bytes(store_url).startswith(b'{"kind":"header"')
-    assert service.late_entries(store_url, timedelta(days=1))[0]["position"] == 1
+    assert service.late_entries(store_url, timedelta(days=1)) == []  # the defaults (position 1) are no late entry
+    back = ledger.register_unit("back", "补录", UnitKind.DISTRICT, "laiwu", actor="admin", occurred_at=days_ago(3))
+    assert [e["position"] for e in service.late_entries(store_url, timedelta(days=1))] == [back.position]
 
 
 def test_cli(
