@@ -53,6 +53,23 @@ class Checkpoint:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Checkpoint:
+        """A checkpoint as ``GET /v1/audit/checkpoints/latest`` and a bundle write it; ``ValueError`` for anything
+        else."""
+        fields = ("size", "root", "timestamp", "signature", "key_id")
+        if not isinstance(data, dict) or any(f not in data for f in fields):
+            raise ValueError(f"a checkpoint names {', '.join(fields)}")
+        size, texts = data["size"], [data[f] for f in fields[1:]]
+        if (
+            not isinstance(size, int)
+            or isinstance(size, bool)
+            or size < 0
+            or not all(isinstance(t, str) for t in texts)
+        ):
+            raise ValueError("a checkpoint's size is a whole number and its other fields text")
+        return cls(size, *texts)
+
 
 def checkpoint_message(size: int, root: str, timestamp: str) -> bytes:
     """The exact bytes signed: a versioned header and one field per line."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
@@ -28,15 +29,52 @@ def _trusted(key: Path | None) -> Ed25519PublicKey | None:
     return checkpoints.load_public_key(key.read_bytes()) if key else None
 
 
+def _keys(paths: list[Path] | None) -> list[Ed25519PublicKey] | None:
+    """The trusted public keys (PEM files; several across a key's change), or None for the default."""
+    if not paths:
+        return None
+    try:
+        return [checkpoints.load_public_key(path.read_bytes()) for path in paths]
+    except (OSError, ValueError, TypeError) as e:
+        raise _fail(f"--key: {e}") from None
+
+
+def _saved(paths: list[Path] | None) -> list[checkpoints.Checkpoint]:
+    """Checkpoints an auditor kept (JSON, as ``GET /v1/audit/checkpoints/latest`` answers)."""
+    found = []
+    for path in paths or []:
+        try:
+            found.append(checkpoints.Checkpoint.from_dict(orjson.loads(path.read_bytes())))
+        except (OSError, ValueError) as e:
+            raise _fail(f"--checkpoint {path}: {e}") from None
+    return found
+
+
+KeyOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--key", help="a trusted public key (PEM), repeatable across a key's change; default: the signing key file"
+    ),
+]
+SavedOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--checkpoint",
+        help="a checkpoint kept outside the store (JSON of GET /v1/audit/checkpoints/latest), repeatable: the log "
+        "must still hold what it signed",
+    ),
+]
+
+
 def verify(
-    key: Annotated[
-        Path | None, typer.Option("--key", help="trusted public key (PEM); default: the signing key file")
-    ] = None,
+    key: KeyOption = None,
+    saved: SavedOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
-    """Check the whole store's integrity; exit 0 if intact, 1 naming the first bad position."""
+    """Check the whole store's integrity; exit 0 if intact, 1 naming the first bad position. Says how far the log is
+    signed, and by whose key: events after the last checkpoint are proved against nothing yet."""
     url = require_store(database_url())
-    keys = None if key is None else [k for k in [_trusted(key)] if k is not None]
+    keys, kept = _keys(key), _saved(saved)
     with Progress(
         TextColumn("verifying"),
         BarColumn(),
@@ -47,11 +85,27 @@ def verify(
         transient=True,
     ) as bar:
         task = bar.add_task("verify", total=None)
-        result = verify_module.verify(url, lambda done, total: bar.update(task, completed=done, total=total), keys)
+        result = verify_module.verify(
+            url, lambda done, total: bar.update(task, completed=done, total=total), keys, saved=kept
+        )
     if result.ok:
         typer.echo(f"intact: {result.checked} events, head {result.head}")
+        typer.echo(_signed(result))
         return
     raise _fail(f"first bad position {result.first_bad_position}: {result.reason}")
+
+
+def _signed(result: verify_module.VerifyResult) -> str:
+    """How far an intact log is signed, when, and whose keys vouched for it."""
+    cp = result.signed
+    if cp is None:
+        return "signed: no checkpoint covers these events yet (`ledger checkpoint` signs them)"
+    after = result.checked - cp.size
+    tail = f"; {after} event{'s' if after > 1 else ''} after it not yet signed" if after else ""
+    return (
+        f"signed: the first {cp.size} events, checkpoint of {cp.timestamp} by key {cp.key_id} "
+        f"({verify_module.KEY_SOURCES[result.keys]}){tail}"
+    )
 
 
 def export(

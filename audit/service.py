@@ -23,7 +23,8 @@ class ProofUnavailable(LookupError):
 
 
 def verify(url: str) -> dict[str, Any]:
-    """``{ok, checked, head, first_bad_position, reason}``."""
+    """``{ok, checked, head, first_bad_position, reason, signed, keys}``: ``signed`` the largest checkpoint found
+    good (the events after it are signed by none yet), ``keys`` whose keys vouched for it."""
     r = verify_module.verify(url)
     return {
         "ok": r.ok,
@@ -31,6 +32,8 @@ def verify(url: str) -> dict[str, Any]:
         "head": r.head,
         "first_bad_position": r.first_bad_position,
         "reason": r.reason,
+        "signed": r.signed.to_dict() if r.signed else None,
+        "keys": r.keys,
     }
 
 

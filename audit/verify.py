@@ -13,6 +13,7 @@ first bad position and the reason exactly as a single sequential pass does.
 
 from __future__ import annotations
 
+import heapq
 import math
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from hashlib import sha256
 from typing import Any, NamedTuple
@@ -49,13 +50,25 @@ _LENGTH = struct.Struct(">Q")
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """``ok`` if intact; else ``first_bad_position`` and why. ``head`` is the last chain hash (hex)."""
+    """``ok`` if intact; else ``first_bad_position`` and why. ``head`` is the last chain hash (hex). ``signed`` is
+    the largest checkpoint found good (what the check proves the log against: the events after it are signed by
+    none), and ``keys`` says whose keys vouched for it (:data:`KEY_SOURCES`)."""
 
     ok: bool
     checked: int
     head: str | None
     first_bad_position: int | None = None
     reason: str = ""
+    signed: checkpoints.Checkpoint | None = None
+    keys: str = ""
+
+
+#: Where the keys a check trusts came from: the proof is only as good as they are.
+KEY_SOURCES = {
+    "given": "the trusted key given",
+    "key file": "the signing key file's public half",
+    "database": "keys recorded in the database itself (whoever can write it can replace them: pass --key)",
+}
 
 
 class _Run(NamedTuple):
@@ -90,23 +103,28 @@ def verify(
     progress: Progress | None = None,
     public_keys: list[Ed25519PublicKey] | None = None,
     workers: int | None = None,
+    saved: list[checkpoints.Checkpoint] | None = None,
 ) -> VerifyResult:
     """Check the store at ``url``; ``public_keys`` default to the signing key file's public key.
 
     With no trusted key at hand, the keys recorded in the database are used, which proves the
-    checkpoints were signed by whoever holds those keys, no more. ``workers`` processes check the
-    chain (default: one per CPU; 1 checks in this process).
+    checkpoints were signed by whoever holds those keys, no more. ``saved`` checkpoints, kept by an auditor outside
+    the store (from ``GET /v1/audit/checkpoints/latest`` or a bundle), are checked as the stored ones are: the
+    database's own checkpoints can be deleted by whoever rewrites it, and the honest signer would then sign the
+    rewritten log. ``workers`` processes check the chain (default: one per CPU; 1 checks in this process).
     """
     with AuditDB(url) as db:
-        keys: Mapping[str, Ed25519PublicKey] = trusted_keys(public_keys) or checkpoints.published_keys(db)
+        trusted = trusted_keys(public_keys)
+        keys: Mapping[str, Ed25519PublicKey] = trusted or checkpoints.published_keys(db)
+        source = "given" if public_keys is not None and trusted else "key file" if trusted else "database"
         total = int(db.query(f"SELECT COUNT(*) FROM {db.hashes_table}")[0][0]) if progress else 0
         ranges = _ranges(db)
         # A pool only pays for itself when there is more than one range to share out.
         workers = min(workers or os.cpu_count() or 1, math.ceil((db.last_position() or 0) / RANGE))
         runs = _checked_in_pool(url, ranges, workers) if workers > 1 else (_check_range(db, *r) for r in ranges)
-        walk = _Walk(db, keys, progress, total)
+        walk = _Walk(db, keys, progress, total, saved or [])
         try:
-            result = walk.run(runs)
+            result = replace(walk.run(runs), signed=walk.signed, keys=source)
         finally:
             runs.close()  # stopped at a bad position: the ranges still queued are not started
         # The proofs handed out come from the tree's cached nodes: each must be what the verified chain makes it.
@@ -116,10 +134,10 @@ def verify(
         if bad is None:
             return result
         if result.ok:
-            return VerifyResult(False, result.checked, result.head, *bad)
+            return replace(result, ok=False, first_bad_position=bad[0], reason=bad[1])
         assert result.first_bad_position is not None
         if bad[0] > result.first_bad_position:
-            return VerifyResult(False, result.checked, result.head, bad[0], f"{result.reason}; {bad[1]}")
+            return replace(result, first_bad_position=bad[0], reason=f"{result.reason}; {bad[1]}")
         return result
 
 
@@ -204,7 +222,14 @@ def _leaves(rows: list[tuple[Any, ...]]) -> list[bytes]:
 class _Walk:
     """The parent's pass in log order: Merkle tree, checkpoints, and the row-by-row diagnosis."""
 
-    def __init__(self, db: AuditDB, keys: Mapping[str, Ed25519PublicKey], progress: Progress | None, total: int):
+    def __init__(
+        self,
+        db: AuditDB,
+        keys: Mapping[str, Ed25519PublicKey],
+        progress: Progress | None,
+        total: int,
+        saved: list[checkpoints.Checkpoint],
+    ):
         self.db = db
         self.keys = keys
         self.progress = progress
@@ -212,8 +237,11 @@ class _Walk:
         self.prev = GENESIS
         self.tree = Accumulator()
         self.last_position = 0
-        self.cps = checkpoints.iter_checkpoints(db)
+        # The stored checkpoints and those saved outside the store, in the order the tree reaches their sizes.
+        self.cps = heapq.merge(checkpoints.iter_checkpoints(db), sorted(saved, key=_size), key=_size)
         self.pending = next(self.cps, None)
+        #: The largest checkpoint found good so far.
+        self.signed: checkpoints.Checkpoint | None = None
         #: Whether the walk stopped at a checkpoint whose root the chain no longer makes: a rewrite somewhere in
         #: the range it names, which the tree's cache (leaves as first seen) can place.
         self.rewritten = False
@@ -317,7 +345,12 @@ class _Walk:
         if problem:
             return self.bad(start, problem)
         self.unproven_from = None
+        self.signed = cp
         return None
+
+
+def _size(checkpoint: checkpoints.Checkpoint) -> int:
+    return checkpoint.size
 
 
 @lru_cache(maxsize=1024)  # topics repeat: encode each once

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -65,6 +66,20 @@ def test_cli(
     assert runner.invoke(app, ["checkpoint"]).exit_code == 0
     ok = runner.invoke(app, ["verify", "-q"])
     assert ok.exit_code == 0 and "intact: 10 events" in ok.output
+    assert "signed: the first 10 events" in ok.output and "signing key file" in ok.output
+    # A checkpoint kept outside the store is checked too; one the log no longer holds fails, naming why.
+    kept = tmp_path / "kept.json"
+    kept.write_bytes(orjson.dumps(service.latest_checkpoint(store_url)))
+    assert runner.invoke(app, ["verify", "-q", "--checkpoint", str(kept)]).exit_code == 0
+    forged = tmp_path / "forged.json"
+    forged.write_bytes(orjson.dumps({**orjson.loads(kept.read_bytes()), "root": "00" * 32}))
+    refused = runner.invoke(app, ["verify", "-q", "--checkpoint", str(forged)])
+    assert refused.exit_code == 1 and "invalid signature" in refused.output
+    odd = runner.invoke(app, ["verify", "-q", "--checkpoint", str(signing_key)])
+    assert odd.exit_code == 1 and odd.output.startswith("ledger: --checkpoint")
+    ledger.register_unit("late2", "后来", UnitKind.DISTRICT, "laiwu", actor="admin")
+    tail = runner.invoke(app, ["verify", "-q", "--key", str(signing_key)])
+    assert "1 event after it not yet signed" in tail.output and "trusted key given" in tail.output
     out = tmp_path / "b.jsonl"
     assert runner.invoke(app, ["export", "--out", str(out), "--from", "2"]).exit_code == 0
     checked = runner.invoke(app, ["verify-bundle", str(out), "--key", str(signing_key)])

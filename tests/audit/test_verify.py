@@ -6,6 +6,7 @@ two worker processes (so ranges start and end next to each tampered row).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import pytest
 
 import audit.verify
 from audit.chain import GENESIS, event_hash, leaf_hash
-from audit.checkpoints import CheckpointRefused, take_checkpoint
+from audit.checkpoints import CheckpointRefused, latest_checkpoint, load_signing_key, take_checkpoint
 from audit.db import AuditDB
+from audit.schema import CHECKPOINTS, NODES
 from audit.verify import verify
 from domain.application import Ledger
 from domain.vocabulary import UnitKind
@@ -145,6 +147,41 @@ def test_a_rewrite_deep_in_a_checkpoints_range_is_named_at_its_position(
     result = verify(store_url)
     assert (result.ok, result.first_bad_position) == (False, target)
     assert "rewritten" in result.reason and f"leaf {target - 1}" in result.reason
+
+
+def test_a_checkpoint_kept_outside_the_store_catches_a_rewrite_whose_checkpoints_were_deleted(
+    store_url: str, ledger: Ledger, history: list[int], tamper: AuditDB
+) -> None:
+    """An intruder rewrites event 6, recomputes the chain and deletes every checkpoint and cached node: the honest
+    signer then signs the rewritten log, and the store alone verifies. The checkpoint an auditor kept from before
+    (as ``GET /v1/audit/checkpoints/latest`` gave it) does not: the log no longer holds what it signed."""
+    kept = latest_checkpoint(store_url)
+    assert kept is not None and verify(store_url, saved=[kept]).signed == kept
+    target = history[5]
+    event = next(tamper.events(start=target, stop=target))
+    set_state(tamper, target, event.state + b" ")
+    _recompute_chain(tamper)
+    tamper.execute(f"DELETE FROM {CHECKPOINTS}")
+    tamper.execute(f"DELETE FROM {NODES}")
+    ledger.register_unit("e1", "镇1", UnitKind.TOWNSHIP, "d1", actor="admin")
+    resigned = take_checkpoint(store_url)
+    alone = verify(store_url)
+    assert alone.ok and alone.signed == resigned  # what the store alone can tell: signed, by the right key
+    result = verify(store_url, saved=[kept])
+    assert (result.ok, result.first_bad_position) == (False, 1) and "rewritten" in result.reason
+    # A kept checkpoint larger than the log: events were removed.
+    beyond = dataclasses.replace(kept, size=kept.size + 50)
+    assert not verify(store_url, saved=[beyond]).ok
+
+
+def test_verify_says_how_far_the_log_is_signed_and_by_whose_keys(
+    store_url: str, ledger: Ledger, history: list[int], signing_key: Path
+) -> None:
+    signed = verify(store_url)
+    assert signed.signed is not None and (signed.signed.size, signed.keys) == (len(history), "key file")
+    ledger.register_unit("e1", "镇1", UnitKind.TOWNSHIP, "d1", actor="admin")
+    later = verify(store_url, public_keys=[load_signing_key(signing_key).public_key()])
+    assert later.ok and later.checked == len(history) + 1 and later.signed == signed.signed and later.keys == "given"
 
 
 @pytest.mark.parametrize("level", [0, 1])
