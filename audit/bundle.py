@@ -80,6 +80,12 @@ class BundleResult:
     #: given (else the bundle's own: it vouches for itself until its key id is compared with the one published).
     signed_by: tuple[str, ...] = ()
     trusted: bool = False
+    #: The positions the bundle holds and the size of the signed log they are proved in (a bundle may hold a part).
+    first: int | None = None
+    last: int | None = None
+    signed_size: int | None = None
+    #: Why the stated projections were not recomputed, when they were not.
+    unchecked: str = ""
 
 
 # --- decoding without keys -----------------------------------------------------------------------
@@ -407,12 +413,24 @@ def _lines(path: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
 
 
 def verify_bundle(
-    path: Path | str, recompute: bool = False, trusted_key: Ed25519PublicKey | None = None
+    path: Path | str,
+    recompute: bool | None = False,
+    trusted_key: Ed25519PublicKey | None = None,
+    trusted_keys: list[Ed25519PublicKey] | None = None,
 ) -> BundleResult:
-    """Check a bundle with nothing but the file (and optionally a trusted public key)."""
-    result = _Check(Path(path), trusted_key).run()
-    if not result.ok or not recompute:
+    """Check a bundle with nothing but the file (and optionally trusted public keys, several across a key's change).
+    ``recompute`` rebuilds the stated projections from its events and compares them; ``None``: when the bundle holds
+    the log from its start (only then can they be rebuilt), else the result says they were not checked."""
+    keys = [*([trusted_key] if trusted_key is not None else []), *(trusted_keys or [])]
+    result = _Check(Path(path), keys).run()
+    if not result.ok:
         return result
+    if recompute is None:
+        recompute = result.first == 1
+        if not recompute:
+            return dataclasses.replace(result, unchecked=f"the bundle starts at position {result.first}")
+    if not recompute:
+        return dataclasses.replace(result, unchecked="not asked")
     problem = _recompute(Path(path))
     if problem:
         return BundleResult(False, result.events, None, problem)
@@ -420,12 +438,10 @@ def verify_bundle(
 
 
 class _Check:
-    def __init__(self, path: Path, trusted_key: Ed25519PublicKey | None) -> None:
+    def __init__(self, path: Path, trusted_keys: list[Ed25519PublicKey]) -> None:
         self.path = path
-        self.keys: dict[str, Ed25519PublicKey] = {}
-        if trusted_key is not None:
-            self.keys = {checkpoints.key_id(trusted_key): trusted_key}
-        self.trusted = trusted_key is not None
+        self.keys: dict[str, Ed25519PublicKey] = {checkpoints.key_id(k): k for k in trusted_keys}
+        self.trusted = bool(trusted_keys)
         self.roots: dict[int, bytes] = {}
         self.events = 0
         self.signed_by: list[str] = []
@@ -509,9 +525,19 @@ class _Check:
             return self.fail("the bundle has no trailer (cut off?)")
         if trailer.get("sha256") != digest.hexdigest() or trailer.get("events") != self.events:
             return self.fail("the bundle's trailer does not match its contents")
-        if header is not None and self.events and last_position != header["to"]:
+        if header is None or proof is None or not self.events:
+            return self.fail("the bundle holds no events")
+        if last_position != header["to"]:
             return self.fail(f"the bundle ends at {last_position}, its header says {header['to']}", last_position)
-        return BundleResult(True, self.events, signed_by=tuple(self.signed_by), trusted=self.trusted)
+        return BundleResult(
+            True,
+            self.events,
+            signed_by=tuple(self.signed_by),
+            trusted=self.trusted,
+            first=int(header["from"]),
+            last=last_position,
+            signed_size=proof.size,
+        )
 
     @staticmethod
     def check_event(rec: dict[str, Any], prev: bytes, proof: checkpoints.Checkpoint) -> str | None:

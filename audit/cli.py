@@ -25,10 +25,6 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _trusted(key: Path | None) -> Ed25519PublicKey | None:
-    return checkpoints.load_public_key(key.read_bytes()) if key else None
-
-
 def _keys(paths: list[Path] | None) -> list[Ed25519PublicKey] | None:
     """The trusted public keys (PEM files; several across a key's change), or None for the default."""
     if not paths:
@@ -126,23 +122,41 @@ def export(
 
 def verify_bundle(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="bundle written by `ledger export`")],
-    recompute: Annotated[bool, typer.Option("--recompute", help="also rebuild the stated projections")] = False,
+    recompute: Annotated[
+        bool | None,
+        typer.Option(
+            "--recompute/--no-recompute",
+            help="rebuild the stated scores, triggers and deductions from the events and compare (default: when the "
+            "bundle holds the log from its start)",
+            show_default=False,
+        ),
+    ] = None,
     key: Annotated[
-        Path | None, typer.Option("--key", help="trusted public key (PEM) instead of the bundled one")
+        list[Path] | None,
+        typer.Option("--key", help="a trusted public key (PEM) instead of the bundled one; repeatable across a change"),
     ] = None,
 ) -> None:
     """Check a bundle offline, with no store and no server."""
+    keys = _keys(key)
     try:
-        result = bundle.verify_bundle(file, recompute=recompute, trusted_key=_trusted(key))
+        result = bundle.verify_bundle(file, recompute=recompute, trusted_keys=keys)
     except bundle.BundleError as e:
         result = bundle.BundleResult(False, 0, None, str(e))
     if result.ok:
-        extra = ", projections recomputed and equal" if result.recomputed else ""
-        keys = ", ".join(result.signed_by)
+        stated = (
+            "stated projections recomputed and equal"
+            if result.recomputed
+            else f"stated projections NOT checked ({result.unchecked})"
+        )
+        part = "" if result.last == result.signed_size else f" (the signed log holds {result.signed_size})"
+        signers = ", ".join(result.signed_by)
         whose = (
             "the trusted key given" if result.trusted else "the bundle's own key: compare it with the audit office's"
         )
-        typer.echo(f"bundle intact: {result.events} events{extra}; checkpoints signed by key {keys} ({whose})")
+        typer.echo(
+            f"bundle intact: {result.events} events, positions {result.first}..{result.last}{part}; {stated}; "
+            f"checkpoints signed by key {signers} ({whose})"
+        )
         return
     where = f"position {result.first_bad_position}: " if result.first_bad_position else ""
     raise _fail(f"bundle check failed: {where}{result.reason}")

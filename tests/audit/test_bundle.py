@@ -141,6 +141,35 @@ def test_false_statement_is_caught_only_by_recompute(bundle_path: Path) -> None:
     assert verify_bundle(forged).ok  # the statement is not signed...
     result = verify_bundle(forged, recompute=True)  # ...but it does not follow from the events
     assert not result.ok and "scores" in result.reason
+    # `ledger verify-bundle` recomputes by default what a bundle from the log's start states.
+    assert not verify_bundle(forged, recompute=None).ok
+    unasked = verify_bundle(bundle_path)
+    assert unasked.ok and not unasked.recomputed and unasked.unchecked == "not asked"
+
+
+def test_a_bundle_names_the_positions_it_holds_and_the_signed_size(
+    ledger: Ledger, store_url: str, signing_key: Path, tmp_path: Path, bundle_path: Path
+) -> None:
+    """A part of the log (or one cut short by a forger) says which positions of how large a signed log it holds,
+    and a part's stated projections, which cannot be rebuilt from it, are said to be unchecked; a bundle of no
+    events is refused."""
+    whole = verify_bundle(bundle_path, recompute=None)
+    assert whole.ok and whole.recomputed and (whole.first, whole.last, whole.signed_size) == (1, 11, 11)
+    part = tmp_path / "part.jsonl"
+    export(store_url, part, 3, 6)
+    found = verify_bundle(part, recompute=None)
+    assert found.ok and (found.first, found.last, found.signed_size) == (3, 6, 11)
+    assert not found.recomputed and found.unchecked == "the bundle starts at position 3"
+    no_events = rewrite(bundle_path, lambda r: None if r["kind"] == "event" else r)
+    refused = verify_bundle(no_events)
+    assert not refused.ok and "no events" in refused.reason
+
+
+def test_trusted_keys_across_a_keys_change(bundle_path: Path, signing_key: Path) -> None:
+    stranger = Ed25519PrivateKey.generate().public_key()
+    ours = load_public_key(signing_key.read_bytes())
+    assert verify_bundle(bundle_path, trusted_keys=[stranger, ours]).ok
+    assert not verify_bundle(bundle_path, trusted_keys=[stranger]).ok
 
 
 def test_a_forged_policy_version_list_is_caught_by_recompute(

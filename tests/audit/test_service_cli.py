@@ -84,6 +84,13 @@ def test_cli(
     assert runner.invoke(app, ["export", "--out", str(out), "--from", "2"]).exit_code == 0
     checked = runner.invoke(app, ["verify-bundle", str(out), "--key", str(signing_key)])
     assert checked.exit_code == 0, checked.output
+    assert "positions 2..11" in checked.output and "NOT checked (the bundle starts at position 2)" in checked.output
+    whole = tmp_path / "whole.jsonl"
+    assert runner.invoke(app, ["export", "--out", str(whole)]).exit_code == 0
+    recomputed = runner.invoke(app, ["verify-bundle", str(whole)])
+    assert recomputed.exit_code == 0 and "stated projections recomputed and equal" in recomputed.output
+    skipped = runner.invoke(app, ["verify-bundle", str(whole), "--no-recompute"])
+    assert skipped.exit_code == 0 and "NOT checked (not asked)" in skipped.output
     # The audit office hands out the public half; a bundle checked against it names the key it trusted, and one
     # checked against its own bundled key says so, to be compared with the key id the office published.
     published = runner.invoke(app, ["public-key", "--out", str(tmp_path / "pub.pem")])
