@@ -18,13 +18,16 @@ there in the order :func:`stated_projections` gives, byte for byte the same JSON
 from __future__ import annotations
 
 import base64
+import bisect
 import dataclasses
 import hashlib
+import itertools
+import math
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
@@ -35,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import StoredEvent
 
 from audit import checkpoints, merkle
-from audit.chain import GENESIS, chain_link, leaf_hash
+from audit.chain import GENESIS, SKEW_SECONDS, chain_link, leaf_hash, recorded_at
 from audit.db import AuditDB, as_bytes
 from audit.merkle import ProofError
 from audit.tree import StoredTree
@@ -445,6 +448,9 @@ class _Check:
         self.roots: dict[int, bytes] = {}
         self.events = 0
         self.signed_by: list[str] = []
+        #: When each checkpoint was signed (POSIX seconds), by size: bounds on its events' recording times.
+        self.signed_at: dict[int, float] = {}
+        self._bounds: tuple[list[int], list[float], list[float]] | None = None
 
     def fail(self, reason: str, position: int | None = None) -> BundleResult:
         return BundleResult(False, self.events, position, reason)
@@ -485,6 +491,7 @@ class _Check:
                 if cp.key_id not in self.signed_by:
                     self.signed_by.append(cp.key_id)
                 self.roots[cp.size] = bytes.fromhex(cp.root)
+                self.signed_at[cp.size] = datetime.fromisoformat(cp.timestamp).timestamp()
             elif kind == "consistency":
                 try:
                     merkle.verify_consistency(
@@ -515,7 +522,7 @@ class _Check:
                     return self.fail(f"event at position {position} is out of order", position)
                 if self.roots.get(proof.size) != bytes.fromhex(proof.root):
                     return self.fail("the proof checkpoint is not among the signed checkpoints")
-                problem = self.check_event(rec, prev, proof)
+                problem = self.check_event(rec, prev, proof) or self.check_recorded(rec)
                 if problem:
                     return self.fail(problem, position)
                 prev = bytes.fromhex(rec["hash"])
@@ -538,6 +545,31 @@ class _Check:
             last=last_position,
             signed_size=proof.size,
         )
+
+    def check_recorded(self, rec: dict[str, Any]) -> str | None:
+        """An event is recorded after the checkpoints signed before it (back-dating otherwise) and before those that
+        cover it, give or take the clocks' skew (as ``ledger verify`` checks it)."""
+        at = recorded_at(base64.b64decode(rec["state"]))
+        if math.isnan(at):
+            return None
+        if self._bounds is None:  # every checkpoint line comes before the events
+            sizes = sorted(self.signed_at)
+            times = [self.signed_at[s] for s in sizes]
+            self._bounds = (
+                sizes,
+                list(itertools.accumulate(times, max)),
+                list(itertools.accumulate(times[::-1], min))[::-1],
+            )
+        sizes, latest_before, earliest_after = self._bounds
+        j = bisect.bisect_right(sizes, rec["leaf_index"])  # sizes[:j] end at or before this leaf; sizes[j:] cover it
+        said = (
+            f"event at position {rec['position']} says it was recorded at {datetime.fromtimestamp(at, UTC).isoformat()}"
+        )
+        if j > 0 and at < latest_before[j - 1] - SKEW_SECONDS:
+            return f"{said}, before a checkpoint that precedes it was signed: back-dated"
+        if j < len(sizes) and at > earliest_after[j] + SKEW_SECONDS:
+            return f"{said}, after a checkpoint that covers it was signed"
+        return None
 
     @staticmethod
     def check_event(rec: dict[str, Any], prev: bytes, proof: checkpoints.Checkpoint) -> str | None:

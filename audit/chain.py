@@ -17,6 +17,8 @@ prefixes make the encoding unambiguous (no two field lists share bytes).
 from __future__ import annotations
 
 import hashlib
+import math
+from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -85,3 +87,23 @@ def leaf_hash(
     h = hashlib.sha256(_LEAF_PREFIX)
     _feed(h.update, position, originator_id, originator_version, topic, state)
     return h.digest()
+
+
+#: How far a writer's clock may run from the signer's: an event is recorded no earlier than a checkpoint signed
+#: before it and no later than one signed after it, give or take this (``domain.base.MAX_CLOCK_SKEW`` alike).
+SKEW_SECONDS = 300.0
+_RECORDED = b'"timestamp":{"_type_":"datetime_iso","_data_":"'
+
+
+def recorded_at(state: bytes) -> float:
+    """The recording time an event's stored state names (the library's ``timestamp``), as POSIX seconds; ``nan``
+    when it names none readably (a state the chain check has already found bad, or not JSON)."""
+    data = bytes(state)
+    at = data.find(_RECORDED)
+    if at < 0:
+        return math.nan
+    start = at + len(_RECORDED)
+    try:
+        return datetime.fromisoformat(data[start : data.index(b'"', start)].decode()).timestamp()
+    except (ValueError, UnicodeDecodeError):
+        return math.nan

@@ -23,18 +23,25 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import lru_cache
 from hashlib import sha256
 from typing import Any, NamedTuple
+from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.utils import get_topic
 
 from audit import checkpoints
-from audit.chain import GENESIS, HASH_SIZE
+from audit.chain import GENESIS, HASH_SIZE, SKEW_SECONDS, recorded_at
 from audit.db import AuditDB
 from audit.merkle import Accumulator
 from audit.schema import NODES
 from audit.tree import StoredTree
+from domain.people import Person
+from domain.personal import subject_of
+from domain.petitions import Petition
+from store.recorders import KEYS_TABLE
 
 Progress = Callable[[int, int], None]
 """Called with (events checked, events in the store) after every range of positions."""
@@ -72,7 +79,8 @@ KEY_SOURCES = {
 
 
 class _Run(NamedTuple):
-    """A range's rows that are intact on their own: positions, leaf hashes and stored chain hashes.
+    """A range's rows that are intact on their own: positions, leaf hashes, stored chain hashes and recording times
+    (POSIX seconds, ``nan`` for a state that names none).
 
     Everything is checked except the first row's link, which needs the previous range's last hash.
     """
@@ -80,6 +88,7 @@ class _Run(NamedTuple):
     positions: list[int]
     leaves: list[bytes]
     hashes: list[bytes]
+    recorded: list[float]
 
 
 class _Checked(NamedTuple):
@@ -131,6 +140,8 @@ def verify(
         # A chain recomputed after a rewrite fails a checkpoint somewhere in a range; the cache kept each leaf as
         # first seen, so the first leaf that differs names the rewritten event within that range.
         bad = StoredTree(db).first_bad_node() if db.table_exists(NODES) and (result.ok or walk.rewritten) else None
+        if bad is None and result.ok:
+            bad = unlogged_erasure(db)
         if bad is None:
             return result
         if result.ok:
@@ -139,6 +150,40 @@ def verify(
         if bad[0] > result.first_bad_position:
             return replace(result, first_bad_position=bad[0], reason=f"{result.reason}; {bad[1]}")
         return result
+
+
+#: The events that seal personal data (each stores its record's data key in the same transaction), and the event
+#: that alone may destroy that key (crypto-shredding, 个人信息删除).
+SEALING = tuple(get_topic(cls) for cls in (Petition.Registered, Person.MisconductReported))
+ERASURES = tuple(get_topic(cls) for cls in (Petition.PersonalDataErased, Person.PersonalDataErased))
+
+
+def unlogged_erasure(db: AuditDB) -> tuple[int, str] | None:
+    """The first record whose personal-data key is gone with no erasure recorded for it: its sealed fields now read
+    as erased, as a lawful erasure's do, with nothing in the log to say who did it. (The keys table is no event
+    table: an erasure deletes from it.)"""
+    if not db.table_exists(KEYS_TABLE):
+        return None
+    keys = {str(subject) for (subject,) in db.query(f"SELECT subject FROM {KEYS_TABLE}")}
+    pos = db.position_column
+    marks = ", ".join("?" * len(SEALING))
+    sealed = db.query(
+        f"SELECT MIN({pos}), originator_id FROM {db.events_table} WHERE topic IN ({marks}) GROUP BY originator_id",
+        SEALING,
+    )
+    missing = {subject_of(UUID(str(o))): int(p) for p, o in sealed if subject_of(UUID(str(o))) not in keys}
+    if not missing:
+        return None
+    erased = db.query(f"SELECT DISTINCT originator_id FROM {db.events_table} WHERE topic IN (?, ?)", ERASURES)
+    for originator in erased:
+        missing.pop(subject_of(UUID(str(originator[0]))), None)
+    if not missing:
+        return None
+    position = min(missing.values())
+    return position, (
+        f"the personal-data key of the record whose sealed event is at position {position} is gone, and no erasure "
+        "of it is recorded: its personal data was destroyed outside the ledger"
+    )
 
 
 def _ranges(db: AuditDB) -> Iterator[tuple[int, int]]:
@@ -192,7 +237,7 @@ def _check_in_worker(lo: int, hi: int) -> _Checked:
 
 def _check_range(db: AuditDB, lo: int, hi: int) -> _Checked:
     """The rows at positions ``lo..hi`` if intact on their own, else run None (whole batches at a time)."""
-    run = _Run([], [], [])
+    run = _Run([], [], [], [])
     for rows in db.chained_batches(lo, hi):
         positions, _, _, _, _, hashes, stored_leaves = zip(*rows, strict=True)
         if None in hashes:
@@ -207,6 +252,7 @@ def _check_range(db: AuditDB, lo: int, hi: int) -> _Checked:
         run.positions.extend(positions)
         run.leaves.extend(leaves)
         run.hashes.extend(hashes)
+        run.recorded.extend(recorded_at(row[4]) for row in rows)
     return _Checked(lo, hi, run)
 
 
@@ -248,6 +294,8 @@ class _Walk:
         # The first position after the last checkpoint that matched: a rewrite found at a later
         # checkpoint lies somewhere from here on.
         self.unproven_from: int | None = None
+        #: When the last checkpoint passed was signed (POSIX seconds): no event after it was recorded before.
+        self.floor = -math.inf
 
     def bad(self, position: int, reason: str) -> VerifyResult:
         head = self.prev.hex() if self.tree.size else None
@@ -290,6 +338,9 @@ class _Walk:
         i, n = 0, len(run.leaves)
         while i < n:
             k = n if self.pending is None else min(n, i + self.pending.size - self.tree.size)
+            problem = self.dated(run, i, k)
+            if problem:
+                return problem
             if self.unproven_from is None:
                 self.unproven_from = run.positions[i]
             self.tree.extend(run.leaves[i:k])
@@ -298,6 +349,30 @@ class _Walk:
             problem = self.checkpoints_reached()
             if problem:
                 return problem
+        return None
+
+    def dated(self, run: _Run, i: int, k: int) -> VerifyResult | None:
+        """Whether rows ``i..k-1`` (all before the pending checkpoint's size) were recorded between the checkpoint
+        signed before them and the one signed after: a row recorded before a checkpoint it follows was back-dated
+        (appended with a recording time from the past), one recorded after a checkpoint that covers it forward-dated."""
+        ceiling = math.inf if self.pending is None else _signed_at(self.pending)
+        times = [t for t in run.recorded[i:k] if not math.isnan(t)]
+        if not times or (min(times) >= self.floor - SKEW_SECONDS and max(times) <= ceiling + SKEW_SECONDS):
+            return None
+        for position, at in zip(run.positions[i:k], run.recorded[i:k], strict=True):
+            said = f"event at position {position} says it was recorded at {datetime.fromtimestamp(at, UTC).isoformat()}"
+            if at < self.floor - SKEW_SECONDS and self.signed is not None:
+                return self.bad(
+                    position,
+                    f"{said}, before the checkpoint of size {self.signed.size} that precedes it was signed "
+                    f"({self.signed.timestamp}): back-dated",
+                )
+            if at > ceiling + SKEW_SECONDS and self.pending is not None:
+                return self.bad(
+                    position,
+                    f"{said}, after the checkpoint of size {self.pending.size} that covers it was signed "
+                    f"({self.pending.timestamp})",
+                )
         return None
 
     def walk(self, lo: int, hi: int) -> VerifyResult | None:
@@ -309,7 +384,7 @@ class _Walk:
                     return self.bad(position, f"event at position {position} has no chain hash (inserted?)")
                 if leaf != stored_leaf or self.link(leaf) != stored_hash:
                     return self.mismatch(position, leaf == stored_leaf)
-                problem = self.accept(_Run([position], [leaf], [stored_hash]))
+                problem = self.accept(_Run([position], [leaf], [stored_hash], [recorded_at(row[4])]))
                 if problem:
                     return problem
         return None
@@ -346,7 +421,15 @@ class _Walk:
             return self.bad(start, problem)
         self.unproven_from = None
         self.signed = cp
+        self.floor = max(self.floor, _signed_at(cp))
         return None
+
+
+def _signed_at(checkpoint: checkpoints.Checkpoint) -> float:
+    try:
+        return datetime.fromisoformat(checkpoint.timestamp).timestamp()
+    except ValueError:  # a forged timestamp fails its signature; until then it bounds nothing
+        return math.inf
 
 
 def _size(checkpoint: checkpoints.Checkpoint) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,12 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.bundle import export, verify_bundle
-from audit.checkpoints import load_public_key, take_checkpoint
+from audit.bundle import StoreFailsCheck, export, verify_bundle
+from audit.checkpoints import latest_checkpoint, load_public_key, take_checkpoint
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
 from domain.vocabulary import UnitKind
+from store.ledger import open_ledger
 from tests.audit.conftest import record_history
 
 
@@ -163,6 +164,23 @@ def test_a_bundle_names_the_positions_it_holds_and_the_signed_size(
     no_events = rewrite(bundle_path, lambda r: None if r["kind"] == "event" else r)
     refused = verify_bundle(no_events)
     assert not refused.ok and "no events" in refused.reason
+
+
+def test_an_event_back_dated_after_a_checkpoint_leaves_in_no_bundle(
+    ledger: Ledger, store_url: str, signing_key: Path, tmp_path: Path, bundle_path: Path
+) -> None:
+    """An event appended with a recording time a month before the last checkpoint was signed is in the signed tree
+    once the honest signer signs again, yet the bundle's check names it back-dated: export refuses to write it."""
+    signed = latest_checkpoint(store_url)
+    assert signed is not None
+    month_ago = open_ledger(store_url, clock=lambda: datetime.fromisoformat(signed.timestamp) - timedelta(days=30))
+    try:
+        forged = month_ago.register_unit("e1", "镇1", UnitKind.TOWNSHIP, "d1", actor="admin")
+    finally:
+        month_ago.close()
+    with pytest.raises(StoreFailsCheck) as refused:
+        export(store_url, tmp_path / "after.jsonl")
+    assert refused.value.first_bad_position == forged.position and "back-dated" in str(refused.value)
 
 
 def test_trusted_keys_across_a_keys_change(bundle_path: Path, signing_key: Path) -> None:

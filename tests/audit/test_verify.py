@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -20,7 +22,9 @@ from audit.db import AuditDB
 from audit.schema import CHECKPOINTS, NODES
 from audit.verify import verify
 from domain.application import Ledger
-from domain.vocabulary import UnitKind
+from domain.vocabulary import Channel, PetitionCategory, UnitKind
+from store.ledger import open_ledger
+from store.recorders import KEYS_TABLE
 from tests.audit.conftest import record_history
 
 
@@ -182,6 +186,71 @@ def test_verify_says_how_far_the_log_is_signed_and_by_whose_keys(
     ledger.register_unit("e1", "镇1", UnitKind.TOWNSHIP, "d1", actor="admin")
     later = verify(store_url, public_keys=[load_signing_key(signing_key).public_key()])
     assert later.ok and later.checked == len(history) + 1 and later.signed == signed.signed and later.keys == "given"
+
+
+def test_an_event_recorded_before_a_checkpoint_it_follows_is_back_dated(
+    store_url: str, ledger: Ledger, history: list[int]
+) -> None:
+    """A writer appends after the checkpoint an event whose recording time lies a month before it was signed (an
+    insider's INSERT, or a clock set back): linked into the chain and signed by the honest signer all the same, it
+    is named as back-dated. A clock a minute behind the signer's is within the skew."""
+    signed = latest_checkpoint(store_url)
+    assert signed is not None
+    at_signing = datetime.fromisoformat(signed.timestamp)
+    behind = open_ledger(store_url, clock=lambda: at_signing - timedelta(minutes=1))
+    try:
+        behind.register_unit("e0", "镇0", UnitKind.TOWNSHIP, "d1", actor="admin", occurred_at=at_signing)
+    finally:
+        behind.close()
+    take_checkpoint(store_url)
+    assert verify(store_url).ok
+    month_ago = open_ledger(store_url, clock=lambda: at_signing - timedelta(days=30))
+    try:
+        forged = month_ago.register_unit("e1", "镇1", UnitKind.TOWNSHIP, "d1", actor="admin")
+    finally:
+        month_ago.close()
+    for signer in ("before", "after"):  # unsigned yet, then signed by the honest signer too
+        result = verify(store_url)
+        assert (result.ok, result.first_bad_position) == (False, forged.position), signer
+        assert "back-dated" in result.reason
+        take_checkpoint(store_url)
+
+
+def test_an_event_recorded_after_the_checkpoint_that_covers_it_is_named(
+    store_url: str, ledger: Ledger, history: list[int], tamper: AuditDB
+) -> None:
+    """A signed event's recording time moved a day past the checkpoint's signing (and the chain recomputed): the
+    signed root would tell of a rewrite somewhere in its range; the recording time names the position and why."""
+    signed = latest_checkpoint(store_url)
+    assert signed is not None
+    target = history[4]
+    event = next(tamper.events(start=target, stop=target))
+    later = (datetime.fromisoformat(signed.timestamp) + timedelta(days=1)).isoformat()
+    state = re.sub(rb'("timestamp":\{"_type_":"datetime_iso","_data_":")[^"]+', b"\\g<1>" + later.encode(), event.state)
+    assert state != event.state
+    set_state(tamper, target, state)
+    _recompute_chain(tamper)
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position) == (False, target)
+    assert f"after the checkpoint of size {signed.size} that covers it" in result.reason
+
+
+def test_a_personal_data_key_destroyed_outside_the_ledger_is_named(
+    store_url: str, ledger: Ledger, history: list[int], tamper: AuditDB
+) -> None:
+    """Deleting a record's data key makes its petitioner read as erased, as a lawful erasure does: without the
+    erasure event that must go with it, verify names the record's sealed event. Erased through the ledger, it is
+    intact."""
+    petition = history[-2]  # record_history's petition x-1, its petitioner sealed
+    ledger.register_petition(
+        "d1", Channel.LETTER, 1, "李四", "补偿", PetitionCategory.COMPENSATION, petition_id="x-2", actor="clerk"
+    )
+    ledger.erase_personal_data("petition", "x-2", "依申请删除", actor="admin")
+    assert verify(store_url).ok
+    tamper.execute(f"DELETE FROM {KEYS_TABLE}")
+    result = verify(store_url)
+    assert (result.ok, result.first_bad_position) == (False, petition)
+    assert "no erasure of it is recorded" in result.reason
 
 
 @pytest.mark.parametrize("level", [0, 1])
