@@ -112,6 +112,10 @@ class Queries:
             self.db, moment(as_of, now), moment(known_at, now), lean=lean, only=only, window=window, facts=facts
         )
 
+    def has_unit(self, unit_id: str) -> bool:
+        """Whether a unit of this id is registered (as far as the projections have followed the log)."""
+        return bool(self.db.query("SELECT 1 FROM proj_units_records WHERE record_id = ?", (unit_id,)))
+
     def _now(self, as_of: datetime | None, known_at: datetime | None) -> bool:
         """Whether to answer from the current view: a question about now, and the view is up to its facts."""
         return as_of is None and known_at is None and self._view_ready()

@@ -110,17 +110,22 @@ def _moment(option: str, value: str | None) -> datetime | None:
     return check_moment(moment, option)
 
 
-def _ask(ask: Callable[[Queries], Any]) -> Any:
-    """The answer of ``ask`` from the store the queries read; a lag behind the log is noted on stderr."""
+def _ask(ask: Callable[[Queries], Any]) -> tuple[Any, dict[str, int]]:
+    """The answer of ``ask`` from the store the queries read, and how far the projections had followed the log
+    (``position`` and ``lag``, as the API's answers name them); a lag is noted on stderr."""
     queries = Queries(require_store(os.environ.get("LEDGER_QUERY_DATABASE_URL") or database_url()))
     try:
         answer = ask(queries)
-        lag = max((int(row["lag"]) for row in queries.status()), default=0)
+        status = queries.status()
     finally:
         queries.close()
-    if lag:
-        typer.echo(f"ledger: note: the projections are {lag} positions behind the log", err=True)
-    return answer
+    followed = {
+        "position": min((int(row["position"]) for row in status), default=0),
+        "lag": max((int(row["lag"]) for row in status), default=0),
+    }
+    if followed["lag"]:
+        typer.echo(f"ledger: note: the projections are {followed['lag']} positions behind the log", err=True)
+    return answer, followed
 
 
 def _list(
@@ -132,14 +137,21 @@ def _list(
     limit: int | None,
     after: str | None,
     json_output: bool,
+    unit: str | None = None,
 ) -> None:
     """Print the list ``name`` (a :class:`Queries` method, asked with ``args`` and the options), and name its next
-    page on stderr when this one is full."""
+    page on stderr when this one is full. A ``unit`` it is asked of must exist (as the API's 404 says)."""
     options = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
-    rows = _ask(lambda q: getattr(q, name)(*args, **options, limit=limit, after=after))
+
+    def ask(queries: Queries) -> Any:
+        if unit is not None and not queries.has_unit(unit):
+            raise ValueError(f"--unit: no unit {unit!r} is registered")
+        return getattr(queries, name)(*args, **options, limit=limit, after=after)
+
+    rows, followed = _ask(ask)
     following = next_after(name, rows, limit)
     if json_output:
-        typer.echo(orjson.dumps({"items": rows, "next_after": following}).decode())
+        typer.echo(orjson.dumps({"items": rows, **followed, "next_after": following}).decode())
     else:
         table = Table(*(header for header, _ in columns))
         for row in rows:
@@ -164,7 +176,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """Each unit's target-assessment score (目标考核得分) for a year, by unit id."""
-        _list("scores", SCORES, (year, unit), as_of, known_at, limit, after, json_output)
+        _list("scores", SCORES, (year, unit), as_of, known_at, limit, after, json_output, unit)
 
     @sub.command()
     def triggers(
@@ -177,7 +189,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """Accountability triggers (问责线索), in the order they opened."""
-        _list("triggers", TRIGGERS, (status, unit), as_of, known_at, limit, after, json_output)
+        _list("triggers", TRIGGERS, (status, unit), as_of, known_at, limit, after, json_output, unit)
 
     @sub.command()
     def petitions(
@@ -193,7 +205,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """The petition board (信访台账), in registration order."""
-        _list("petitions", PETITIONS, (status, flag, unit), as_of, known_at, limit, after, json_output)
+        _list("petitions", PETITIONS, (status, flag, unit), as_of, known_at, limit, after, json_output, unit)
 
     @sub.command()
     def cases(
@@ -210,7 +222,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """The case board (案件台账), in registration order."""
-        _list("cases", CASES, (status, flag, unit), as_of, known_at, limit, after, json_output)
+        _list("cases", CASES, (status, flag, unit), as_of, known_at, limit, after, json_output, unit)
 
     @sub.command()
     def officers(
@@ -225,7 +237,7 @@ def register(app: typer.Typer) -> None:
         json_output: Json = False,
     ) -> None:
         """The officer registry (执法人员档案), in registration order."""
-        _list("officers", OFFICERS, (status, unit), as_of, known_at, limit, after, json_output)
+        _list("officers", OFFICERS, (status, unit), as_of, known_at, limit, after, json_output, unit)
 
     @sub.command()
     def quota(
@@ -263,7 +275,7 @@ def register(app: typer.Typer) -> None:
         if kind not in ("daily", "weekly", "monthly"):
             raise ValueError(f"a report is daily, weekly or monthly, not {kind!r}")
         moments = {"as_of": _moment("--as-of", as_of), "known_at": _moment("--known-at", known_at)}
-        answer = _ask(lambda q: getattr(q, kind)(period, **moments))
-        typer.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
+        answer, followed = _ask(lambda q: getattr(q, kind)(period, **moments))
+        typer.echo(orjson.dumps({**answer, **followed}, option=orjson.OPT_INDENT_2).decode())
 
     app.add_typer(sub, name="query")

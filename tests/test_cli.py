@@ -357,15 +357,17 @@ def test_queries_on_the_command_line_answer_as_the_api_and_page_by_cursor(empty_
         expected = queries.triggers("open")
         scores = queries.scores(2025, "laicheng")
         supervised = queries.cases(flag="supervised", unit_id="laicheng")
+        head = queries.status()[0]["head"]
     finally:
         queries.close()
+    followed = {"position": head, "lag": 0}  # as the API's answers name how far the projections followed the log
     cases = ledger_cli(empty_url, "query", "cases", "--flag", "supervised", "--unit", "laicheng", "--json")
-    assert json.loads(cases.stdout) == {"items": supervised, "next_after": None} and supervised, cases.stderr
+    assert json.loads(cases.stdout) == {"items": supervised, **followed, "next_after": None} and supervised
     cases = ledger_cli(empty_url, "query", "cases", "--flag", "supervised", "--unit", "laicheng")
     assert cases.returncode == 0 and all(row["id"] in cases.stdout for row in supervised), cases.stderr
     whole = ledger_cli(empty_url, "query", "triggers", "--status", "open", "--json")
     assert whole.returncode == 0, whole.stderr
-    assert json.loads(whole.stdout) == {"items": expected, "next_after": None} and len(expected) > 4
+    assert json.loads(whole.stdout) == {"items": expected, **followed, "next_after": None} and len(expected) > 4
     rows: list[Any] = []
     after: list[str] = []
     for _ in range(3):
@@ -381,9 +383,13 @@ def test_queries_on_the_command_line_answer_as_the_api_and_page_by_cursor(empty_
     assert "outcome" in table.stdout and all(row["unit_id"] in table.stdout for row in scores)
     bulletin = ledger_cli(empty_url, "query", "report", "monthly", "2025-03")
     assert bulletin.returncode == 0 and json.loads(bulletin.stdout)["period"] == "2025-03", bulletin.stderr
+    assert json.loads(bulletin.stdout)["position"] == head
     refused(ledger_cli(empty_url, "query", "scores", "--year", "2025", "--as-of", "2025-06-01T00:00"), 2, "--as-of")
     refused(ledger_cli(empty_url, "query", "triggers", "--limit", "2", "--after", "bm9wZQ"), 2, "cursor")
     refused(ledger_cli(empty_url, "query", "report", "monthly", "2025-13"), 2, "month")
+    for listed in ("scores", "triggers", "petitions", "cases", "officers"):  # a mistyped unit, as the API's 404
+        year = ["--year", "2025"] if listed == "scores" else []
+        refused(ledger_cli(empty_url, "query", listed, *year, "--unit", "nosuch"), 2, "no unit 'nosuch'")
     far = "9999-12-31T23:59:59-14:00"  # past the calendar once in UTC: an overflow's traceback before
     refused(ledger_cli(empty_url, "query", "scores", "--year", "2025", "--as-of", far), 2, "--as-of", "9000")
     refused(ledger_cli(empty_url, "query", "report", "daily", "9999-12-31"), 2, "daily")
