@@ -20,7 +20,7 @@ import orjson
 from eventsourcing.utils import get_topic
 
 from domain.agreements import AccountabilityDecision, TargetAgreement
-from domain.base import BUREAU_TZ
+from domain.base import BUREAU_TZ, MAX_CLOCK_SKEW
 from domain.cases import EnforcementCase
 from domain.people import Person
 from domain.petitions import Petition
@@ -40,6 +40,16 @@ def check_moment(value: datetime, name: str) -> datetime:
         raise ValueError(f"{name} needs a UTC offset")
     if not EARLIEST <= value < LATEST:
         raise ValueError(f"{name} must lie between {EARLIEST.year} and {LATEST.year}, not {value.isoformat()}")
+    return value
+
+
+def check_asked(value: datetime, name: str) -> datetime:
+    """A moment a client asks a question about (``as_of``, ``known_at``): as :func:`check_moment`, and not in the
+    future beyond the clocks' skew: what is recorded by then, and which deadlines pass with nothing recorded, is not
+    known yet (a month of 2099 would count as a missed reception), and the answer would change as it is."""
+    check_moment(value, name)
+    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ValueError(f"{name} {value.isoformat()} is in the future: nothing is known about it yet")
     return value
 
 

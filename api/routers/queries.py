@@ -19,7 +19,7 @@ from api.deps import AuthorizedDep, LedgerDep
 from api.models import QueryAnswer
 from api.problems import InvalidParameter
 from domain.application import Ledger
-from projections.catalog import check_moment
+from projections.catalog import check_asked
 from projections.queries import Territory, next_after
 
 router = APIRouter(tags=["queries"])
@@ -126,14 +126,15 @@ def _territory(unit_id: str | None, principal: Principal) -> Territory:
 
 
 def check_moments(**moments: datetime | None) -> None:
-    """422 for an ``as_of`` or ``known_at`` without a UTC offset or outside the ledger's time (``check_moment``)."""
+    """422 for an ``as_of`` or ``known_at`` without a UTC offset, outside the ledger's time or in the future
+    (``check_asked``)."""
     for key, moment in moments.items():
         if moment is None:
             continue
         if moment.utcoffset() is None:
             raise InvalidParameter(f"{key} must carry a UTC offset", "query", key)
         try:
-            check_moment(moment, key)
+            check_asked(moment, key)
         except ValueError as e:
             raise InvalidParameter(str(e), "query", key) from None
 
