@@ -8,7 +8,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -123,9 +123,14 @@ class Command:
     principal: Principal
     expected_version: int | None
     idempotency_key: str | None
+    #: Whether the request carried If-Match at all (``*``, any current state, included).
+    if_match: bool = False
 
     def create(self, body: CommandIn | None) -> dict[str, Any]:
-        """Keyword arguments for a creating use case (no version to expect)."""
+        """Keyword arguments for a creating use case (no version to expect). An If-Match on it fails (412, RFC 9110
+        §13.1.1): the record has no current state yet to match."""
+        if self.if_match:
+            raise ProblemError(412, "If-Match was given, but this command creates a record: there is no state to match")
         body = body or CommandIn()
         return {
             "actor": self.principal.subject,
@@ -136,7 +141,7 @@ class Command:
 
     def change(self, body: CommandIn | None) -> dict[str, Any]:
         """Keyword arguments for a use case that changes an existing record."""
-        return {**self.create(body), "expected_version": self.expected_version}
+        return {**replace(self, if_match=False).create(body), "expected_version": self.expected_version}
 
     def guard(self, cls: type[R], record_id: str) -> R:
         """Load the record and refuse it if it lies outside the token's territory."""
@@ -188,10 +193,10 @@ async def get_command(
 ) -> Command:
     _refuse_duplicate_keys(await request.body())
     expected: int | None = None
-    if if_match is not None:
+    if if_match is not None and if_match.strip() != "*":  # "*": any current state (the record must exist)
         match = _IF_MATCH.match(if_match)
         if match is None:
-            raise InvalidParameter('If-Match must be a version in quotes, e.g. "3"', "header", "If-Match")
+            raise InvalidParameter('If-Match must be a version in quotes, e.g. "3", or *', "header", "If-Match")
         expected = int(match.group(1))
     key: str | None = None
     if idempotency_key:
@@ -200,7 +205,7 @@ async def get_command(
         route = getattr(request.scope.get("route"), "path", "")
         scoped = f"{principal.subject}\n{request.method} {request.url.path}\n{route}\n{idempotency_key}"
         key = IdempotencyKey(hashlib.sha256(scoped.encode()).hexdigest(), _fingerprint(await request.body()))
-    return Command(ledger, principal, expected, key)
+    return Command(ledger, principal, expected, key, if_match=if_match is not None)
 
 
 def _refuse_duplicate_keys(body: bytes) -> None:

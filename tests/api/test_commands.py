@@ -168,6 +168,14 @@ def test_if_match_refuses_a_stale_version_with_412(client: TestClient, tokens: d
     assert stale.status_code == 412
     assert stale.headers["content-type"] == "application/problem+json"
     assert head(ledger) == before
+    # "*" matches any current state (RFC 9110 §13.1.1): a change goes ahead; a creation, with none to match, is 412.
+    star = client.post("/v1/petitions/x1/escalations", json={"level": "city"}, headers={**clerk, "If-Match": "*"})
+    assert star.status_code == 200 and star.json()["version"] == 3
+    before = head(ledger)
+    for match in ("*", '"1"'):
+        created = client.post("/v1/petitions", json=petition_body(id="x2"), headers={**clerk, "If-Match": match})
+        assert created.status_code == 412 and "creates a record" in created.json()["detail"], match
+    assert head(ledger) == before
 
 
 def test_idempotency_key_replays_the_first_answer_and_records_nothing_new(
