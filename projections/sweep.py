@@ -135,7 +135,8 @@ class Sweep:
         self.majors_under: dict[str, set[str]] = defaultdict(set)  # a unit: its cases' and its government's cases
         self.owners: dict[str, PartKey] = {}  # trigger id: the part that opened it
         self.year_sums: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])  # (deducted, commended)
-        self.year_parts: dict[tuple[str, int], set[PartKey]] = defaultdict(set)  # whose deductions fall there
+        # whose deductions or commendations fall there (R6's evidence)
+        self.year_parts: dict[tuple[str, int], set[PartKey]] = defaultdict(set)
         self.agreements_at: dict[tuple[str, int], list[str]] = defaultdict(list)
         self._dirty_years: set[tuple[str, int]] = set()
         self.take_in()
@@ -399,8 +400,7 @@ class Sweep:
                 at = (o.unit_id, from_micros(o.at).year)
                 self.year_sums[at][column] += sign * o.points
                 self._dirty_years.add(at)
-                if column == 0:
-                    (self.year_parts[at].add if sign > 0 else self.year_parts[at].discard)(key)
+                (self.year_parts[at].add if sign > 0 else self.year_parts[at].discard)(key)
         for _, t in part.triggers:
             if sign > 0:
                 self.owners[t["id"]] = key
@@ -439,7 +439,8 @@ class Sweep:
         return assemble(self.known.structure, kind, label, (self.moment, self.moment), tallies, found, opened)
 
     def _evidenced(self, t: dict[str, Any]) -> dict[str, Any]:
-        """An R6 trigger with its evidence: the agreement and every deduction of its territory's year."""
+        """An R6 trigger with its evidence: the agreement and every deduction and commendation of its territory's year
+        (R20: every event its score rests on, as the fold names them)."""
         if t["rule"] != "R6":
             return t
         assert self.known is not None
@@ -448,7 +449,8 @@ class Sweep:
         evidence = set(t["evidence"])
         for unit in self.known.subtree(a.unit_id) | {a.unit_id}:
             for key in self.year_parts.get((unit, a.year), ()):
-                for o in self.parts[key].deductions:
+                part = self.parts[key]
+                for o in (*part.deductions, *part.commendations):
                     if o.unit_id == unit and start <= o.at < end:
                         evidence.update(o.evidence)
         return {**t, "evidence": sorted(evidence)}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 from domain.agreements import agreement_id
@@ -310,6 +310,15 @@ def ledger_clock(ledger: Any) -> Clock:
     picks=st.lists(st.integers(0, 800), min_size=1, max_size=8),
     share=st.sampled_from([1.0]) | st.floats(0, 1),
     pause=st.integers(0, 800),
+)
+# R6 of 2025 below the pass score (kz's two leaders received no one all year), an officer of the territory
+# commended in it: the trigger's evidence names the commendation, in the sweep's report as in the fold's (R20).
+@example(
+    steps=[("leader", 0, 0, 0, 0), ("agreement", 2, 1, 370, 0), ("commend", 0, 0, 400, 0)],
+    hour=0,
+    picks=[800],
+    share=1.0,
+    pause=0,
 )
 def test_rich_histories_sweep_as_the_fold(
     steps: list[Any], hour: int, picks: list[int], share: float, pause: int
