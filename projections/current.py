@@ -100,8 +100,9 @@ SELF_DATED = {
 #: it, as its trigger names, a trigger names its unit beside its subject (``unit_id``), and R6's evidence names the
 #: commendations its score counts; 11: a quota row names the policy versions of its deductions, and the city has one
 #: when R4 deducted from it; 12: each case has its row on the case board (``case``, ``case_closed``); 13: a case's span
-#: ends at its last event (the case board of a past moment folds the cases with an event after it). A new number
-#: also means the reports kept were folded by an older engine: they are issued again (``engine.derive_current``).
+#: ends at its last event (the case board of a past moment folds the cases with an event after it), and R6 of an
+#: agreement signed after its year opens when it was signed. A new number also means the reports kept were folded
+#: by an older engine: they are issued again (``engine.derive_current``).
 FORMAT = 13
 #: Per kind of stored quota or R4 row (by district and year), the kind of the row beside it that dates its figures.
 DATED = {"quota": "quota_dated", "deductions": "deductions_dated"}

@@ -1442,7 +1442,8 @@ class Known:
                         None,
                         f"{year} closed with score {score} below {pass_score} (通报批评)",
                         evidence,
-                        end,
+                        # An agreement signed after its year (补签) opens it when signed, not before it existed.
+                        max(end, agreement.occurred_at),
                         closing.version,
                     )
                 )

@@ -359,7 +359,7 @@ class Sweep:
                         None,
                         f"{a.year} closed with score {score} below {pass_score} (通报批评)",
                         [a.rec.position],  # the deductions' evidence is added when the trigger is reported
-                        end,
+                        max(end, a.rec.occurred_at),  # an agreement signed after its year: when signed
                         closing.version,
                     )
                     self._triggers(k, part, [trigger])

@@ -1169,9 +1169,9 @@ def test_a_year_closed_below_pass_score_triggers_r6(world: World) -> None:
 
 
 def test_r6_of_an_agreement_signed_after_its_year_counts_from_the_signing(world: World) -> None:
-    """An agreement for 2024 signed only in February 2025 (补签): its stored R6 opens at the year's end, but a
-    question about a moment before the signing knows of no agreement, so no R6; the view answers as the fold does,
-    whole or a page at a time."""
+    """An agreement for 2024 signed only in February 2025 (补签): its R6 opens when it was signed, not at the
+    year's end before it existed, and a question about a moment before the signing knows of no agreement, so no
+    R6; the view answers as the fold does, whole or a page at a time."""
     w = world
     for i in range(3):
         major_case(w, f"c{i}", "yl", f"2024-0{i + 3}-01")
@@ -1182,6 +1182,8 @@ def test_r6_of_an_agreement_signed_after_its_year_counts_from_the_signing(world:
         assert found == folds.triggers(as_of=at(moment))
         assert [t["id"] for t in found if t["rule"] == "R6"] == expected
         assert q.triggers(as_of=at(moment), limit=2) == found[:2]
+    [r6] = [t for t in q.triggers() if t["rule"] == "R6"]
+    assert r6["opened_at"] == "2025-02-01T00:00:00+08:00"
 
 
 def test_the_current_view_keeps_r6_per_agreement_as_the_territory_changes(world: World) -> None:
@@ -1433,7 +1435,7 @@ def test_a_past_question_reads_the_current_view_and_folds_the_records_with_later
     q.db.execute("DELETE FROM proj_current_items WHERE kind = 'format'")  # as an older engine left it
     assert q._past(between, None, "yl") is None  # folded meanwhile
     assert q.triggers(None, "yl", as_of=between) == then
-    w.do("file_case", "c1", ["h1"], when="2024-03-05")  # any new fact: the view is derived afresh
+    w.do("file_case", "c1", ["h1"], when="2024-02-25")  # any new fact (h1 still in post): the view derived afresh
     q = w.queries()
     assert q._past(between, None, "yl") is not None
     assert q.triggers(None, "yl", as_of=between) == then
