@@ -42,6 +42,7 @@ from audit.chain import GENESIS, SKEW_SECONDS, chain_link, leaf_hash, recorded_a
 from audit.db import AuditDB, as_bytes
 from audit.merkle import ProofError
 from audit.tree import StoredTree
+from audit.verify import MAX_NOTES
 from domain.application import Ledger
 from domain.base import local_year
 from domain.personal import KeylessVault
@@ -89,6 +90,12 @@ class BundleResult:
     signed_size: int | None = None
     #: Why the stated projections were not recomputed, when they were not.
     unchecked: str = ""
+    #: Whether the bundle holds the log from its start (its chain anchored at genesis): only then can its stated
+    #: projections be recomputed.
+    from_start: bool = False
+    #: Events recorded before a checkpoint they follow was signed, as ``audit.verify`` counts and notes them.
+    recorded_early: int = 0
+    notes: tuple[str, ...] = ()
 
 
 # --- decoding without keys -----------------------------------------------------------------------
@@ -429,7 +436,7 @@ def verify_bundle(
     if not result.ok:
         return result
     if recompute is None:
-        recompute = result.first == 1
+        recompute = result.from_start
         if not recompute:
             return dataclasses.replace(result, unchecked=f"the bundle starts at position {result.first}")
     if not recompute:
@@ -450,7 +457,9 @@ class _Check:
         self.signed_by: list[str] = []
         #: When each checkpoint was signed (POSIX seconds), by size: bounds on its events' recording times.
         self.signed_at: dict[int, float] = {}
-        self._bounds: tuple[list[int], list[float], list[float]] | None = None
+        self._latest: tuple[list[int], list[float]] | None = None
+        self.early = 0
+        self.notes: list[str] = []
 
     def fail(self, reason: str, position: int | None = None) -> BundleResult:
         return BundleResult(False, self.events, position, reason)
@@ -462,6 +471,8 @@ class _Check:
         prev: bytes | None = None
         last_index: int | None = None
         last_position = 0
+        anchored_at: int | None = None
+        first_position: int | None = None
         trailer: dict[str, Any] | None = None
         for raw, rec in _lines(self.path):
             kind = rec.get("kind")
@@ -513,7 +524,7 @@ class _Check:
                         rec["position"],
                     )
                 prev = bytes.fromhex(rec["hash"])
-                last_position = rec["position"]
+                last_position = anchored_at = rec["position"]
             elif kind == "event":
                 position = rec["position"]
                 if prev is None:
@@ -522,11 +533,13 @@ class _Check:
                     return self.fail(f"event at position {position} is out of order", position)
                 if self.roots.get(proof.size) != bytes.fromhex(proof.root):
                     return self.fail("the proof checkpoint is not among the signed checkpoints")
-                problem = self.check_event(rec, prev, proof) or self.check_recorded(rec)
+                problem = self.check_event(rec, prev, proof)
                 if problem:
                     return self.fail(problem, position)
+                self.check_recorded(rec)
                 prev = bytes.fromhex(rec["hash"])
                 last_index, last_position = rec["leaf_index"], position
+                first_position = position if first_position is None else first_position
                 self.events += 1
         if trailer is None:
             return self.fail("the bundle has no trailer (cut off?)")
@@ -541,35 +554,33 @@ class _Check:
             self.events,
             signed_by=tuple(self.signed_by),
             trusted=self.trusted,
-            first=int(header["from"]),
+            first=first_position,
             last=last_position,
             signed_size=proof.size,
+            from_start=anchored_at == 0,
+            recorded_early=self.early,
+            notes=tuple(self.notes),
         )
 
-    def check_recorded(self, rec: dict[str, Any]) -> str | None:
-        """An event is recorded after the checkpoints signed before it (back-dating otherwise) and before those that
-        cover it, give or take the clocks' skew (as ``ledger verify`` checks it)."""
+    def check_recorded(self, rec: dict[str, Any]) -> None:
+        """Note an event recorded before a checkpoint it follows was signed (back-dated, or its writer's clock behind
+        the signer's), as ``ledger verify`` notes it: a finding, not a broken chain."""
         at = recorded_at(base64.b64decode(rec["state"]))
         if math.isnan(at):
-            return None
-        if self._bounds is None:  # every checkpoint line comes before the events
+            return
+        if self._latest is None:  # every checkpoint line comes before the events
             sizes = sorted(self.signed_at)
-            times = [self.signed_at[s] for s in sizes]
-            self._bounds = (
-                sizes,
-                list(itertools.accumulate(times, max)),
-                list(itertools.accumulate(times[::-1], min))[::-1],
-            )
-        sizes, latest_before, earliest_after = self._bounds
-        j = bisect.bisect_right(sizes, rec["leaf_index"])  # sizes[:j] end at or before this leaf; sizes[j:] cover it
-        said = (
-            f"event at position {rec['position']} says it was recorded at {datetime.fromtimestamp(at, UTC).isoformat()}"
-        )
-        if j > 0 and at < latest_before[j - 1] - SKEW_SECONDS:
-            return f"{said}, before a checkpoint that precedes it was signed: back-dated"
-        if j < len(sizes) and at > earliest_after[j] + SKEW_SECONDS:
-            return f"{said}, after a checkpoint that covers it was signed"
-        return None
+            self._latest = sizes, list(itertools.accumulate((self.signed_at[s] for s in sizes), max))
+        sizes, latest = self._latest
+        j = bisect.bisect_right(sizes, rec["leaf_index"])  # the checkpoints sizes[:j] end at or before this leaf
+        if j and at < latest[j - 1] - SKEW_SECONDS:
+            self.early += 1
+            if len(self.notes) < MAX_NOTES:
+                self.notes.append(
+                    f"event at position {rec['position']} says it was recorded at "
+                    f"{datetime.fromtimestamp(at, UTC).isoformat()}, before a checkpoint it follows was signed: "
+                    "back-dated, or its writer's clock ran behind the signer's"
+                )
 
     @staticmethod
     def check_event(rec: dict[str, Any], prev: bytes, proof: checkpoints.Checkpoint) -> str | None:

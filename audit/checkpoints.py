@@ -234,11 +234,19 @@ def _check_tail(db: AuditDB, tree: StoredTree, size: int) -> None:
         raise CheckpointRefused(msg)
 
 
+def _holds_records(url: str) -> bool:
+    with AuditDB(url) as db:
+        return (db.last_position() or 0) > 1
+
+
 def run_checkpoints(url: str, every_seconds: float, stop: threading.Event, key_path: Path | str | None = None) -> None:
-    """Take a checkpoint every ``every_seconds`` until ``stop`` is set (the API server runs this)."""
+    """Take a checkpoint every ``every_seconds`` until ``stop`` is set (the API server runs this). A store holding
+    nothing but the policy defaults is not signed yet: a demo or an import loaded into it next records its events
+    at their own (earlier) times, which a checkpoint signed now would make look back-dated."""
     while not stop.is_set():
         try:
-            take_checkpoint(url, key_path)
+            if _holds_records(url):
+                take_checkpoint(url, key_path)
         except CheckpointRefused:
             log.exception("checkpoint refused: the store needs `ledger verify`")
         except Exception as exc:

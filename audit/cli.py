@@ -87,8 +87,18 @@ def verify(
     if result.ok:
         typer.echo(f"intact: {result.checked} events, head {result.head}")
         typer.echo(_signed(result))
+        _note_early(result.recorded_early, result.notes)
         return
     raise _fail(f"first bad position {result.first_bad_position}: {result.reason}")
+
+
+def _note_early(count: int, notes: tuple[str, ...]) -> None:
+    """Name the events recorded before a checkpoint they follow was signed: a finding for the auditor (back-dated,
+    or a writer's clock behind the signer's), on stderr; the chain itself is intact."""
+    if count:
+        typer.echo(f"ledger: note: {count} event(s) recorded before a checkpoint they follow was signed:", err=True)
+        for note in notes:
+            typer.echo(f"ledger: note: {note}", err=True)
 
 
 def _signed(result: verify_module.VerifyResult) -> str:
@@ -157,6 +167,7 @@ def verify_bundle(
             f"bundle intact: {result.events} events, positions {result.first}..{result.last}{part}; {stated}; "
             f"checkpoints signed by key {signers} ({whose})"
         )
+        _note_early(result.recorded_early, result.notes)
         return
     where = f"position {result.first_bad_position}: " if result.first_bad_position else ""
     raise _fail(f"bundle check failed: {where}{result.reason}")

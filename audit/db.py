@@ -165,6 +165,11 @@ class AuditDB:
         row = self.query(f"SELECT MAX({self.position_column}) FROM {self.events_table}")
         return None if row[0][0] is None else int(row[0][0])
 
+    def subject_of_originator(self, alias: str = "") -> str:
+        """SQL for an event's originator id as a personal-data key's subject (its UUID as 32 hex digits)."""
+        column = f"{alias}originator_id"
+        return column if self.engine == "sqlite" else f"replace({column}::text, '-', '')"
+
     def first_orphan_hash(self) -> int | None:
         """The first chain row whose event is gone, if any."""
         pos = self.position_column

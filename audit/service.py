@@ -23,8 +23,10 @@ class ProofUnavailable(LookupError):
 
 
 def verify(url: str) -> dict[str, Any]:
-    """``{ok, checked, head, first_bad_position, reason, signed, keys}``: ``signed`` the largest checkpoint found
-    good (the events after it are signed by none yet), ``keys`` whose keys vouched for it."""
+    """``{ok, checked, head, first_bad_position, reason, signed, keys, recorded_early, notes}``: ``signed`` the
+    largest checkpoint found good (the events after it are signed by none yet), ``keys`` whose keys vouched for it,
+    ``recorded_early`` how many events were recorded before a checkpoint they follow was signed (``notes`` the
+    first few: back-dated, or a writer's clock behind the signer's)."""
     r = verify_module.verify(url)
     return {
         "ok": r.ok,
@@ -34,6 +36,8 @@ def verify(url: str) -> dict[str, Any]:
         "reason": r.reason,
         "signed": r.signed.to_dict() if r.signed else None,
         "keys": r.keys,
+        "recorded_early": r.recorded_early,
+        "notes": list(r.notes),
     }
 
 

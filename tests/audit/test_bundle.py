@@ -13,7 +13,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.bundle import StoreFailsCheck, export, verify_bundle
+from audit.bundle import export, verify_bundle
 from audit.checkpoints import latest_checkpoint, load_public_key, take_checkpoint
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
@@ -166,11 +166,12 @@ def test_a_bundle_names_the_positions_it_holds_and_the_signed_size(
     assert not refused.ok and "no events" in refused.reason
 
 
-def test_an_event_back_dated_after_a_checkpoint_leaves_in_no_bundle(
+def test_a_bundle_notes_an_event_back_dated_after_a_checkpoint(
     ledger: Ledger, store_url: str, signing_key: Path, tmp_path: Path, bundle_path: Path
 ) -> None:
     """An event appended with a recording time a month before the last checkpoint was signed is in the signed tree
-    once the honest signer signs again, yet the bundle's check names it back-dated: export refuses to write it."""
+    once the honest signer signs again; the bundle checks intact, and names it as recorded early, as ``ledger
+    verify`` does."""
     signed = latest_checkpoint(store_url)
     assert signed is not None
     month_ago = open_ledger(store_url, clock=lambda: datetime.fromisoformat(signed.timestamp) - timedelta(days=30))
@@ -178,9 +179,12 @@ def test_an_event_back_dated_after_a_checkpoint_leaves_in_no_bundle(
         forged = month_ago.register_unit("e1", "镇1", UnitKind.TOWNSHIP, "d1", actor="admin")
     finally:
         month_ago.close()
-    with pytest.raises(StoreFailsCheck) as refused:
-        export(store_url, tmp_path / "after.jsonl")
-    assert refused.value.first_bad_position == forged.position and "back-dated" in str(refused.value)
+    later = tmp_path / "after.jsonl"
+    export(store_url, later)
+    result = verify_bundle(later)
+    assert result.ok and result.recorded_early == 1
+    assert result.notes[0].startswith(f"event at position {forged.position} says it was recorded at")
+    assert verify_bundle(bundle_path).recorded_early == 0
 
 
 def test_trusted_keys_across_a_keys_change(bundle_path: Path, signing_key: Path) -> None:

@@ -16,6 +16,7 @@ from audit.cli import register
 from audit.db import AuditDB
 from domain.application import Ledger
 from domain.vocabulary import UnitKind
+from store.ledger import open_ledger
 from tests.audit.conftest import record_history
 
 
@@ -106,6 +107,17 @@ def test_cli(
     )
     refused = runner.invoke(app, ["verify-bundle", str(out), "--key", str(other)])
     assert refused.exit_code == 1 and "untrusted key" in refused.output
+    # An event recorded a month before the last checkpoint was signed: intact, exit 0, and named on stderr.
+    signed = service.latest_checkpoint(store_url)
+    assert signed is not None
+    behind = open_ledger(store_url, clock=lambda: datetime.fromisoformat(signed["timestamp"]) - timedelta(days=30))
+    try:
+        early = behind.register_unit("early", "补", UnitKind.DISTRICT, "laiwu", actor="admin").position
+    finally:
+        behind.close()
+    noted = runner.invoke(app, ["verify", "-q"])
+    assert noted.exit_code == 0 and "1 event(s) recorded before a checkpoint" in noted.output
+    assert f"event at position {early} says it was recorded at" in noted.output
     with AuditDB(store_url) as db:
         if db.engine == "sqlite":
             db.execute("DROP TRIGGER stored_events_no_update")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -188,12 +187,13 @@ def test_verify_says_how_far_the_log_is_signed_and_by_whose_keys(
     assert later.ok and later.checked == len(history) + 1 and later.signed == signed.signed and later.keys == "given"
 
 
-def test_an_event_recorded_before_a_checkpoint_it_follows_is_back_dated(
+def test_an_event_recorded_before_a_checkpoint_it_follows_is_noted_as_back_dated(
     store_url: str, ledger: Ledger, history: list[int]
 ) -> None:
     """A writer appends after the checkpoint an event whose recording time lies a month before it was signed (an
     insider's INSERT, or a clock set back): linked into the chain and signed by the honest signer all the same, it
-    is named as back-dated. A clock a minute behind the signer's is within the skew."""
+    is named, and counted, as recorded early — a finding, not a broken chain, since an honest writer's clock can
+    lag too. A clock a minute behind the signer's is within the skew."""
     signed = latest_checkpoint(store_url)
     assert signed is not None
     at_signing = datetime.fromisoformat(signed.timestamp)
@@ -203,7 +203,8 @@ def test_an_event_recorded_before_a_checkpoint_it_follows_is_back_dated(
     finally:
         behind.close()
     take_checkpoint(store_url)
-    assert verify(store_url).ok
+    clean = verify(store_url)
+    assert clean.ok and (clean.recorded_early, clean.notes) == (0, ())
     month_ago = open_ledger(store_url, clock=lambda: at_signing - timedelta(days=30))
     try:
         forged = month_ago.register_unit("e1", "镇1", UnitKind.TOWNSHIP, "d1", actor="admin")
@@ -211,28 +212,10 @@ def test_an_event_recorded_before_a_checkpoint_it_follows_is_back_dated(
         month_ago.close()
     for signer in ("before", "after"):  # unsigned yet, then signed by the honest signer too
         result = verify(store_url)
-        assert (result.ok, result.first_bad_position) == (False, forged.position), signer
-        assert "back-dated" in result.reason
+        assert result.ok and result.recorded_early == 1, signer
+        [note] = result.notes
+        assert note.startswith(f"event at position {forged.position} says it was recorded at") and "back-dated" in note
         take_checkpoint(store_url)
-
-
-def test_an_event_recorded_after_the_checkpoint_that_covers_it_is_named(
-    store_url: str, ledger: Ledger, history: list[int], tamper: AuditDB
-) -> None:
-    """A signed event's recording time moved a day past the checkpoint's signing (and the chain recomputed): the
-    signed root would tell of a rewrite somewhere in its range; the recording time names the position and why."""
-    signed = latest_checkpoint(store_url)
-    assert signed is not None
-    target = history[4]
-    event = next(tamper.events(start=target, stop=target))
-    later = (datetime.fromisoformat(signed.timestamp) + timedelta(days=1)).isoformat()
-    state = re.sub(rb'("timestamp":\{"_type_":"datetime_iso","_data_":")[^"]+', b"\\g<1>" + later.encode(), event.state)
-    assert state != event.state
-    set_state(tamper, target, state)
-    _recompute_chain(tamper)
-    result = verify(store_url)
-    assert (result.ok, result.first_bad_position) == (False, target)
-    assert f"after the checkpoint of size {signed.size} that covers it" in result.reason
 
 
 def test_a_personal_data_key_destroyed_outside_the_ledger_is_named(

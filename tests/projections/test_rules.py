@@ -1705,13 +1705,14 @@ def test_the_case_board_lists_each_cases_steps_and_flags_as_of_a_moment(world: W
     moments: list[dict[str, Any]] = [{}, {"as_of": at("2024-03-25")}, {"as_of": at("2024-05-01")}]
     moments += [{"as_of": at("2024-06-15"), "known_at": at("2024-06-30")}]
     for moment in moments:
+        if moment:  # each past moment is answered from the view's rows, not a fold of everything
+            assert q._past(moment["as_of"], moment.get("known_at"), None, of="case_board") is not None, moment
         for asked in ({}, {"status": "open"}, {"status": "closed"}, {"flag": "supervision_overdue"}, {"unit_id": "lc"}):
             asked |= moment
             assert q.cases(**asked) == fold.cases(**asked), asked
             assert orjson.dumps(q.cases(**asked)) == orjson.dumps(fold.cases(**asked)), asked  # fields in one order
             assert q.cases(limit=1, **asked) == fold.cases(limit=1, **asked), asked
     assert q._now(None, None) and q.db.query(f"SELECT COUNT(*) FROM {current.TABLE} WHERE kind LIKE 'case%'") != [(0,)]
-    assert q._past(at("2024-03-25"), None, None, of="case_board") is not None, "the view answers the past board"
 
 
 def test_the_case_boards_rows_judge_a_deadline_that_passes_with_no_new_event(world: World, monkeypatch: Any) -> None:
