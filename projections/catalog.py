@@ -20,7 +20,7 @@ import orjson
 from eventsourcing.utils import get_topic
 
 from domain.agreements import AccountabilityDecision, TargetAgreement
-from domain.base import BUREAU_TZ, MAX_CLOCK_SKEW
+from domain.base import BUREAU_TZ
 from domain.cases import EnforcementCase
 from domain.people import Person
 from domain.petitions import Petition
@@ -43,14 +43,13 @@ def check_moment(value: datetime, name: str) -> datetime:
     return value
 
 
-def check_asked(value: datetime, name: str) -> datetime:
-    """A moment a client asks a question about (``as_of``, ``known_at``): as :func:`check_moment`, and not in the
-    future beyond the clocks' skew: what is recorded by then, and which deadlines pass with nothing recorded, is not
-    known yet (a month of 2099 would count as a missed reception), and the answer would change as it is."""
+def asked_moment(value: datetime, name: str) -> datetime:
+    """A moment a client asks a question about (``as_of``, ``known_at``), checked as :func:`check_moment`; one in
+    the future is answered as of now: what will be recorded by then is not known yet, and deadlines passing with
+    nothing recorded would be counted (a month of 2099 as a missed reception). So a question about the end of the
+    current year is what is known so far, its outcome pending."""
     check_moment(value, name)
-    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
-        raise ValueError(f"{name} {value.isoformat()} is in the future: nothing is known about it yet")
-    return value
+    return min(value, datetime.now(UTC))
 
 
 #: The index of diversions by destination unit (``engine.ensure_schema`` creates it).

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from projections.catalog import check_asked
+from projections.catalog import asked_moment
 from projections.queries import Queries, next_after
 from store.config import database_url
 from store.db import require_store
@@ -107,7 +107,7 @@ def _moment(option: str, value: str | None) -> datetime | None:
         raise ValueError(f"{option} is not an RFC 3339 time: {value!r}") from None
     if moment.utcoffset() is None:
         raise ValueError(f"{option} needs a UTC offset (e.g. {value}+08:00)")
-    return check_asked(moment, option)
+    return asked_moment(moment, option)
 
 
 def _ask(ask: Callable[[Queries], Any]) -> tuple[Any, dict[str, int]]:

@@ -19,7 +19,7 @@ from api.deps import AuthorizedDep, LedgerDep
 from api.models import QueryAnswer
 from api.problems import InvalidParameter
 from domain.application import Ledger
-from projections.catalog import check_asked
+from projections.catalog import asked_moment
 from projections.queries import Territory, next_after
 
 router = APIRouter(tags=["queries"])
@@ -125,18 +125,17 @@ def _territory(unit_id: str | None, principal: Principal) -> Territory:
     return unit_id if unit_id is not None or not principal.bound else principal.unit_ids
 
 
-def check_moments(**moments: datetime | None) -> None:
-    """422 for an ``as_of`` or ``known_at`` without a UTC offset, outside the ledger's time or in the future
-    (``check_asked``)."""
-    for key, moment in moments.items():
-        if moment is None:
-            continue
-        if moment.utcoffset() is None:
-            raise InvalidParameter(f"{key} must carry a UTC offset", "query", key)
-        try:
-            check_asked(moment, key)
-        except ValueError as e:
-            raise InvalidParameter(str(e), "query", key) from None
+def asked(moment: datetime | None, key: str) -> datetime | None:
+    """A question's ``as_of`` or ``known_at`` (``asked_moment``: one in the future is now); 422 for one without a
+    UTC offset or outside the ledger's time."""
+    if moment is None:
+        return None
+    if moment.utcoffset() is None:
+        raise InvalidParameter(f"{key} must carry a UTC offset", "query", key)
+    try:
+        return asked_moment(moment, key)
+    except ValueError as e:
+        raise InvalidParameter(str(e), "query", key) from None
 
 
 def _ask(
@@ -148,7 +147,9 @@ def _ask(
     *args: Any,
     **options: Any,
 ) -> QueryAnswer:
-    check_moments(as_of=options.get("as_of"), known_at=options.get("known_at"))
+    for key in ("as_of", "known_at"):
+        if key in options:
+            options[key] = asked(options[key], key)
     with _reader(request, ledger, seen, name) as reader:
         result = getattr(reader, name)(*args, **options)
         position, lag = projections_link.progress(reader.db)

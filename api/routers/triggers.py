@@ -11,7 +11,7 @@ from pydantic import Field
 from api import projections_link
 from api.deps import AuthorizedDep, CommandDep, LedgerDep, answer, require_territory
 from api.models import CommandIn, Receipt
-from api.routers.queries import AsOf, KnownAt, check_moments
+from api.routers.queries import AsOf, KnownAt, asked
 from domain.errors import RecordNotFound
 from domain.vocabulary import DecisionOutcome
 
@@ -36,9 +36,8 @@ def read_trigger(
 ) -> dict[str, Any]:
     """One accountability trigger with its evidence and, once decided, its decision, as the list shows it: as of
     `as_of`, as known at `known_at` (404 for a trigger not open by then)."""
-    check_moments(as_of=as_of, known_at=known_at)
     with projections_link.queries(request.app.state) as queries:
-        trigger = queries.trigger(trigger_id, as_of=as_of, known_at=known_at)
+        trigger = queries.trigger(trigger_id, as_of=asked(as_of, "as_of"), known_at=asked(known_at, "known_at"))
     if not trigger:
         raise RecordNotFound("trigger", trigger_id)
     require_territory(ledger, principal, (trigger.get("subject") or {}).get("unit_id"), f"trigger {trigger_id}")

@@ -15,7 +15,7 @@ from api.app import create_app
 from api.auth import issue_token
 from domain.application import Ledger
 from domain.base import BUREAU_TZ
-from domain.vocabulary import Channel, PetitionCategory, Role
+from domain.vocabulary import Channel, PetitionCategory, Post, Role
 from projections import engine, queries
 from store.ledger import init_store
 from tests.api.conftest import PAST, auth, petition_body
@@ -63,6 +63,20 @@ def test_queries_wait_for_the_clients_last_write_and_filter_by_territory(
                 r = client.get(f"/v1/reports/{path}", headers=auth(tokens[role]))
                 assert r.status_code == 422 and "has not begun" in r.json()["detail"], (path, r.text)
         assert client.get("/v1/reports/daily?date=2099-01-01", headers=d1).status_code == 422
+
+
+def test_a_moment_in_the_future_is_answered_as_of_now(store_url: str, ledger: Ledger, tokens: dict[str, str]) -> None:
+    """What will be recorded by 2099 is not known: asked as of then, a leader's months of 2030 are no missed
+    receptions and no trigger opens; the answers are today's, a year not begun pending."""
+    ledger.register_person("镇长", "t1", Post.PRINCIPAL_LEADER, person_id="t1-head", actor="setup", occurred_at=JANUARY)
+    with TestClient(create_app(store_url, ledger=ledger, run_projections=True)) as client:
+        seen = {**auth(tokens["supervisor"]), "X-Ledger-Position": str(ledger.recorder.max_notification_id())}
+        far = "2099-01-01T00:00:00+08:00"
+        now = client.get("/v1/triggers", headers=seen).json()["items"]
+        later = client.get("/v1/triggers", params={"as_of": far, "known_at": far}, headers=seen)
+        assert later.status_code == 200 and later.json()["items"] == now
+        scores = client.get("/v1/scores", params={"year": 2030, "as_of": far}, headers=seen).json()["items"]
+        assert scores and all((r["outcome"], r["deductions"]) == ("pending", []) for r in scores)
 
 
 def test_a_decision_needs_an_existing_trigger(client: TestClient, tokens: dict[str, str]) -> None:
