@@ -26,6 +26,7 @@ from domain.application import IdempotencyKey, Ledger
 from domain.application import Receipt as DomainReceipt
 from domain.base import Record, unit_of
 from domain.errors import DomainError
+from projections.catalog import asked_moment
 from store.db import connect
 from store.ledger import open_ledger
 
@@ -237,6 +238,23 @@ def _fingerprint(body: bytes) -> str:
 
 
 CommandDep = Annotated[Command, Depends(get_command)]
+AsOf = Annotated[datetime | None, Query(description="business time, RFC 3339 with offset; default now")]
+KnownAt = Annotated[datetime | None, Query(description="recording time, RFC 3339 with offset; default now")]
+
+
+def asked(moment: datetime | None, key: str) -> datetime | None:
+    """A question's ``as_of`` or ``known_at`` (``asked_moment``: one in the future is now); 422 for one without a
+    UTC offset or outside the ledger's time."""
+    if moment is None:
+        return None
+    if moment.utcoffset() is None:
+        raise InvalidParameter(f"{key} must carry a UTC offset", "query", key)
+    try:
+        return asked_moment(moment, key)
+    except ValueError as e:
+        raise InvalidParameter(str(e), "query", key) from None
+
+
 AuthorizedDep = Annotated[Principal, Depends(authorize)]
 
 

@@ -15,19 +15,16 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from api import projections_link
 from api.auth import Principal
-from api.deps import AuthorizedDep, LedgerDep
+from api.deps import AsOf, AuthorizedDep, KnownAt, LedgerDep, asked
 from api.models import QueryAnswer
 from api.problems import InvalidParameter
 from domain.application import Ledger
-from projections.catalog import asked_moment
 from projections.queries import Territory, next_after
 
 router = APIRouter(tags=["queries"])
 Year = Annotated[int, Query(ge=2000, le=2100)]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 UnitFilter = Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN)]
-AsOf = Annotated[datetime | None, Query(description="business time, RFC 3339 with offset; default now")]
-KnownAt = Annotated[datetime | None, Query(description="recording time, RFC 3339 with offset; default now")]
 SeenPosition = Annotated[
     int | None,
     Header(
@@ -123,19 +120,6 @@ def _territory(unit_id: str | None, principal: Principal) -> Territory:
     city's filtered down to none; else the city. Not for triggers: a government's principal leader answers (R4) for
     cases in bureau offices outside its territory, so a token's triggers are the city's, filtered by subject."""
     return unit_id if unit_id is not None or not principal.bound else principal.unit_ids
-
-
-def asked(moment: datetime | None, key: str) -> datetime | None:
-    """A question's ``as_of`` or ``known_at`` (``asked_moment``: one in the future is now); 422 for one without a
-    UTC offset or outside the ledger's time."""
-    if moment is None:
-        return None
-    if moment.utcoffset() is None:
-        raise InvalidParameter(f"{key} must carry a UTC offset", "query", key)
-    try:
-        return asked_moment(moment, key)
-    except ValueError as e:
-        raise InvalidParameter(str(e), "query", key) from None
 
 
 def _ask(

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
 from api import projections_link
-from api.deps import AuthorizedDep, CommandDep, LedgerDep, answer, require_territory
+from api.deps import AsOf, AuthorizedDep, CommandDep, KnownAt, LedgerDep, answer, asked, require_territory
 from api.models import CommandIn, Receipt
-from api.routers.queries import AsOf, KnownAt, asked
 from domain.errors import RecordNotFound
 from domain.vocabulary import DecisionOutcome
 
