@@ -97,7 +97,11 @@ _RECORDED = b'"timestamp":{"_type_":"datetime_iso","_data_":"'
 
 def recorded_at(state: bytes) -> float:
     """The recording time an event's stored state names (the library's ``timestamp``), as POSIX seconds; ``nan``
-    when it names none readably (a state the chain check has already found bad, or not JSON)."""
+    when it names none readably (a state the chain check has already found bad, or not JSON).
+
+    Found by its bytes, not by decoding the whole state (millions of events): our transcoder writes it as
+    ``"timestamp":{"_type_":"datetime_iso","_data_":"…"}`` (``store.transcoder``), and no field's value can hold
+    those bytes (a string's quotes are escaped), so the first match is the event's own."""
     data = bytes(state)
     at = data.find(_RECORDED)
     if at < 0:

@@ -342,6 +342,7 @@ class Runner:
     def __init__(self, store: Ledger) -> None:
         self.store = store  # where the batches go: the in-memory ledger reads back from it
         self.refused = 0  # planned steps the rules refused (e.g. removing an officer removed a year before)
+        self.handlers: dict[str, list[str]] = {}  # case -> the handlers it was filed with, when not as planned
 
     def batches(self, steps: Iterator[Step], limit: int, batch: int) -> Iterator[list[Any]]:
         """Run steps until ``limit`` events are recorded; yield the events every ``batch`` events.
@@ -360,7 +361,8 @@ class Runner:
                     break
                 clock.now = step.recorded_at
                 try:
-                    getattr(memory, step.method)(**step.kwargs, actor=ADMIN, occurred_at=step.occurred_at)
+                    kwargs = self.in_post(memory, step)
+                    getattr(memory, step.method)(**kwargs, actor=ADMIN, occurred_at=step.occurred_at)
                     memory.forget(refused=False)
                 except DomainError:
                     # A later year can repeat what an earlier one did (a second removal, say): refused,
@@ -376,6 +378,30 @@ class Runner:
                 yield memory.pending
         finally:
             memory.close()
+
+
+    def in_post(self, memory: Ledger, step: Step) -> dict[str, Any]:
+        """A step's arguments, a case's handlers removed from the enforcement post by then (R7: an officer removed in
+        an earlier year stays removed, and the plan repeats its year) left out of its filing while others remain,
+        and out of its wrongful finding alike."""
+        kwargs = step.kwargs
+        if step.method == "find_wrongful" and kwargs["case_id"] in self.handlers:
+            return {**kwargs, "handler_ids": self.handlers[kwargs["case_id"]]}
+        if step.method != "file_case":
+            return kwargs
+        serving = [h for h in kwargs["handler_ids"] if not _removed_by(memory, h, step.occurred_at)]
+        if not serving or serving == kwargs["handler_ids"]:
+            return kwargs
+        self.handlers[kwargs["case_id"]] = serving
+        return {**kwargs, "handler_ids": serving}
+
+
+def _removed_by(memory: Ledger, person_id: str, moment: datetime) -> bool:
+    try:
+        removed_at = memory.get(Person, person_id).removed_at
+    except DomainError:
+        return False
+    return removed_at is not None and removed_at <= moment
 
 
 def _forget_keys(store: Ledger, saved: Sequence[Any]) -> None:
