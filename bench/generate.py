@@ -379,7 +379,6 @@ class Runner:
         finally:
             memory.close()
 
-
     def in_post(self, memory: Ledger, step: Step) -> dict[str, Any]:
         """A step's arguments, a case's handlers removed from the enforcement post by then (R7: an officer removed in
         an earlier year stays removed, and the plan repeats its year) left out of its filing while others remain,
