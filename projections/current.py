@@ -782,24 +782,33 @@ def petitions(
     rows registered after position ``start``, read ``batch`` at a time per kind of row (open, closed)."""
     kinds = {"open": ("petition",), "overdue": ("petition",), "closed": ("petition_closed",)}
     wanted = kinds.get(status or "", ("petition", "petition_closed"))
-    skip = _skipped(folded)
-    if batch is None:
-        stored = [_board_rows(k, _in_seq(k, wanted, start), skip)]
-    else:  # a kind at a time: two ranges of the (kind, seq) index, merged here rather than sorted by the store
-        stored = [_board_rows(k, _by_seq(k, kind, start, batch), skip) for kind in wanted]
-    return _with_folded(stored, folded, "petitions", lambda part: (p.board_row() for p in part.petitions), start, batch)
+    return _board(
+        k, wanted, _board_rows, folded, "petitions", lambda part: (p.board_row() for p in part.petitions), start, batch
+    )
 
 
-def _with_folded(
-    stored: list[Iterator[dict[str, Any]]],
+#: How a board's stored rows (``uuid, kind, data``) become its rows, those of the records folded skipped.
+StoredRows = Callable[[Known, Iterable[tuple[str, str, str]], frozenset[str]], Iterator[dict[str, Any]]]
+
+
+def _board(
+    k: Known,
+    kinds: tuple[str, ...],
+    stored_rows: StoredRows,
     folded: Known | None,
     projection: str,
     board: Callable[[Known], Iterable[dict[str, Any]]],
     start: int | None,
     batch: int | None,
 ) -> Iterator[dict[str, Any]]:
-    """A board's ``stored`` rows (in registration order, per kind) and, for a past moment, the ``board`` rows of
-    ``folded``'s records (of this fact ``projection``) from its fold, merged in registration order."""
+    """A board's stored rows of these ``kinds`` and, for a past moment, the ``board`` rows of ``folded``'s records
+    (of this fact ``projection``) from its fold, merged in registration order; after ``start``, read ``batch`` at a
+    time per kind (two ranges of the (kind, seq) index, merged here rather than sorted by the store)."""
+    skip = _skipped(folded)
+    if batch is None:
+        stored = [stored_rows(k, _in_seq(k, kinds, start), skip)]
+    else:
+        stored = [stored_rows(k, _by_seq(k, kind, start, batch), skip) for kind in kinds]
     if folded is None:
         return heapq.merge(*stored, key=_registered)
     if batch is None:
@@ -842,12 +851,9 @@ def cases(
     fold. For a page, the rows registered after position ``start``, read ``batch`` at a time per kind (open,
     closed)."""
     kinds = {"open": ("case",), "closed": ("case_closed",)}.get(status or "", ("case", "case_closed"))
-    skip = _skipped(folded)
-    if batch is None:
-        stored = [_case_rows(k, _in_seq(k, kinds, start), skip)]
-    else:
-        stored = [_case_rows(k, _by_seq(k, kind, start, batch), skip) for kind in kinds]
-    return _with_folded(stored, folded, "cases", lambda part: (c.board_row(k.as_of) for c in part.cases), start, batch)
+    return _board(
+        k, kinds, _case_rows, folded, "cases", lambda part: (c.board_row(k.as_of) for c in part.cases), start, batch
+    )
 
 
 def _case_rows(k: Known, rows: Iterable[tuple[str, str, str]], skip: frozenset[str]) -> Iterator[dict[str, Any]]:
