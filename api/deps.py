@@ -8,7 +8,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -132,6 +132,14 @@ class Command:
         §13.1.1): the record has no current state yet to match."""
         if self.if_match:
             raise ProblemError(412, "If-Match was given, but this command creates a record: there is no state to match")
+        return self._stamped(body)
+
+    def change(self, body: CommandIn | None) -> dict[str, Any]:
+        """Keyword arguments for a use case that changes an existing record."""
+        return {**self._stamped(body), "expected_version": self.expected_version}
+
+    def _stamped(self, body: CommandIn | None) -> dict[str, Any]:
+        """Who acts, when it happened, the note and the idempotency key: every use case's keyword arguments."""
         body = body or CommandIn()
         return {
             "actor": self.principal.subject,
@@ -139,10 +147,6 @@ class Command:
             "note": body.note,
             "idempotency_key": self.idempotency_key,
         }
-
-    def change(self, body: CommandIn | None) -> dict[str, Any]:
-        """Keyword arguments for a use case that changes an existing record."""
-        return {**replace(self, if_match=False).create(body), "expected_version": self.expected_version}
 
     def guard(self, cls: type[R], record_id: str) -> R:
         """Load the record and refuse it if it lies outside the token's territory."""
